@@ -1,0 +1,39 @@
+# perfsmith: the two quick-start commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU build of torch lies on local disk; a looser pin pulls a multi-GB CUDA build.
+PIP_FLAGS ?= --disable-pip-version-check -q
+
+.PHONY: install demo test lint bench bench-quick clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/perfsmith demo
+
+test: install
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check perfsmith tests bench
+	$(BIN)/ruff format --check perfsmith tests bench
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/orchestration.py --out bench/results/orchestration.json
+
+bench-quick: install
+	$(BIN)/python bench/orchestration.py --quick --out bench/results/orchestration.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,23 @@
+"""perfsmith: agentic LLM orchestration that makes code faster, with proof."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from perfsmith.tools.registry import tool
+
+if TYPE_CHECKING:
+    from perfsmith.orchestrate import RunResult, resume, run
+
+__version__ = "0.1.0"
+__all__ = ["RunResult", "__version__", "resume", "run", "tool"]
+
+
+def __getattr__(name: str) -> Any:
+    # The orchestrator pulls in LangGraph and the openai SDK: load it on first use so that
+    # light commands (`perfsmith runs list`) start fast.
+    if name in ("run", "resume", "RunResult"):
+        from perfsmith import orchestrate
+
+        return getattr(orchestrate, name)
+    raise AttributeError(f"module 'perfsmith' has no attribute {name!r}")

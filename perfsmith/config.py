@@ -1,0 +1,72 @@
+"""Settings from the environment (PERFSMITH_*), a perfsmith.toml, and defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def data_dir() -> Path:
+    """Where perfsmith keeps its database and artifacts unless told otherwise."""
+    override = os.environ.get("PERFSMITH_HOME")
+    return Path(override) if override else Path(platformdirs.user_data_dir("perfsmith"))
+
+
+def _toml_file() -> Path:
+    return Path(os.environ.get("PERFSMITH_CONFIG", "perfsmith.toml"))
+
+
+class Settings(BaseSettings):
+    """Every knob perfsmith reads; environment variables win over perfsmith.toml."""
+
+    model_config = SettingsConfigDict(env_prefix="PERFSMITH_", extra="ignore")
+
+    llm_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1"
+    )
+    llm_model: str = Field(default="gpt-4o-mini", description="model name sent to the endpoint")
+    llm_api_key: str | None = Field(default=None, description="API key for the endpoint")
+    llm_requests_per_second: float = Field(default=10.0, gt=0)
+    llm_max_concurrency: int = Field(default=8, ge=1)
+    llm_max_retries: int = Field(default=4, ge=0)
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; SQLite under the data directory by default"
+    )
+    max_replans: int = Field(default=3, ge=0)
+    max_concurrency: int = Field(default=16, ge=1, description="tasks running at once")
+    task_timeout_s: float = Field(default=600.0, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_file())
+        return (init_settings, env_settings, toml)
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        path = data_dir() / "perfsmith.db"
+        return f"sqlite:///{path}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings with explicit overrides (None values are ignored)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

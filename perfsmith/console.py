@@ -1,0 +1,110 @@
+"""Terminal rendering shared by the CLI commands: the DAG table and live progress."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from perfsmith.executor.trace import critical_path
+
+STATUS_STYLE = {
+    "done": "green",
+    "running": "yellow",
+    "waiting": "dim",
+    "error": "red",
+    "timeout": "red",
+    "invalid": "red",
+    "skipped": "magenta",
+    "cancelled": "magenta",
+}
+
+
+@dataclass
+class DagRow:
+    round: int
+    idx: int
+    tool: str
+    deps: list[int]
+    status: str
+    start_s: float | None
+    run_s: float
+    wait_s: float
+    reused: bool
+    note: str
+
+
+def dag_table(rows: Sequence[DagRow], title: str = "plan") -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("round", justify="right", no_wrap=True, min_width=5)
+    table.add_column("id", justify="right", no_wrap=True, min_width=3)
+    table.add_column("tool", no_wrap=True, min_width=12)
+    table.add_column("deps", no_wrap=True, max_width=12, overflow="ellipsis")
+    table.add_column("status", no_wrap=True, min_width=9)
+    for col in ("start s", "run s", "wait ms"):
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
+    table.add_column("result / error", no_wrap=True, overflow="ellipsis", max_width=48)
+    crit = critical_path_ids(rows)
+    for r in rows:
+        style = STATUS_STYLE.get(r.status, "")
+        status = f"[{style}]{r.status}[/]" + (" (reused)" if r.reused else "")
+        idx = f"[bold]{r.idx}*[/]" if (r.round, r.idx) in crit else str(r.idx)
+        table.add_row(
+            str(r.round), idx, r.tool, ",".join(f"${d}" for d in r.deps) or "-", status,
+            "-" if r.start_s is None else f"{r.start_s:.3f}", f"{r.run_s:.3f}",
+            f"{r.wait_s * 1000:.2f}", r.note[:70].replace("\n", " "),
+        )
+    table.caption = "* on the critical path of its round"
+    return table
+
+
+def critical_path_ids(rows: Sequence[DagRow]) -> set[tuple[int, int]]:
+    out: set[tuple[int, int]] = set()
+    for round_ in {r.round for r in rows}:
+        mine = [r for r in rows if r.round == round_]
+        path, _ = critical_path({r.idx: r.run_s for r in mine}, {r.idx: tuple(r.deps) for r in mine})
+        out.update((round_, i) for i in path)
+    return out
+
+
+class LiveProgress:
+    """An event listener that keeps a live table of the run's tasks in the terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.rows: dict[tuple[int, int], DagRow] = {}
+        self.live = Live(dag_table([]), console=console, refresh_per_second=8, transient=False)
+
+    def __enter__(self) -> LiveProgress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        p = event["payload"]
+        kind = event["type"]
+        if kind == "task_parsed":
+            self.rows[(p["round"], p["idx"])] = DagRow(
+                p["round"], p["idx"], p["tool"], p["deps"], "waiting", None, 0.0, 0.0, False, ""
+            )
+        elif kind == "plan_line_error" and p.get("idx") is not None:
+            self.rows[(p["round"], p["idx"])] = DagRow(
+                p["round"], p["idx"], "(invalid)", [], "invalid", None, 0.0, 0.0, False,
+                p.get("error") or "",
+            )
+        elif kind == "task_started" and (p["round"], p["idx"]) in self.rows:
+            self.rows[(p["round"], p["idx"])].status = "running"
+        elif kind == "task_finished" and (p["round"], p["idx"]) in self.rows:
+            row = self.rows[(p["round"], p["idx"])]
+            row.status, row.run_s, row.wait_s = p["status"], p["run_s"], p["wait_s"]
+            row.reused = p["reused"]
+            row.note = p["error"] or p["result"] or ""
+        else:
+            return
+        self.live.update(dag_table(sorted(self.rows.values(), key=lambda r: (r.round, r.idx))))

@@ -1,0 +1,38 @@
+"""Typed errors a user can meet; each message says what failed and what to do next."""
+
+from __future__ import annotations
+
+
+class PerfsmithError(Exception):
+    """Base class of every error perfsmith raises on purpose."""
+
+
+class ConfigError(PerfsmithError):
+    """The configuration (environment, perfsmith.toml, arguments) is unusable."""
+
+
+class LLMError(PerfsmithError):
+    """An LLM call failed for good (after retries, or at once for errors retrying cannot fix)."""
+
+    def __init__(self, message: str, *, attempts: int = 1, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.status_code = status_code
+
+
+class ToolError(PerfsmithError):
+    """A tool was registered or called wrongly."""
+
+
+class StorageError(PerfsmithError):
+    """The database could not be reached or holds something unexpected."""
+
+
+class RunNotFoundError(StorageError):
+    """No run with the given id exists in the configured database."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"no run with id {run_id!r} in this database; `perfsmith runs list` shows the runs"
+        )
+        self.run_id = run_id

@@ -1,0 +1,187 @@
+"""The LangGraph graph: `plan_and_schedule` (the planner streams into the task fetching
+unit) -> `join` -> back to planning or to the end.
+
+The scheduler lives inside one node because Pregel's supersteps would otherwise hold a
+ready task back until its whole step finished. Task-level durability comes from the run
+recorder (finished tasks are reused on resume); graph-level durability (which round, what
+the joiner decided) from LangGraph's checkpointer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from perfsmith.executor.fetching_unit import TaskFetchingUnit
+from perfsmith.executor.observer import FanoutObserver, TaskObserver
+from perfsmith.executor.trace import Trace, build_trace
+from perfsmith.llm.base import ChatModel, GenerationOptions
+from perfsmith.planner.joiner import parse_join
+from perfsmith.planner.plan import Join, PlanItem
+from perfsmith.planner.prompts import joiner_messages, planner_messages
+from perfsmith.planner.stream import StreamingPlanParser
+from perfsmith.storage.runs import RunRecorder
+from perfsmith.tools.registry import ToolRegistry
+
+
+class RunState(TypedDict, total=False):
+    request: str
+    rounds: list[dict[str, Any]]
+    answer: str | None
+
+
+@dataclass
+class GraphDeps:
+    """What the nodes need that is not graph state (and must not be checkpointed)."""
+
+    llm: ChatModel
+    registry: ToolRegistry
+    recorder: RunRecorder | None = None
+    # Returns a complete stored plan for a round (resume), or None to ask the planner.
+    stored_plan: Callable[[int], str | None] | None = None
+    observers: list[TaskObserver] = field(default_factory=list)
+    max_replans: int = 3
+    max_concurrency: int = 16
+    task_timeout_s: float | None = 600.0
+    planner_max_tokens: int | None = 4096
+    traces: list[Trace] = field(default_factory=list)
+    units: list[TaskFetchingUnit] = field(default_factory=list)
+
+
+async def _one_chunk(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+def build_graph(
+    deps: GraphDeps, checkpointer: BaseCheckpointSaver[str] | None = None
+) -> CompiledStateGraph[RunState, None, RunState, RunState]:
+    async def plan_and_schedule(state: RunState) -> dict[str, Any]:
+        rounds = list(state.get("rounds") or [])
+        round_ = len(rounds) + 1
+        rec = deps.recorder
+        observers: list[TaskObserver] = ([rec] if rec else []) + deps.observers
+        if rec is not None:
+            await rec.load_round(round_)
+        stored = deps.stored_plan(round_) if deps.stored_plan else None
+        if rec is not None:
+            rec.emit("plan_started", round=round_, reused=stored is not None)
+        unit = TaskFetchingUnit(
+            deps.registry,
+            max_concurrency=deps.max_concurrency,
+            task_timeout_s=deps.task_timeout_s,
+            observer=FanoutObserver(*observers),
+        )
+        deps.units.append(unit)
+        parser = StreamingPlanParser(deps.registry)
+
+        def dispatch(items: list[PlanItem]) -> None:
+            for item in items:
+                if not isinstance(item, Join):
+                    unit.add(item)
+
+        source = (
+            _one_chunk(stored)
+            if stored is not None
+            else deps.llm.stream(
+                planner_messages(state["request"], deps.registry, rounds),
+                GenerationOptions(
+                    purpose="planner", round=round_, max_tokens=deps.planner_max_tokens
+                ),
+            )
+        )
+        try:
+            async with aclosing(source) as chunks:
+                async for chunk in chunks:
+                    dispatch(parser.feed(chunk))
+                    if parser.joined:
+                        break  # nothing after join() matters; stop paying for tokens
+            dispatch(parser.close())
+            if rec is not None:
+                rec.save_plan(round_, parser.text, complete=True)
+                rec.emit("plan_finished", round=round_, tasks=len(unit.records))
+            unit.close()
+            records = await unit.wait()
+        except BaseException:
+            unit.cancel()
+            unit.close()
+            raise
+        deps.traces.append(build_trace(records, unit.started_at))
+        rounds.append(
+            {
+                "round": round_,
+                "plan": parser.text,
+                "observations": [r.observation() for r in records],
+                "thought": None,
+                "replan_reason": None,
+            }
+        )
+        return {"rounds": rounds}
+
+    async def join(state: RunState) -> dict[str, Any]:
+        rounds = list(state["rounds"])
+        record = dict(rounds[-1])
+        replans_left = deps.max_replans - (len(rounds) - 1)
+        messages = joiner_messages(state["request"], record, rounds[:-1], replans_left)
+        started = time.perf_counter()
+        result = await deps.llm.complete(
+            messages, GenerationOptions(purpose="joiner", round=record["round"])
+        )
+        decision = parse_join(result.text)
+        answer: str | None = None
+        if decision.action == "finish":
+            answer = decision.text
+        elif replans_left <= 0:
+            answer = (
+                f"Stopped after {deps.max_replans} replan(s) without a final answer. "
+                f"Last joiner note: {decision.text}"
+            )
+        else:
+            record["replan_reason"] = decision.text
+        record["thought"] = decision.thought
+        rounds[-1] = record
+        if deps.recorder is not None:
+            deps.recorder.save_decision(record["round"], decision.action, decision.thought)
+            deps.recorder.emit(
+                "join",
+                round=record["round"],
+                action=decision.action,
+                thought=decision.thought,
+                text=decision.text,
+                forced_finish=decision.action == "replan" and answer is not None,
+                well_formed=decision.well_formed,
+                latency_s=round(time.perf_counter() - started, 4),
+            )
+        return {"rounds": rounds, "answer": answer}
+
+    def route(state: RunState) -> str:
+        return END if state.get("answer") is not None else "plan_and_schedule"
+
+    graph = StateGraph(RunState)
+    graph.add_node("plan_and_schedule", plan_and_schedule)
+    graph.add_node("join", join)
+    graph.add_edge(START, "plan_and_schedule")
+    graph.add_edge("plan_and_schedule", "join")
+    graph.add_conditional_edges("join", route, ["plan_and_schedule", END])
+    return graph.compile(checkpointer=checkpointer)
+
+
+def graph_config(run_id: str, max_replans: int) -> dict[str, Any]:
+    return {
+        "configurable": {"thread_id": run_id},
+        # two nodes per round, plus slack
+        "recursion_limit": 2 * (max_replans + 1) + 4,
+    }
+
+
+async def cancel_units(deps: GraphDeps) -> None:
+    for unit in deps.units:
+        unit.cancel()
+    await asyncio.sleep(0)

@@ -1,0 +1,133 @@
+"""The database: engine and sessions for any SQLAlchemy URL, migrations on open, and one
+writer thread so that async code never blocks on I/O and SQLite never sees two writers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from perfsmith.errors import StorageError
+
+T = TypeVar("T")
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def normalize_url(url: str) -> str:
+    """Plain `postgresql://` URLs use psycopg 3 (the driver perfsmith installs)."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgres://")
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets readers (the CLI, the API) read while a run writes; NORMAL sync is durable
+    # across process crashes (not power loss), which is what resume needs.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+class Database:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = normalize_url(url)
+        parsed = make_url(self.url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.is_postgres = parsed.get_backend_name() == "postgresql"
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            database = parsed.database
+            if database and database != ":memory:":
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            else:
+                raise StorageError(
+                    "in-memory SQLite cannot be shared between perfsmith's threads and "
+                    "processes; give a file path (sqlite:///path/to/perfsmith.db)"
+                )
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine: Engine = create_engine(self.url, **kwargs)
+        except Exception as exc:
+            raise StorageError(f"cannot use database URL {parsed!r}: {exc}") from exc
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfsmith-db")
+        if migrate:
+            self.upgrade()
+
+    @property
+    def display_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration (idempotent)."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        try:
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except OperationalError as exc:
+            raise StorageError(
+                f"cannot reach the database at {self.display_url}: {exc.orig}; "
+                "check PERFSMITH_DATABASE_URL"
+            ) from exc
+
+    def tables(self) -> list[str]:
+        return sorted(inspect(self.engine).get_table_names())
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.sessions() as s, s.begin():
+            yield s
+
+    def submit(self, fn: Callable[[Session], T]) -> Future[T]:
+        """Queue `fn(session)` on the writer thread (in order); returns a future."""
+
+        def job() -> T:
+            with self.session() as s:
+                return fn(s)
+
+        return self._writer.submit(job)
+
+    async def write(self, fn: Callable[[Session], T]) -> T:
+        """Run `fn(session)` on the writer thread and wait for its commit."""
+        return await asyncio.wrap_future(self.submit(fn))
+
+    def flush(self) -> None:
+        """Wait until every queued write has committed."""
+        self._writer.submit(lambda: None).result()
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self.engine.dispose()
+
+    def checkpoint_target(self) -> str:
+        """Where LangGraph's checkpointer keeps graph state (its own driver and tables)."""
+        parsed = make_url(self.url)
+        if self.is_sqlite:
+            assert parsed.database is not None
+            return str(Path(parsed.database).expanduser()) + ".checkpoints"
+        if self.is_postgres:
+            return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        raise StorageError(
+            f"no LangGraph checkpointer for {parsed.get_backend_name()}; use SQLite or PostgreSQL"
+        )

@@ -1,0 +1,63 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when PERFSMITH_TEST_PG_URL is set)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from perfsmith.storage.db import Database, normalize_url
+
+PG_URL = os.environ.get("PERFSMITH_TEST_PG_URL")
+
+
+def pytest_report_header() -> str:
+    if PG_URL:
+        return f"postgres tests: against {PG_URL.split('@')[-1]}"
+    return "postgres tests: skipped (PERFSMITH_TEST_PG_URL is unset; .ci/run sets it)"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test touches the user's real perfsmith data or config."""
+    monkeypatch.setenv("PERFSMITH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PERFSMITH_CONFIG", str(tmp_path / "perfsmith.toml"))
+    for var in ("PERFSMITH_DATABASE_URL", "PERFSMITH_LLM_BASE_URL", "PERFSMITH_LLM_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def fresh_pg_database() -> str:
+    """A new, empty database on the test server, so tests never see each other's rows."""
+    assert PG_URL is not None
+    name = f"perfsmith_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    base, _, _ = PG_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'perfsmith.db'}"
+    if not PG_URL:
+        pytest.skip("PERFSMITH_TEST_PG_URL is unset: no PostgreSQL server to test against")
+    return fresh_pg_database()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'perfsmith.db'}"

@@ -1,0 +1,102 @@
+"""Storage against real SQLite and (when PERFSMITH_TEST_PG_URL is set) real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from perfsmith.errors import RunNotFoundError, StorageError
+from perfsmith.storage.db import Database, normalize_url
+from perfsmith.storage.models import Artifact, Candidate, Event, Measurement
+from perfsmith.storage.runs import RunRecorder, RunStore
+
+TABLES = {"alembic_version", "artifacts", "candidates", "events", "measurements", "plans",
+          "runs", "tasks"}
+
+
+def test_migrations_create_every_table_and_are_idempotent(db: Database) -> None:
+    assert TABLES <= set(db.tables())
+    db.upgrade()  # a second time changes nothing and does not fail
+    assert TABLES <= set(db.tables())
+
+
+def test_runs_round_trip_and_list_with_filters(db: Database) -> None:
+    store = RunStore(db)
+    ids = [store.create_run(f"request {i}", config={"tools": ["m"]}) for i in range(3)]
+    store.set_status(ids[1], "done", answer="42")
+    run = store.get_run(ids[1])
+    assert (run.status, run.answer, run.config) == ("done", "42", {"tools": ["m"]})
+    assert {r.id for r in store.list_runs()} == set(ids)
+    assert [r.id for r in store.list_runs(status="done")] == [ids[1]]
+    assert len(store.list_runs(limit=2)) == 2
+    with pytest.raises(RunNotFoundError, match="runs list"):
+        store.get_run("nope")
+
+
+async def test_events_are_append_only_and_ordered_across_recorders(db: Database) -> None:
+    store = RunStore(db)
+    run_id = store.create_run("r")
+    first = RunRecorder(db, run_id)
+    seen: list[int] = []
+    first.listeners.append(lambda e: seen.append(e["seq"]))
+    for i in range(50):
+        first.emit("tick", i=i)
+    await asyncio.to_thread(db.flush)
+    second = RunRecorder(db, run_id)  # e.g. after a resume: continues the sequence
+    second.emit("tick", i=50)
+    await asyncio.to_thread(db.flush)
+    events = store.events(run_id)
+    assert [e.seq for e in events] == list(range(1, 52))
+    assert [e.payload["i"] for e in events] == list(range(51))
+    assert seen == list(range(1, 51))
+    assert [e.seq for e in store.events(run_id, after=48)] == [49, 50, 51]
+
+
+def test_candidates_measurements_artifacts(db: Database) -> None:
+    run_id = RunStore(db).create_run("optimize f")
+    with db.session() as s:
+        cand = Candidate(run_id=run_id, origin="user:cand.py", source="def f(): ...",
+                         source_hash="ab" * 32, verdict="faster", speedup=1.8, ci_low=1.6,
+                         ci_high=2.0)
+        s.add(cand)
+        s.flush()
+        s.add(Measurement(candidate_id=cand.id, kind="time", value=1.5e-3, unit="s",
+                          meta={"samples": 20}))
+        s.add(Artifact(run_id=run_id, candidate_id=cand.id, kind="diff", name="f.diff",
+                       content=b"--- a\n+++ b\n"))
+    with db.session() as s:
+        cand = s.scalars(select(Candidate)).one()
+        assert cand.measurements[0].meta == {"samples": 20}
+        assert s.scalars(select(Artifact)).one().content.startswith(b"---")
+
+
+def test_bad_urls_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="in-memory SQLite"):
+        Database("sqlite://")
+    with pytest.raises(StorageError, match="cannot reach the database"):
+        Database("postgresql://nobody@127.0.0.1:1/none")
+    assert normalize_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
+
+
+def test_default_database_lives_under_the_data_directory(tmp_path: Path) -> None:
+    from perfsmith.config import load_settings
+
+    url = load_settings().resolved_database_url()
+    assert url == f"sqlite:///{tmp_path / 'home' / 'perfsmith.db'}"
+    db = Database(url)
+    assert (tmp_path / "home" / "perfsmith.db").exists()
+    db.close()
+
+
+def test_event_rows_keep_their_payload_types(db: Database) -> None:
+    store = RunStore(db)
+    run_id = store.create_run("r")
+    rec = RunRecorder(db, run_id)
+    rec.emit("x", nested={"a": [1, 2.5, None, True]}, text="é")
+    db.flush()
+    with db.session() as s:
+        event = s.scalars(select(Event)).one()
+    assert event.payload == {"nested": {"a": [1, 2.5, None, True]}, "text": "é"}
