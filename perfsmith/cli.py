@@ -45,8 +45,11 @@ err = Console(stderr=True)
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="SQLAlchemy database URL (default: PERFSMITH_DATABASE_URL or "
-                 "SQLite under the data directory)"),
+    typer.Option(
+        "--db",
+        help="SQLAlchemy database URL (default: PERFSMITH_DATABASE_URL or "
+        "SQLite under the data directory)",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
@@ -83,16 +86,28 @@ def _db(url: str | None) -> Database:
 
 def _print_result(result: RunResult, as_json: bool) -> None:
     if as_json:
-        out.print_json(json.dumps({"run_id": result.run_id, "status": result.status,
-                                   "answer": result.answer, "rounds": result.rounds}))
+        out.print_json(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "status": result.status,
+                    "answer": result.answer,
+                    "rounds": result.rounds,
+                }
+            )
+        )
         return
     out.print(f"\n[bold]answer:[/] {result.answer}")
-    out.print(f"[dim]run {result.run_id} · {result.rounds} round(s) · "
-              f"`perfsmith runs show {result.run_id}`[/]")
+    out.print(
+        f"[dim]run {result.run_id} · {result.rounds} round(s) · "
+        f"`perfsmith runs show {result.run_id}`[/]"
+    )
 
 
 def _execute(
-    coro_factory: Callable[[list[Callable[[dict[str, Any]], None]]], Coroutine[Any, Any, RunResult]],
+    coro_factory: Callable[
+        [list[Callable[[dict[str, Any]], None]]], Coroutine[Any, Any, RunResult]
+    ],
     as_json: bool,
 ) -> RunResult:
     if as_json or not out.is_terminal:
@@ -104,8 +119,10 @@ def _execute(
 @app.command("run")
 def run_cmd(
     request: Annotated[str, typer.Argument(help="What to do, in words.")],
-    tools: Annotated[list[str], typer.Option("--tools", help="Module or .py file with @tool "
-                                            "functions (repeatable).")],
+    tools: Annotated[
+        list[str],
+        typer.Option("--tools", help="Module or .py file with @tool functions (repeatable)."),
+    ],
     llm: Annotated[str | None, typer.Option("--llm", help=SPEC_HELP)] = None,
     max_replans: Annotated[int | None, typer.Option("--max-replans", min=0)] = None,
     db: DbOption = None,
@@ -113,15 +130,26 @@ def run_cmd(
 ) -> None:
     """Plan and execute a request with the given tools, storing every step."""
     from perfsmith.orchestrate import run
+
     settings = load_settings(database_url=db)
     llm_spec = llm or settings.llm_base_url
     tool_list = _guard(lambda: load_tools(tools))
-    model = _guard(lambda: model_from_spec(llm_spec, settings) if llm_spec
-                   else model_from_settings(settings))
+    model = _guard(
+        lambda: model_from_spec(llm_spec, settings) if llm_spec else model_from_settings(settings)
+    )
     config = {"tools": tools, "llm": llm_spec}
-    result = _execute(lambda listeners: run(request, tools=tool_list, llm=model,
-                                            settings=settings, max_replans=max_replans,
-                                            resume_config=config, listeners=listeners), as_json)
+    result = _execute(
+        lambda listeners: run(
+            request,
+            tools=tool_list,
+            llm=model,
+            settings=settings,
+            max_replans=max_replans,
+            resume_config=config,
+            listeners=listeners,
+        ),
+        as_json,
+    )
     _print_result(result, as_json)
 
 
@@ -134,27 +162,41 @@ def demo(db: DbOption = None) -> None:
 
     settings = load_settings(database_url=db)
     model = ScriptedChatModel(
-        {"planner": [demo_tools.demo_plan()],
-         "joiner": [lambda msgs, _opts: demo_tools.demo_joiner(msgs[-1].content)]},
+        {
+            "planner": [demo_tools.demo_plan()],
+            "joiner": [lambda msgs, _opts: demo_tools.demo_joiner(msgs[-1].content)],
+        },
         name="demo-script",
     )
     out.print("[bold]perfsmith demo[/]: " + demo_tools.DEMO_REQUEST)
-    out.print("[dim]planner: scripted plan (the LLM-driven optimize workflow replaces it); "
-              "tools: real subprocesses[/]\n")
+    out.print(
+        "[dim]planner: scripted plan (the LLM-driven optimize workflow replaces it); "
+        "tools: real subprocesses[/]\n"
+    )
     out.print(demo_tools.demo_plan())
     started = time.perf_counter()
-    result = _execute(lambda listeners: run(demo_tools.DEMO_REQUEST, tools=demo_tools.TOOLS,
-                                            llm=model, settings=settings, listeners=listeners,
-                                            resume_config={"tools": ["perfsmith.tools.demo"]},
-                                            kind="demo"), False)
+    result = _execute(
+        lambda listeners: run(
+            demo_tools.DEMO_REQUEST,
+            tools=demo_tools.TOOLS,
+            llm=model,
+            settings=settings,
+            listeners=listeners,
+            resume_config={"tools": ["perfsmith.tools.demo"]},
+            kind="demo",
+        ),
+        False,
+    )
     trace = result.traces[-1]
     serial = sum(r.run_s for r in trace.rows)
     if not out.is_terminal:  # no live table was drawn: print the final one
         rows = RunStore(Database(settings.resolved_database_url())).tasks(result.run_id)
         out.print(dag_table(_dag_rows(rows), title="tasks"))
-    out.print(f"\nwall {time.perf_counter() - started:.2f} s · tasks' summed run time "
-              f"{serial:.2f} s · critical path {trace.critical_path_s:.2f} s "
-              f"({' -> '.join(f'${i}' for i in trace.critical_path)})")
+    out.print(
+        f"\nwall {time.perf_counter() - started:.2f} s · tasks' summed run time "
+        f"{serial:.2f} s · critical path {trace.critical_path_s:.2f} s "
+        f"({' -> '.join(f'${i}' for i in trace.critical_path)})"
+    )
     _print_result(result, False)
 
 
@@ -169,26 +211,47 @@ def runs_list(
     """The most recent runs."""
     rows = _guard(lambda: RunStore(_db(db)).list_runs(limit=limit, offset=offset, status=status))
     if as_json:
-        out.print_json(json.dumps([
-            {"id": r.id, "kind": r.kind, "status": r.status, "request": r.request,
-             "created_at": r.created_at.isoformat(), "answer": r.answer} for r in rows
-        ]))
+        out.print_json(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        "kind": r.kind,
+                        "status": r.status,
+                        "request": r.request,
+                        "created_at": r.created_at.isoformat(),
+                        "answer": r.answer,
+                    }
+                    for r in rows
+                ]
+            )
+        )
         return
     from rich.table import Table
 
     table = Table("id", "kind", "status", "created", "request")
     for r in rows:
-        table.add_row(r.id, r.kind, r.status, r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                      r.request[:60])
+        table.add_row(
+            r.id, r.kind, r.status, r.created_at.strftime("%Y-%m-%d %H:%M:%S"), r.request[:60]
+        )
     out.print(table if rows else "no runs yet")
 
 
 def _dag_rows(tasks: list[Task]) -> list[DagRow]:
     origin = min((t.started_at for t in tasks if t.started_at), default=0.0)
     return [
-        DagRow(t.round, t.idx, t.tool, [int(d) for d in t.deps], t.status,
-               (t.started_at - origin) if t.started_at else None, t.run_s, t.wait_s, t.reused,
-               t.error or t.result_text or "")
+        DagRow(
+            t.round,
+            t.idx,
+            t.tool,
+            [int(d) for d in t.deps],
+            t.status,
+            (t.started_at - origin) if t.started_at else None,
+            t.run_s,
+            t.wait_s,
+            t.reused,
+            t.error or t.result_text or "",
+        )
         for t in tasks
     ]
 
@@ -199,22 +262,49 @@ def _show_run(url: str, run_id: str, as_json: bool) -> None:
     plans = store.plans(run_id)
     dag = _dag_rows(store.tasks(run_id))
     if as_json:
-        out.print_json(json.dumps({
-            "id": row.id, "status": row.status, "request": row.request, "answer": row.answer,
-            "error": row.error,
-            "plans": [{"round": p.round, "text": p.text, "decision": p.decision,
-                       "thought": p.thought} for p in plans],
-            "tasks": [{"round": d.round, "idx": d.idx, "tool": d.tool, "deps": d.deps,
-                       "status": d.status, "start_s": d.start_s, "run_s": d.run_s,
-                       "wait_s": d.wait_s, "reused": d.reused, "result": d.note[:2000]}
-                      for d in dag],
-        }))
+        out.print_json(
+            json.dumps(
+                {
+                    "id": row.id,
+                    "status": row.status,
+                    "request": row.request,
+                    "answer": row.answer,
+                    "error": row.error,
+                    "plans": [
+                        {
+                            "round": p.round,
+                            "text": p.text,
+                            "decision": p.decision,
+                            "thought": p.thought,
+                        }
+                        for p in plans
+                    ],
+                    "tasks": [
+                        {
+                            "round": d.round,
+                            "idx": d.idx,
+                            "tool": d.tool,
+                            "deps": d.deps,
+                            "status": d.status,
+                            "start_s": d.start_s,
+                            "run_s": d.run_s,
+                            "wait_s": d.wait_s,
+                            "reused": d.reused,
+                            "result": d.note[:2000],
+                        }
+                        for d in dag
+                    ],
+                }
+            )
+        )
         return
     out.print(f"[bold]run {row.id}[/] ({row.kind}) · [bold]{row.status}[/]")
     out.print(f"request: {row.request}")
     for p in plans:
-        out.print(f"round {p.round}: joiner said {p.decision or '-'}"
-                  + (f" · {p.thought}" if p.thought else ""))
+        out.print(
+            f"round {p.round}: joiner said {p.decision or '-'}"
+            + (f" · {p.thought}" if p.thought else "")
+        )
     out.print(dag_table(dag, title="tasks"))
     if row.answer:
         out.print(f"[bold]answer:[/] {row.answer}")
@@ -232,12 +322,15 @@ def runs_show(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> 
 @runs_app.command("resume")
 def runs_resume(
     run_id: str,
-    llm: Annotated[str | None, typer.Option("--llm", help="Override the stored LLM: " + SPEC_HELP)] = None,
+    llm: Annotated[
+        str | None, typer.Option("--llm", help="Override the stored LLM: " + SPEC_HELP)
+    ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Finish an interrupted run; tasks that completed are not executed again."""
     from perfsmith.orchestrate import resume
+
     settings = load_settings(database_url=db)
 
     def prepare() -> tuple[list[Any], Any]:
@@ -253,15 +346,22 @@ def runs_resume(
             from perfsmith.tools import demo as demo_tools
 
             model: Any = ScriptedChatModel(
-                {"planner": [demo_tools.demo_plan()],
-                 "joiner": [lambda msgs, _o: demo_tools.demo_joiner(msgs[-1].content)]})
+                {
+                    "planner": [demo_tools.demo_plan()],
+                    "joiner": [lambda msgs, _o: demo_tools.demo_joiner(msgs[-1].content)],
+                }
+            )
         else:
             model = model_from_spec(spec, settings) if spec else model_from_settings(settings)
         return load_tools(list(tool_specs)), model
 
     tool_list, model = _guard(prepare)
-    result = _execute(lambda listeners: resume(run_id, tools=tool_list, llm=model,
-                                               settings=settings, listeners=listeners), as_json)
+    result = _execute(
+        lambda listeners: resume(
+            run_id, tools=tool_list, llm=model, settings=settings, listeners=listeners
+        ),
+        as_json,
+    )
     _print_result(result, as_json)
 
 
@@ -278,4 +378,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -54,9 +54,15 @@ def dag_table(rows: Sequence[DagRow], title: str = "plan") -> Table:
         status = f"[{style}]{r.status}[/]" + (" (reused)" if r.reused else "")
         idx = f"[bold]{r.idx}*[/]" if (r.round, r.idx) in crit else str(r.idx)
         table.add_row(
-            str(r.round), idx, r.tool, ",".join(f"${d}" for d in r.deps) or "-", status,
-            "-" if r.start_s is None else f"{r.start_s:.3f}", f"{r.run_s:.3f}",
-            f"{r.wait_s * 1000:.2f}", r.note[:70].replace("\n", " "),
+            str(r.round),
+            idx,
+            r.tool,
+            ",".join(f"${d}" for d in r.deps) or "-",
+            status,
+            "-" if r.start_s is None else f"{r.start_s:.3f}",
+            f"{r.run_s:.3f}",
+            f"{r.wait_s * 1000:.2f}",
+            r.note[:70].replace("\n", " "),
         )
     table.caption = "* on the critical path of its round"
     return table
@@ -66,7 +72,9 @@ def critical_path_ids(rows: Sequence[DagRow]) -> set[tuple[int, int]]:
     out: set[tuple[int, int]] = set()
     for round_ in {r.round for r in rows}:
         mine = [r for r in rows if r.round == round_]
-        path, _ = critical_path({r.idx: r.run_s for r in mine}, {r.idx: tuple(r.deps) for r in mine})
+        path, _ = critical_path(
+            {r.idx: r.run_s for r in mine}, {r.idx: tuple(r.deps) for r in mine}
+        )
         out.update((round_, i) for i in path)
     return out
 
@@ -95,7 +103,15 @@ class LiveProgress:
             )
         elif kind == "plan_line_error" and p.get("idx") is not None:
             self.rows[(p["round"], p["idx"])] = DagRow(
-                p["round"], p["idx"], "(invalid)", [], "invalid", None, 0.0, 0.0, False,
+                p["round"],
+                p["idx"],
+                "(invalid)",
+                [],
+                "invalid",
+                None,
+                0.0,
+                0.0,
+                False,
                 p.get("error") or "",
             )
         elif kind == "task_started" and (p["round"], p["idx"]) in self.rows:

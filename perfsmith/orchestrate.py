@@ -131,9 +131,16 @@ async def run(
     run_id = await asyncio.to_thread(store.create_run, request, kind=kind, config=config)
     try:
         return await _drive(
-            db=db, run_id=run_id, request=request, registry=registry, llm=llm,
-            settings=settings, max_replans=replans, listeners=listeners,
-            observers=observers, resuming=False,
+            db=db,
+            run_id=run_id,
+            request=request,
+            registry=registry,
+            llm=llm,
+            settings=settings,
+            max_replans=replans,
+            listeners=listeners,
+            observers=observers,
+            resuming=False,
         )
     finally:
         if not isinstance(database, Database):
@@ -160,9 +167,16 @@ async def resume(
             raise StorageError(f"run {run_id} already finished; nothing to resume")
         replans = int(row.config.get("max_replans", settings.max_replans))
         return await _drive(
-            db=db, run_id=run_id, request=row.request, registry=ToolRegistry(tools), llm=llm,
-            settings=settings, max_replans=replans, listeners=listeners,
-            observers=observers, resuming=True,
+            db=db,
+            run_id=run_id,
+            request=row.request,
+            registry=ToolRegistry(tools),
+            llm=llm,
+            settings=settings,
+            max_replans=replans,
+            listeners=listeners,
+            observers=observers,
+            resuming=True,
         )
     finally:
         if not isinstance(database, Database):

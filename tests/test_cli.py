@@ -39,8 +39,13 @@ def env(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "perfsmith.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "perfsmith.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def run_count(env: dict[str, str]) -> int:
@@ -50,8 +55,16 @@ def run_count(env: dict[str, str]) -> int:
 
 
 def test_run_list_show_end_to_end(env: dict[str, str], tmp_path: Path) -> None:
-    done = cli(env, "run", "count all words", "--tools", str(tmp_path / "tools.py"),
-               "--llm", f"scripted:{tmp_path / 'script.json'}", "--json")
+    done = cli(
+        env,
+        "run",
+        "count all words",
+        "--tools",
+        str(tmp_path / "tools.py"),
+        "--llm",
+        f"scripted:{tmp_path / 'script.json'}",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["answer"] == "5 words" and result["status"] == "done"
@@ -61,7 +74,10 @@ def test_run_list_show_end_to_end(env: dict[str, str], tmp_path: Path) -> None:
 
     shown = json.loads(cli(env, "runs", "show", result["run_id"], "--json").stdout)
     assert [(t["idx"], t["tool"], t["status"], t["deps"]) for t in shown["tasks"]] == [
-        (1, "word_count", "done", []), (2, "word_count", "done", []), (3, "add", "done", [1, 2])]
+        (1, "word_count", "done", []),
+        (2, "word_count", "done", []),
+        (3, "add", "done", [1, 2]),
+    ]
     assert shown["tasks"][2]["result"] == "5"
     assert shown["plans"][0]["decision"] == "finish"
 
@@ -83,18 +99,42 @@ def test_demo_runs_real_tools_and_prints_the_dag(env: dict[str, str]) -> None:
     ("args", "code", "message"),
     [
         (["run", "x"], 2, "Missing option '--tools'"),
-        (["run", "x", "--tools", "{tmp}/nope.py", "--llm", "scripted:{tmp}/script.json"], 1,
-         "does not exist"),
-        (["run", "x", "--tools", "no.such.module", "--llm", "scripted:{tmp}/script.json"], 1,
-         "cannot import tool module"),
-        (["run", "x", "--tools", "{tmp}/tools.py", "--llm", "scripted:{tmp}/missing.json"], 1,
-         "script file"),
-        (["run", "x", "--tools", "{tmp}/tools.py", "--llm", "scripted:{tmp}/bad.json"], 1,
-         "not valid JSON"),
+        (
+            ["run", "x", "--tools", "{tmp}/nope.py", "--llm", "scripted:{tmp}/script.json"],
+            1,
+            "does not exist",
+        ),
+        (
+            ["run", "x", "--tools", "no.such.module", "--llm", "scripted:{tmp}/script.json"],
+            1,
+            "cannot import tool module",
+        ),
+        (
+            ["run", "x", "--tools", "{tmp}/tools.py", "--llm", "scripted:{tmp}/missing.json"],
+            1,
+            "script file",
+        ),
+        (
+            ["run", "x", "--tools", "{tmp}/tools.py", "--llm", "scripted:{tmp}/bad.json"],
+            1,
+            "not valid JSON",
+        ),
         (["run", "x", "--tools", "{tmp}/tools.py", "--llm", "ftp://host"], 1, "unknown LLM spec"),
         (["run", "x", "--tools", "{tmp}/tools.py"], 1, "no LLM endpoint configured"),
-        (["run", "x", "--tools", "{tmp}/tools.py", "--llm", "scripted:{tmp}/script.json",
-          "--max-replans", "-1"], 2, "Invalid value"),
+        (
+            [
+                "run",
+                "x",
+                "--tools",
+                "{tmp}/tools.py",
+                "--llm",
+                "scripted:{tmp}/script.json",
+                "--max-replans",
+                "-1",
+            ],
+            2,
+            "Invalid value",
+        ),
         (["runs", "show", "0123"], 1, "no run with id '0123'"),
         (["runs", "resume", "0123"], 1, "no run with id '0123'"),
         (["runs", "list", "--limit", "0"], 2, "Invalid value"),
@@ -112,7 +152,9 @@ def test_bad_input_gives_clear_errors_and_writes_nothing(
     assert run_count(env) == 0
 
 
-def test_python_api_runs_cannot_be_resumed_from_the_cli(env: dict[str, str], sqlite_url: str) -> None:
+def test_python_api_runs_cannot_be_resumed_from_the_cli(
+    env: dict[str, str], sqlite_url: str
+) -> None:
     from perfsmith.storage.db import Database
     from perfsmith.storage.runs import RunStore
 

@@ -44,12 +44,18 @@ def joiner_prompts(llm: ScriptedChatModel) -> list[str]:
 
 async def test_replan_after_failure_then_finish(db: Database) -> None:
     CALLS.clear()
-    llm = ScriptedChatModel({
-        "planner": ["1. fetch('missing')\n2. total([$1])\njoin()\n",
-                    "Thought: use another key\n1. fetch('abc')\n2. total([$1])\njoin()\n"],
-        "joiner": ["Thought: fetch failed\nAction: Replan(the key 'missing' does not exist)",
-                   "Thought: got it\nAction: Finish(The total is 3.)"],
-    })
+    llm = ScriptedChatModel(
+        {
+            "planner": [
+                "1. fetch('missing')\n2. total([$1])\njoin()\n",
+                "Thought: use another key\n1. fetch('abc')\n2. total([$1])\njoin()\n",
+            ],
+            "joiner": [
+                "Thought: fetch failed\nAction: Replan(the key 'missing' does not exist)",
+                "Thought: got it\nAction: Finish(The total is 3.)",
+            ],
+        }
+    )
     result = await perfsmith.run("total size", tools=TOOLS, llm=llm, database=db)
     assert result.answer == "The total is 3." and result.rounds == 2
     replan_prompt = next(m for m, o in llm.calls if o.purpose == "planner" and o.round == 2)
@@ -60,7 +66,10 @@ async def test_replan_after_failure_then_finish(db: Database) -> None:
     store = RunStore(db)
     run = store.get_run(result.run_id)
     assert (run.status, run.answer) == ("done", "The total is 3.")
-    assert [(p.round, p.decision) for p in store.plans(result.run_id)] == [(1, "replan"), (2, "finish")]
+    assert [(p.round, p.decision) for p in store.plans(result.run_id)] == [
+        (1, "replan"),
+        (2, "finish"),
+    ]
     tasks = {(t.round, t.idx): t for t in store.tasks(result.run_id)}
     assert tasks[(1, 1)].status == "error" and tasks[(1, 2)].status == "skipped"
     assert tasks[(2, 2)].status == "done" and tasks[(2, 2)].result_json == "3"
@@ -70,12 +79,15 @@ async def test_replan_after_failure_then_finish(db: Database) -> None:
 
 
 async def test_replans_are_bounded(sqlite_url: str) -> None:
-    llm = ScriptedChatModel({
-        "planner": ["1. fetch('x')\njoin()\n"] * 5,
-        "joiner": ["Thought: not sure\nAction: Replan(try again)"] * 5,
-    })
-    result = await perfsmith.run("loop forever", tools=TOOLS, llm=llm, database=sqlite_url,
-                                 max_replans=2)
+    llm = ScriptedChatModel(
+        {
+            "planner": ["1. fetch('x')\njoin()\n"] * 5,
+            "joiner": ["Thought: not sure\nAction: Replan(try again)"] * 5,
+        }
+    )
+    result = await perfsmith.run(
+        "loop forever", tools=TOOLS, llm=llm, database=sqlite_url, max_replans=2
+    )
     assert result.rounds == 3
     assert result.answer.startswith("Stopped after 2 replan(s)")
     assert "1 replan(s) left" in llm.calls[3][0][0].content
@@ -83,10 +95,12 @@ async def test_replans_are_bounded(sqlite_url: str) -> None:
 
 
 async def test_invalid_plan_lines_reach_the_joiner(sqlite_url: str) -> None:
-    llm = ScriptedChatModel({
-        "planner": ["1. fetch('a')\n2. teleport('b')\n3. total([$1, $2])\n"],
-        "joiner": ["Action: Finish(done)"],
-    })
+    llm = ScriptedChatModel(
+        {
+            "planner": ["1. fetch('a')\n2. teleport('b')\n3. total([$1, $2])\n"],
+            "joiner": ["Action: Finish(done)"],
+        }
+    )
     await perfsmith.run("r", tools=TOOLS, llm=llm, database=sqlite_url)
     prompt = joiner_prompts(llm)[0]
     assert "unknown tool 'teleport'" in prompt
@@ -95,9 +109,13 @@ async def test_invalid_plan_lines_reach_the_joiner(sqlite_url: str) -> None:
 
 
 async def test_tasks_run_while_the_plan_streams(sqlite_url: str) -> None:
-    plan = "1. fetch('a', 0.3)\n2. fetch('b', 0.3)\n3. fetch('c', 0.3)\n4. total([$1, $2, $3])\njoin()\n"
-    llm = ScriptedChatModel({"planner": [plan], "joiner": ["Action: Finish(ok)"]},
-                            latency_s=0.05, per_token_s=0.02)
+    plan = (
+        "1. fetch('a', 0.3)\n2. fetch('b', 0.3)\n3. fetch('c', 0.3)\n"
+        "4. total([$1, $2, $3])\njoin()\n"
+    )
+    llm = ScriptedChatModel(
+        {"planner": [plan], "joiner": ["Action: Finish(ok)"]}, latency_s=0.05, per_token_s=0.02
+    )
     t0 = time.perf_counter()
     result = await perfsmith.run("r", tools=TOOLS, llm=llm, database=sqlite_url)
     elapsed = time.perf_counter() - t0
@@ -124,8 +142,12 @@ async def test_planner_failure_marks_the_run_failed(sqlite_url: str) -> None:
 
 async def test_cancelling_a_run_cancels_its_tasks(sqlite_url: str) -> None:
     CALLS.clear()
-    llm = ScriptedChatModel({"planner": ["1. fetch('slow', 30)\n2. total([$1])\njoin()\n"],
-                             "joiner": ["Action: Finish(x)"]})
+    llm = ScriptedChatModel(
+        {
+            "planner": ["1. fetch('slow', 30)\n2. total([$1])\njoin()\n"],
+            "joiner": ["Action: Finish(x)"],
+        }
+    )
     job = asyncio.create_task(perfsmith.run("r", tools=TOOLS, llm=llm, database=sqlite_url))
     while "slow" not in CALLS:
         await asyncio.sleep(0.01)
@@ -141,8 +163,8 @@ async def test_cancelling_a_run_cancels_its_tasks(sqlite_url: str) -> None:
 
 
 async def test_joiner_reply_out_of_form_still_finishes(sqlite_url: str) -> None:
-    llm = ScriptedChatModel({"planner": ["1. fetch('a')\njoin()\n"],
-                             "joiner": ["I think the answer is 1 (probably)."]})
+    llm = ScriptedChatModel(
+        {"planner": ["1. fetch('a')\njoin()\n"], "joiner": ["I think the answer is 1 (probably)."]}
+    )
     result = await perfsmith.run("r", tools=TOOLS, llm=llm, database=sqlite_url)
     assert result.answer == "I think the answer is 1 (probably)."
-

@@ -43,23 +43,44 @@ PLAN = (
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "perfsmith.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "perfsmith.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_sigkill_mid_run_then_resume_runs_each_task_once(tmp_path: Path, db_url: str) -> None:
     (tmp_path / "tools.py").write_text(TOOLS_PY)
-    (tmp_path / "script.json").write_text(json.dumps({
-        "planner": [PLAN],
-        "joiner": ["Thought: all steps ran\nAction: Finish(steps done)"],
-    }))
+    (tmp_path / "script.json").write_text(
+        json.dumps(
+            {
+                "planner": [PLAN],
+                "joiner": ["Thought: all steps ran\nAction: Finish(steps done)"],
+            }
+        )
+    )
     log = tmp_path / "steps.log"
     (tmp_path / "gate-c.expected").touch()  # step c blocks until released
     env = {**os.environ, "STEP_LOG": str(log), "PERFSMITH_DATABASE_URL": db_url}
-    args = ["run", "process the steps", "--tools", str(tmp_path / "tools.py"),
-            "--llm", f"scripted:{tmp_path / 'script.json'}", "--json"]
-    proc = subprocess.Popen([sys.executable, "-m", "perfsmith.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        "run",
+        "process the steps",
+        "--tools",
+        str(tmp_path / "tools.py"),
+        "--llm",
+        f"scripted:{tmp_path / 'script.json'}",
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "perfsmith.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     store = RunStore(Database(db_url))
     deadline = time.monotonic() + 60
     while True:
@@ -67,8 +88,12 @@ def test_sigkill_mid_run_then_resume_runs_each_task_once(tmp_path: Path, db_url:
         runs = store.list_runs()
         if runs:
             status = {t.idx: t.status for t in store.tasks(runs[0].id)}
-            if status.get(1) == "done" and status.get(2) == "done" and status.get(5) == "done" \
-                    and status.get(3) == "running":
+            if (
+                status.get(1) == "done"
+                and status.get(2) == "done"
+                and status.get(5) == "done"
+                and status.get(3) == "running"
+            ):
                 break
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)

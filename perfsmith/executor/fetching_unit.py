@@ -167,9 +167,13 @@ class TaskFetchingUnit:
         tool = self.registry.get(spec.tool)
         assert tool is not None
         results = {d: self.records[d].value for d in spec.deps}
-        resolved = {k: substitute(v, results) for k, v in spec.args.items()} if results else spec.args
+        resolved = (
+            {k: substitute(v, results) for k, v in spec.args.items()} if results else spec.args
+        )
         arguments = tool.validate(resolved)
         timeout = tool.timeout_s or self.task_timeout_s
+        if timeout is None:
+            return await tool.invoke(arguments)
         async with asyncio.timeout(timeout):
             return await tool.invoke(arguments)
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from perfsmith.planner.plan import TaskSpec, as_text, render_args
+from perfsmith.planner.plan import TaskSpec, as_text
+
+_CALL_PREFIX = re.compile(r"^\s*(?:[-*]\s*)?\d+\s*[.:)]\s*")
 
 
 class TaskStatus(enum.StrEnum):
@@ -67,7 +70,8 @@ class TaskRecord:
         return {
             "idx": self.idx,
             "tool": self.tool,
-            "args": render_args(self.spec.args) if self.spec else "",
+            # The call as the planner wrote it (cheaper than re-rendering its arguments).
+            "call": _CALL_PREFIX.sub("", self.line, count=1) if self.spec else "",
             "status": self.status.value,
             "result": text,
             "run_s": round(self.run_s, 4),

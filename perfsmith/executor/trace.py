@@ -30,7 +30,9 @@ class Trace:
     makespan_s: float
 
 
-def critical_path(durations: dict[int, float], deps: dict[int, tuple[int, ...]]) -> tuple[list[int], float]:
+def critical_path(
+    durations: dict[int, float], deps: dict[int, tuple[int, ...]]
+) -> tuple[list[int], float]:
     """Longest chain of dependent tasks by summed duration (ids are topologically ordered)."""
     best: dict[int, float] = {}
     via: dict[int, int | None] = {}
@@ -40,8 +42,9 @@ def critical_path(durations: dict[int, float], deps: dict[int, tuple[int, ...]])
         via[idx] = prev
     if not best:
         return [], 0.0
-    end: int | None = max(best, key=best.__getitem__)
-    total = best[end]
+    last = max(best, key=best.__getitem__)
+    total = best[last]
+    end: int | None = last
     path: list[int] = []
     while end is not None:
         path.append(end)

@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
 import openai
-from asyncio_throttle import Throttler
+from asyncio_throttle.throttler import Throttler
 
 from perfsmith.errors import LLMError
 from perfsmith.llm.base import ChatMessage, ChatResult, GenerationOptions, Usage

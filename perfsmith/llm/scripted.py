@@ -67,7 +67,8 @@ class ScriptedChatModel:
                 self._cursor[options.purpose] += 1
             if not 0 <= index < len(script):
                 raise LLMError(
-                    f"scripted model ran out of {options.purpose!r} replies (asked for #{index + 1})"
+                    f"scripted model ran out of {options.purpose!r} replies "
+                    f"(asked for #{index + 1})"
                 )
             chosen = script[index]
         else:

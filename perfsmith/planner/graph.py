@@ -9,13 +9,12 @@ the joiner decided) from LangGraph's checkpointer.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -98,11 +97,15 @@ def build_graph(
             )
         )
         try:
-            async with aclosing(source) as chunks:
-                async for chunk in chunks:
+            try:
+                async for chunk in source:
                     dispatch(parser.feed(chunk))
                     if parser.joined:
                         break  # nothing after join() matters; stop paying for tokens
+            finally:
+                aclose = getattr(source, "aclose", None)
+                if aclose is not None:
+                    await aclose()  # close the stream (and its HTTP response) now
             dispatch(parser.close())
             if rec is not None:
                 rec.save_plan(round_, parser.text, complete=True)
@@ -173,15 +176,9 @@ def build_graph(
     return graph.compile(checkpointer=checkpointer)
 
 
-def graph_config(run_id: str, max_replans: int) -> dict[str, Any]:
+def graph_config(run_id: str, max_replans: int) -> RunnableConfig:
     return {
         "configurable": {"thread_id": run_id},
         # two nodes per round, plus slack
         "recursion_limit": 2 * (max_replans + 1) + 4,
     }
-
-
-async def cancel_units(deps: GraphDeps) -> None:
-    for unit in deps.units:
-        unit.cancel()
-    await asyncio.sleep(0)

@@ -24,66 +24,81 @@ _REF_NAME = re.compile(r"^__ref_(\d+)__$")
 _MAX_CALL_CHARS = 256_000
 
 
-class _Incomplete(Exception):
+class _IncompleteError(Exception):
     """The call text ends inside a string or an open bracket: more lines may finish it."""
+
+
+_LEX = re.compile(r"\"\"\"|'''|[\"'#]|\$\{(\d+)\}|\$(\d+)")
+_STRING_END = {
+    '"': re.compile(r'(?:[^"\\\n]|\\.)*"'),
+    "'": re.compile(r"(?:[^'\\\n]|\\.)*'"),
+    '"""': re.compile(r'(?:[^"\\]|\\.|"(?!""))*"""', re.DOTALL),
+    "'''": re.compile(r"(?:[^'\\]|\\.|'(?!''))*'''", re.DOTALL),
+}
+
+
+def _depth(segment: str) -> int:
+    return (
+        segment.count("(")
+        + segment.count("[")
+        + segment.count("{")
+        - segment.count(")")
+        - segment.count("]")
+        - segment.count("}")
+    )
 
 
 def lex_refs(text: str) -> str:
     """Replace `$N` / `${N}` outside string literals with `__ref_N__`.
 
-    Raises _Incomplete when the text ends inside a string literal or with open brackets.
+    Jumps from one quote, comment or reference to the next (a regex search), so the cost is
+    per token, not per character. Raises _IncompleteError when the text ends inside a
+    triple-quoted string or with brackets still open: later lines may complete it.
     """
     out: list[str] = []
-    i, n = 0, len(text)
     depth = 0
-    while i < n:
-        c = text[i]
-        if c in "\"'":
-            triple = text[i : i + 3] in ('"""', "'''")
-            quote = text[i : i + 3] if triple else c
-            j = i + len(quote)
-            while True:
-                if j >= n:
-                    raise _Incomplete
-                if text[j] == "\\":
-                    j += 2
-                    continue
-                if text.startswith(quote, j):
-                    j += len(quote)
-                    break
-                if not triple and text[j] == "\n":
-                    # An unterminated one-line string is a syntax error, not more to come.
-                    j = n
-                    out.append(text[i:])
-                    return "".join(out)
-                j += 1
-            out.append(text[i:j])
-            i = j
+    pos, n = 0, len(text)
+    while True:
+        m = _LEX.search(text, pos)
+        segment = text[pos : m.start() if m else n]
+        depth += _depth(segment)
+        out.append(segment)
+        if m is None:
+            break
+        ref = m.group(1) or m.group(2)
+        if ref:
+            out.append(f"__ref_{ref}__")
+            pos = m.end()
             continue
-        if c == "#":
-            end = text.find("\n", i)
-            if end < 0:
+        token = m.group(0)
+        if token == "#":
+            newline = text.find("\n", m.end())
+            if newline < 0:
                 break
-            i = end
+            pos = newline
             continue
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif c == "$":
-            m = re.match(r"\$\{(\d+)\}|\$(\d+)", text[i:])
-            if m:
-                out.append(f"__ref_{m.group(1) or m.group(2)}__")
-                i += m.end()
-                continue
-        out.append(c)
-        i += 1
+        closing = _STRING_END[token].match(text, m.end())
+        if closing is None:
+            if len(token) == 3:
+                raise _IncompleteError
+            # An unterminated one-line string is a syntax error for ast, not more to come.
+            out.append(text[m.start() :])
+            return "".join(out)
+        out.append(text[m.start() : closing.end()])
+        pos = closing.end()
     if depth > 0:
-        raise _Incomplete
+        raise _IncompleteError
     return "".join(out)
 
 
-def _string_value(s: str) -> str | Ref | Template:
+class _NeedMore:
+    """parse_line's answer for a numbered call that later lines may complete."""
+
+
+NEED_MORE = _NeedMore()
+
+
+def _string_value(s: str, refs: set[int]) -> str | Ref | Template:
     if "$" not in s:
         return s
     parts: list[str | Ref] = []
@@ -91,7 +106,9 @@ def _string_value(s: str) -> str | Ref | Template:
     for m in _REF_IN_STRING.finditer(s):
         if m.start() > last:
             parts.append(s[last : m.start()])
-        parts.append(Ref(int(m.group(1) or m.group(2))))
+        ref = Ref(int(m.group(1) or m.group(2)))
+        refs.add(ref.idx)
+        parts.append(ref)
         last = m.end()
     if not parts:
         return s
@@ -102,52 +119,63 @@ def _string_value(s: str) -> str | Ref | Template:
     return Template(tuple(parts))
 
 
-def _literal(node: ast.expr) -> Any:
-    """A safe literal evaluator that understands reference placeholders."""
+def _literal(node: ast.expr, refs: set[int]) -> Any:
+    """A safe literal evaluator that understands reference placeholders; every reference
+    it meets is added to `refs`."""
     if isinstance(node, ast.Constant):
         if isinstance(node.value, str):
-            return _string_value(node.value)
+            return _string_value(node.value, refs)
         if node.value is Ellipsis:
             raise ValueError("'...' is not a value")
         return node.value
     if isinstance(node, ast.Name):
         m = _REF_NAME.match(node.id)
         if m:
+            refs.add(int(m.group(1)))
             return Ref(int(m.group(1)))
         if node.id in ("true", "false", "null"):
             return {"true": True, "false": False, "null": None}[node.id]
         raise ValueError(f"bare name {node.id!r}: quote strings, and write references as $N")
     if isinstance(node, ast.List):
-        return [_literal(e) for e in node.elts]
+        return [_literal(e, refs) for e in node.elts]
     if isinstance(node, ast.Tuple):
-        return tuple(_literal(e) for e in node.elts)
+        return tuple(_literal(e, refs) for e in node.elts)
     if isinstance(node, ast.Set):
-        return {_literal(e) for e in node.elts}
+        return {_literal(e, refs) for e in node.elts}
     if isinstance(node, ast.Dict):
         if any(k is None for k in node.keys):
             raise ValueError("'**' unpacking is not allowed in plans")
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
+        return {
+            _literal(k, refs): _literal(v, refs)  # type: ignore[arg-type]
+            for k, v in zip(node.keys, node.values, strict=True)
+        }
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        operand = _literal(node.operand)
+        operand = _literal(node.operand, refs)
         if isinstance(operand, (int, float, complex)) and not isinstance(operand, bool):
             return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.JoinedStr):
         raise ValueError("f-strings are not allowed in plans; use $N inside a plain string")
-    raise ValueError(f"only literal values and $N references are allowed, not {ast.unparse(node)!r}")
+    raise ValueError(
+        f"only literal values and $N references are allowed, not {ast.unparse(node)!r}"
+    )
 
 
-def _collect_refs(value: Any, into: set[int]) -> None:
-    if isinstance(value, Ref):
-        into.add(value.idx)
-    elif isinstance(value, Template):
-        into.update(p.idx for p in value.parts if isinstance(p, Ref))
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        for v in value:
-            _collect_refs(v, into)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _collect_refs(k, into)
-            _collect_refs(v, into)
+def _to_ast(call: str, final: bool) -> ast.Expression | _NeedMore | str:
+    """The call's syntax tree; NEED_MORE if it is open and more text may come; or an error."""
+    try:
+        if "$" in call:
+            return ast.parse(lex_refs(call).strip(), mode="eval")
+        try:
+            return ast.parse(call.strip(), mode="eval")
+        except SyntaxError:
+            lex_refs(call)  # raises _IncompleteError if the call is only unfinished
+            raise
+    except _IncompleteError:
+        if final or len(call) > _MAX_CALL_CHARS:
+            return "the call is not closed (an open bracket or string)"
+        return NEED_MORE
+    except SyntaxError as exc:
+        return f"not a valid call: {exc.msg}"
 
 
 class PlanParser:
@@ -161,12 +189,9 @@ class PlanParser:
         self._thought: str | None = None
         self.lineno = 0
 
-    def parse_call(self, idx: int, call: str, line: str) -> PlanItem:
-        thought, self._thought = self._thought, None
-
-        def error(message: str) -> PlanLineError:
-            return PlanLineError(message=message, line=line, idx=idx, lineno=self.lineno)
-
+    def parse_call(
+        self, idx: int, call: str, line: str, final: bool = True
+    ) -> PlanItem | _NeedMore:
         if idx in self.seen:
             return PlanLineError(f"duplicate task id {idx}", line, None, self.lineno)
         if idx <= self.last_idx:
@@ -177,18 +202,23 @@ class PlanParser:
                 None,
                 self.lineno,
             )
+        is_join = _JOIN.match(call) is not None
+        tree = None if is_join else _to_ast(call, final)
+        if tree is NEED_MORE:
+            return NEED_MORE
+        thought, self._thought = self._thought, None
         self.seen.add(idx)
         self.last_idx = idx
-        if _JOIN.match(call):
+        if is_join:
             self.joined = True
             return Join(thought)
-        try:
-            source = lex_refs(call) if "$" in call else call
-            tree = ast.parse(source.strip(), mode="eval")
-        except _Incomplete:
-            return error("the call is not closed (an open bracket or string)")
-        except SyntaxError as exc:
-            return error(f"not a valid call: {exc.msg}")
+
+        def error(message: str) -> PlanLineError:
+            return PlanLineError(message=message, line=line, idx=idx, lineno=self.lineno)
+
+        if isinstance(tree, str):
+            return error(tree)
+        assert isinstance(tree, ast.Expression)
         node = tree.body
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
             return error("expected `tool_name(arguments)`")
@@ -196,20 +226,19 @@ class PlanParser:
         tool = self.registry.get(name)
         if tool is None:
             return error(f"unknown tool {name!r}; available: {', '.join(self.registry.names())}")
+        refs: set[int] = set()
         try:
             if any(isinstance(a, ast.Starred) for a in node.args) or any(
                 k.arg is None for k in node.keywords
             ):
                 raise ValueError("'*' and '**' unpacking are not allowed in plans")
-            args = [_literal(a) for a in node.args]
-            kwargs = {k.arg: _literal(k.value) for k in node.keywords if k.arg is not None}
+            args = [_literal(a, refs) for a in node.args]
+            kwargs = {k.arg: _literal(k.value, refs) for k in node.keywords if k.arg is not None}
             bound = tool.bind(args, kwargs)
         except (ValueError, ToolError) as exc:
             return error(str(exc))
         except RecursionError:
             return error("arguments are nested too deeply")
-        refs: set[int] = set()
-        _collect_refs(bound, refs)
         for r in sorted(refs):
             if r >= idx:
                 return error(
@@ -220,7 +249,7 @@ class PlanParser:
                 return error(f"${r} refers to a task that no earlier line defines")
         try:
             for key, value in bound.items():
-                if not has_refs(value):
+                if not refs or not has_refs(value):
                     tool.check_field(key, value)
         except ToolError as exc:
             return error(str(exc))
@@ -228,9 +257,9 @@ class PlanParser:
             idx=idx, tool=name, args=bound, deps=tuple(sorted(refs)), line=line, thought=thought
         )
 
-    def parse_line(self, line: str) -> PlanItem | None:
-        """One complete line (or a multi-line call) -> an item, or None for prose."""
-        self.lineno += 1
+    def parse_line(self, line: str, final: bool = True) -> PlanItem | _NeedMore | None:
+        """One complete line (or a multi-line call) -> an item, None for prose, or
+        NEED_MORE when a numbered call is still open and `final` is false."""
         if self.joined:
             return None
         stripped = line.strip()
@@ -246,7 +275,7 @@ class PlanParser:
         m = _NUMBERED.match(line)
         if not m:
             return None
-        return self.parse_call(int(m.group(1)), m.group(2), stripped)
+        return self.parse_call(int(m.group(1)), m.group(2), stripped, final)
 
     def finish(self) -> Iterator[PlanLineError]:
         if not self.joined:
@@ -256,18 +285,6 @@ class PlanParser:
                 None,
                 self.lineno,
             )
-
-
-def needs_more(line: str) -> bool:
-    """True when a numbered line's call is still open (a multi-line argument)."""
-    m = _NUMBERED.match(line)
-    if not m or len(line) > _MAX_CALL_CHARS:
-        return False
-    try:
-        lex_refs(m.group(2))
-    except _Incomplete:
-        return True
-    return False
 
 
 def parse_plan(text: str, registry: ToolRegistry) -> list[PlanItem]:

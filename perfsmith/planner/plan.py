@@ -75,9 +75,7 @@ def substitute(value: Any, results: dict[int, Any]) -> Any:
     if isinstance(value, Ref):
         return results[value.idx]
     if isinstance(value, Template):
-        return "".join(
-            as_text(results[p.idx]) if isinstance(p, Ref) else p for p in value.parts
-        )
+        return "".join(as_text(results[p.idx]) if isinstance(p, Ref) else p for p in value.parts)
     if isinstance(value, list):
         return [substitute(v, results) for v in value]
     if isinstance(value, tuple):

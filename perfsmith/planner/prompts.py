@@ -50,11 +50,42 @@ Choose Replan only if another plan can do better; you have {replans_left} replan
 """
 
 
+MAX_PROMPT_OBSERVATIONS = 100
+MAX_PROMPT_PLAN_CHARS = 20_000
+
+
+def _shown(observations: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+    """Which results a prompt shows: all of them for normal plans; for huge ones the first
+    and last results and the failures, plus a count by status."""
+    if len(observations) <= MAX_PROMPT_OBSERVATIONS:
+        return observations, None
+    head, tail = observations[:30], observations[-30:]
+    middle = observations[30:-30]
+    failed = [o for o in middle if o["status"] != "done"][:40]
+    counts: dict[str, int] = {}
+    for o in observations:
+        counts[o["status"]] = counts.get(o["status"], 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    note = (
+        f"({len(observations)} results: {summary}; showing the first 30, the last 30 and failures)"
+    )
+    return head + failed + tail, note
+
+
 def _format_round(record: dict[str, Any]) -> str:
-    lines = [f"Plan (round {record['round']}):", record["plan"].strip(), "", "Results:"]
-    for obs in record["observations"]:
+    plan = record["plan"].strip()
+    if len(plan) > MAX_PROMPT_PLAN_CHARS:
+        plan = (
+            plan[:MAX_PROMPT_PLAN_CHARS]
+            + f"\n... [{len(plan) - MAX_PROMPT_PLAN_CHARS} more characters]"
+        )
+    shown, note = _shown(record["observations"])
+    lines = [f"Plan (round {record['round']}):", plan, "", "Results:"]
+    if note:
+        lines.append(note)
+    for obs in shown:
         idx = obs["idx"] if obs["idx"] is not None else "-"
-        call = f"{obs['tool']}({obs['args']})" if obs["tool"] else "(invalid line)"
+        call = obs["call"] if obs["tool"] else "(invalid line)"
         lines.append(f"{idx}. {call} -> [{obs['status']}] {obs['result']}")
     if record.get("thought"):
         lines.append(f"Joiner thought: {record['thought']}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from perfsmith.planner.parser import PlanParser, needs_more
+from perfsmith.planner.parser import NEED_MORE, PlanParser, _NeedMore
 from perfsmith.planner.plan import PlanItem
 from perfsmith.tools.registry import ToolRegistry
 
@@ -22,14 +22,17 @@ class StreamingPlanParser:
     def text(self) -> str:
         return "".join(self.text_parts)
 
-    def _line(self, line: str) -> PlanItem | None:
+    def _line(self, line: str, final: bool = False) -> PlanItem | None:
+        self._parser.lineno += 1
         if self._pending is not None:
             line = self._pending + "\n" + line
             self._pending = None
-        if needs_more(line):
+        item = self._parser.parse_line(line, final)
+        if item is NEED_MORE:
             self._pending = line
             return None
-        return self._parser.parse_line(line)
+        assert not isinstance(item, _NeedMore)
+        return item
 
     def feed(self, chunk: str) -> list[PlanItem]:
         self.text_parts.append(chunk)
@@ -48,18 +51,13 @@ class StreamingPlanParser:
         """End of stream: parse what is left and report a missing join()."""
         out: list[PlanItem] = []
         rest, self._buffer = self._buffer, ""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            text = pending + ("\n" + rest if rest else "")
-            item = self._parser.parse_line(text)
-            if item is not None:
-                out.append(item)
-        elif rest:
-            item = self._line(rest)
-            if item is None and self._pending is not None:
+        if rest or self._pending is not None:
+            if self._pending is not None and not rest:
                 pending, self._pending = self._pending, None
-                item = self._parser.parse_line(pending)
-            if item is not None:
+                item = self._parser.parse_line(pending, final=True)
+            else:
+                item = self._line(rest, final=True)
+            if item is not None and not isinstance(item, _NeedMore):
                 out.append(item)
         out.extend(self._parser.finish())
         return out

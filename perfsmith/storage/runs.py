@@ -64,7 +64,9 @@ class RunStore:
             s.expunge(run)
             return run
 
-    def list_runs(self, *, limit: int = 20, offset: int = 0, status: str | None = None) -> list[Run]:
+    def list_runs(
+        self, *, limit: int = 20, offset: int = 0, status: str | None = None
+    ) -> list[Run]:
         with self.db.session() as s:
             q = select(Run).order_by(Run.created_at.desc(), Run.id)
             if status:
@@ -107,11 +109,7 @@ class RunStore:
 
     def events(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
         with self.db.session() as s:
-            q = (
-                select(Event)
-                .where(Event.run_id == run_id, Event.seq > after)
-                .order_by(Event.seq)
-            )
+            q = select(Event).where(Event.run_id == run_id, Event.seq > after).order_by(Event.seq)
             if limit is not None:
                 q = q.limit(limit)
             events = list(s.scalars(q))
@@ -205,12 +203,21 @@ class RunRecorder:
     def task_parsed(self, record: TaskRecord) -> None:
         if record.status is TaskStatus.INVALID:
             self.emit(
-                "plan_line_error", round=self.round, idx=record.idx, line=record.line,
+                "plan_line_error",
+                round=self.round,
+                idx=record.idx,
+                line=record.line,
                 error=record.error,
             )
         else:
-            self.emit("task_parsed", round=self.round, idx=record.idx, tool=record.tool,
-                      deps=list(record.deps), line=record.line)
+            self.emit(
+                "task_parsed",
+                round=self.round,
+                idx=record.idx,
+                tool=record.tool,
+                deps=list(record.deps),
+                line=record.line,
+            )
         if record.idx is None:
             return
         round_, idx = self.round, record.idx
@@ -248,8 +255,9 @@ class RunRecorder:
             s.execute(
                 update(Task)
                 .where(Task.run_id == self.run_id, Task.round == round_, Task.idx == idx)
-                .values(status=TaskStatus.RUNNING.value, started_at=started,
-                        attempts=Task.attempts + 1)
+                .values(
+                    status=TaskStatus.RUNNING.value, started_at=started, attempts=Task.attempts + 1
+                )
             )
 
         self._background(write)

@@ -28,8 +28,15 @@ async def time_snippet(stmt: str, setup: str = "", repeat: int = 5) -> dict[str,
     """Time a Python statement in a fresh interpreter (timeit: auto-ranged loops, best of
     `repeat`); returns {"best_s": seconds per loop, "loops": loops per repeat}."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-I", "-c", _TIMER, setup, stmt, str(repeat),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-I",
+        "-c",
+        _TIMER,
+        setup,
+        stmt,
+        str(repeat),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         out, err = await proc.communicate()
@@ -51,8 +58,11 @@ def rank(timings: dict[str, dict[str, Any]], baseline: str) -> list[dict[str, An
     base = float(timings[baseline]["best_s"])
     ranked = sorted(timings.items(), key=lambda kv: float(kv[1]["best_s"]))
     return [
-        {"variant": name, "best_us": round(float(t["best_s"]) * 1e6, 2),
-         "speedup": round(base / float(t["best_s"]), 2)}
+        {
+            "variant": name,
+            "best_us": round(float(t["best_s"]) * 1e6, 2),
+            "speedup": round(base / float(t["best_s"]), 2),
+        }
         for name, t in ranked
     ]
 

@@ -30,7 +30,9 @@ def _import(spec: str) -> ModuleType:
             module_spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[name]
-            raise ToolError(f"importing tools from {spec} failed: {type(exc).__name__}: {exc}") from exc
+            raise ToolError(
+                f"importing tools from {spec} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         return module
     try:
         return importlib.import_module(spec)

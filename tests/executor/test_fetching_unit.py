@@ -98,8 +98,9 @@ async def test_independent_tasks_overlap_and_dependents_wait() -> None:
 
 
 async def test_global_and_per_tool_concurrency_limits() -> None:
-    await execute("\n".join(f"{i}. sleep('s{i}', 0.05)" for i in range(1, 7)) + "\njoin()",
-                  max_concurrency=2)
+    await execute(
+        "\n".join(f"{i}. sleep('s{i}', 0.05)" for i in range(1, 7)) + "\njoin()", max_concurrency=2
+    )
     events = sorted((t, 1 if k == "start" else -1) for k, _, t in LOG)
     running = peak = 0
     for _, delta in events:
@@ -118,8 +119,13 @@ async def test_failure_skips_dependents_transitively_and_others_finish() -> None
     )
     recs = (await execute(plan)).results()
     status = {r.idx: r.status for r in recs}
-    assert status == {1: TaskStatus.ERROR, 2: TaskStatus.SKIPPED, 3: TaskStatus.SKIPPED,
-                      4: TaskStatus.DONE, 5: TaskStatus.SKIPPED}
+    assert status == {
+        1: TaskStatus.ERROR,
+        2: TaskStatus.SKIPPED,
+        3: TaskStatus.SKIPPED,
+        4: TaskStatus.DONE,
+        5: TaskStatus.SKIPPED,
+    }
     assert recs[0].error is not None and "RuntimeError: kaput" in recs[0].error
     assert recs[1].error is not None and "$1 error" in recs[1].error
 
@@ -132,8 +138,11 @@ async def test_invalid_line_becomes_observation_and_dependents_skip() -> None:
 
 async def test_timeout_is_enforced_per_tool_and_per_task() -> None:
     t0 = time.perf_counter()
-    recs = (await execute("1. hang(1)\n2. sleep('slow', 5)\n3. concat([$1])\njoin()",
-                          task_timeout_s=0.2)).results()
+    recs = (
+        await execute(
+            "1. hang(1)\n2. sleep('slow', 5)\n3. concat([$1])\njoin()", task_timeout_s=0.2
+        )
+    ).results()
     assert time.perf_counter() - t0 < 2
     assert recs[0].status is TaskStatus.TIMEOUT and "0.1 s" in (recs[0].error or "")
     assert recs[1].status is TaskStatus.TIMEOUT and "0.2 s" in (recs[1].error or "")
@@ -165,8 +174,11 @@ async def test_cancel_stops_running_and_waiting_tasks() -> None:
 async def test_tasks_start_while_the_plan_is_still_arriving() -> None:
     LOG.clear()
     unit = TaskFetchingUnit(REG)
-    items = [i for i in parse_plan("1. sleep('first', 0.05)\n2. sleep('second', 0.05)\njoin()", REG)
-             if isinstance(i, TaskSpec)]
+    items = [
+        i
+        for i in parse_plan("1. sleep('first', 0.05)\n2. sleep('second', 0.05)\njoin()", REG)
+        if isinstance(i, TaskSpec)
+    ]
     unit.add(items[0])
     await asyncio.sleep(0.2)  # the planner is slow to write line 2
     assert unit.records[1].status is TaskStatus.DONE

@@ -39,8 +39,9 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
             try:
                 time.sleep(script.delay_s)
                 if status != 200:
-                    payload = json.dumps({"error": {"message": f"scripted {status}",
-                                                    "type": "test"}}).encode()
+                    payload = json.dumps(
+                        {"error": {"message": f"scripted {status}", "type": "test"}}
+                    ).encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
@@ -52,20 +53,39 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
                     self.send_header("Content-Type", "text/event-stream")
                     self.end_headers()
                     for word in script.reply.split(" "):
-                        chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0,
-                                 "model": body["model"],
-                                 "choices": [{"index": 0, "delta": {"content": word + " "},
-                                              "finish_reason": None}]}
+                        chunk = {
+                            "id": "c1",
+                            "object": "chat.completion.chunk",
+                            "created": 0,
+                            "model": body["model"],
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "delta": {"content": word + " "},
+                                    "finish_reason": None,
+                                }
+                            ],
+                        }
                         self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                         self.wfile.flush()
                     self.wfile.write(b"data: [DONE]\n\n")
                     return
-                payload = json.dumps({
-                    "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": script.reply}}],
-                    "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11},
-                }).encode()
+                payload = json.dumps(
+                    {
+                        "id": "c1",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": script.reply},
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11},
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))

@@ -51,9 +51,11 @@ async def test_stream_opening_is_retried() -> None:
 
 async def test_retries_run_out_with_a_typed_error() -> None:
     script = Script(statuses=[500] * 10)
-    with fake_openai(script) as url:
-        with pytest.raises(LLMError, match="after 3 attempts: HTTP 500") as info:
-            await client(url, max_retries=2).complete(MSGS)
+    with (
+        fake_openai(script) as url,
+        pytest.raises(LLMError, match="after 3 attempts: HTTP 500") as info,
+    ):
+        await client(url, max_retries=2).complete(MSGS)
     assert info.value.attempts == 3 and info.value.status_code == 500
     assert len(script.requests) == 3
 
@@ -61,9 +63,8 @@ async def test_retries_run_out_with_a_typed_error() -> None:
 @pytest.mark.parametrize("status", [400, 401, 404])
 async def test_client_errors_are_not_retried(status: int) -> None:
     script = Script(statuses=[status] * 5)
-    with fake_openai(script) as url:
-        with pytest.raises(LLMError, match=f"HTTP {status}") as info:
-            await client(url).complete(MSGS)
+    with fake_openai(script) as url, pytest.raises(LLMError, match=f"HTTP {status}") as info:
+        await client(url).complete(MSGS)
     assert info.value.attempts == 1 and len(script.requests) == 1
 
 
@@ -71,7 +72,7 @@ async def test_unreachable_endpoint_gives_a_clear_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, never listening: connections are refused
-        with pytest.raises(LLMError, match="connection failed.*is the endpoint up"):
+        with pytest.raises(LLMError, match=r"connection failed.*is the endpoint up"):
             await client(f"http://127.0.0.1:{port}/v1", max_retries=1).complete(MSGS)
 
 

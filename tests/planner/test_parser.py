@@ -7,7 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perfsmith.planner.parser import parse_plan
-from perfsmith.planner.plan import Join, PlanLineError, Ref, TaskSpec, Template, render_args, substitute
+from perfsmith.planner.plan import (
+    Join,
+    PlanLineError,
+    Ref,
+    TaskSpec,
+    Template,
+    render_args,
+    substitute,
+)
 from perfsmith.planner.stream import StreamingPlanParser
 from perfsmith.tools.registry import ToolRegistry, tool
 
@@ -43,7 +51,7 @@ def errors(items: list[Any]) -> list[PlanLineError]:
 
 def test_llmcompiler_plan_parses_with_dependencies_and_references() -> None:
     plan = (
-        'Thought: find both first\n'
+        "Thought: find both first\n"
         '1. search("cats")\n'
         '2. search(query="dogs", limit=2)\n'
         '3. combine(["$1", $2, "both: ${1} and $2"])\n'
@@ -70,7 +78,9 @@ def test_substitution_keeps_values_and_interpolates_text() -> None:
 
 
 def test_rendered_args_round_trip_through_the_parser() -> None:
-    plan = '1. search("a $b", limit=3)\n2. combine([$1, "x$1y", (1,), {"k": $1}], sep="\\n")\njoin()'
+    plan = (
+        '1. search("a $b", limit=3)\n2. combine([$1, "x$1y", (1,), {"k": $1}], sep="\\n")\njoin()'
+    )
     first = tasks(parse_plan(plan, REGISTRY))
     again_text = "\n".join(f"{t.idx}. {t.tool}({render_args(t.args)})" for t in first) + "\njoin()"
     again = tasks(parse_plan(again_text, REGISTRY))
@@ -80,7 +90,9 @@ def test_rendered_args_round_trip_through_the_parser() -> None:
 
 
 def test_multiline_string_argument_spans_lines() -> None:
-    plan = '1. combine(["""line one\n2. not a task\nline three"""], sep="-")\n2. search("x")\njoin()'
+    plan = (
+        '1. combine(["""line one\n2. not a task\nline three"""], sep="-")\n2. search("x")\njoin()'
+    )
     items = parse_plan(plan, REGISTRY)
     assert not errors(items)
     t1, t2 = tasks(items)
@@ -95,7 +107,7 @@ def test_multiline_string_argument_spans_lines() -> None:
         ('1. search("a")\n2. combine([$2])\njoin()', "later or the same task"),  # self-cycle
         ('1. search("a")\n3. combine([$2])\njoin()', "no earlier line defines"),
         ('1. frobnicate("a")\njoin()', "unknown tool 'frobnicate'"),
-        ('1. search(5)\njoin()', "valid string"),
+        ("1. search(5)\njoin()", "valid string"),
         ('1. search("a", limit="many")\njoin()', "valid integer"),
         ('1. search("a", colour="red")\njoin()', "no argument 'colour'"),
         ("1. search()\njoin()", "missing required argument"),
@@ -107,7 +119,7 @@ def test_multiline_string_argument_spans_lines() -> None:
         ('1. search(f"x{1}")\njoin()', "f-strings"),
         ('1. search("a" + "b")\njoin()', "only literal values"),
         ("1. search(*['a'])\njoin()", "unpacking"),
-        ("1. search('a'\njoin()", "never closed"),
+        ("1. search('a'\njoin()", "not closed"),
         ("1. search('a') search('b')\njoin()", "not a valid call"),
         ("1. __import__('os').system('x')\njoin()", "expected `tool_name(arguments)`"),
     ],
@@ -153,8 +165,29 @@ def test_arbitrary_text_never_raises(text: str) -> None:
 @given(
     st.lists(
         st.sampled_from(
-            ['search("', "$1", "${2}", "(", ")", "[", "]", '"""', "'", "\n", "1. ", "2. ",
-             "join()", "combine(", ", ", "x", "#", "\\", "{", "}", ":"]
+            [
+                'search("',
+                "$1",
+                "${2}",
+                "(",
+                ")",
+                "[",
+                "]",
+                '"""',
+                "'",
+                "\n",
+                "1. ",
+                "2. ",
+                "join()",
+                "combine(",
+                ", ",
+                "x",
+                "#",
+                "\\",
+                "{",
+                "}",
+                ":",
+            ]
         ),
         max_size=40,
     )
