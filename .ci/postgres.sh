@@ -4,7 +4,8 @@
 # Use: `source .ci/postgres.sh` (CI does); `pg_test_stop` stops it (CI traps EXIT).
 set -euo pipefail
 
-PG_PORT=${PG_PORT:-55432}
+# A free port, so a server a developer already runs (or a parallel CI job) is no obstacle.
+PG_PORT=${PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   echo "[ci] installing postgresql"
   apt-get update -qq

@@ -96,11 +96,9 @@ class Workload:
         """Zero-overhead schedule driven by the same token stream."""
         tokens = split_tokens(self.plan)
         line_done: dict[int, float] = {}
-        t = self.llm_latency_s
-        count, line_no = 0, 0
+        line_no = 0
         ids = sorted(self.deps)
-        for tok in tokens:
-            count += 1
+        for count, tok in enumerate(tokens, start=1):
             t = self.llm_latency_s + count * self.per_token_s
             # a line is complete when the token carrying the next newline arrives
             if "\n" in tok and line_no < len(ids):
@@ -121,7 +119,7 @@ def build_workloads(quick: bool) -> list[Workload]:
     # Scale of a served LLM and web-API tools: 0.3 s to first token, 100 tokens/s, 0.5 s
     # tools. --quick divides every latency by 5 (ratios barely move).
     s = 0.2 if quick else 1.0
-    L, pt, tool_ms = 0.3 * s, 0.01 * s, 500 * s
+    first_token, pt, tool_ms = 0.3 * s, 0.01 * s, 500 * s
     rng = random.Random(7)
     out = [
         Workload(
@@ -129,7 +127,7 @@ def build_workloads(quick: bool) -> list[Workload]:
             {i: [] for i in range(1, 9)},
             dict.fromkeys(range(1, 9), tool_ms),
             "eight results",
-            L,
+            first_token,
             pt,
         ),
         Workload(
@@ -137,7 +135,7 @@ def build_workloads(quick: bool) -> list[Workload]:
             {1: [], 2: [1], 3: [1], 4: [1], 5: [2, 3, 4]},
             {1: tool_ms, 2: tool_ms, 3: tool_ms * 1.5, 4: tool_ms * 0.5, 5: tool_ms},
             "merged",
-            L,
+            first_token,
             pt,
         ),
         Workload(
@@ -157,7 +155,7 @@ def build_workloads(quick: bool) -> list[Workload]:
             },
             dict.fromkeys(range(1, 12), tool_ms),
             "two levels merged",
-            L,
+            first_token,
             pt,
         ),
         Workload(
@@ -165,7 +163,7 @@ def build_workloads(quick: bool) -> list[Workload]:
             {i: ([i - 1] if i > 1 else []) for i in range(1, 9)},
             dict.fromkeys(range(1, 9), tool_ms),
             "end of chain",
-            L,
+            first_token,
             pt,
         ),
         # LLMCompiler's Movie Recommendation: 8 searches (4 liked films, 4 options) at once,
@@ -176,7 +174,7 @@ def build_workloads(quick: bool) -> list[Workload]:
             {i: tool_ms * rng.uniform(0.6, 1.6) for i in range(1, 9)},
             "The option most similar to all four films is Option C, because "
             + " ".join(["it shares genre, era and tone with each of them"] * 3),
-            L,
+            first_token,
             pt,
         ),
     ]
@@ -312,10 +310,8 @@ async def bench(quick: bool, repeats: int) -> dict[str, Any]:
             "latency_samples_s": [round(x, 4) for x in lat],
         }
         report["workloads"][w.name] = entry
-        print(
-            f"{w.name:10s} {json.dumps({k: v for k, v in entry.items() if k != 'latency_samples_s'})}",
-            flush=True,
-        )
+        brief = {k: v for k, v in entry.items() if k != "latency_samples_s"}
+        print(f"{w.name:10s} {json.dumps(brief)}", flush=True)
     report["targets"] = check_targets(report["workloads"])
     return report
 
