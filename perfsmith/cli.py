@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from perfsmith.config import load_settings
 from perfsmith.console import DagRow, LiveProgress, dag_table
@@ -55,7 +56,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/] {message}")
+    err.print(f"[red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -97,7 +98,7 @@ def _print_result(result: RunResult, as_json: bool) -> None:
             )
         )
         return
-    out.print(f"\n[bold]answer:[/] {result.answer}")
+    out.print(f"\n[bold]answer:[/] {escape(result.answer)}")
     out.print(
         f"[dim]run {result.run_id} · {result.rounds} round(s) · "
         f"`perfsmith runs show {result.run_id}`[/]"
@@ -168,12 +169,12 @@ def demo(db: DbOption = None) -> None:
         },
         name="demo-script",
     )
-    out.print("[bold]perfsmith demo[/]: " + demo_tools.DEMO_REQUEST)
+    out.print("[bold]perfsmith demo[/]: " + escape(demo_tools.DEMO_REQUEST))
     out.print(
         "[dim]planner: scripted plan (the LLM-driven optimize workflow replaces it); "
         "tools: real subprocesses[/]\n"
     )
-    out.print(demo_tools.demo_plan())
+    out.print(demo_tools.demo_plan(), markup=False, highlight=False)
     started = time.perf_counter()
     result = _execute(
         lambda listeners: run(
@@ -299,17 +300,17 @@ def _show_run(url: str, run_id: str, as_json: bool) -> None:
         )
         return
     out.print(f"[bold]run {row.id}[/] ({row.kind}) · [bold]{row.status}[/]")
-    out.print(f"request: {row.request}")
+    out.print(f"request: {escape(row.request)}")
     for p in plans:
         out.print(
             f"round {p.round}: joiner said {p.decision or '-'}"
-            + (f" · {p.thought}" if p.thought else "")
+            + (f" · {escape(p.thought)}" if p.thought else "")
         )
     out.print(dag_table(dag, title="tasks"))
     if row.answer:
-        out.print(f"[bold]answer:[/] {row.answer}")
+        out.print(f"[bold]answer:[/] {escape(row.answer)}")
     if row.error:
-        out.print(f"[red]error:[/] {row.error}")
+        out.print(f"[red]error:[/] {escape(row.error)}")
 
 
 @runs_app.command("show")

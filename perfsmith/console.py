@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from perfsmith.executor.trace import critical_path
@@ -56,13 +57,13 @@ def dag_table(rows: Sequence[DagRow], title: str = "plan") -> Table:
         table.add_row(
             str(r.round),
             idx,
-            r.tool,
+            escape(r.tool),
             ",".join(f"${d}" for d in r.deps) or "-",
             status,
             "-" if r.start_s is None else f"{r.start_s:.3f}",
             f"{r.run_s:.3f}",
             f"{r.wait_s * 1000:.2f}",
-            r.note[:70].replace("\n", " "),
+            escape(r.note[:70].replace("\n", " ")),
         )
     table.caption = "* on the critical path of its round"
     return table
