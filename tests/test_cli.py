@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli_runner import cli
 
 TOOLS_PY = '''
 from perfsmith import tool
@@ -36,16 +36,6 @@ def env(tmp_path: Path, sqlite_url: str) -> dict[str, str]:
     (tmp_path / "script.json").write_text(json.dumps(SCRIPT))
     (tmp_path / "bad.json").write_text("{not json")
     return {**os.environ, "PERFSMITH_DATABASE_URL": sqlite_url, "COLUMNS": "160"}
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "perfsmith.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def run_count(env: dict[str, str]) -> int:

@@ -7,12 +7,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from perfsmith.storage.db import Database
 from perfsmith.storage.runs import RunStore
+from tests.cli_runner import PERFSMITH, cli
 
 TOOLS_PY = '''
 import asyncio, os, pathlib
@@ -42,16 +42,6 @@ PLAN = (
 )
 
 
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "perfsmith.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_sigkill_mid_run_then_resume_runs_each_task_once(tmp_path: Path, db_url: str) -> None:
     (tmp_path / "tools.py").write_text(TOOLS_PY)
     (tmp_path / "script.json").write_text(
@@ -75,7 +65,7 @@ def test_sigkill_mid_run_then_resume_runs_each_task_once(tmp_path: Path, db_url:
         "--json",
     ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "perfsmith.cli", *args],
+        [*PERFSMITH, *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -103,7 +93,7 @@ def test_sigkill_mid_run_then_resume_runs_each_task_once(tmp_path: Path, db_url:
     assert store.get_run(run_id).status == "running"  # as the kill left it
 
     (tmp_path / "gate-c").touch()
-    resumed = cli("runs", "resume", run_id, "--json", env=env)
+    resumed = cli(env, "runs", "resume", run_id, "--json")
     assert resumed.returncode == 0, resumed.stderr
     out = json.loads(resumed.stdout)
     assert out == {"run_id": run_id, "status": "done", "answer": "steps done", "rounds": 1}
@@ -120,5 +110,5 @@ def test_sigkill_mid_run_then_resume_runs_each_task_once(tmp_path: Path, db_url:
     events = [e.type for e in store.events(run_id)]
     assert "run_resumed" in events and events[-1] == "run_finished"
 
-    again = cli("runs", "resume", run_id, env=env)
+    again = cli(env, "runs", "resume", run_id)
     assert again.returncode == 1 and "already finished" in again.stderr
