@@ -1,0 +1,154 @@
+"""The Sandbox interface: run untrusted (LLM-written) commands under hard limits.
+
+Every backend returns the same SandboxResult, so callers (profilers, verifiers, the kernel
+compiler) never care which one ran the code; the backend used is recorded with the result.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import posixpath
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field, field_serializer
+
+from perfsmith.errors import PerfsmithError
+
+
+class SandboxError(PerfsmithError):
+    """The sandbox itself could not run (not: the sandboxed command failed)."""
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    ERROR = "error"  # non-zero exit
+    TIMEOUT = "timeout"  # wall-clock or CPU limit
+    MEMORY_EXCEEDED = "memory_exceeded"
+    OUTPUT_EXCEEDED = "output_exceeded"  # stdout/stderr or disk beyond the limit
+    KILLED = "killed"  # ended by a signal it did not ask for (SIGSEGV, SIGXFSZ, ...)
+
+
+class Limits(BaseModel):
+    """Hard limits for one run. Network is always off."""
+
+    wall_s: float = Field(default=30.0, gt=0)
+    cpu_s: float = Field(default=30.0, gt=0)
+    memory_mb: int = Field(default=1024, ge=16)
+    processes: int = Field(default=64, ge=1)
+    output_bytes: int = Field(default=1_000_000, ge=1024, description="stdout and stderr each")
+    file_size_mb: int = Field(default=64, ge=1, description="largest single file")
+    disk_mb: int = Field(default=256, ge=1, description="all files in the working directory")
+    open_files: int = Field(default=256, ge=16)
+
+
+class SandboxResult(BaseModel):
+    status: Status
+    exit_code: int | None
+    signal: str | None = None
+    stdout: str
+    stderr: str
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    wall_s: float
+    cpu_s: float
+    max_rss_mb: float
+    files: dict[str, bytes] = Field(default_factory=dict)
+    backend: str
+    reason: str | None = None  # why a limit stopped it, in words
+
+    @property
+    def truncated(self) -> bool:
+        return self.stdout_truncated or self.stderr_truncated
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    @field_serializer("files")
+    def _files_b64(self, files: dict[str, bytes]) -> dict[str, str]:
+        return {k: base64.b64encode(v).decode() for k, v in files.items()}
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        data["truncated"] = self.truncated
+        return data
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """Runs a command in a fresh working directory holding `files`, under `limits`."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def run(
+        self,
+        command: Sequence[str],
+        *,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+        collect: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> SandboxResult: ...
+
+    async def close(self) -> None: ...
+
+
+def check_relative(path: str) -> str:
+    """A file name inside the working directory: relative, normalized, no `..`."""
+    norm = posixpath.normpath(path)
+    if not path or norm.startswith(("/", "../")) or norm in ("..", ".") or "\0" in path:
+        raise SandboxError(f"sandbox file name {path!r} must be a relative path inside the sandbox")
+    return norm
+
+
+async def run_python(
+    sandbox: Sandbox,
+    code: str,
+    *,
+    files: Mapping[str, bytes] | None = None,
+    limits: Limits | None = None,
+    collect: Sequence[str] = (),
+    args: Sequence[str] = (),
+) -> SandboxResult:
+    """Run a Python snippet with the same interpreter (and packages) as perfsmith."""
+    all_files = dict(files or {})
+    all_files["__main__.py"] = code.encode()
+    return await sandbox.run(
+        [sys.executable, "-I", "__main__.py", *args],
+        files=all_files,
+        limits=limits,
+        collect=collect,
+    )
+
+
+def classify_exit(
+    returncode: int, stderr_tail: bytes, cpu_s: float, limits: Limits
+) -> tuple[Status, str | None, str | None]:
+    """Status, signal name and reason for a process that ended on its own."""
+    import signal as _signal
+
+    if returncode < 0:
+        sig = _signal.Signals(-returncode)
+        if sig is _signal.SIGXCPU or (sig is _signal.SIGKILL and cpu_s >= limits.cpu_s * 0.95):
+            return Status.TIMEOUT, sig.name, f"CPU time limit of {limits.cpu_s:g} s"
+        if sig is _signal.SIGKILL:
+            return Status.MEMORY_EXCEEDED, sig.name, "killed by the kernel (out of memory)"
+        if sig is _signal.SIGXFSZ:
+            return Status.OUTPUT_EXCEEDED, sig.name, f"file larger than {limits.file_size_mb} MB"
+        return Status.KILLED, sig.name, f"ended by {sig.name}"
+    if returncode == 0:
+        return Status.OK, None, None
+    if (
+        b"MemoryError" in stderr_tail
+        or b"Cannot allocate memory" in stderr_tail
+        or (b"bad_alloc" in stderr_tail)
+    ):
+        return Status.MEMORY_EXCEEDED, None, f"memory limit of {limits.memory_mb} MB"
+    if returncode == 128 + 9 or returncode == 137:
+        return Status.MEMORY_EXCEEDED, "SIGKILL", "killed (out of memory)"
+    return Status.ERROR, None, None

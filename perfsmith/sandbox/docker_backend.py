@@ -1,0 +1,508 @@
+"""The docker backend: warm containers on a real engine, one run at a time each.
+
+Containers run perfsmith's own image (`perfsmith sandbox build-image`: an empty root
+filesystem with users, the loader cache and mount points, made with `docker import`,
+since no image can be pulled) with the host's /usr and Python runtime mounted read-only,
+no network, a read-only root, tmpfs working space, all capabilities dropped,
+no-new-privileges, a pids limit, memory and swap limits and a CPU quota. Each run gets a
+fresh directory, its processes are killed and its files removed before the container
+serves the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import io
+import json
+import os
+import shutil
+import signal
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+from perfsmith import __version__
+from perfsmith.sandbox.base import (
+    Limits,
+    SandboxError,
+    SandboxResult,
+    Status,
+    classify_exit,
+)
+from perfsmith.sandbox.confine import DENIED_SYSCALLS
+from perfsmith.sandbox.files import collect_files, place_files
+
+IMAGE_REPO = "perfsmith-sandbox"
+SANDBOX_UID = 65534
+LAUNCHER = str(Path(__file__).with_name("launcher.py"))
+LAUNCHER_INSIDE = "/opt/perfsmith/launcher.py"
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+_runs = count(1)
+
+
+def image_tag() -> str:
+    return f"{IMAGE_REPO}:{__version__}"
+
+
+def _client(timeout: float = 30) -> Any:
+    import docker
+
+    return docker.from_env(timeout=timeout)
+
+
+def docker_unavailable_reason() -> str | None:
+    """None when a docker engine answers, else why not (for skips and `auto`)."""
+    try:
+        import docker
+    except ImportError:
+        return "the docker SDK is not installed"
+    try:
+        client = docker.from_env(timeout=3)
+        client.ping()
+        client.close()
+    except Exception as exc:
+        return f"no docker engine answers ({type(exc).__name__}: {str(exc)[:120]})"
+    return None
+
+
+def _rootfs_tar() -> bytes:
+    """The image's whole root filesystem: mount points, users, the loader's cache."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+
+        def add_dir(name: str, mode: int = 0o755) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            tar.addfile(info)
+
+        def add_file(name: str, data: bytes, mode: int = 0o644) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+
+        def add_link(name: str, target: str) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+
+        # sbin is a real directory: the engine mounts its init (docker-init) there.
+        for d in ("etc", "usr", "proc", "dev", "sys", "run", "opt", "opt/perfsmith", "var", "sbin"):
+            add_dir(d)
+        add_dir("tmp", 0o1777)
+        add_dir("sandbox", 0o777)
+        for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")):
+            add_link(link, target)
+        add_file(
+            "etc/passwd",
+            f"root:x:0:0:root:/root:/bin/sh\n"
+            f"sandbox:x:{SANDBOX_UID}:{SANDBOX_UID}:sandbox:/sandbox:/bin/sh\n".encode(),
+        )
+        add_file("etc/group", f"root:x:0:\nsandbox:x:{SANDBOX_UID}:\n".encode())
+        add_file("etc/hosts", b"127.0.0.1 localhost\n")
+        for path in ("/etc/ld.so.cache", "/etc/localtime"):
+            if Path(path).is_file():
+                add_file(path.lstrip("/"), Path(path).read_bytes())
+        alternatives = Path("/etc/alternatives")
+        if alternatives.is_dir():
+            add_dir("etc/alternatives")
+            for entry in sorted(alternatives.iterdir()):
+                if entry.is_symlink():
+                    add_link(f"etc/alternatives/{entry.name}", os.readlink(entry))
+        for d in _runtime_paths():
+            parts = Path(d).parts[1:]
+            for i in range(1, len(parts) + 1):
+                add_dir("/".join(parts[:i]))
+    return buf.getvalue()
+
+
+def _seccomp_profile() -> str:
+    """The engine's seccomp profile: the same syscalls denied as in the process backend
+    (tracing, mounts, namespaces, modules, keys, eBPF, perf), EPERM for each."""
+    return json.dumps(
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {"names": sorted(DENIED_SYSCALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+            ],
+        }
+    )
+
+
+def _runtime_paths() -> list[str]:
+    paths = {sys.base_prefix, sys.prefix}
+    return sorted(p for p in paths if p and not p.startswith("/usr"))
+
+
+def build_image(*, force: bool = False) -> str:
+    """Build (or find) the sandbox image locally; returns its tag."""
+    client = _client()
+    tag = image_tag()
+    try:
+        if not force:
+            try:
+                client.images.get(tag)
+                return tag
+            except Exception:
+                pass
+        repo, version = tag.split(":")
+        client.api.import_image_from_data(
+            _rootfs_tar(),
+            repository=repo,
+            tag=version,
+            changes=[f"USER {SANDBOX_UID}:{SANDBOX_UID}", "WORKDIR /sandbox"],
+        )
+        client.images.get(tag)
+        return tag
+    finally:
+        client.close()
+
+
+class _Box:
+    """One warm container and its working space on the host (a tmpfs of the run's disk
+    limit when perfsmith runs as root), mounted at /sandbox."""
+
+    def __init__(self, container: Any, host_dir: str, mounted: bool) -> None:
+        self.container = container
+        self.id: str = container.id
+        self.host_dir = host_dir
+        self.mounted = mounted
+        self.procs_file: str | None = None
+
+
+def _cgroup_procs_file(init_pid: int) -> str | None:
+    """The host path of the cgroup.procs file of the cgroup a process is in (v1 or v2)."""
+    try:
+        lines = Path(f"/proc/{init_pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        candidates = (
+            [f"/sys/fs/cgroup{path}/cgroup.procs"]
+            if controllers == ""
+            else [
+                f"/sys/fs/cgroup/{c}{path}/cgroup.procs"
+                for c in controllers.split(",")
+                if c in ("pids", "memory", "cpu", "cpuacct", "freezer")
+            ]
+        )
+        for candidate in candidates:
+            if os.access(candidate, os.R_OK):
+                return candidate
+    return None
+
+
+def _cgroup_pids(procs_file: str) -> list[int]:
+    try:
+        return [int(x) for x in Path(procs_file).read_text().split()]
+    except OSError:
+        return []
+
+
+def _uid_of(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _host_space(disk_mb: int) -> tuple[str, bool]:
+    base = Path(os.environ.get("PERFSMITH_SANDBOX_DIR", "/var/lib/perfsmith/sandbox"))
+    base.mkdir(parents=True, exist_ok=True)
+    host_dir = tempfile.mkdtemp(prefix="docker-", dir=base)
+    if os.geteuid() != 0:
+        os.chmod(host_dir, 0o777)
+        return host_dir, False
+    libc = ctypes.CDLL(None, use_errno=True)
+    opts = f"size={disk_mb}m,uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0755".encode()
+    if libc.mount(b"tmpfs", host_dir.encode(), b"tmpfs", 2 | 4, opts) != 0:  # nosuid, nodev
+        err = ctypes.get_errno()
+        raise SandboxError(f"cannot mount the sandbox's tmpfs: {os.strerror(err)}")
+    return host_dir, True
+
+
+def _release_space(box: _Box) -> None:
+    if box.mounted:
+        ctypes.CDLL(None, use_errno=True).umount2(box.host_dir.encode(), 2)  # MNT_DETACH
+    shutil.rmtree(box.host_dir, ignore_errors=True)
+
+
+class DockerSandbox:
+    def __init__(self, *, pool_size: int = 2, image: str | None = None) -> None:
+        reason = docker_unavailable_reason()
+        if reason:
+            raise SandboxError(f"docker backend unavailable: {reason}")
+        self.client = _client()
+        self.image = image or build_image()
+        self.pool_size = pool_size
+        self._pools: dict[tuple[int, int, int], asyncio.Queue[_Box]] = {}
+        self._created: dict[tuple[int, int, int], int] = {}
+        self._all: list[_Box] = []
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return "docker"
+
+    # -- containers --------------------------------------------------------------
+
+    def _create(self, limits: Limits) -> _Box:
+        host_dir, mounted = _host_space(limits.disk_mb)
+        volumes = {p: {"bind": p, "mode": "ro"} for p in ["/usr", *_runtime_paths()]}
+        volumes[LAUNCHER] = {"bind": LAUNCHER_INSIDE, "mode": "ro"}
+        volumes[host_dir] = {"bind": "/sandbox", "mode": "rw"}
+        mb = limits.memory_mb
+        container = self.client.containers.create(
+            self.image,
+            command=["/usr/bin/sleep", "infinity"],
+            init=True,
+            network_mode="none",
+            read_only=True,
+            # init and its sleep run as (capability-less) root, so the sandbox user's
+            # kill(-1) cannot end the container; every run execs as the sandbox user.
+            user="0:0",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges", f"seccomp={_seccomp_profile()}"],
+            pids_limit=limits.processes + 4,  # + init, sleep and the launcher
+            mem_limit=f"{mb + 64}m",  # + the launcher's interpreter
+            memswap_limit=f"{mb + 64}m",
+            nano_cpus=int((os.cpu_count() or 1) * 1e9),
+            tmpfs={"/tmp": f"size={limits.disk_mb}m,mode=1777"},
+            volumes=volumes,
+            working_dir="/sandbox",
+            labels={"perfsmith.sandbox": "1", "perfsmith.owner": str(os.getpid())},
+            environment={"PATH": SAFE_PATH},
+        )
+        box = _Box(container, host_dir, mounted)
+        try:
+            container.start()
+            container.reload()
+        except Exception:
+            container.remove(force=True)
+            _release_space(box)
+            raise
+        if os.geteuid() == 0:
+            box.procs_file = _cgroup_procs_file(int(container.attrs["State"]["Pid"]))
+        with self._lock:
+            self._all.append(box)
+        return box
+
+    async def _acquire(self, limits: Limits) -> tuple[tuple[int, int, int], _Box]:
+        key = (limits.memory_mb, limits.processes, limits.disk_mb)
+        pool = self._pools.setdefault(key, asyncio.Queue())
+        if pool.empty() and self._created.get(key, 0) < self.pool_size:
+            self._created[key] = self._created.get(key, 0) + 1
+            try:
+                return key, await asyncio.to_thread(self._create, limits)
+            except Exception as exc:
+                self._created[key] -= 1
+                raise SandboxError(f"cannot start a sandbox container: {exc}") from exc
+        return key, await pool.get()
+
+    async def warm(self, limits: Limits | None = None, n: int | None = None) -> None:
+        """Start containers ahead of the first runs."""
+        lim = limits or Limits()
+        boxes = [await self._acquire(lim) for _ in range(n or self.pool_size)]
+        for key, box in boxes:
+            self._pools[key].put_nowait(box)
+
+    async def close(self) -> None:
+        def remove() -> None:
+            for box in self._all:
+                with contextlib.suppress(Exception):
+                    box.container.remove(force=True)
+                _release_space(box)
+            self.client.close()
+
+        await asyncio.to_thread(remove)
+        self._all.clear()
+
+    # -- runs ----------------------------------------------------------------------
+
+    async def run(
+        self,
+        command: Sequence[str],
+        *,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+        collect: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> SandboxResult:
+        if not command:
+            raise SandboxError("no command to run")
+        if stdin is not None:
+            raise SandboxError("the docker backend takes input as files, not stdin")
+        lim = limits or Limits()
+        key, box = await self._acquire(lim)
+        try:
+            return await asyncio.to_thread(
+                self._run_sync,
+                box,
+                list(command),
+                dict(files or {}),
+                lim,
+                list(collect),
+                dict(env or {}),
+            )
+        finally:
+            self._pools[key].put_nowait(box)
+
+    def _exec(self, box: _Box, cmd: list[str], **kw: Any) -> tuple[int | None, bytes]:
+        exec_id = self.client.api.exec_create(box.id, cmd, **kw)["Id"]
+        out = self.client.api.exec_start(exec_id)
+        return self.client.api.exec_inspect(exec_id).get("ExitCode"), out
+
+    def _kill_all(self, box: _Box) -> None:
+        """Kill every process of the run; init and its sleep (root) stay."""
+        if box.procs_file is not None:
+            # From the host, through the container's cgroup: no daemon round trip.
+            for _ in range(100):
+                victims = [
+                    pid for pid in _cgroup_pids(box.procs_file) if _uid_of(pid) == SANDBOX_UID
+                ]
+                if not victims:
+                    return
+                for pid in victims:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.001)
+            return
+        # kill(-1) as the sandbox user: every process of the run, but not init or itself.
+        self._exec(box, ["/bin/kill", "-9", "-1"], user=str(SANDBOX_UID))
+
+    def _run_sync(
+        self,
+        box: _Box,
+        command: list[str],
+        files: dict[str, bytes],
+        limits: Limits,
+        collect: list[str],
+        env: dict[str, str],
+    ) -> SandboxResult:
+        run_dir = f"r{next(_runs)}"
+        workdir = f"/sandbox/{run_dir}"
+        report = f"/sandbox/.{run_dir}.report"
+        api = self.client.api
+        host_run = os.path.join(box.host_dir, run_dir)
+        os.mkdir(host_run)
+        place_files(host_run, files, owner=SANDBOX_UID if box.mounted else None)
+        if not box.mounted:
+            for dirpath, dirs, _ in os.walk(host_run):
+                for d in [dirpath, *(os.path.join(dirpath, x) for x in dirs)]:
+                    os.chmod(d, 0o777)
+        mb = 1024 * 1024
+        cpu = max(1, int(limits.cpu_s + 0.999))
+        rlimits = ",".join(
+            [
+                f"RLIMIT_CPU={cpu}:{cpu + 1}",
+                f"RLIMIT_AS={limits.memory_mb * mb}:{limits.memory_mb * mb}",
+                f"RLIMIT_FSIZE={limits.file_size_mb * mb}:{limits.file_size_mb * mb}",
+                f"RLIMIT_NOFILE={limits.open_files}:{limits.open_files}",
+                "RLIMIT_CORE=0:0",
+            ]
+        )
+        environment = {
+            "PATH": SAFE_PATH,
+            "HOME": workdir,
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "0",
+            **env,
+            "PERFSMITH_REPORT_PATH": report,
+            "PERFSMITH_RLIMITS": rlimits,
+        }
+        argv = [sys.executable, "-I", "-S", LAUNCHER_INSIDE, *command]
+        started = time.perf_counter()
+        exec_id = api.exec_create(
+            box.id, argv, workdir=workdir, environment=environment, user=str(SANDBOX_UID)
+        )["Id"]
+        verdict: list[tuple[Status, str]] = []
+
+        def on_deadline() -> None:
+            verdict.append((Status.TIMEOUT, f"wall-clock limit of {limits.wall_s:g} s"))
+            self._kill_all(box)
+
+        timer = threading.Timer(limits.wall_s, on_deadline)
+        timer.start()
+        out, err = bytearray(), bytearray()
+        try:
+            for chunk_out, chunk_err in api.exec_start(exec_id, stream=True, demux=True):
+                for buf_, chunk in ((out, chunk_out), (err, chunk_err)):
+                    if chunk:
+                        buf_ += chunk
+                        if len(buf_) > limits.output_bytes:
+                            del buf_[limits.output_bytes + 1 :]
+                            if not verdict:
+                                verdict.append(
+                                    (
+                                        Status.OUTPUT_EXCEEDED,
+                                        f"output over {limits.output_bytes} bytes",
+                                    )
+                                )
+                                self._kill_all(box)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - started
+        code = api.exec_inspect(exec_id).get("ExitCode")
+        # Leftovers (daemons, orphans) die before anything is read or the box is reused.
+        self._kill_all(box)
+        usage = _read_report(os.path.join(box.host_dir, f".{run_dir}.report"))
+        collected = collect_files(host_run, collect, limits.file_size_mb * 1024 * 1024)
+        shutil.rmtree(host_run, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(box.host_dir, f".{run_dir}.report"))
+        cpu_s = float(usage["cpu_s"]) if usage else 0.0
+        rss = float(usage["max_rss_kb"]) / 1024 if usage else 0.0
+        if usage is not None:
+            code = os.waitstatus_to_exitcode(int(usage["status"]))
+        reason: str | None
+        if verdict:
+            status, reason = verdict[0]
+            sig: str | None = "SIGKILL"
+        elif code is None:
+            status, sig, reason = Status.KILLED, None, "the run ended without an exit status"
+        else:
+            status, sig, reason = classify_exit(code, bytes(err[-4096:]), cpu_s, limits)
+        return SandboxResult(
+            status=status,
+            exit_code=code if code is not None and code >= 0 else None,
+            signal=sig,
+            stdout=bytes(out[: limits.output_bytes]).decode("utf-8", errors="replace"),
+            stderr=bytes(err[: limits.output_bytes]).decode("utf-8", errors="replace"),
+            stdout_truncated=len(out) > limits.output_bytes,
+            stderr_truncated=len(err) > limits.output_bytes,
+            wall_s=round(wall, 6),
+            cpu_s=round(cpu_s, 6),
+            max_rss_mb=round(rss, 3),
+            files=collected,
+            backend=self.name,
+            reason=reason,
+        )
+
+
+def _read_report(path: str) -> dict[str, Any] | None:
+    """The launcher's report (exit status, CPU time, peak memory), if it wrote one."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(4096)
+    try:
+        report = json.loads(raw)
+    except ValueError:
+        return None
+    return report if isinstance(report, dict) else None

@@ -1,0 +1,436 @@
+"""The process backend: a child process under rlimits, in its own session, network,
+mount, IPC and UTS namespaces, as a throwaway unprivileged uid, with a seccomp filter;
+or, when bubblewrap is installed, inside bwrap (read-only system, private /tmp, no
+network, no capabilities, its own pid namespace).
+
+Running as root, each run gets its own uid, so the process limit is exact and every
+process the run left behind (daemons included) is killed afterwards. Not as root, the
+namespaces and the uid drop are unavailable: use bubblewrap or docker there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from perfsmith.sandbox import confine
+from perfsmith.sandbox.base import (
+    Limits,
+    SandboxError,
+    SandboxResult,
+    Status,
+    classify_exit,
+)
+from perfsmith.sandbox.files import collect_files, place_files
+
+_uids_lock = threading.Lock()
+_uids_in_use: set[int] = set()
+UID_BASE, UID_SPAN = 200_000, 100_000
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def _allocate_uid() -> int:
+    with _uids_lock:
+        while True:
+            uid = UID_BASE + random.randrange(UID_SPAN)
+            if uid not in _uids_in_use:
+                _uids_in_use.add(uid)
+                return uid
+
+
+def _release_uid(uid: int) -> None:
+    with _uids_lock:
+        _uids_in_use.discard(uid)
+
+
+def _runtime_paths() -> list[str]:
+    """Directories a sandboxed Python needs to see: the interpreter and its packages."""
+    paths = {sys.base_prefix, sys.prefix, str(Path(sys.executable).resolve().parent.parent)}
+    return sorted(p for p in paths if p and not p.startswith("/usr"))
+
+
+def _dir_size(root: str, limit: int) -> int:
+    total = 0
+    stack = [root]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    elif e.is_file(follow_symlinks=False):
+                        total += e.stat(follow_symlinks=False).st_blocks * 512
+                    if total > limit:
+                        return total
+        except OSError:
+            continue
+    return total
+
+
+def _workdir_root(is_root: bool) -> str | None:
+    """Where working directories live. As root not under /tmp, which each run replaces
+    with a private tmpfs; the parent must be enterable by the run's uid."""
+    configured = os.environ.get("PERFSMITH_SANDBOX_DIR")
+    if configured:
+        Path(configured).mkdir(parents=True, exist_ok=True)
+        return configured
+    if not is_root:
+        return None
+    root = Path("/var/lib/perfsmith/sandbox")
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o711)
+    root.parent.chmod(0o711)
+    return str(root)
+
+
+_SIGNALS = {int(s) for s in signal.Signals}
+LAUNCHER = str(Path(__file__).with_name("launcher.py"))
+LAUNCHER_INSIDE = "/run/perfsmith/launcher.py"
+
+
+def _read_report(fd: int) -> dict[str, float] | None:
+    try:
+        os.set_blocking(fd, False)
+        data = os.read(fd, 4096)
+    except OSError:
+        data = b""
+    finally:
+        os.close(fd)
+    try:
+        report = json.loads(data)
+    except ValueError:
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether the child exited, without reaping it (its rusage is read later)."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+class ProcessSandbox:
+    """`bubblewrap=True` runs the command under bwrap (and names the backend so)."""
+
+    def __init__(self, *, bubblewrap: bool = False) -> None:
+        self.is_root = os.geteuid() == 0
+        self.bwrap = shutil.which("bwrap") if bubblewrap else None
+        if bubblewrap and self.bwrap is None:
+            raise SandboxError("bubblewrap is not installed (Debian: apt-get install bubblewrap)")
+        self._seccomp = confine.seccomp_program()
+        self._pid_namespace = not self.is_root
+
+    @property
+    def name(self) -> str:
+        return "bubblewrap" if self.bwrap else "process"
+
+    async def close(self) -> None:
+        pass
+
+    async def run(
+        self,
+        command: Sequence[str],
+        *,
+        files: Mapping[str, bytes] | None = None,
+        limits: Limits | None = None,
+        collect: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> SandboxResult:
+        if not command:
+            raise SandboxError("no command to run")
+        return await asyncio.to_thread(
+            self._run_sync,
+            list(command),
+            dict(files or {}),
+            limits or Limits(),
+            list(collect),
+            dict(env or {}),
+            stdin,
+        )
+
+    # -- the blocking part, on a worker thread ---------------------------------------
+
+    def _run_sync(
+        self,
+        command: list[str],
+        files: dict[str, bytes],
+        limits: Limits,
+        collect: list[str],
+        env: dict[str, str],
+        stdin: bytes | None,
+    ) -> SandboxResult:
+        workdir = tempfile.mkdtemp(prefix="run-", dir=_workdir_root(self.is_root))
+        uid = _allocate_uid() if self.is_root else None
+        try:
+            place_files(workdir, files, owner=uid)
+            return self._execute(command, workdir, uid, limits, collect, env, stdin)
+        finally:
+            if uid is not None:
+                confine.kill_uid(uid)
+                _release_uid(uid)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _environment(self, workdir: str, extra: dict[str, str]) -> dict[str, str]:
+        home = "/sandbox" if self.bwrap else workdir
+        base = {
+            "PATH": SAFE_PATH,
+            "HOME": home,
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "0",
+        }
+        return {**base, **extra}
+
+    def _bwrap_command(
+        self, command: list[str], workdir: str, seccomp_fd: int | None, limits: Limits
+    ) -> list[str]:
+        assert self.bwrap is not None
+        # As root every run has its own uid, and everything it leaves is killed by uid, so
+        # no pid namespace is needed, and without one bwrap's rusage includes the command.
+        # Otherwise a pid namespace contains leftovers and a launcher reports the rusage.
+        unshare = (
+            ["--unshare-all"]
+            if self._pid_namespace
+            else [
+                "--unshare-user",
+                "--unshare-ipc",
+                "--unshare-net",
+                "--unshare-uts",
+                "--unshare-cgroup-try",
+            ]
+        )
+        args = [
+            self.bwrap,
+            *unshare,
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--symlink",
+            "usr/bin",
+            "/bin",
+            "--symlink",
+            "usr/lib",
+            "/lib",
+            "--symlink",
+            "usr/lib64",
+            "/lib64",
+            "--symlink",
+            "usr/sbin",
+            "/sbin",
+            "--ro-bind-try",
+            "/etc/ld.so.cache",
+            "/etc/ld.so.cache",
+            "--ro-bind-try",
+            "/etc/alternatives",
+            "/etc/alternatives",
+            "--ro-bind-try",
+            "/etc/localtime",
+            "/etc/localtime",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--size",
+            str(limits.disk_mb * 1024 * 1024),
+            "--tmpfs",
+            "/tmp",
+        ]
+        for path in _runtime_paths():
+            args += ["--ro-bind-try", path, path]
+        if self._pid_namespace:
+            args += ["--ro-bind", LAUNCHER, LAUNCHER_INSIDE]
+        args += ["--bind", workdir, "/sandbox", "--chdir", "/sandbox"]
+        if seccomp_fd is not None:
+            args += ["--seccomp", str(seccomp_fd)]
+        return [*args, "--", *command]
+
+    def _preexec(self, uid: int | None, limits: Limits) -> Callable[[], None]:
+        bwrap = self.bwrap is not None
+        program = self._seccomp
+        runtime = _runtime_paths()
+
+        def setup() -> None:
+            confine.die_with_parent()
+            if uid is not None:
+                # Also under bwrap: bwrap runs as the run's uid and must see the runtime.
+                confine.private_namespaces(tmp_mb=limits.disk_mb, expose=runtime)
+            confine.apply_limits(limits, per_uid_processes=uid is not None)
+            if uid is not None:
+                confine.drop_privileges(uid)
+            if not bwrap and program is not None:
+                confine.install_seccomp(program)
+
+        return setup
+
+    def _execute(
+        self,
+        command: list[str],
+        workdir: str,
+        uid: int | None,
+        limits: Limits,
+        collect: list[str],
+        env: dict[str, str],
+        stdin: bytes | None,
+    ) -> SandboxResult:
+        seccomp_r = seccomp_w = None
+        if self.bwrap and self._seccomp is not None:
+            seccomp_r, seccomp_w = os.pipe()
+            os.write(seccomp_w, self._seccomp)
+            os.close(seccomp_w)
+        report_r = report_w = None
+        extra_env: dict[str, str] = {}
+        if self.bwrap and self._pid_namespace:
+            # bwrap's own rusage misses its pid namespace: a launcher inside reports it.
+            report_r, report_w = os.pipe()
+            extra_env["PERFSMITH_REPORT_FD"] = str(report_w)
+            inner = [sys.executable, "-I", "-S", LAUNCHER_INSIDE, *command]
+            argv = self._bwrap_command(inner, workdir, seccomp_r, limits)
+        elif self.bwrap:
+            argv = self._bwrap_command(command, workdir, seccomp_r, limits)
+        else:
+            argv = command
+        started = time.perf_counter()
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env={**self._environment(workdir, env), **extra_env},
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=tuple(fd for fd in (seccomp_r, report_w) if fd is not None),
+                preexec_fn=self._preexec(uid, limits),
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise SandboxError(f"cannot start {argv[0]!r} in the sandbox: {exc}") from exc
+        finally:
+            for fd in (seccomp_r, report_w):
+                if fd is not None:
+                    os.close(fd)
+        if stdin is not None and proc.stdin is not None:
+            try:
+                proc.stdin.write(stdin)
+                proc.stdin.close()
+            except OSError:
+                pass
+        out, err, verdict = self._monitor(proc, workdir, limits, started)
+        wall = time.perf_counter() - started
+        # wait4 (not Popen.wait) to get this child's own resource usage.
+        _, status_word, usage = os.wait4(proc.pid, 0)
+        cpu, rss = usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+        code = os.waitstatus_to_exitcode(status_word)
+        proc.returncode = code  # reaped here: keep Popen from waiting again
+        if report_r is not None:
+            report = _read_report(report_r)
+            if report is not None:
+                cpu, rss = report["cpu_s"], report["max_rss_kb"] / 1024
+                code = os.waitstatus_to_exitcode(int(report["status"]))
+        if self.bwrap and code > 128 and code - 128 in _SIGNALS:
+            code = -(code - 128)  # bwrap reports its child's death by signal N as 128 + N
+        if verdict is not None:
+            status, reason_text = verdict
+            sig: str | None = "SIGKILL"
+            reason: str | None = reason_text
+        else:
+            status, sig, reason = classify_exit(code, bytes(err[-4096:]), cpu, limits)
+        collected = collect_files(workdir, collect, limits.file_size_mb * 1024 * 1024)
+        return SandboxResult(
+            status=status,
+            exit_code=code if code >= 0 else None,
+            signal=sig,
+            stdout=bytes(out[: limits.output_bytes]).decode("utf-8", errors="replace"),
+            stderr=bytes(err[: limits.output_bytes]).decode("utf-8", errors="replace"),
+            stdout_truncated=len(out) > limits.output_bytes,
+            stderr_truncated=len(err) > limits.output_bytes,
+            wall_s=round(wall, 6),
+            cpu_s=round(cpu, 6),
+            max_rss_mb=round(rss, 3),
+            files=collected,
+            backend=self.name,
+            reason=reason,
+        )
+
+    def _monitor(
+        self, proc: subprocess.Popen[bytes], workdir: str, limits: Limits, started: float
+    ) -> tuple[bytearray, bytearray, tuple[Status, str] | None]:
+        """Read output under its cap, watch the clock and the disk; kill on a breach."""
+        assert proc.stdout is not None and proc.stderr is not None
+        out_buf, err_buf = bytearray(), bytearray()
+        buffers = {proc.stdout.fileno(): out_buf, proc.stderr.fileno(): err_buf}
+        sel = selectors.DefaultSelector()
+        for f in (proc.stdout, proc.stderr):
+            os.set_blocking(f.fileno(), False)
+            sel.register(f.fileno(), selectors.EVENT_READ)
+        verdict: tuple[Status, str] | None = None
+        deadline = started + limits.wall_s
+        next_disk_check = started + 0.05
+        exited_at: float | None = None
+        disk_limit = limits.disk_mb * 1024 * 1024
+        while sel.get_map():
+            now = time.perf_counter()
+            for key, _ in sel.select(timeout=0.02):
+                fd = key.fd
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    sel.unregister(fd)
+                    continue
+                buf = buffers[fd]
+                buf += chunk
+                if len(buf) > limits.output_bytes:
+                    del buf[limits.output_bytes + 1 :]
+                    verdict = verdict or (
+                        Status.OUTPUT_EXCEEDED,
+                        f"output over {limits.output_bytes} bytes",
+                    )
+            if verdict is None and now > deadline:
+                verdict = (Status.TIMEOUT, f"wall-clock limit of {limits.wall_s:g} s")
+            if verdict is None and not self.bwrap and now >= next_disk_check:
+                next_disk_check = now + 0.05
+                if _dir_size(workdir, disk_limit) > disk_limit:
+                    verdict = (Status.OUTPUT_EXCEEDED, f"files over {limits.disk_mb} MB")
+            if verdict is not None:
+                break
+            if exited_at is None and _has_exited(proc.pid):
+                exited_at = now
+            # The child exited but something it left behind still holds the pipes open.
+            if exited_at is not None and now - exited_at > 0.2:
+                break
+        if verdict is not None or sel.get_map():
+            self._kill(proc)
+        for key in list(sel.get_map().values()):
+            sel.unregister(key.fd)
+        sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
+        return out_buf, err_buf, verdict
+
+    def _kill(self, proc: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,122 @@
+"""Every hostile payload, on every backend: contained, with the right status, and the host
+unharmed (no file written outside, no process left, no connection made)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from perfsmith.sandbox.base import Limits, Sandbox, run_python
+from tests.sandbox.payloads import PAYLOADS, TOKEN, Payload
+
+
+class Listener:
+    """A TCP and a UDP socket on the host's loopback that must hear nothing."""
+
+    def __init__(self) -> None:
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", 0))
+        self.tcp.listen()
+        self.tcp.settimeout(0.2)
+        self.port = self.tcp.getsockname()[1]
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", self.port))
+        self.udp.settimeout(0.2)
+        self.heard: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            for sock, kind in ((self.tcp, "tcp"), (self.udp, "udp")):
+                try:
+                    if kind == "tcp":
+                        conn, _ = sock.accept()
+                        conn.close()
+                    else:
+                        sock.recvfrom(64)
+                    self.heard.append(kind)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.tcp.close()
+        self.udp.close()
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[Listener]:
+    lst = Listener()
+    yield lst
+    lst.close()
+    assert lst.heard == [], f"a sandbox reached the host: {lst.heard}"
+
+
+def token_processes() -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if TOKEN.encode() in cmdline and str(os.getpid()) != pid:
+            found.append(pid)
+    return found
+
+
+def token_files() -> list[str]:
+    found = []
+    for d in ("/tmp", "/var/tmp", "/dev/shm", "/root", "/etc", "/usr", "/", str(Path.cwd())):
+        try:
+            found += [os.path.join(d, f) for f in os.listdir(d) if TOKEN in f]
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _host_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERFSMITH_TEST_SECRET", "hunter2")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak")
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=[p.name for p in PAYLOADS])
+async def test_payload_is_contained(sandbox: Sandbox, payload: Payload, listener: Listener) -> None:
+    limits = Limits(**{"wall_s": 5.0, "cpu_s": 5.0, "memory_mb": 512, **payload.limits})
+    hostname = socket.gethostname()
+    result = await run_python(
+        sandbox,
+        payload.code,
+        limits=limits,
+        files={"port": str(listener.port).encode(), "hostpid": str(os.getpid()).encode()},
+        collect=payload.collect,
+    )
+    detail = (
+        f"{payload.name} on {sandbox.name}: {result.status} {result.reason} "
+        f"stdout={result.stdout[-300:]!r} stderr={result.stderr[-500:]!r}"
+    )
+    assert result.backend == sandbox.name
+    assert result.status.value in payload.statuses, detail
+    assert "ESCAPED" not in result.stdout, detail
+    if payload.expect_stdout:
+        assert payload.expect_stdout in result.stdout, detail
+    if payload.collect:
+        assert result.files == {}, detail  # links out of the sandbox are never followed
+    assert len(result.stdout) <= limits.output_bytes and len(result.stderr) <= limits.output_bytes
+    assert result.wall_s < limits.wall_s + 3, detail
+    assert token_processes() == [], f"{payload.name} left processes behind"
+    assert token_files() == [], f"{payload.name} wrote outside the sandbox"
+    assert socket.gethostname() == hostname
+    await asyncio.sleep(0.25)  # let the listener pick up anything that arrived
+    assert listener.heard == [], f"{payload.name} reached the host's loopback"
