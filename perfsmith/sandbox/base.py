@@ -126,6 +126,15 @@ async def run_python(
     )
 
 
+def parse_report(data: bytes) -> dict[str, float] | None:
+    """The launcher's report: wait status, CPU seconds and peak RSS (KB) of the command."""
+    try:
+        status, cpu, rss = data.decode().split()
+        return {"status": int(status), "cpu_s": float(cpu), "max_rss_kb": float(rss)}
+    except ValueError:
+        return None
+
+
 def classify_exit(
     returncode: int, stderr_tail: bytes, cpu_s: float, limits: Limits
 ) -> tuple[Status, str | None, str | None]:

@@ -36,14 +36,14 @@ from perfsmith.sandbox.base import (
     SandboxResult,
     Status,
     classify_exit,
+    parse_report,
 )
 from perfsmith.sandbox.confine import DENIED_SYSCALLS
 from perfsmith.sandbox.files import collect_files, place_files
+from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir
 
 IMAGE_REPO = "perfsmith-sandbox"
 SANDBOX_UID = 65534
-LAUNCHER = str(Path(__file__).with_name("launcher.py"))
-LAUNCHER_INSIDE = "/opt/perfsmith/launcher.py"
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _runs = count(1)
 
@@ -177,6 +177,16 @@ class _Box:
         self.procs_file: str | None = None
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _cgroup_procs_file(init_pid: int) -> str | None:
     """The host path of the cgroup.procs file of the cgroup a process is in (v1 or v2)."""
     try:
@@ -218,9 +228,7 @@ def _uid_of(pid: int) -> int | None:
 
 
 def _host_space(disk_mb: int) -> tuple[str, bool]:
-    base = Path(os.environ.get("PERFSMITH_SANDBOX_DIR", "/var/lib/perfsmith/sandbox"))
-    base.mkdir(parents=True, exist_ok=True)
-    host_dir = tempfile.mkdtemp(prefix="docker-", dir=base)
+    host_dir = tempfile.mkdtemp(prefix="docker-", dir=launcher_dir())
     if os.geteuid() != 0:
         os.chmod(host_dir, 0o777)
         return host_dir, False
@@ -245,6 +253,7 @@ class DockerSandbox:
             raise SandboxError(f"docker backend unavailable: {reason}")
         self.client = _client()
         self.image = image or build_image()
+        self._remove_stale()
         self.pool_size = pool_size
         self._pools: dict[tuple[int, int, int], asyncio.Queue[_Box]] = {}
         self._created: dict[tuple[int, int, int], int] = {}
@@ -257,10 +266,23 @@ class DockerSandbox:
 
     # -- containers --------------------------------------------------------------
 
+    def _remove_stale(self) -> None:
+        """Containers (and their tmpfs) left by perfsmith processes that died."""
+        for c in self.client.containers.list(all=True, filters={"label": "perfsmith.sandbox"}):
+            owner = int(c.labels.get("perfsmith.owner", "0") or 0)
+            if owner and _alive(owner):
+                continue
+            with contextlib.suppress(Exception):
+                c.remove(force=True)
+            host_dir = c.labels.get("perfsmith.host_dir")
+            if host_dir and Path(host_dir).parent == launcher_dir():
+                _release_space(_Box(c, host_dir, mounted=os.path.ismount(host_dir)))
+
     def _create(self, limits: Limits) -> _Box:
         host_dir, mounted = _host_space(limits.disk_mb)
         volumes = {p: {"bind": p, "mode": "ro"} for p in ["/usr", *_runtime_paths()]}
-        volumes[LAUNCHER] = {"bind": LAUNCHER_INSIDE, "mode": "ro"}
+        _, launcher = launcher_command(inside=True)
+        volumes[str(launcher)] = {"bind": f"{INSIDE_DIR}/{launcher.name}", "mode": "ro"}
         volumes[host_dir] = {"bind": "/sandbox", "mode": "rw"}
         mb = limits.memory_mb
         container = self.client.containers.create(
@@ -281,7 +303,11 @@ class DockerSandbox:
             tmpfs={"/tmp": f"size={limits.disk_mb}m,mode=1777"},
             volumes=volumes,
             working_dir="/sandbox",
-            labels={"perfsmith.sandbox": "1", "perfsmith.owner": str(os.getpid())},
+            labels={
+                "perfsmith.sandbox": "1",
+                "perfsmith.owner": str(os.getpid()),
+                "perfsmith.host_dir": host_dir,
+            },
             environment={"PATH": SAFE_PATH},
         )
         box = _Box(container, host_dir, mounted)
@@ -424,7 +450,8 @@ class DockerSandbox:
             "PERFSMITH_REPORT_PATH": report,
             "PERFSMITH_RLIMITS": rlimits,
         }
-        argv = [sys.executable, "-I", "-S", LAUNCHER_INSIDE, *command]
+        prefix, _ = launcher_command(inside=True)
+        argv = [*prefix, *command]
         started = time.perf_counter()
         exec_id = api.exec_create(
             box.id, argv, workdir=workdir, environment=environment, user=str(SANDBOX_UID)
@@ -493,16 +520,11 @@ class DockerSandbox:
         )
 
 
-def _read_report(path: str) -> dict[str, Any] | None:
+def _read_report(path: str) -> dict[str, float] | None:
     """The launcher's report (exit status, CPU time, peak memory), if it wrote one."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as f:
-        raw = f.read(4096)
-    try:
-        report = json.loads(raw)
-    except ValueError:
-        return None
-    return report if isinstance(report, dict) else None
+        return parse_report(f.read(4096))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import random
 import selectors
@@ -33,8 +32,10 @@ from perfsmith.sandbox.base import (
     SandboxResult,
     Status,
     classify_exit,
+    parse_report,
 )
 from perfsmith.sandbox.files import collect_files, place_files
+from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir
 
 _uids_lock = threading.Lock()
 _uids_in_use: set[int] = set()
@@ -83,22 +84,12 @@ def _dir_size(root: str, limit: int) -> int:
 def _workdir_root(is_root: bool) -> str | None:
     """Where working directories live. As root not under /tmp, which each run replaces
     with a private tmpfs; the parent must be enterable by the run's uid."""
-    configured = os.environ.get("PERFSMITH_SANDBOX_DIR")
-    if configured:
-        Path(configured).mkdir(parents=True, exist_ok=True)
-        return configured
-    if not is_root:
+    if not is_root and not os.environ.get("PERFSMITH_SANDBOX_DIR"):
         return None
-    root = Path("/var/lib/perfsmith/sandbox")
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o711)
-    root.parent.chmod(0o711)
-    return str(root)
+    return str(launcher_dir())
 
 
 _SIGNALS = {int(s) for s in signal.Signals}
-LAUNCHER = str(Path(__file__).with_name("launcher.py"))
-LAUNCHER_INSIDE = "/run/perfsmith/launcher.py"
 
 
 def _read_report(fd: int) -> dict[str, float] | None:
@@ -109,11 +100,7 @@ def _read_report(fd: int) -> dict[str, float] | None:
         data = b""
     finally:
         os.close(fd)
-    try:
-        report = json.loads(data)
-    except ValueError:
-        return None
-    return report if isinstance(report, dict) else None
+    return parse_report(data)
 
 
 def _has_exited(pid: int) -> bool:
@@ -259,8 +246,8 @@ class ProcessSandbox:
         ]
         for path in _runtime_paths():
             args += ["--ro-bind-try", path, path]
-        if self._pid_namespace:
-            args += ["--ro-bind", LAUNCHER, LAUNCHER_INSIDE]
+        _, launcher = launcher_command(inside=True)
+        args += ["--ro-bind", str(launcher), f"{INSIDE_DIR}/{launcher.name}"]
         args += ["--bind", workdir, "/sandbox", "--chdir", "/sandbox"]
         if seccomp_fd is not None:
             args += ["--seccomp", str(seccomp_fd)]
@@ -299,18 +286,17 @@ class ProcessSandbox:
             seccomp_r, seccomp_w = os.pipe()
             os.write(seccomp_w, self._seccomp)
             os.close(seccomp_w)
-        report_r = report_w = None
-        extra_env: dict[str, str] = {}
-        if self.bwrap and self._pid_namespace:
-            # bwrap's own rusage misses its pid namespace: a launcher inside reports it.
-            report_r, report_w = os.pipe()
-            extra_env["PERFSMITH_REPORT_FD"] = str(report_w)
-            inner = [sys.executable, "-I", "-S", LAUNCHER_INSIDE, *command]
-            argv = self._bwrap_command(inner, workdir, seccomp_r, limits)
-        elif self.bwrap:
-            argv = self._bwrap_command(command, workdir, seccomp_r, limits)
+        # A small launcher is the command's parent and reports its exit status and rusage
+        # on a pipe the command cannot reach: wait4 on our own child would count the
+        # pre-exec copy of this (large) Python process in the peak memory, and under a
+        # pid namespace would miss the command's CPU time.
+        report_r, report_w = os.pipe()
+        extra_env = {"PERFSMITH_REPORT_FD": str(report_w)}
+        prefix, _ = launcher_command(inside=self.bwrap is not None)
+        if self.bwrap:
+            argv = self._bwrap_command([*prefix, *command], workdir, seccomp_r, limits)
         else:
-            argv = command
+            argv = [*prefix, *command]
         started = time.perf_counter()
         try:
             proc = subprocess.Popen(
@@ -328,9 +314,9 @@ class ProcessSandbox:
         except (OSError, subprocess.SubprocessError) as exc:
             raise SandboxError(f"cannot start {argv[0]!r} in the sandbox: {exc}") from exc
         finally:
-            for fd in (seccomp_r, report_w):
-                if fd is not None:
-                    os.close(fd)
+            os.close(report_w)
+            if seccomp_r is not None:
+                os.close(seccomp_r)
         if stdin is not None and proc.stdin is not None:
             try:
                 proc.stdin.write(stdin)
@@ -344,13 +330,14 @@ class ProcessSandbox:
         cpu, rss = usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
         code = os.waitstatus_to_exitcode(status_word)
         proc.returncode = code  # reaped here: keep Popen from waiting again
-        if report_r is not None:
-            report = _read_report(report_r)
-            if report is not None:
-                cpu, rss = report["cpu_s"], report["max_rss_kb"] / 1024
-                code = os.waitstatus_to_exitcode(int(report["status"]))
-        if self.bwrap and code > 128 and code - 128 in _SIGNALS:
+        report = _read_report(report_r)
+        if report is not None:
+            cpu, rss = report["cpu_s"], report["max_rss_kb"] / 1024
+            code = os.waitstatus_to_exitcode(int(report["status"]))
+        elif self.bwrap and code > 128 and code - 128 in _SIGNALS:
             code = -(code - 128)  # bwrap reports its child's death by signal N as 128 + N
+        if verdict is None and report is None and code == -signal.SIGKILL:
+            verdict = (Status.KILLED, "the command killed the sandbox's supervisor")
         if verdict is not None:
             status, reason_text = verdict
             sig: str | None = "SIGKILL"
