@@ -21,8 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfsmith.sandbox.base import Limits, Sandbox  # noqa: E402
-from perfsmith.sandbox.select import open_sandbox  # noqa: E402
+from perfsmith.sandbox.base import Limits, Sandbox
+from perfsmith.sandbox.select import open_sandbox
 
 TARGETS_MS = {"process": 20.0, "bubblewrap": 30.0, "docker": 100.0}
 

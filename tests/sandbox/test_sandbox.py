@@ -1,0 +1,113 @@
+"""What every backend must do for ordinary code: files in and out, statuses, limits,
+clean environment, concurrent runs; and the CLI's contract."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from perfsmith.sandbox.base import Limits, Sandbox, SandboxError, Status, run_python
+from tests.cli_runner import cli
+
+
+async def test_files_in_and_out_and_exit_codes(sandbox: Sandbox) -> None:
+    result = await run_python(
+        sandbox,
+        "import os, sys\n"
+        "data = open('in/data.txt').read()\n"
+        "os.makedirs('out', exist_ok=True)\n"
+        "open('out/result.txt', 'w').write(data.upper())\n"
+        "print('cwd files:', sorted(os.listdir('.')))\n"
+        "print('err line', file=sys.stderr)\n",
+        files={"in/data.txt": b"hello"},
+        collect=["out/result.txt", "missing.txt"],
+    )
+    assert result.status is Status.OK and result.exit_code == 0, result.stderr
+    assert result.files == {"out/result.txt": b"HELLO"}
+    assert "err line" in result.stderr and "in" in result.stdout
+    assert result.backend == sandbox.name
+    assert result.wall_s > 0 and result.cpu_s > 0 and 1 < result.max_rss_mb < 200
+
+    failed = await sandbox.run(["/bin/sh", "-c", "echo out; echo oops >&2; exit 7"])
+    assert (failed.status, failed.exit_code) == (Status.ERROR, 7)
+    assert failed.stdout == "out\n" and failed.stderr == "oops\n"
+
+    missing = await sandbox.run(["/no/such/program"])
+    assert missing.status is Status.ERROR and missing.exit_code == 127
+    assert "cannot run" in missing.stderr
+
+
+async def test_each_run_starts_clean(sandbox: Sandbox) -> None:
+    await run_python(sandbox, "open('left-behind', 'w').write('x')")
+    result = await run_python(sandbox, "import os; print(sorted(os.listdir('.')))")
+    assert "left-behind" not in result.stdout
+    env = await sandbox.run(["/usr/bin/env"], env={"MY_SETTING": "1"})
+    keys = {line.split("=", 1)[0] for line in env.stdout.splitlines()}
+    assert "MY_SETTING" in keys and "PATH" in keys
+    assert not keys & {"PERFSMITH_REPORT_FD", "PERFSMITH_REPORT_PATH", "PERFSMITH_RLIMITS"}
+
+
+async def test_two_runs_in_flight_do_not_disturb_each_other(sandbox: Sandbox) -> None:
+    code = "import sys, time; time.sleep(0.3); print(open('id').read())"
+    results = await asyncio.gather(
+        *(run_python(sandbox, code, files={"id": str(i).encode()}) for i in range(4))
+    )
+    assert [r.stdout.strip() for r in results] == ["0", "1", "2", "3"]
+
+
+async def test_limits_are_reported_with_reasons(sandbox: Sandbox) -> None:
+    slow = await sandbox.run(["/bin/sleep", "5"], limits=Limits(wall_s=0.5))
+    assert slow.status is Status.TIMEOUT and "wall-clock" in (slow.reason or "")
+    assert slow.wall_s < 3
+    big = await run_python(sandbox, "print('z' * 10**6)", limits=Limits(output_bytes=2048))
+    assert big.status is Status.OUTPUT_EXCEEDED and big.stdout_truncated
+    assert len(big.stdout) == 2048
+
+
+async def test_bad_requests_are_refused(sandbox: Sandbox) -> None:
+    with pytest.raises(SandboxError, match="relative path"):
+        await sandbox.run(["true"], files={"../escape": b"x"})
+    with pytest.raises(SandboxError, match="relative path"):
+        await sandbox.run(["true"], files={"/etc/passwd": b"x"})
+    with pytest.raises(SandboxError, match="no command"):
+        await sandbox.run([])
+
+
+def test_cli_json_contract(tmp_path: Path) -> None:
+    (tmp_path / "input.txt").write_text("41")
+    env = dict(os.environ)
+    done = cli(env, "sandbox", "run", "--backend", "process", "--json", "--file",
+               str(tmp_path / "input.txt"), "--", sys.executable, "-c",
+               "print(int(open('input.txt').read()) + 1)")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert {"status", "exit_code", "stdout", "stderr", "wall_s", "cpu_s", "max_rss_mb",
+            "backend", "truncated"} <= data.keys()
+    assert (data["status"], data["exit_code"], data["stdout"]) == ("ok", 0, "42\n")
+    assert data["backend"] == "process" and data["truncated"] is False
+
+    failing = cli(env, "sandbox", "run", "--backend", "process", "--timeout", "0.5", "--json",
+                  "--", "sleep", "5")
+    assert failing.returncode == 0  # whatever the sandboxed command did
+    assert json.loads(failing.stdout)["status"] == "timeout"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sandbox", "run", "--json"], "Missing argument"),
+        (["sandbox", "run", "--backend", "vm", "--", "true"], "choose one of"),
+        (["sandbox", "run", "--timeout", "0", "--", "true"], "Invalid value"),
+        (["sandbox", "run", "--memory", "-5", "--", "true"], "Invalid value"),
+        (["sandbox", "run", "--file", "/no/such/file", "--", "true"], "not a readable file"),
+    ],
+)
+def test_cli_usage_errors_exit_2(args: list[str], message: str) -> None:
+    done = cli(dict(os.environ), *args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr
