@@ -31,9 +31,11 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/orchestration.py --out bench/results/orchestration.json
+	$(BIN)/python bench/sandbox.py --out bench/results/sandbox.json
 
 bench-quick: install
 	$(BIN)/python bench/orchestration.py --quick --out bench/results/orchestration.json
+	$(BIN)/python bench/sandbox.py --quick --out bench/results/sandbox.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -118,36 +118,48 @@ def hidden_parent(path: str) -> str | None:
     return None
 
 
-def private_namespaces(tmp_mb: int, expose: list[str]) -> None:
+PRIVATE_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def private_namespaces(tmp_mb: int, expose: list[str], stage: str) -> None:
     """New network (empty), IPC, UTS and mount namespaces with private /tmp, /var/tmp and
-    /dev/shm (root only). Each directory in `expose` that sits under a directory others
-    cannot enter (a runtime under /root) stays visible at its path, while the rest of that
-    directory is replaced by an empty tmpfs."""
+    /dev/shm (root only). Each directory in `expose` stays visible at its own path even
+    where it lies under one of those (a virtualenv in /tmp) or under a directory others
+    cannot enter (a runtime under /root, whose other contents become an empty tmpfs).
+    `stage` is an empty directory outside those, used to carry the mounts across."""
     libc = _libc()
     _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
     _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
-    opts = f"size={tmp_mb}m,mode=1777".encode()
-    for target in (b"/tmp", b"/var/tmp", b"/dev/shm"):
-        if os.path.isdir(target):
-            _check(libc.mount(b"tmpfs", target, b"tmpfs", MS_NOSUID | MS_NODEV, opts), "tmpfs")
-    hidden = [(p, hidden_parent(p)) for p in expose]
+    private = [d for d in PRIVATE_DIRS if os.path.isdir(d)]
+    hidden = {p: hidden_parent(p) for p in expose}
+    keep = [p for p in expose if hidden[p] is not None or any(_under(p, d) for d in private)]
+    if keep:
+        _check(
+            libc.mount(b"tmpfs", stage.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=700"),
+            "stage",
+        )
     staged: list[tuple[str, str]] = []
-    for i, (path, top) in enumerate(hidden):
-        if top is None:
-            continue
-        stage = f"/tmp/.perfsmith-rt{i}"
-        os.mkdir(stage)
-        _check(libc.mount(path.encode(), stage.encode(), None, MS_BIND | MS_REC, None), "stage")
-        staged.append((path, stage))
-    for top in sorted({t for _, t in hidden if t is not None}):
+    for i, path in enumerate(keep):
+        slot = f"{stage}/{i}"
+        os.mkdir(slot)
+        _check(libc.mount(path.encode(), slot.encode(), None, MS_BIND | MS_REC, None), "stage")
+        staged.append((path, slot))
+    opts = f"size={tmp_mb}m,mode=1777".encode()
+    for target in private:
+        _check(libc.mount(b"tmpfs", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts), "tmpfs")
+    for top in sorted({t for t in hidden.values() if t is not None}):
         _check(
             libc.mount(b"tmpfs", top.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=755"), "hide"
         )
-    for path, stage in staged:
+    for path, slot in staged:
         os.makedirs(path, exist_ok=True)
-        _check(libc.mount(stage.encode(), path.encode(), None, MS_BIND | MS_REC, None), "expose")
+        _check(libc.mount(slot.encode(), path.encode(), None, MS_BIND | MS_REC, None), "expose")
+    if keep:
         libc.umount2(stage.encode(), MNT_DETACH)
-        os.rmdir(stage)
 
 
 def apply_limits(limits: Limits, *, per_uid_processes: bool) -> None:

@@ -58,8 +58,14 @@ def _release_uid(uid: int) -> None:
 
 
 def _runtime_paths() -> list[str]:
-    """Directories a sandboxed Python needs to see: the interpreter and its packages."""
-    paths = {sys.base_prefix, sys.prefix, str(Path(sys.executable).resolve().parent.parent)}
+    """Directories a sandboxed Python needs to see: the interpreter, its packages, and
+    perfsmith itself (the Python launcher, when no C compiler built the fast one)."""
+    paths = {
+        sys.base_prefix,
+        sys.prefix,
+        str(Path(sys.executable).resolve().parent.parent),
+        str(Path(__file__).resolve().parent),
+    }
     return sorted(p for p in paths if p and not p.startswith("/usr"))
 
 
@@ -101,6 +107,13 @@ def _read_report(fd: int) -> dict[str, float] | None:
     finally:
         os.close(fd)
     return parse_report(data)
+
+
+def _stage_dir() -> str:
+    """An empty directory outside /tmp where a run's namespace stages its mounts."""
+    stage = launcher_dir() / ".stage"
+    stage.mkdir(mode=0o700, exist_ok=True)
+    return str(stage)
 
 
 def _has_exited(pid: int) -> bool:
@@ -257,12 +270,13 @@ class ProcessSandbox:
         bwrap = self.bwrap is not None
         program = self._seccomp
         runtime = _runtime_paths()
+        stage = _stage_dir() if uid is not None else ""
 
         def setup() -> None:
             confine.die_with_parent()
             if uid is not None:
                 # Also under bwrap: bwrap runs as the run's uid and must see the runtime.
-                confine.private_namespaces(tmp_mb=limits.disk_mb, expose=runtime)
+                confine.private_namespaces(tmp_mb=limits.disk_mb, expose=runtime, stage=stage)
             confine.apply_limits(limits, per_uid_processes=uid is not None)
             if uid is not None:
                 confine.drop_privileges(uid)

@@ -81,18 +81,49 @@ async def test_bad_requests_are_refused(sandbox: Sandbox) -> None:
 def test_cli_json_contract(tmp_path: Path) -> None:
     (tmp_path / "input.txt").write_text("41")
     env = dict(os.environ)
-    done = cli(env, "sandbox", "run", "--backend", "process", "--json", "--file",
-               str(tmp_path / "input.txt"), "--", sys.executable, "-c",
-               "print(int(open('input.txt').read()) + 1)")
+    done = cli(
+        env,
+        "sandbox",
+        "run",
+        "--backend",
+        "process",
+        "--json",
+        "--file",
+        str(tmp_path / "input.txt"),
+        "--",
+        sys.executable,
+        "-c",
+        "print(int(open('input.txt').read()) + 1)",
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert {"status", "exit_code", "stdout", "stderr", "wall_s", "cpu_s", "max_rss_mb",
-            "backend", "truncated"} <= data.keys()
+    assert {
+        "status",
+        "exit_code",
+        "stdout",
+        "stderr",
+        "wall_s",
+        "cpu_s",
+        "max_rss_mb",
+        "backend",
+        "truncated",
+    } <= data.keys()
     assert (data["status"], data["exit_code"], data["stdout"]) == ("ok", 0, "42\n")
     assert data["backend"] == "process" and data["truncated"] is False
 
-    failing = cli(env, "sandbox", "run", "--backend", "process", "--timeout", "0.5", "--json",
-                  "--", "sleep", "5")
+    failing = cli(
+        env,
+        "sandbox",
+        "run",
+        "--backend",
+        "process",
+        "--timeout",
+        "0.5",
+        "--json",
+        "--",
+        "sleep",
+        "5",
+    )
     assert failing.returncode == 0  # whatever the sandboxed command did
     assert json.loads(failing.stdout)["status"] == "timeout"
 
