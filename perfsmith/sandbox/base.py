@@ -126,6 +126,48 @@ async def run_python(
     )
 
 
+def make_result(
+    *,
+    backend: str,
+    limits: Limits,
+    code: int | None,
+    out: bytes | bytearray,
+    err: bytes | bytearray,
+    verdict: tuple[Status, str] | None,
+    wall_s: float,
+    cpu_s: float,
+    max_rss_mb: float,
+    files: dict[str, bytes],
+) -> SandboxResult:
+    """The result of a finished run. `verdict` is set when the sandbox stopped the run
+    itself (a limit); otherwise the exit code (negative: a signal) decides."""
+    reason: str | None
+    sig: str | None
+    if verdict is not None:
+        status, reason = verdict
+        sig = "SIGKILL"
+    elif code is None:
+        status, sig, reason = Status.KILLED, None, "the run ended without an exit status"
+    else:
+        status, sig, reason = classify_exit(code, bytes(err[-4096:]), cpu_s, limits)
+    cap = limits.output_bytes
+    return SandboxResult(
+        status=status,
+        exit_code=code if code is not None and code >= 0 else None,
+        signal=sig,
+        stdout=bytes(out[:cap]).decode("utf-8", errors="replace"),
+        stderr=bytes(err[:cap]).decode("utf-8", errors="replace"),
+        stdout_truncated=len(out) > cap,
+        stderr_truncated=len(err) > cap,
+        wall_s=round(wall_s, 6),
+        cpu_s=round(cpu_s, 6),
+        max_rss_mb=round(max_rss_mb, 3),
+        files=files,
+        backend=backend,
+        reason=reason,
+    )
+
+
 def parse_report(data: bytes) -> dict[str, float] | None:
     """The launcher's report: wait status, CPU seconds and peak RSS (KB) of the command."""
     try:

@@ -35,7 +35,7 @@ from perfsmith.sandbox.base import (
     SandboxError,
     SandboxResult,
     Status,
-    classify_exit,
+    make_result,
     parse_report,
 )
 from perfsmith.sandbox.confine import DENIED_SYSCALLS
@@ -495,28 +495,17 @@ class DockerSandbox:
         rss = float(usage["max_rss_kb"]) / 1024 if usage else 0.0
         if usage is not None:
             code = os.waitstatus_to_exitcode(int(usage["status"]))
-        reason: str | None
-        if verdict:
-            status, reason = verdict[0]
-            sig: str | None = "SIGKILL"
-        elif code is None:
-            status, sig, reason = Status.KILLED, None, "the run ended without an exit status"
-        else:
-            status, sig, reason = classify_exit(code, bytes(err[-4096:]), cpu_s, limits)
-        return SandboxResult(
-            status=status,
-            exit_code=code if code is not None and code >= 0 else None,
-            signal=sig,
-            stdout=bytes(out[: limits.output_bytes]).decode("utf-8", errors="replace"),
-            stderr=bytes(err[: limits.output_bytes]).decode("utf-8", errors="replace"),
-            stdout_truncated=len(out) > limits.output_bytes,
-            stderr_truncated=len(err) > limits.output_bytes,
-            wall_s=round(wall, 6),
-            cpu_s=round(cpu_s, 6),
-            max_rss_mb=round(rss, 3),
-            files=collected,
+        return make_result(
             backend=self.name,
-            reason=reason,
+            limits=limits,
+            code=code,
+            out=out,
+            err=err,
+            verdict=verdict[0] if verdict else None,
+            wall_s=wall,
+            cpu_s=cpu_s,
+            max_rss_mb=rss,
+            files=collected,
         )
 
 

@@ -31,7 +31,7 @@ from perfsmith.sandbox.base import (
     SandboxError,
     SandboxResult,
     Status,
-    classify_exit,
+    make_result,
     parse_report,
 )
 from perfsmith.sandbox.files import collect_files, place_files
@@ -352,27 +352,17 @@ class ProcessSandbox:
             code = -(code - 128)  # bwrap reports its child's death by signal N as 128 + N
         if verdict is None and report is None and code == -signal.SIGKILL:
             verdict = (Status.KILLED, "the command killed the sandbox's supervisor")
-        if verdict is not None:
-            status, reason_text = verdict
-            sig: str | None = "SIGKILL"
-            reason: str | None = reason_text
-        else:
-            status, sig, reason = classify_exit(code, bytes(err[-4096:]), cpu, limits)
-        collected = collect_files(workdir, collect, limits.file_size_mb * 1024 * 1024)
-        return SandboxResult(
-            status=status,
-            exit_code=code if code >= 0 else None,
-            signal=sig,
-            stdout=bytes(out[: limits.output_bytes]).decode("utf-8", errors="replace"),
-            stderr=bytes(err[: limits.output_bytes]).decode("utf-8", errors="replace"),
-            stdout_truncated=len(out) > limits.output_bytes,
-            stderr_truncated=len(err) > limits.output_bytes,
-            wall_s=round(wall, 6),
-            cpu_s=round(cpu, 6),
-            max_rss_mb=round(rss, 3),
-            files=collected,
+        return make_result(
             backend=self.name,
-            reason=reason,
+            limits=limits,
+            code=code,
+            out=out,
+            err=err,
+            verdict=verdict,
+            wall_s=wall,
+            cpu_s=cpu,
+            max_rss_mb=rss,
+            files=collect_files(workdir, collect, limits.file_size_mb * 1024 * 1024),
         )
 
     def _monitor(
