@@ -1,0 +1,1 @@
+"""Verifiers: is a candidate correct (differential testing) and is it faster (statistics)."""
