@@ -1,0 +1,170 @@
+"""Differential testing: the candidate must do what the reference does on every input.
+
+The reference and the candidate run in separate sandbox runs (the candidate never sees
+the reference's outputs); each input is called twice on fresh copies. The verdict
+compares results (tolerances for floats and arrays), exceptions (same type), the
+arguments after the call (the candidate must mutate them exactly as the reference does),
+and the candidate's two calls (determinism). The first failure names the input and the
+first difference, so it can go back to the LLM.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from perfsmith.sandbox.base import Limits, Sandbox, SandboxResult
+from perfsmith.verifiers.compare import Difference, Tolerance, first_difference
+from perfsmith.verifiers.encode import decode
+from perfsmith.verifiers.target import Target, TargetError
+
+HERE = Path(__file__).parent
+HARNESS = (HERE / "harness.py").read_bytes()
+WIRE = (HERE / "encode.py").read_bytes()
+
+
+class InputError(TargetError):
+    """The input generator failed or returned something unusable (a usage error)."""
+
+
+@dataclass(frozen=True)
+class CorrectnessReport:
+    correct: bool
+    failure: str | None
+    n_inputs: int
+
+
+def _tail(result: SandboxResult, lines: int = 12) -> str:
+    text = (result.stderr or result.stdout).strip().splitlines()
+    return "\n".join(text[-lines:]) if text else f"({result.status.value}, no output)"
+
+
+async def generate_inputs(
+    sandbox: Sandbox, generator: Target, seeds: list[int], limits: Limits | None = None
+) -> bytes:
+    """Pickled argument tuples from the user's generator, made inside the sandbox."""
+    result = await sandbox.run(
+        [
+            sys.executable,
+            "-I",
+            "_perfsmith_harness.py",
+            "generate",
+            generator.module_file,
+            generator.function,
+            ",".join(map(str, seeds)),
+        ],
+        files={
+            "_perfsmith_harness.py": HARNESS,
+            "_perfsmith_encode.py": WIRE,
+            generator.module_file: generator.source.encode(),
+        },
+        collect=["inputs.pkl"],
+        limits=limits,
+    )
+    if not result.ok or "inputs.pkl" not in result.files:
+        raise InputError(f"input generator {generator} failed: {_tail(result)}")
+    if result.stdout.strip() == "0":
+        raise InputError(f"input generator {generator} produced no inputs")
+    return result.files["inputs.pkl"]
+
+
+async def run_target(
+    sandbox: Sandbox, target: Target, inputs: bytes, limits: Limits | None = None
+) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """The target's outputs on every input, or why there are none."""
+    result = await sandbox.run(
+        [
+            sys.executable,
+            "-I",
+            "_perfsmith_harness.py",
+            "call",
+            target.module_file,
+            target.function,
+        ],
+        files={
+            "_perfsmith_harness.py": HARNESS,
+            "_perfsmith_encode.py": WIRE,
+            "inputs.pkl": inputs,
+            target.module_file: target.source.encode(),
+        },
+        collect=["outputs.json"],
+        limits=limits,
+    )
+    if not result.ok or "outputs.json" not in result.files:
+        return None, f"{target} did not run to the end ({result.status.value}" + (
+            f", {result.reason}" if result.reason else ""
+        ) + f"): {_tail(result)}"
+    try:
+        outputs = json.loads(result.files["outputs.json"])
+    except ValueError:
+        return None, f"{target} wrote unreadable outputs"
+    if not isinstance(outputs, list):
+        return None, f"{target} wrote malformed outputs"
+    return outputs, None
+
+
+def _describe(index: int, what: str, diff: Difference) -> str:
+    return f"input #{index}: {what}: {diff}"
+
+
+def compare_outputs(
+    reference: list[dict[str, Any]], candidate: list[dict[str, Any]], tol: Tolerance
+) -> str | None:
+    """The first failure, in words, or None when the candidate matches everywhere."""
+    if len(reference) != len(candidate):
+        return f"the candidate answered {len(candidate)} inputs, not {len(reference)}"
+    for i, (ref, cand) in enumerate(zip(reference, candidate, strict=True)):
+        try:
+            ref_result, cand_result = decode(ref["result"]), decode(cand["result"])
+            cand_again = decode(cand["again"])
+            ref_args, cand_args = decode(ref["args_after"]), decode(cand["args_after"])
+        except (KeyError, ValueError, TypeError) as exc:
+            return f"input #{i}: unreadable output ({exc})"
+        if ref["raised"] != cand["raised"]:
+            if ref["raised"]:
+                return (
+                    f"input #{i}: the reference raised {ref_result.type_name} "
+                    f"but the candidate returned {str(cand_result)[:80]}"
+                )
+            return (
+                f"input #{i}: the candidate raised {cand_result.type_name}: "
+                f"{cand_result.message[:200]}"
+            )
+        if ref["raised"]:
+            if ref_result.type_name != cand_result.type_name:
+                return (
+                    f"input #{i}: raised {cand_result.type_name} instead of {ref_result.type_name}"
+                )
+        else:
+            diff = first_difference(ref_result, cand_result, tol)
+            if diff is not None:
+                return _describe(i, "wrong result", diff)
+        diff = first_difference(ref_args, cand_args, tol, path="args")
+        if diff is not None:
+            return _describe(i, "arguments changed differently from the reference", diff)
+        diff = first_difference(cand_result, cand_again, tol)
+        if diff is not None:
+            return _describe(i, "not deterministic (a second call on the same input differs)", diff)
+    return None
+
+
+async def check_correctness(
+    sandbox: Sandbox,
+    reference: Target,
+    candidate: Target,
+    inputs: bytes,
+    *,
+    tol: Tolerance | None = None,
+    limits: Limits | None = None,
+) -> CorrectnessReport:
+    ref_out, ref_error = await run_target(sandbox, reference, inputs, limits)
+    if ref_out is None:
+        raise InputError(f"the reference itself fails on these inputs: {ref_error}")
+    cand_out, cand_error = await run_target(sandbox, candidate, inputs, limits)
+    if cand_out is None:
+        return CorrectnessReport(False, cand_error, len(ref_out))
+    failure = compare_outputs(ref_out, cand_out, tol or Tolerance())
+    return CorrectnessReport(failure is None, failure, len(ref_out))

@@ -1,0 +1,102 @@
+"""Runs inside the sandbox (standard library only, next to _perfsmith_encode.py).
+
+    python _perfsmith_harness.py generate GEN_FILE FUNC SEEDS  -> inputs.pkl
+    python _perfsmith_harness.py call TARGET_FILE FUNC         -> outputs.json
+
+`generate` calls the user's generator FUNC(seed) for each seed and pickles the argument
+tuples: user code, but still sandboxed, and the pickle is only ever read inside other
+sandboxes. `call` imports the target fresh, calls it on a deep copy of every input twice
+(determinism), and writes each result or exception and the arguments as they were after
+the call (mutation), in the safe wire format: the verifier never unpickles candidate data.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import pickle
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# `python -I` leaves the script's folder off sys.path; the wire format sits beside it.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _perfsmith_encode as wire  # type: ignore[import-not-found]
+
+
+def load(path: str, name: str) -> Callable[..., Any]:
+    spec = importlib.util.spec_from_file_location("_perfsmith_target", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"harness: cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["_perfsmith_target"] = module
+    spec.loader.exec_module(module)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise SystemExit(f"harness: {path} has no callable {name!r}")
+    return fn  # type: ignore[no-any-return]
+
+
+def generate(path: str, name: str, seeds: list[int]) -> None:
+    fn = load(path, name)
+    inputs = []
+    for seed in seeds:
+        batch = fn(seed)
+        if not isinstance(batch, (list, tuple)):
+            raise SystemExit(
+                f"harness: generator {name}({seed}) returned {type(batch).__name__}, "
+                "not a list of argument tuples"
+            )
+        for args in batch:
+            if not isinstance(args, tuple):
+                raise SystemExit(
+                    f"harness: generator {name}({seed}) gave {type(args).__name__} "
+                    f"{str(args)[:60]!r}, not an argument tuple"
+                )
+            inputs.append(args)
+    Path("inputs.pkl").write_bytes(pickle.dumps(inputs))
+    print(len(inputs))
+
+
+def call_once(fn: Callable[..., Any], args: tuple[Any, ...]) -> dict[str, Any]:
+    args = copy.deepcopy(args)
+    try:
+        result = fn(*args)
+        raised = False
+    except Exception as exc:  # the reference may raise too: then so must the candidate
+        result, raised = exc, True
+    return {"result": wire.encode(result), "raised": raised, "args_after": wire.encode(args)}
+
+
+def call(path: str, name: str) -> None:
+    inputs = pickle.loads(Path("inputs.pkl").read_bytes())
+    fn = load(path, name)
+    outputs = []
+    for args in inputs:
+        first = call_once(fn, args)
+        first["again"] = call_once(fn, args)["result"]
+        outputs.append(first)
+    Path("outputs.json").write_text(json.dumps(outputs, allow_nan=False))
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    try:
+        if mode == "generate":
+            generate(sys.argv[2], sys.argv[3], [int(s) for s in sys.argv[4].split(",")])
+        elif mode == "call":
+            call(sys.argv[2], sys.argv[3])
+        else:
+            raise SystemExit(f"harness: unknown mode {mode!r}")
+    except SystemExit:
+        raise
+    except BaseException:
+        traceback.print_exc()
+        raise SystemExit(3) from None
+
+
+if __name__ == "__main__":
+    main()
