@@ -2,17 +2,21 @@
 
     python _perfsmith_harness.py generate GEN_FILE FUNC SEEDS  -> inputs.pkl
     python _perfsmith_harness.py call TARGET_FILE FUNC         -> outputs.json
+    python _perfsmith_harness.py time TARGET_FILE FUNC LOOPS   -> timing.json
 
 `generate` calls the user's generator FUNC(seed) for each seed and pickles the argument
 tuples: user code, but still sandboxed, and the pickle is only ever read inside other
 sandboxes. `call` imports the target fresh, calls it on a deep copy of every input twice
 (determinism), and writes each result or exception and the arguments as they were after
 the call (mutation), in the safe wire format: the verifier never unpickles candidate data.
+`time` calls the target LOOPS times over every input (each call on its own deep copy, made
+before the clock starts) and reports the elapsed time; LOOPS 0 measures only start-up.
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import importlib.util
 import json
 import pickle
@@ -20,6 +24,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from time import perf_counter as _clock  # bound before any target code is imported
 from typing import Any
 
 # `python -I` leaves the script's folder off sys.path; the wire format sits beside it.
@@ -82,6 +87,21 @@ def call(path: str, name: str) -> None:
     Path("outputs.json").write_text(json.dumps(outputs, allow_nan=False))
 
 
+def time_calls(path: str, name: str, loops: int) -> None:
+    inputs = pickle.loads(Path("inputs.pkl").read_bytes())
+    fn = load(path, name)
+    copies = [copy.deepcopy(args) for _ in range(loops) for args in inputs]
+    fn(*copy.deepcopy(inputs[0]))  # warm-up: first-call caches and lazy imports
+    gc.collect()
+    gc.disable()
+    start = _clock()
+    for args in copies:
+        fn(*args)
+    elapsed = _clock() - start
+    gc.enable()
+    Path("timing.json").write_text(json.dumps({"elapsed_s": elapsed, "calls": len(copies)}))
+
+
 def main() -> None:
     mode = sys.argv[1]
     try:
@@ -89,6 +109,8 @@ def main() -> None:
             generate(sys.argv[2], sys.argv[3], [int(s) for s in sys.argv[4].split(",")])
         elif mode == "call":
             call(sys.argv[2], sys.argv[3])
+        elif mode == "time":
+            time_calls(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         else:
             raise SystemExit(f"harness: unknown mode {mode!r}")
     except SystemExit:

@@ -1,0 +1,127 @@
+"""Is the candidate faster, and by how much: timing rounds in the sandbox.
+
+Each side times itself in its own sandboxed process, never together with the other
+(a candidate cannot touch the reference's clock). The number of loops is calibrated on
+the reference so one value lasts about `target_s`; the same loops serve both sides.
+Rounds are interleaved A B, B A, ... and every round uses fresh inputs (a new seed), so
+results cached from an earlier round cannot pass for speed. Each round is also checked
+against the clock outside the sandbox: a reported time far below what the outside saw
+(after subtracting the side's measured start-up) means the timer was tampered with.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+
+from perfsmith.sandbox.base import Limits, Sandbox
+from perfsmith.verifiers.correctness import HARNESS, WIRE, generate_inputs
+from perfsmith.verifiers.stats import SpeedEstimate, Verdict, paired_speedup, verdict
+from perfsmith.verifiers.target import Target
+
+
+class TimingError(Exception):
+    """A timing round did not produce a time."""
+
+
+@dataclass
+class Timing:
+    estimate: SpeedEstimate
+    verdict: Verdict
+    loops: int
+    reference_s: list[float]
+    candidate_s: list[float]
+    flags: list[str] = field(default_factory=list)
+    measurement_s: float = 0.0
+
+
+async def _round(
+    sandbox: Sandbox, target: Target, inputs: bytes, loops: int, limits: Limits | None
+) -> tuple[float, float]:
+    """(time the harness reported, wall time seen outside the sandbox)."""
+    result = await sandbox.run(
+        [
+            sys.executable,
+            "-I",
+            "_perfsmith_harness.py",
+            "time",
+            target.module_file,
+            target.function,
+            str(loops),
+        ],
+        files={
+            "_perfsmith_harness.py": HARNESS,
+            "_perfsmith_encode.py": WIRE,
+            "inputs.pkl": inputs,
+            target.module_file: target.source.encode(),
+        },
+        collect=["timing.json"],
+        limits=limits,
+    )
+    if not result.ok or "timing.json" not in result.files:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        raise TimingError(f"timing {target} failed ({result.status.value}): " + "\n".join(tail))
+    try:
+        elapsed = float(json.loads(result.files["timing.json"])["elapsed_s"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TimingError(f"timing {target} wrote an unreadable time") from exc
+    if not math.isfinite(elapsed) or elapsed <= 0:
+        raise TimingError(f"timing {target} reported an impossible time ({elapsed!r})")
+    return elapsed, result.wall_s
+
+
+async def measure_speed(
+    sandbox: Sandbox,
+    reference: Target,
+    candidate: Target,
+    generator: Target,
+    *,
+    rounds: int = 12,
+    target_s: float = 0.1,
+    threshold: float = 0.05,
+    first_seed: int = 1000,
+    limits: Limits | None = None,
+) -> Timing:
+    """Interleaved timing rounds with fresh inputs; the speedup with its interval."""
+    import time
+
+    started = time.perf_counter()
+    flags: list[str] = []
+    calibration_inputs = await generate_inputs(sandbox, generator, [first_seed - 1], limits)
+    # Start-up of each side (import, copies, one warm-up call), to read the outside clock.
+    overhead = []
+    for side in (reference, candidate):
+        reported, wall = await _round(sandbox, side, calibration_inputs, 0, limits)
+        overhead.append(wall - reported)
+    one, _ = await _round(sandbox, reference, calibration_inputs, 1, limits)
+    loops = max(1, math.ceil(target_s / one))
+    ref_times: list[float] = []
+    cand_times: list[float] = []
+    for r in range(rounds):
+        inputs = await generate_inputs(sandbox, generator, [first_seed + r], limits)
+        order = [(reference, ref_times, 0), (candidate, cand_times, 1)]
+        if r % 2:
+            order.reverse()  # A B, B A: drift during a round falls on both sides alike
+        for side, times, idx in order:
+            reported, wall = await _round(sandbox, side, inputs, loops, limits)
+            outside = wall - overhead[idx]
+            if idx == 1 and reported < 0.5 * outside and outside - reported > 0.05:
+                flags.append(
+                    f"timer: round {r} reported {reported:.4f} s but the clock outside saw "
+                    f"{outside:.4f} s of work"
+                )
+            times.append(reported)
+    estimate = paired_speedup(ref_times, cand_times)
+    if flags:
+        flags = sorted(set(flags))[:3] + ([f"... {len(flags) - 3} more"] if len(flags) > 3 else [])
+    return Timing(
+        estimate=estimate,
+        verdict=verdict(estimate, threshold),
+        loops=loops,
+        reference_s=ref_times,
+        candidate_s=cand_times,
+        flags=flags,
+        measurement_s=time.perf_counter() - started,
+    )

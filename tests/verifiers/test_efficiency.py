@@ -1,0 +1,86 @@
+"""Timing through the real sandbox: a much faster, an equal and a slower candidate get
+the right verdicts, and a candidate that fakes the harness's clock is flagged."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from perfsmith.sandbox.base import Sandbox
+from perfsmith.sandbox.process import ProcessSandbox
+from perfsmith.verifiers.efficiency import Timing, TimingError, measure_speed
+from perfsmith.verifiers.target import parse_target
+
+REFERENCE = """
+def dedupe(items):
+    out = []
+    for x in items:
+        if x not in out:
+            out.append(x)
+    return out
+"""
+
+GENERATOR = """
+import random
+
+def inputs(seed):
+    rng = random.Random(seed)
+    return [([rng.randrange(400) for _ in range(600)],) for _ in range(3)]
+"""
+
+CANDIDATES = {
+    "fast": "def dedupe(items):\n    return list(dict.fromkeys(items))\n",
+    "same": REFERENCE,
+    "slow": REFERENCE.replace("    return out", "    sorted(out * 30)\n    return out"),
+    "fake_clock": (
+        "import sys\n_main = sys.modules['__main__']\n_ticks = iter(range(10**9))\n"
+        "_main._clock = lambda: next(_ticks) * 1e-7\n" + REFERENCE
+    ),
+    "zero_clock": "import sys\nsys.modules['__main__']._clock = lambda: 0.0\n" + REFERENCE,
+}
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    box = ProcessSandbox()
+    yield box
+    await box.close()
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / "ref.py").write_text(REFERENCE)
+    (tmp_path / "gen.py").write_text(GENERATOR)
+    for name, source in CANDIDATES.items():
+        (tmp_path / f"{name}.py").write_text(source)
+    return tmp_path
+
+
+async def timing(sandbox: Sandbox, files: Path, name: str, rounds: int = 8) -> Timing:
+    return await measure_speed(
+        sandbox,
+        parse_target(f"{files}/ref.py::dedupe"),
+        parse_target(f"{files}/{name}.py::dedupe"),
+        parse_target(f"{files}/gen.py::inputs"),
+        rounds=rounds,
+        target_s=0.05,
+    )
+
+
+async def test_verdicts_follow_the_real_speed(sandbox: Sandbox, files: Path) -> None:
+    fast = await timing(sandbox, files, "fast")
+    assert fast.verdict == "faster" and fast.estimate.low > 3, fast.estimate
+    assert fast.flags == [] and len(fast.reference_s) == len(fast.candidate_s) == 8
+    same = await timing(sandbox, files, "same")
+    assert same.verdict == "same" and 0.8 < same.estimate.speedup < 1.25, same.estimate
+    slow = await timing(sandbox, files, "slow")
+    assert slow.verdict == "slower" and slow.estimate.high < 1, slow.estimate
+
+
+async def test_a_faked_clock_is_caught(sandbox: Sandbox, files: Path) -> None:
+    faked = await timing(sandbox, files, "fake_clock", rounds=4)
+    assert faked.flags and faked.flags[0].startswith("timer: round"), faked.flags
+    with pytest.raises(TimingError, match="impossible time"):
+        await timing(sandbox, files, "zero_clock", rounds=3)
