@@ -14,7 +14,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from perfsmith.sandbox.base import Limits, Sandbox, SandboxResult
 from perfsmith.verifiers.compare import Difference, Tolerance, first_difference
@@ -42,33 +42,79 @@ def _tail(result: SandboxResult, lines: int = 12) -> str:
     return "\n".join(text[-lines:]) if text else f"({result.status.value}, no output)"
 
 
-async def generate_inputs(
-    sandbox: Sandbox, generator: Target, seeds: list[int], limits: Limits | None = None
+class InputSource(Protocol):
+    """Where a run's inputs come from: pickled argument tuples, made in the sandbox."""
+
+    description: str
+
+    async def make(
+        self, sandbox: Sandbox, seeds: list[int], limits: Limits | None = None
+    ) -> bytes: ...
+
+
+class GeneratedInputs:
+    """The user's generator: FUNC(seed) returns a list of argument tuples."""
+
+    def __init__(self, generator: Target) -> None:
+        self.generator = generator
+        self.description = f"generator {generator}"
+
+    async def make(self, sandbox: Sandbox, seeds: list[int], limits: Limits | None = None) -> bytes:
+        g = self.generator
+        return await _make_inputs(
+            sandbox,
+            g,
+            ["generate", g.module_file, g.function, ",".join(map(str, seeds))],
+            limits,
+            self.description,
+        )
+
+
+class InferredInputs:
+    """Drawn with hypothesis from the reference's type hints, `per_seed` per seed."""
+
+    def __init__(self, reference: Target, per_seed: int = 25) -> None:
+        self.reference = reference
+        self.per_seed = per_seed
+        self.description = f"inputs inferred from the type hints of {reference}"
+
+    async def make(self, sandbox: Sandbox, seeds: list[int], limits: Limits | None = None) -> bytes:
+        # One seeded hypothesis run draws for all the seeds at once.
+        r, count = self.reference, self.per_seed * len(seeds)
+        return await _make_inputs(
+            sandbox,
+            r,
+            ["infer", r.module_file, r.function, str(seeds[0]), str(count)],
+            limits,
+            self.description,
+        )
+
+
+async def _make_inputs(
+    sandbox: Sandbox, source: Target, args: list[str], limits: Limits | None, what: str
 ) -> bytes:
-    """Pickled argument tuples from the user's generator, made inside the sandbox."""
     result = await sandbox.run(
-        [
-            sys.executable,
-            "-I",
-            "_perfsmith_harness.py",
-            "generate",
-            generator.module_file,
-            generator.function,
-            ",".join(map(str, seeds)),
-        ],
+        [sys.executable, "-I", "_perfsmith_harness.py", *args],
         files={
             "_perfsmith_harness.py": HARNESS,
             "_perfsmith_encode.py": WIRE,
-            generator.module_file: generator.source.encode(),
+            source.module_file: source.source.encode(),
         },
         collect=["inputs.pkl"],
         limits=limits,
     )
     if not result.ok or "inputs.pkl" not in result.files:
-        raise InputError(f"input generator {generator} failed: {_tail(result)}")
+        raise InputError(f"{what} failed: {_tail(result)}")
     if result.stdout.strip() == "0":
-        raise InputError(f"input generator {generator} produced no inputs")
+        raise InputError(f"{what} produced no inputs")
     return result.files["inputs.pkl"]
+
+
+async def generate_inputs(
+    sandbox: Sandbox, generator: Target, seeds: list[int], limits: Limits | None = None
+) -> bytes:
+    """Pickled argument tuples from the user's generator, made inside the sandbox."""
+    return await GeneratedInputs(generator).make(sandbox, seeds, limits)
 
 
 async def run_target(

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 
 from perfsmith.sandbox.base import Limits, Sandbox
-from perfsmith.verifiers.correctness import HARNESS, WIRE, generate_inputs
+from perfsmith.verifiers.correctness import HARNESS, WIRE, InputSource
 from perfsmith.verifiers.stats import SpeedEstimate, Verdict, paired_speedup, verdict
 from perfsmith.verifiers.target import Target
 
@@ -76,7 +76,7 @@ async def measure_speed(
     sandbox: Sandbox,
     reference: Target,
     candidate: Target,
-    generator: Target,
+    inputs: InputSource,
     *,
     rounds: int = 12,
     target_s: float = 0.1,
@@ -89,7 +89,7 @@ async def measure_speed(
 
     started = time.perf_counter()
     flags: list[str] = []
-    calibration_inputs = await generate_inputs(sandbox, generator, [first_seed - 1], limits)
+    calibration_inputs = await inputs.make(sandbox, [first_seed - 1], limits)
     # Start-up of each side (import, copies, one warm-up call), to read the outside clock.
     overhead = []
     for side in (reference, candidate):
@@ -100,12 +100,12 @@ async def measure_speed(
     ref_times: list[float] = []
     cand_times: list[float] = []
     for r in range(rounds):
-        inputs = await generate_inputs(sandbox, generator, [first_seed + r], limits)
+        round_inputs = await inputs.make(sandbox, [first_seed + r], limits)
         order = [(reference, ref_times, 0), (candidate, cand_times, 1)]
         if r % 2:
             order.reverse()  # A B, B A: drift during a round falls on both sides alike
         for side, times, idx in order:
-            reported, wall = await _round(sandbox, side, inputs, loops, limits)
+            reported, wall = await _round(sandbox, side, round_inputs, loops, limits)
             outside = wall - overhead[idx]
             if idx == 1 and reported < 0.5 * outside and outside - reported > 0.05:
                 flags.append(

@@ -3,14 +3,17 @@
     python _perfsmith_harness.py generate GEN_FILE FUNC SEEDS  -> inputs.pkl
     python _perfsmith_harness.py call TARGET_FILE FUNC         -> outputs.json
     python _perfsmith_harness.py time TARGET_FILE FUNC LOOPS   -> timing.json
+    python _perfsmith_harness.py infer TARGET_FILE FUNC SEED N -> inputs.pkl
 
 `generate` calls the user's generator FUNC(seed) for each seed and pickles the argument
 tuples: user code, but still sandboxed, and the pickle is only ever read inside other
 sandboxes. `call` imports the target fresh, calls it on a deep copy of every input twice
 (determinism), and writes each result or exception and the arguments as they were after
 the call (mutation), in the safe wire format: the verifier never unpickles candidate data.
-`time` calls the target LOOPS times over every input (each call on its own deep copy, made
-before the clock starts) and reports the elapsed time; LOOPS 0 measures only start-up.
+`infer` draws N argument tuples with hypothesis from the target's type hints (seeded, so
+the same seed gives the same inputs). `time` calls the target LOOPS times over every
+input (each call on its own deep copy, made before the clock starts) and reports the
+elapsed time; LOOPS 0 measures only start-up.
 """
 
 from __future__ import annotations
@@ -66,6 +69,50 @@ def generate(path: str, name: str, seeds: list[int]) -> None:
     print(len(inputs))
 
 
+def infer(path: str, name: str, seed: int, count: int) -> None:
+    import inspect
+    import typing
+
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as with_seed
+    from hypothesis import strategies as st
+
+    fn = load(path, name)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:
+        raise SystemExit(f"harness: cannot read the type hints of {name}: {exc}") from exc
+    strategies = []
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.name not in hints:
+            if param.default is not param.empty:
+                continue
+            raise SystemExit(
+                f"harness: cannot infer inputs: parameter {param.name!r} of {name} has no "
+                "type hint; give an input generator (--inputs FILE::FUNC)"
+            )
+        strategies.append(st.from_type(hints[param.name]))
+    drawn: list[tuple[Any, ...]] = []
+
+    @with_seed(seed)
+    @settings(
+        max_examples=count,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(st.tuples(*strategies))
+    def collect(args: tuple[Any, ...]) -> None:
+        drawn.append(copy.deepcopy(args))
+
+    collect()
+    Path("inputs.pkl").write_bytes(pickle.dumps(drawn))
+    print(len(drawn))
+
+
 def call_once(fn: Callable[..., Any], args: tuple[Any, ...]) -> dict[str, Any]:
     args = copy.deepcopy(args)
     try:
@@ -109,6 +156,8 @@ def main() -> None:
             generate(sys.argv[2], sys.argv[3], [int(s) for s in sys.argv[4].split(",")])
         elif mode == "call":
             call(sys.argv[2], sys.argv[3])
+        elif mode == "infer":
+            infer(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
         elif mode == "time":
             time_calls(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         else:
