@@ -45,7 +45,7 @@ app.add_typer(sandbox_app, name="sandbox")
 out = Console()
 if not out.is_terminal and "COLUMNS" not in os.environ:
     out = Console(width=120)  # logs and pipes: wide enough for the task table
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # error messages stay on one line: easy to grep
 
 DbOption = Annotated[
     str | None,
@@ -416,6 +416,89 @@ def sandbox_run(
         + f" · wall {result.wall_s:.3f} s · cpu {result.cpu_s:.3f} s · "
         f"peak {result.max_rss_mb:.1f} MB[/]"
     )
+
+
+@app.command("verify")
+def verify_cmd(
+    reference: Annotated[str, typer.Argument(help="The original: FILE::FUNCTION.")],
+    candidate: Annotated[str, typer.Argument(help="The candidate: FILE::FUNCTION.")],
+    inputs: Annotated[
+        str | None,
+        typer.Option(
+            "--inputs",
+            help="Input generator FILE::FUNC; FUNC(seed) returns a list "
+            "of argument tuples. Default: drawn from the reference's type hints.",
+        ),
+    ] = None,
+    mode: Annotated[str, typer.Option(help="time (seconds) or instructions (callgrind).")] = "time",
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=10.0, help="Smallest speedup that counts.")
+    ] = 0.05,
+    rounds: Annotated[int, typer.Option(min=3, max=1000, help="Timing rounds.")] = 12,
+    rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance for floats.")] = 1e-9,
+    atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance for floats.")] = 0.0,
+    backend: Annotated[
+        str, typer.Option(help="Sandbox: auto, process, bubblewrap, docker.")
+    ] = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Is CANDIDATE correct (same results as REFERENCE on every input) and faster?"""
+    from perfsmith.sandbox.select import BACKENDS, open_sandbox
+    from perfsmith.verifiers.compare import Tolerance
+    from perfsmith.verifiers.correctness import InputError
+    from perfsmith.verifiers.target import TargetError, parse_target
+    from perfsmith.verifiers.verify import verify
+
+    if mode not in ("time", "instructions"):
+        raise typer.BadParameter("choose time or instructions", param_hint="--mode")
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"choose one of {', '.join(BACKENDS)}", param_hint="--backend")
+    try:
+        ref = parse_target(reference, what="function")
+        cand = parse_target(candidate, what="function")
+        gen = parse_target(inputs, what="input generator") if inputs else None
+    except TargetError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+
+    async def go() -> Any:
+        box = await open_sandbox(backend)
+        try:
+            return await verify(
+                box,
+                ref,
+                cand,
+                generator=gen,
+                mode=mode,  # type: ignore[arg-type]
+                threshold=threshold,
+                rounds=rounds,
+                tol=Tolerance(rtol=rtol, atol=atol),
+            )
+        finally:
+            await box.close()
+
+    try:
+        result = asyncio.run(go())
+    except InputError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    except PerfsmithError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        sys.stdout.write(result.model_dump_json() + "\n")
+        return
+    if not result.correct:
+        out.print(f"[red]incorrect[/]: {escape(result.failure or '')}")
+        return
+    low, high = result.ci or (0.0, 0.0)
+    out.print(
+        f"[bold]{result.verdict}[/]: speedup {result.speedup:.3f}x "
+        f"(95% interval {low:.3f}-{high:.3f}, {result.mode}), correct on "
+        f"{result.n_inputs} inputs"
+    )
+    for flag in result.flags:
+        out.print(f"[yellow]flag:[/] {escape(flag)}")
 
 
 @sandbox_app.command("build-image")

@@ -26,6 +26,22 @@ HARNESS = (HERE / "harness.py").read_bytes()
 WIRE = (HERE / "encode.py").read_bytes()
 
 
+def harness_command(*args: str) -> list[str]:
+    """The harness, run by perfsmith's interpreter. Not `-I`: that would ignore the
+    sandbox's PYTHONHASHSEED=0, which makes runs repeatable (the environment is already
+    scrubbed by the sandbox)."""
+    return [sys.executable, "-s", "-P", "_perfsmith_harness.py", *args]
+
+
+def harness_files(target: Target, **extra: bytes) -> dict[str, bytes]:
+    return {
+        "_perfsmith_harness.py": HARNESS,
+        "_perfsmith_encode.py": WIRE,
+        target.module_file: target.source.encode(),
+        **extra,
+    }
+
+
 class InputError(TargetError):
     """The input generator failed or returned something unusable (a usage error)."""
 
@@ -94,12 +110,8 @@ async def _make_inputs(
     sandbox: Sandbox, source: Target, args: list[str], limits: Limits | None, what: str
 ) -> bytes:
     result = await sandbox.run(
-        [sys.executable, "-I", "_perfsmith_harness.py", *args],
-        files={
-            "_perfsmith_harness.py": HARNESS,
-            "_perfsmith_encode.py": WIRE,
-            source.module_file: source.source.encode(),
-        },
+        harness_command(*args),
+        files=harness_files(source),
         collect=["inputs.pkl"],
         limits=limits,
     )
@@ -122,20 +134,8 @@ async def run_target(
 ) -> tuple[list[dict[str, Any]] | None, str | None]:
     """The target's outputs on every input, or why there are none."""
     result = await sandbox.run(
-        [
-            sys.executable,
-            "-I",
-            "_perfsmith_harness.py",
-            "call",
-            target.module_file,
-            target.function,
-        ],
-        files={
-            "_perfsmith_harness.py": HARNESS,
-            "_perfsmith_encode.py": WIRE,
-            "inputs.pkl": inputs,
-            target.module_file: target.source.encode(),
-        },
+        harness_command("call", target.module_file, target.function),
+        files=harness_files(target, **{"inputs.pkl": inputs}),
         collect=["outputs.json"],
         limits=limits,
     )

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 
 from perfsmith.sandbox.base import Limits, Sandbox
-from perfsmith.verifiers.correctness import HARNESS, WIRE, InputSource
+from perfsmith.verifiers.correctness import InputSource, harness_command, harness_files
 from perfsmith.verifiers.stats import SpeedEstimate, Verdict, paired_speedup, verdict
 from perfsmith.verifiers.target import Target
 
@@ -38,25 +37,19 @@ class Timing:
 
 
 async def _round(
-    sandbox: Sandbox, target: Target, inputs: bytes, loops: int, limits: Limits | None
+    sandbox: Sandbox,
+    target: Target,
+    inputs: bytes,
+    loops: int,
+    limits: Limits | None,
+    *,
+    dry: bool = False,
 ) -> tuple[float, float]:
     """(time the harness reported, wall time seen outside the sandbox)."""
+    args = ["time", target.module_file, target.function, str(loops), *(["dry"] if dry else [])]
     result = await sandbox.run(
-        [
-            sys.executable,
-            "-I",
-            "_perfsmith_harness.py",
-            "time",
-            target.module_file,
-            target.function,
-            str(loops),
-        ],
-        files={
-            "_perfsmith_harness.py": HARNESS,
-            "_perfsmith_encode.py": WIRE,
-            "inputs.pkl": inputs,
-            target.module_file: target.source.encode(),
-        },
+        harness_command(*args),
+        files=harness_files(target, **{"inputs.pkl": inputs}),
         collect=["timing.json"],
         limits=limits,
     )
@@ -67,7 +60,7 @@ async def _round(
         elapsed = float(json.loads(result.files["timing.json"])["elapsed_s"])
     except (ValueError, KeyError, TypeError) as exc:
         raise TimingError(f"timing {target} wrote an unreadable time") from exc
-    if not math.isfinite(elapsed) or elapsed <= 0:
+    if not math.isfinite(elapsed) or elapsed < 0 or (elapsed == 0 and not dry):
         raise TimingError(f"timing {target} reported an impossible time ({elapsed!r})")
     return elapsed, result.wall_s
 
@@ -90,13 +83,14 @@ async def measure_speed(
     started = time.perf_counter()
     flags: list[str] = []
     calibration_inputs = await inputs.make(sandbox, [first_seed - 1], limits)
-    # Start-up of each side (import, copies, one warm-up call), to read the outside clock.
-    overhead = []
-    for side in (reference, candidate):
-        reported, wall = await _round(sandbox, side, calibration_inputs, 0, limits)
-        overhead.append(wall - reported)
     one, _ = await _round(sandbox, reference, calibration_inputs, 1, limits)
     loops = max(1, math.ceil(target_s / one))
+    # Everything but the calls (start-up, imports, the copies), per side: what the clock
+    # outside sees on top of the timed part.
+    overhead = []
+    for side in (reference, candidate):
+        _, wall = await _round(sandbox, side, calibration_inputs, loops, limits, dry=True)
+        overhead.append(wall)
     ref_times: list[float] = []
     cand_times: list[float] = []
     for r in range(rounds):

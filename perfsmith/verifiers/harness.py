@@ -2,7 +2,8 @@
 
     python _perfsmith_harness.py generate GEN_FILE FUNC SEEDS  -> inputs.pkl
     python _perfsmith_harness.py call TARGET_FILE FUNC         -> outputs.json
-    python _perfsmith_harness.py time TARGET_FILE FUNC LOOPS   -> timing.json
+    python _perfsmith_harness.py time TARGET_FILE FUNC LOOPS [dry] -> timing.json
+    python _perfsmith_harness.py count TARGET_FILE FUNC LOOPS [dry] (under callgrind)
     python _perfsmith_harness.py infer TARGET_FILE FUNC SEED N -> inputs.pkl
 
 `generate` calls the user's generator FUNC(seed) for each seed and pickles the argument
@@ -13,7 +14,7 @@ the call (mutation), in the safe wire format: the verifier never unpickles candi
 `infer` draws N argument tuples with hypothesis from the target's type hints (seeded, so
 the same seed gives the same inputs). `time` calls the target LOOPS times over every
 input (each call on its own deep copy, made before the clock starts) and reports the
-elapsed time; LOOPS 0 measures only start-up.
+elapsed time; `dry` does all but the calls (start-up, imports, copies).
 """
 
 from __future__ import annotations
@@ -134,18 +135,23 @@ def call(path: str, name: str) -> None:
     Path("outputs.json").write_text(json.dumps(outputs, allow_nan=False))
 
 
-def time_calls(path: str, name: str, loops: int) -> None:
+def time_calls(path: str, name: str, loops: int, dry: bool, clock: bool = True) -> None:
+    """`dry` does everything but the timed calls: the baseline for the outside clock.
+    Without `clock` (instruction counting) no clock is read and nothing is written."""
     inputs = pickle.loads(Path("inputs.pkl").read_bytes())
     fn = load(path, name)
     copies = [copy.deepcopy(args) for _ in range(loops) for args in inputs]
     fn(*copy.deepcopy(inputs[0]))  # warm-up: first-call caches and lazy imports
     gc.collect()
     gc.disable()
-    start = _clock()
-    for args in copies:
-        fn(*args)
-    elapsed = _clock() - start
+    start = _clock() if clock else 0.0
+    if not dry:
+        for args in copies:
+            fn(*args)
+    elapsed = _clock() - start if clock else 0.0
     gc.enable()
+    if not clock:
+        return
     Path("timing.json").write_text(json.dumps({"elapsed_s": elapsed, "calls": len(copies)}))
 
 
@@ -158,8 +164,12 @@ def main() -> None:
             call(sys.argv[2], sys.argv[3])
         elif mode == "infer":
             infer(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        elif mode == "count":
+            time_calls(
+                sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:6] == ["dry"], clock=False
+            )
         elif mode == "time":
-            time_calls(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+            time_calls(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:6] == ["dry"])
         else:
             raise SystemExit(f"harness: unknown mode {mode!r}")
     except SystemExit:

@@ -1,0 +1,105 @@
+"""One verification: correctness first (differential testing), then speed (timing rounds
+or instruction counts), all in the sandbox. The result is what `perfsmith verify` prints."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from perfsmith.sandbox.base import Sandbox
+from perfsmith.verifiers.compare import Tolerance
+from perfsmith.verifiers.correctness import (
+    GeneratedInputs,
+    InferredInputs,
+    InputSource,
+    check_correctness,
+)
+from perfsmith.verifiers.efficiency import measure_speed
+from perfsmith.verifiers.instructions import count_instructions, instructions_verdict
+from perfsmith.verifiers.target import Target
+
+Mode = Literal["time", "instructions"]
+
+
+class VerifyResult(BaseModel):
+    correct: bool
+    failure: str | None
+    verdict: Literal["faster", "slower", "same", "incorrect"]
+    speedup: float | None
+    ci: tuple[float, float] | None
+    n_inputs: int
+    mode: Mode
+    flags: list[str] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+async def verify(
+    sandbox: Sandbox,
+    reference: Target,
+    candidate: Target,
+    *,
+    generator: Target | None = None,
+    mode: Mode = "time",
+    threshold: float = 0.05,
+    rounds: int = 12,
+    tol: Tolerance | None = None,
+) -> VerifyResult:
+    inputs: InputSource = (
+        GeneratedInputs(generator) if generator is not None else InferredInputs(reference)
+    )
+    seeds = [0, 1, 2]
+    data = await inputs.make(sandbox, seeds)
+    report = await check_correctness(sandbox, reference, candidate, data, tol=tol)
+    details: dict[str, Any] = {"inputs": inputs.description, "backend": sandbox.name}
+    if not report.correct:
+        return VerifyResult(
+            correct=False,
+            failure=report.failure,
+            verdict="incorrect",
+            speedup=None,
+            ci=None,
+            n_inputs=report.n_inputs,
+            mode=mode,
+            details=details,
+        )
+    if mode == "instructions":
+        count = await count_instructions(sandbox, reference, candidate, inputs)
+        details.update(
+            reference_instructions=count.reference,
+            candidate_instructions=count.candidate,
+            loops=count.loops,
+        )
+        s = round(count.speedup, 6)
+        return VerifyResult(
+            correct=True,
+            failure=None,
+            verdict=instructions_verdict(count, threshold),
+            speedup=s,
+            ci=(s, s),
+            n_inputs=report.n_inputs,
+            mode=mode,
+            details=details,
+        )
+    timing = await measure_speed(
+        sandbox, reference, candidate, inputs, rounds=rounds, threshold=threshold
+    )
+    est = timing.estimate
+    details.update(
+        loops=timing.loops,
+        rounds=est.samples,
+        measurement_s=round(timing.measurement_s, 3),
+        reference_s=timing.reference_s,
+        candidate_s=timing.candidate_s,
+    )
+    return VerifyResult(
+        correct=True,
+        failure=None,
+        verdict=timing.verdict,
+        speedup=round(est.speedup, 6),
+        ci=(round(est.low, 6), round(est.high, 6)),
+        n_inputs=report.n_inputs,
+        mode=mode,
+        flags=timing.flags,
+        details=details,
+    )

@@ -1,0 +1,112 @@
+"""`perfsmith verify` end to end (real sandbox, real subprocess): its JSON contract, its
+verdicts, and exit code 2 for every kind of usage error."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.cli_runner import cli
+
+REF = (
+    "def dedupe(items: list[int]) -> list[int]:\n    out = []\n    for x in items:\n"
+    "        if x not in out:\n            out.append(x)\n    return out\n"
+)
+GEN = (
+    "import random\ndef gen(seed):\n    r = random.Random(seed)\n"
+    "    return [([r.randrange(300) for _ in range(400)],) for _ in range(3)]\n"
+)
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    (tmp_path / "ref.py").write_text(REF)
+    (tmp_path / "fast.py").write_text(
+        "def dedupe(items: list[int]) -> list[int]:\n    return list(dict.fromkeys(items))\n"
+    )
+    (tmp_path / "wrong.py").write_text(
+        "def dedupe(items: list[int]) -> list[int]:\n    return sorted(set(items))\n"
+    )
+    (tmp_path / "gen.py").write_text(GEN)
+    (tmp_path / "bad_gen.py").write_text("def gen(seed):\n    return 'garbage'\n")
+    return tmp_path
+
+
+def run(work: Path, *args: str) -> tuple[int, dict[str, object] | None, str]:
+    done = cli(dict(os.environ), "verify", *args, "--backend", "process", timeout=300)
+    data = json.loads(done.stdout) if done.returncode == 0 and "--json" in args else None
+    return done.returncode, data, done.stderr
+
+
+def test_faster_candidate_json_contract(work: Path) -> None:
+    code, data, err = run(
+        work,
+        f"{work}/ref.py::dedupe",
+        f"{work}/fast.py::dedupe",
+        "--inputs",
+        f"{work}/gen.py::gen",
+        "--rounds",
+        "6",
+        "--json",
+    )
+    assert code == 0, err
+    assert data is not None
+    assert {"correct", "failure", "verdict", "speedup", "ci", "n_inputs", "mode"} <= data.keys()
+    assert data["correct"] is True and data["failure"] is None and data["mode"] == "time"
+    assert data["verdict"] == "faster" and data["n_inputs"] == 9
+    low, high = data["ci"]  # type: ignore[misc]
+    assert 1 < low <= data["speedup"] <= high  # type: ignore[operator]
+
+
+def test_incorrect_candidate_names_the_input(work: Path) -> None:
+    code, data, err = run(work, f"{work}/ref.py::dedupe", f"{work}/wrong.py::dedupe", "--json")
+    assert code == 0, err  # whatever the verdict
+    assert data is not None and data["correct"] is False and data["verdict"] == "incorrect"
+    assert data["speedup"] is None and data["ci"] is None
+    assert str(data["failure"]).startswith("input #")
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instructions_mode(work: Path) -> None:
+    code, data, err = run(
+        work,
+        f"{work}/ref.py::dedupe",
+        f"{work}/fast.py::dedupe",
+        "--inputs",
+        f"{work}/gen.py::gen",
+        "--mode",
+        "instructions",
+        "--json",
+    )
+    assert code == 0, err
+    assert data is not None and data["mode"] == "instructions" and data["verdict"] == "faster"
+    assert data["ci"] == [data["speedup"], data["speedup"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{w}/nope.py::dedupe", "{w}/fast.py::dedupe"], "does not exist"),
+        (["{w}/ref.py::missing", "{w}/fast.py::dedupe"], "defines no function 'missing'"),
+        (["{w}/ref.py", "{w}/fast.py::dedupe"], "is not FILE::FUNCTION"),
+        (
+            ["{w}/ref.py::dedupe", "{w}/fast.py::dedupe", "--inputs", "{w}/bad_gen.py::gen"],
+            "not a list of argument tuples",
+        ),
+        (
+            ["{w}/ref.py::dedupe", "{w}/fast.py::dedupe", "--inputs", "{w}/gen.py::nothing"],
+            "defines no input generator 'nothing'",
+        ),
+        (["{w}/ref.py::dedupe", "{w}/fast.py::dedupe", "--mode", "vibes"], "time or instructions"),
+        (["{w}/ref.py::dedupe", "{w}/fast.py::dedupe", "--threshold", "-1"], "Invalid value"),
+        (["{w}/ref.py::dedupe"], "Missing argument"),
+    ],
+)
+def test_usage_errors_exit_2(work: Path, args: list[str], message: str) -> None:
+    code, _, err = run(work, *[a.replace("{w}", str(work)) for a in args])
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
