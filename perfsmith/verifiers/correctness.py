@@ -169,6 +169,11 @@ def compare_outputs(
             ref_args, cand_args = decode(ref["args_after"]), decode(cand["args_after"])
         except (KeyError, ValueError, TypeError) as exc:
             return f"input #{i}: unreadable output ({exc})"
+        if cand.get("leftover") and not ref.get("leftover"):
+            return (
+                f"input #{i}: left {cand['leftover']} running after returning "
+                "(work that outlives the call escapes the clock)"
+            )
         if ref["raised"] != cand["raised"]:
             if ref["raised"]:
                 return (

@@ -114,6 +114,29 @@ def infer(path: str, name: str, seed: int, count: int) -> None:
     print(len(drawn))
 
 
+def leftovers() -> str | None:
+    """Threads or child processes still running after a call returned."""
+    import os
+    import threading
+
+    found = []
+    threads = threading.active_count() - 1
+    if threads > 0:
+        found.append(f"{threads} thread(s)")
+    children = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            children += 1  # at least one child still running
+            break
+    if children:
+        found.append("child process(es)")
+    return " and ".join(found) or None
+
+
 def call_once(fn: Callable[..., Any], args: tuple[Any, ...]) -> dict[str, Any]:
     args = copy.deepcopy(args)
     try:
@@ -121,7 +144,12 @@ def call_once(fn: Callable[..., Any], args: tuple[Any, ...]) -> dict[str, Any]:
         raised = False
     except Exception as exc:  # the reference may raise too: then so must the candidate
         result, raised = exc, True
-    return {"result": wire.encode(result), "raised": raised, "args_after": wire.encode(args)}
+    return {
+        "result": wire.encode(result),
+        "raised": raised,
+        "args_after": wire.encode(args),
+        "leftover": leftovers(),
+    }
 
 
 def call(path: str, name: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from perfsmith.sandbox.base import Sandbox
+from perfsmith.verifiers.cheats import static_findings
 from perfsmith.verifiers.compare import Tolerance
 from perfsmith.verifiers.correctness import (
     GeneratedInputs,
@@ -45,6 +46,19 @@ async def verify(
     rounds: int = 12,
     tol: Tolerance | None = None,
 ) -> VerifyResult:
+    findings = static_findings(candidate.source)
+    if findings:
+        return VerifyResult(
+            correct=False,
+            failure=f"rejected before running: the candidate {findings[0].trick} "
+            f"(line {findings[0].line})",
+            verdict="incorrect",
+            speedup=None,
+            ci=None,
+            n_inputs=0,
+            mode=mode,
+            flags=[str(f) for f in findings],
+        )
     inputs: InputSource = (
         GeneratedInputs(generator) if generator is not None else InferredInputs(reference)
     )
