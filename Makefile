@@ -32,10 +32,12 @@ lint: install
 bench: install
 	$(BIN)/python bench/orchestration.py --out bench/results/orchestration.json
 	$(BIN)/python bench/sandbox.py --out bench/results/sandbox.json
+	$(BIN)/python bench/verifier.py --out bench/results/verifier.json
 
 bench-quick: install
 	$(BIN)/python bench/orchestration.py --quick --out bench/results/orchestration.json
 	$(BIN)/python bench/sandbox.py --quick --out bench/results/sandbox.json
+	$(BIN)/python bench/verifier.py --quick --out bench/results/verifier.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -184,6 +184,71 @@ def _cached_at_module_level(tree: ast.Module) -> Iterator[Finding]:
                     )
 
 
+_MUTATORS = {
+    "append",
+    "add",
+    "update",
+    "setdefault",
+    "extend",
+    "insert",
+    "__setitem__",
+    "appendleft",
+    "put",
+}
+
+
+def _module_state_mutated(tree: ast.Module) -> Iterator[Finding]:
+    """A module-level container written from inside a function is a cache that outlives
+    the call: the timing loops repeat inputs, so it would turn repeats into lookups."""
+    containers: set[str] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+            value = stmt.value
+            mutable = isinstance(
+                value, (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
+            ) or (
+                isinstance(value, ast.Call)
+                and _dotted(value.func)[-1:]
+                in (
+                    ("dict",),
+                    ("list",),
+                    ("set",),
+                    ("defaultdict",),
+                    ("OrderedDict",),
+                    ("Counter",),
+                    ("deque",),
+                )
+            )
+            if mutable:
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                containers.update(t.id for t in targets if isinstance(t, ast.Name))
+    if not containers:
+        return
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            name = None
+            if isinstance(node, (ast.Assign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name):
+                        name = t.value.id
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in _MUTATORS
+                and isinstance(node.func.value, ast.Name)
+            ):
+                name = node.func.value.id
+            if name in containers:
+                yield Finding(
+                    getattr(node, "lineno", fn.lineno),
+                    f"keeps a cache across calls in the module-level "
+                    f"{name!r} (repeated inputs would become lookups)",
+                )
+
+
 def static_findings(source: str) -> list[Finding]:
     """Tricks found in a candidate's source (empty when it looks honest)."""
     try:
@@ -192,7 +257,7 @@ def static_findings(source: str) -> list[Finding]:
         return [Finding(exc.lineno or 0, f"does not parse: {exc.msg}")]
     seen: set[tuple[int, str]] = set()
     out = []
-    for f in [*_walk(tree), *_cached_at_module_level(tree)]:
+    for f in [*_walk(tree), *_cached_at_module_level(tree), *_module_state_mutated(tree)]:
         if (f.line, f.trick) not in seen:
             seen.add((f.line, f.trick))
             out.append(f)

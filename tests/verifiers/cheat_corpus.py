@@ -70,6 +70,26 @@ STATIC: dict[str, tuple[str, str]] = {
     "signal": (fn(HONEST, "import signal\n"), "signals"),
     "marshal": (fn(HONEST, "import marshal\n"), "code objects"),
     "kill": (fn("    import os\n    os.kill(1, 0)\n" + HONEST), "signals processes"),
+    "module_dict_memo": (
+        fn(
+            "    key = tuple(items)\n    if key not in _memo:\n"
+            "        _memo[key] = list(dict.fromkeys(items))\n"
+            "    return list(_memo[key])\n",
+            "_memo: dict = {}\n",
+        ),
+        "cache across calls in the module-level '_memo'",
+    ),
+    "module_list_log": (
+        fn("    _seen.append(items)\n" + HONEST, "_seen = []\n"),
+        "module-level '_seen'",
+    ),
+    "defaultdict_memo": (
+        fn(
+            "    _hits[len(items)] += 1\n" + HONEST,
+            "from collections import defaultdict\n_hits = defaultdict(int)\n",
+        ),
+        "module-level '_hits'",
+    ),
 }
 
 DYNAMIC: dict[str, tuple[str, str]] = {
