@@ -49,6 +49,19 @@ MODULES = {
     "importlib": "imports modules by name (can reach the harness)",
     "builtins": "changes builtins",
 }
+# Modules whose attributes a candidate must not replace (the harness relies on them).
+PATCHABLE_MODULES = {
+    "time",
+    "sys",
+    "os",
+    "gc",
+    "builtins",
+    "__builtins__",
+    "math",
+    "copy",
+    "functools",
+    "json",
+}
 CACHE_DECORATORS = {"cache", "lru_cache", "cached_property", "memoize"}
 INPUT_FILES = ("inputs.pkl", "outputs.json", "timing.json", ".report", "cg.out")
 
@@ -110,18 +123,7 @@ def _walk(tree: ast.AST) -> Iterator[Finding]:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 dotted = _dotted(target)
-                if len(dotted) >= 2 and dotted[0] in (
-                    "time",
-                    "sys",
-                    "os",
-                    "gc",
-                    "builtins",
-                    "__builtins__",
-                    "math",
-                    "copy",
-                    "functools",
-                    "json",
-                ):
+                if len(dotted) >= 2 and dotted[0] in PATCHABLE_MODULES:
                     yield Finding(line, f"replaces {'.'.join(dotted)} (monkeypatching)")
                 if dotted and dotted[-1] in CLOCKS and len(dotted) >= 2:
                     yield Finding(line, f"replaces the clock {'.'.join(dotted)}")
@@ -129,15 +131,7 @@ def _walk(tree: ast.AST) -> Iterator[Finding]:
             dotted = _dotted(node.func)
             if dotted in (("setattr",), ("delattr",)) and node.args:
                 patched = _dotted(node.args[0])
-                if patched and patched[0] in (
-                    "time",
-                    "sys",
-                    "os",
-                    "gc",
-                    "builtins",
-                    "__builtins__",
-                    "math",
-                ):
+                if patched and patched[0] in PATCHABLE_MODULES:
                     yield Finding(line, f"patches {patched[0]} with {dotted[0]}()")
             if dotted in (
                 ("globals",),

@@ -3,13 +3,11 @@ its trick, and every honest one is accepted (real sandbox for the dynamic ones).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from perfsmith.sandbox.base import Sandbox
-from perfsmith.sandbox.process import ProcessSandbox
 from perfsmith.verifiers.cheats import static_findings
 from perfsmith.verifiers.correctness import check_correctness, generate_inputs
 from perfsmith.verifiers.target import Target, parse_target
@@ -48,13 +46,6 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "ref.py").write_text(REFERENCE)
     (d / "gen.py").write_text(GENERATOR)
     return d
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    box = ProcessSandbox()
-    yield box
-    await box.close()
 
 
 async def test_dynamic_cheats_and_honest_candidates(sandbox: Sandbox, workdir: Path) -> None:

@@ -3,13 +3,11 @@ pass; each way of being wrong is caught with the input and the first difference.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from perfsmith.sandbox.base import Sandbox
-from perfsmith.sandbox.process import ProcessSandbox
 from perfsmith.verifiers.correctness import InputError, check_correctness, generate_inputs
 from perfsmith.verifiers.target import Target, TargetError, parse_target
 
@@ -69,13 +67,6 @@ EXPECTED_FAILURE = {
     "import_error": "ModuleNotFoundError",
     "returns_tuple": "type tuple differs from the reference's list",
 }
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    box = ProcessSandbox()
-    yield box
-    await box.close()
 
 
 @pytest.fixture

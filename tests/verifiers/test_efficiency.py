@@ -3,13 +3,11 @@ the right verdicts, and a candidate that fakes the harness's clock is flagged.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from perfsmith.sandbox.base import Sandbox
-from perfsmith.sandbox.process import ProcessSandbox
 from perfsmith.verifiers.correctness import GeneratedInputs
 from perfsmith.verifiers.efficiency import Timing, TimingError, measure_speed
 from perfsmith.verifiers.target import parse_target
@@ -41,13 +39,6 @@ CANDIDATES = {
     ),
     "zero_clock": "import sys\nsys.modules['__main__']._clock = lambda: 0.0\n" + REFERENCE,
 }
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    box = ProcessSandbox()
-    yield box
-    await box.close()
 
 
 @pytest.fixture
