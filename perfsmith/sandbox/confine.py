@@ -24,7 +24,6 @@ SECCOMP_MODE_FILTER = 2
 # modules and keys, eBPF, perf counters, other processes' memory. They fail with EPERM.
 _DENY_X86_64 = {
     "ptrace": 101,
-    "personality": 135,
     "pivot_root": 155,
     "chroot": 161,
     "acct": 163,
@@ -61,25 +60,40 @@ _DENY_X86_64 = {
 }
 _AUDIT_ARCH_X86_64 = 0xC000003E
 DENIED_SYSCALLS = frozenset(_DENY_X86_64)
+# personality() is denied except to turn address-space randomization off, which makes
+# instruction counts repeatable (the launcher does it when asked).
+PERSONALITY_NR = 135
+ADDR_NO_RANDOMIZE = 0x0040000
 
 
 def seccomp_program() -> bytes | None:
-    """A classic-BPF seccomp filter (struct sock_filter[]), or None off x86-64."""
+    """A classic-BPF seccomp filter (struct sock_filter[]), or None off x86-64.
+
+    Layout (BPF jumps only go forward):
+      0 load arch; 1 x86-64? else 2 kill; 3 load nr; 4 x32 ABI -> DENY;
+      5 personality -> PERS; 6.. each denied nr -> DENY; ALLOW; DENY;
+      PERS: load args[0]; == ADDR_NO_RANDOMIZE ? allow : deny
+    """
     if platform.machine() not in ("x86_64", "AMD64"):
         return None
     ld_abs, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
     allow, deny, kill = 0x7FFF0000, 0x00050000 | 1, 0x80000000  # ALLOW, ERRNO(EPERM), KILL
     nrs = sorted(_DENY_X86_64.values())
-    n = len(nrs)
+    m = len(nrs)
     prog = [
         (ld_abs, 0, 0, 4),  # seccomp_data.arch
         (jeq, 1, 0, _AUDIT_ARCH_X86_64),
         (ret, 0, 0, kill),  # another ABI: refuse outright
         (ld_abs, 0, 0, 0),  # seccomp_data.nr
-        (jge, n + 1, 0, 0x40000000),  # the x32 ABI: deny
+        (jge, m + 2, 0, 0x40000000),  # the x32 ABI: deny
+        (jeq, m + 2, 0, PERSONALITY_NR),  # personality: check its argument
     ]
     for i, nr in enumerate(nrs):
-        prog.append((jeq, n - i, 0, nr))  # jump to the deny return
+        prog.append((jeq, m - i, 0, nr))  # to DENY
+    prog.append((ret, 0, 0, allow))
+    prog.append((ret, 0, 0, deny))
+    prog.append((ld_abs, 0, 0, 16))  # seccomp_data.args[0], low 32 bits
+    prog.append((jeq, 0, 1, ADDR_NO_RANDOMIZE))
     prog.append((ret, 0, 0, allow))
     prog.append((ret, 0, 0, deny))
     return b"".join(struct.pack("HBBI", *ins) for ins in prog)
@@ -160,6 +174,14 @@ def private_namespaces(tmp_mb: int, expose: list[str], stage: str) -> None:
         _check(libc.mount(slot.encode(), path.encode(), None, MS_BIND | MS_REC, None), "expose")
     if keep:
         libc.umount2(stage.encode(), MNT_DETACH)
+
+
+def bind_workdir(workdir: str, fixed: str) -> None:
+    """Show the run's working directory at a fixed path (inside the private /tmp) and
+    move there."""
+    os.makedirs(fixed, exist_ok=True)
+    _check(_libc().mount(workdir.encode(), fixed.encode(), None, MS_BIND, None), "workdir")
+    os.chdir(fixed)
 
 
 def apply_limits(limits: Limits, *, per_uid_processes: bool) -> None:

@@ -38,7 +38,7 @@ from perfsmith.sandbox.base import (
     make_result,
     parse_report,
 )
-from perfsmith.sandbox.confine import DENIED_SYSCALLS
+from perfsmith.sandbox.confine import ADDR_NO_RANDOMIZE, DENIED_SYSCALLS
 from perfsmith.sandbox.files import collect_files, place_files
 from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir
 
@@ -130,7 +130,13 @@ def _seccomp_profile() -> str:
         {
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [
-                {"names": sorted(DENIED_SYSCALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+                {"names": sorted(DENIED_SYSCALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                {  # personality() only to turn address randomization off
+                    "names": ["personality"],
+                    "action": "SCMP_ACT_ERRNO",
+                    "errnoRet": 1,
+                    "args": [{"index": 0, "value": ADDR_NO_RANDOMIZE, "op": "SCMP_CMP_NE"}],
+                },
             ],
         }
     )

@@ -2,13 +2,15 @@
  * serves where no C compiler is found): the parent of the untrusted command. It lowers
  * the rlimits named in PERFSMITH_RLIMITS ("NAME=soft:hard,...") in the child only, runs
  * the command, and reports "wait-status cpu-seconds peak-rss-kb" on the file descriptor
- * PERFSMITH_REPORT_FD (closed in the child) or to the file PERFSMITH_REPORT_PATH. */
+ * PERFSMITH_REPORT_FD (closed in the child) or to the file PERFSMITH_REPORT_PATH. With
+ * PERFSMITH_NO_ASLR=1 the command runs without address-space randomization. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/personality.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,6 +45,9 @@ int main(int argc, char **argv) {
     path = path ? strdup(path) : NULL;
     char *limits = getenv("PERFSMITH_RLIMITS");
     limits = limits ? strdup(limits) : NULL;
+    const char *no_aslr = getenv("PERFSMITH_NO_ASLR");
+    int fixed_layout = no_aslr && !strcmp(no_aslr, "1");
+    unsetenv("PERFSMITH_NO_ASLR");
     unsetenv("PERFSMITH_REPORT_FD");
     unsetenv("PERFSMITH_REPORT_PATH");
     unsetenv("PERFSMITH_RLIMITS");
@@ -51,6 +56,8 @@ int main(int argc, char **argv) {
     if (pid == 0) {
         if (report_fd >= 0) close(report_fd);
         if (limits) apply_limits(limits);
+        /* Repeatable instruction counts: no address-space randomization for the command. */
+        if (fixed_layout) personality(ADDR_NO_RANDOMIZE);
         execvp(argv[1], argv + 1);
         fprintf(stderr, "sandbox: cannot run '%s': %s\n", argv[1], strerror(errno));
         _exit(127);

@@ -10,6 +10,7 @@ def main() -> None:
     report_fd = int(os.environ.pop("PERFSMITH_REPORT_FD", "-1"))
     report_path = os.environ.pop("PERFSMITH_REPORT_PATH", "")
     limits = os.environ.pop("PERFSMITH_RLIMITS", "")
+    fixed_layout = os.environ.pop("PERFSMITH_NO_ASLR", "") == "1"
     argv = sys.argv[1:]
     pid = os.fork()
     if pid == 0:
@@ -22,6 +23,10 @@ def main() -> None:
                 name, value = item.split("=")
                 soft, hard = value.split(":")
                 resource.setrlimit(getattr(resource, name), (int(soft), int(hard)))
+        if fixed_layout:  # repeatable instruction counts: no address randomization
+            import ctypes
+
+            ctypes.CDLL(None).personality(0x0040000)
         try:
             os.execvp(argv[0], argv)
         except OSError as exc:

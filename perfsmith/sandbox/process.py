@@ -41,6 +41,7 @@ _uids_lock = threading.Lock()
 _uids_in_use: set[int] = set()
 UID_BASE, UID_SPAN = 200_000, 100_000
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+FIXED_WORKDIR = "/tmp/sandbox"  # where the working directory appears, as root
 
 
 def _allocate_uid() -> int:
@@ -188,7 +189,7 @@ class ProcessSandbox:
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _environment(self, workdir: str, extra: dict[str, str]) -> dict[str, str]:
-        home = "/sandbox" if self.bwrap else workdir
+        home = "/sandbox" if self.bwrap else (FIXED_WORKDIR if self.is_root else workdir)
         base = {
             "PATH": SAFE_PATH,
             "HOME": home,
@@ -266,7 +267,7 @@ class ProcessSandbox:
             args += ["--seccomp", str(seccomp_fd)]
         return [*args, "--", *command]
 
-    def _preexec(self, uid: int | None, limits: Limits) -> Callable[[], None]:
+    def _preexec(self, uid: int | None, limits: Limits, workdir: str) -> Callable[[], None]:
         bwrap = self.bwrap is not None
         program = self._seccomp
         runtime = _runtime_paths()
@@ -277,6 +278,10 @@ class ProcessSandbox:
             if uid is not None:
                 # Also under bwrap: bwrap runs as the run's uid and must see the runtime.
                 confine.private_namespaces(tmp_mb=limits.disk_mb, expose=runtime, stage=stage)
+                if not bwrap:
+                    # The same path every run (as under bwrap): paths end up in hashed
+                    # strings, and repeatable runs need repeatable hashes.
+                    confine.bind_workdir(workdir, FIXED_WORKDIR)
             confine.apply_limits(limits, per_uid_processes=uid is not None)
             if uid is not None:
                 confine.drop_privileges(uid)
@@ -323,7 +328,7 @@ class ProcessSandbox:
                 start_new_session=True,
                 close_fds=True,
                 pass_fds=tuple(fd for fd in (seccomp_r, report_w) if fd is not None),
-                preexec_fn=self._preexec(uid, limits),
+                preexec_fn=self._preexec(uid, limits, workdir),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise SandboxError(f"cannot start {argv[0]!r} in the sandbox: {exc}") from exc

@@ -52,6 +52,7 @@ async def _count(
         files=harness_files(target, **{"inputs.pkl": inputs}),
         collect=["cg.out"],
         limits=limits,
+        env={"PERFSMITH_NO_ASLR": "1"},  # with PYTHONHASHSEED=0: exact, repeatable counts
     )
     found = _TOTALS.search(result.files.get("cg.out", b""))
     if not result.ok or found is None:

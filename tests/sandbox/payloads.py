@@ -303,6 +303,13 @@ PAYLOADS: list[Payload] = [
         expect_stdout="PAYLOAD-DONE",
     ),
     p(
+        "personality",
+        "r = libc.personality(0x0400000)\n"  # READ_IMPLIES_EXEC: only ADDR_NO_RANDOMIZE passes
+        "if r != -1: escaped('changed the execution domain')\n" + DONE,
+        "ok",
+        expect_stdout="PAYLOAD-DONE",
+    ),
+    p(
         "bpf",
         "r = libc.syscall(321, 0, None, 0)\nif r >= 0: escaped('bpf')\n" + DONE,
         "ok",
