@@ -34,6 +34,7 @@ class Timing:
     candidate_s: list[float]
     flags: list[str] = field(default_factory=list)
     measurement_s: float = 0.0
+    peak_mb: tuple[float, float] = (0.0, 0.0)  # reference, candidate
 
 
 async def _round(
@@ -44,8 +45,8 @@ async def _round(
     limits: Limits | None,
     *,
     dry: bool = False,
-) -> tuple[float, float]:
-    """(time the harness reported, wall time seen outside the sandbox)."""
+) -> tuple[float, float, float]:
+    """(time the harness reported, wall time seen outside, peak memory in MB)."""
     args = ["time", target.module_file, target.function, str(loops), *(["dry"] if dry else [])]
     result = await sandbox.run(
         harness_command(*args),
@@ -62,7 +63,7 @@ async def _round(
         raise TimingError(f"timing {target} wrote an unreadable time") from exc
     if not math.isfinite(elapsed) or elapsed < 0 or (elapsed == 0 and not dry):
         raise TimingError(f"timing {target} reported an impossible time ({elapsed!r})")
-    return elapsed, result.wall_s
+    return elapsed, result.wall_s, result.max_rss_mb
 
 
 async def measure_speed(
@@ -83,23 +84,27 @@ async def measure_speed(
     started = time.perf_counter()
     flags: list[str] = []
     calibration_inputs = await inputs.make(sandbox, [first_seed - 1], limits)
-    one, _ = await _round(sandbox, reference, calibration_inputs, 1, limits)
+    one, _, _ = await _round(sandbox, reference, calibration_inputs, 1, limits)
     loops = max(1, math.ceil(target_s / one))
     # Everything but the calls (start-up, imports, the copies), per side: what the clock
     # outside sees on top of the timed part.
-    overhead = []
+    overhead: list[float] = []
+    baseline_mb: list[float] = []  # peak memory without the calls (inputs, copies)
     for side in (reference, candidate):
-        _, wall = await _round(sandbox, side, calibration_inputs, loops, limits, dry=True)
+        _, wall, base_mb = await _round(sandbox, side, calibration_inputs, loops, limits, dry=True)
         overhead.append(wall)
+        baseline_mb.append(base_mb)
     ref_times: list[float] = []
     cand_times: list[float] = []
+    peaks: tuple[list[float], list[float]] = ([], [])
     for r in range(rounds):
         round_inputs = await inputs.make(sandbox, [first_seed + r], limits)
         order = [(reference, ref_times, 0), (candidate, cand_times, 1)]
         if r % 2:
             order.reverse()  # A B, B A: drift during a round falls on both sides alike
         for side, times, idx in order:
-            reported, wall = await _round(sandbox, side, round_inputs, loops, limits)
+            reported, wall, peak = await _round(sandbox, side, round_inputs, loops, limits)
+            peaks[idx].append(peak)
             outside = wall - overhead[idx]
             if idx == 1 and reported < 0.5 * outside and outside - reported > 0.05:
                 flags.append(
@@ -118,4 +123,6 @@ async def measure_speed(
         candidate_s=cand_times,
         flags=flags,
         measurement_s=time.perf_counter() - started,
+        # What the calls add to the process's peak, beyond the inputs and their copies.
+        peak_mb=(max(peaks[0]) - baseline_mb[0], max(peaks[1]) - baseline_mb[1]),
     )

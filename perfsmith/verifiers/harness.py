@@ -169,7 +169,8 @@ def time_calls(path: str, name: str, loops: int, dry: bool, clock: bool = True) 
     inputs = pickle.loads(Path("inputs.pkl").read_bytes())
     fn = load(path, name)
     copies = [copy.deepcopy(args) for _ in range(loops) for args in inputs]
-    fn(*copy.deepcopy(inputs[0]))  # warm-up: first-call caches and lazy imports
+    if not dry:  # a dry run is the baseline: no call at all, so no memory from calls
+        fn(*copy.deepcopy(inputs[0]))  # warm-up: first-call caches and lazy imports
     gc.collect()
     gc.disable()
     start = _clock() if clock else 0.0

@@ -100,6 +100,8 @@ async def verify(
     )
     est = timing.estimate
     details.update(
+        reference_peak_mb=round(timing.peak_mb[0], 3),
+        candidate_peak_mb=round(timing.peak_mb[1], 3),
         loops=timing.loops,
         rounds=est.samples,
         measurement_s=round(timing.measurement_s, 3),

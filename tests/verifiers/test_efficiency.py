@@ -38,6 +38,9 @@ CANDIDATES = {
         "_main._clock = lambda: next(_ticks) * 1e-7\n" + REFERENCE
     ),
     "zero_clock": "import sys\nsys.modules['__main__']._clock = lambda: 0.0\n" + REFERENCE,
+    "hungry": REFERENCE.replace(
+        "    return out", "    hog = b\"x\" * (200 * 2**20)\n    return out"
+    ),
 }
 
 
@@ -65,12 +68,20 @@ async def timing(
 
 async def test_verdicts_follow_the_real_speed(sandbox: Sandbox, files: Path) -> None:
     fast = await timing(sandbox, files, "fast")
+    ref_mb, cand_mb = fast.peak_mb
+    assert -5 < cand_mb < 50 and -5 < ref_mb < 50  # small lists: the calls add little
     assert fast.verdict == "faster" and fast.estimate.low > 3, fast.estimate
     assert fast.flags == [] and len(fast.reference_s) == len(fast.candidate_s) == 8
     same = await timing(sandbox, files, "same")
     assert same.verdict == "same" and 0.8 < same.estimate.speedup < 1.25, same.estimate
     slow = await timing(sandbox, files, "slow")
     assert slow.verdict == "slower" and slow.estimate.high < 1, slow.estimate
+
+
+async def test_peak_memory_of_the_calls(sandbox: Sandbox, files: Path) -> None:
+    hungry = await timing(sandbox, files, "hungry", rounds=3)
+    ref_mb, cand_mb = hungry.peak_mb
+    assert cand_mb > 150 and ref_mb < 50, hungry.peak_mb
 
 
 async def test_a_faked_clock_is_caught(sandbox: Sandbox, files: Path) -> None:
