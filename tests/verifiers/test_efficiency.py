@@ -38,9 +38,7 @@ CANDIDATES = {
         "_main._clock = lambda: next(_ticks) * 1e-7\n" + REFERENCE
     ),
     "zero_clock": "import sys\nsys.modules['__main__']._clock = lambda: 0.0\n" + REFERENCE,
-    "hungry": REFERENCE.replace(
-        "    return out", "    hog = b\"x\" * (200 * 2**20)\n    return out"
-    ),
+    "hungry": REFERENCE.replace("    return out", '    hog = b"x" * (200 * 2**20)\n    return out'),
 }
 
 
