@@ -1,11 +1,13 @@
 """The process backend: a child process under rlimits, in its own session, network,
 mount, IPC and UTS namespaces, as a throwaway unprivileged uid, with a seccomp filter;
 or, when bubblewrap is installed, inside bwrap (read-only system, private /tmp, no
-network, no capabilities, its own pid namespace).
+network, no capabilities; a pid namespace too when not running as root).
 
 Running as root, each run gets its own uid, so the process limit is exact and every
-process the run left behind (daemons included) is killed afterwards. Not as root, the
-namespaces and the uid drop are unavailable: use bubblewrap or docker there.
+process the run left behind (daemons included) is killed afterwards, and its working
+directory appears at one fixed path (repeatable runs). Not as root, the namespaces and
+the uid drop are unavailable: use bubblewrap or docker there. A small launcher is the
+command's parent and reports its exit status and resource usage.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
@@ -45,7 +45,6 @@ class Tool:
     timeout_s: float | None = None
     # Sync tools run in a worker thread unless marked inline (cheap and non-blocking).
     inline: bool = False
-    _validators: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def bind(self, args: Iterable[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Map a call's positional and keyword arguments to parameter names."""
@@ -243,6 +242,3 @@ class ToolRegistry:
     def render(self) -> str:
         """Numbered tool descriptions for the planner prompt."""
         return "\n".join(f"{i}. {t.render()}" for i, t in enumerate(self, start=1))
-
-
-AsyncToolFn = Callable[..., Awaitable[Any]]
