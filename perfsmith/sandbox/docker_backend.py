@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import tarfile
 import tempfile
 import threading
@@ -40,7 +39,7 @@ from perfsmith.sandbox.base import (
 )
 from perfsmith.sandbox.confine import ADDR_NO_RANDOMIZE, DENIED_SYSCALLS
 from perfsmith.sandbox.files import collect_files, place_files
-from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir
+from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir, runtime_paths
 
 IMAGE_REPO = "perfsmith-sandbox"
 SANDBOX_UID = 65534
@@ -116,7 +115,7 @@ def _rootfs_tar() -> bytes:
             for entry in sorted(alternatives.iterdir()):
                 if entry.is_symlink():
                     add_link(f"etc/alternatives/{entry.name}", os.readlink(entry))
-        for d in _runtime_paths():
+        for d in runtime_paths():
             parts = Path(d).parts[1:]
             for i in range(1, len(parts) + 1):
                 add_dir("/".join(parts[:i]))
@@ -140,11 +139,6 @@ def _seccomp_profile() -> str:
             ],
         }
     )
-
-
-def _runtime_paths() -> list[str]:
-    paths = {sys.base_prefix, sys.prefix}
-    return sorted(p for p in paths if p and not p.startswith("/usr"))
 
 
 def build_image(*, force: bool = False) -> str:
@@ -286,7 +280,7 @@ class DockerSandbox:
 
     def _create(self, limits: Limits) -> _Box:
         host_dir, mounted = _host_space(limits.disk_mb)
-        volumes = {p: {"bind": p, "mode": "ro"} for p in ["/usr", *_runtime_paths()]}
+        volumes = {p: {"bind": p, "mode": "ro"} for p in ["/usr", *runtime_paths()]}
         _, launcher = launcher_command(inside=True)
         volumes[str(launcher)] = {"bind": f"{INSIDE_DIR}/{launcher.name}", "mode": "ro"}
         volumes[host_dir] = {"bind": "/sandbox", "mode": "rw"}

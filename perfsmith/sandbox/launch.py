@@ -19,6 +19,7 @@ PY_SOURCE = HERE / "launcher.py"
 INSIDE_DIR = "/opt/perfsmith"
 
 
+@functools.cache
 def launcher_dir() -> Path:
     """Readable by the sandbox's throwaway uids (so not under root's home)."""
     configured = os.environ.get("PERFSMITH_SANDBOX_DIR")
@@ -33,6 +34,18 @@ def launcher_dir() -> Path:
         base.chmod(0o711)
         base.parent.chmod(0o711)
     return base
+
+
+def runtime_paths() -> list[str]:
+    """Directories a sandboxed Python needs to see besides /usr: the interpreter, its
+    packages, and perfsmith's sandbox folder (the Python launcher's fallback)."""
+    paths = {
+        sys.base_prefix,
+        sys.prefix,
+        str(Path(sys.executable).resolve().parent.parent),
+        str(HERE.resolve()),
+    }
+    return sorted(p for p in paths if p and not p.startswith("/usr"))
 
 
 @functools.cache

@@ -20,12 +20,10 @@ import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 from perfsmith.sandbox import confine
 from perfsmith.sandbox.base import (
@@ -37,7 +35,7 @@ from perfsmith.sandbox.base import (
     parse_report,
 )
 from perfsmith.sandbox.files import collect_files, place_files
-from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir
+from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir, runtime_paths
 
 _uids_lock = threading.Lock()
 _uids_in_use: set[int] = set()
@@ -58,18 +56,6 @@ def _allocate_uid() -> int:
 def _release_uid(uid: int) -> None:
     with _uids_lock:
         _uids_in_use.discard(uid)
-
-
-def _runtime_paths() -> list[str]:
-    """Directories a sandboxed Python needs to see: the interpreter, its packages, and
-    perfsmith itself (the Python launcher, when no C compiler built the fast one)."""
-    paths = {
-        sys.base_prefix,
-        sys.prefix,
-        str(Path(sys.executable).resolve().parent.parent),
-        str(Path(__file__).resolve().parent),
-    }
-    return sorted(p for p in paths if p and not p.startswith("/usr"))
 
 
 def _dir_size(root: str, limit: int) -> int:
@@ -260,7 +246,7 @@ class ProcessSandbox:
             "--tmpfs",
             "/tmp",
         ]
-        for path in _runtime_paths():
+        for path in runtime_paths():
             args += ["--ro-bind-try", path, path]
         _, launcher = launcher_command(inside=True)
         args += ["--ro-bind", str(launcher), f"{INSIDE_DIR}/{launcher.name}"]
@@ -272,7 +258,7 @@ class ProcessSandbox:
     def _preexec(self, uid: int | None, limits: Limits, workdir: str) -> Callable[[], None]:
         bwrap = self.bwrap is not None
         program = self._seccomp
-        runtime = _runtime_paths()
+        runtime = runtime_paths()
         stage = _stage_dir() if uid is not None else ""
 
         def setup() -> None:

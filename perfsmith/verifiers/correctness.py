@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,6 +43,29 @@ def harness_files(target: Target, **extra: bytes) -> dict[str, bytes]:
     }
 
 
+async def run_harness(
+    sandbox: Sandbox,
+    target: Target,
+    args: list[str],
+    *,
+    collect: str,
+    inputs: bytes | None = None,
+    limits: Limits | None = None,
+    wrapper: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> SandboxResult:
+    """One harness run on `target` (with `inputs.pkl` when given), bringing back `collect`;
+    `wrapper` goes in front of the interpreter (valgrind)."""
+    extra = {"inputs.pkl": inputs} if inputs is not None else {}
+    return await sandbox.run(
+        [*wrapper, *harness_command(*args)],
+        files=harness_files(target, **extra),
+        collect=[collect],
+        limits=limits,
+        env=env,
+    )
+
+
 class InputError(TargetError):
     """The input generator failed or returned something unusable (a usage error)."""
 
@@ -53,7 +77,8 @@ class CorrectnessReport:
     n_inputs: int
 
 
-def _tail(result: SandboxResult, lines: int = 12) -> str:
+def output_tail(result: SandboxResult, lines: int = 12) -> str:
+    """The end of what a failed run printed, for error messages."""
     text = (result.stderr or result.stdout).strip().splitlines()
     return "\n".join(text[-lines:]) if text else f"({result.status.value}, no output)"
 
@@ -109,14 +134,9 @@ class InferredInputs:
 async def _make_inputs(
     sandbox: Sandbox, source: Target, args: list[str], limits: Limits | None, what: str
 ) -> bytes:
-    result = await sandbox.run(
-        harness_command(*args),
-        files=harness_files(source),
-        collect=["inputs.pkl"],
-        limits=limits,
-    )
+    result = await run_harness(sandbox, source, args, collect="inputs.pkl", limits=limits)
     if not result.ok or "inputs.pkl" not in result.files:
-        raise InputError(f"{what} failed: {_tail(result)}")
+        raise InputError(f"{what} failed: {output_tail(result)}")
     if result.stdout.strip() == "0":
         raise InputError(f"{what} produced no inputs")
     return result.files["inputs.pkl"]
@@ -133,16 +153,18 @@ async def run_target(
     sandbox: Sandbox, target: Target, inputs: bytes, limits: Limits | None = None
 ) -> tuple[list[dict[str, Any]] | None, str | None]:
     """The target's outputs on every input, or why there are none."""
-    result = await sandbox.run(
-        harness_command("call", target.module_file, target.function),
-        files=harness_files(target, **{"inputs.pkl": inputs}),
-        collect=["outputs.json"],
+    result = await run_harness(
+        sandbox,
+        target,
+        ["call", target.module_file, target.function],
+        collect="outputs.json",
+        inputs=inputs,
         limits=limits,
     )
     if not result.ok or "outputs.json" not in result.files:
         return None, f"{target} did not run to the end ({result.status.value}" + (
             f", {result.reason}" if result.reason else ""
-        ) + f"): {_tail(result)}"
+        ) + f"): {output_tail(result)}"
     try:
         outputs = json.loads(result.files["outputs.json"])
     except ValueError:

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 
 from perfsmith.sandbox.base import Limits, Sandbox
-from perfsmith.verifiers.correctness import InputSource, harness_command, harness_files
+from perfsmith.verifiers.correctness import InputSource, output_tail, run_harness
 from perfsmith.verifiers.stats import SpeedEstimate, Verdict, paired_speedup, verdict
 from perfsmith.verifiers.target import Target
 
@@ -48,15 +48,13 @@ async def _round(
 ) -> tuple[float, float, float]:
     """(time the harness reported, wall time seen outside, peak memory in MB)."""
     args = ["time", target.module_file, target.function, str(loops), *(["dry"] if dry else [])]
-    result = await sandbox.run(
-        harness_command(*args),
-        files=harness_files(target, **{"inputs.pkl": inputs}),
-        collect=["timing.json"],
-        limits=limits,
+    result = await run_harness(
+        sandbox, target, args, collect="timing.json", inputs=inputs, limits=limits
     )
     if not result.ok or "timing.json" not in result.files:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-        raise TimingError(f"timing {target} failed ({result.status.value}): " + "\n".join(tail))
+        raise TimingError(
+            f"timing {target} failed ({result.status.value}): {output_tail(result, 5)}"
+        )
     try:
         elapsed = float(json.loads(result.files["timing.json"])["elapsed_s"])
     except (ValueError, KeyError, TypeError) as exc:

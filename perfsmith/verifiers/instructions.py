@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 
 from perfsmith.sandbox.base import Limits, Sandbox
-from perfsmith.verifiers.correctness import InputSource, harness_command, harness_files
+from perfsmith.verifiers.correctness import InputSource, output_tail, run_harness
 from perfsmith.verifiers.stats import Verdict
 from perfsmith.verifiers.target import Target
 
@@ -47,18 +47,21 @@ async def _count(
 ) -> int:
     args = ["count", target.module_file, target.function, str(loops), *(["dry"] if dry else [])]
     callgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=cg.out", "--quiet"]
-    result = await sandbox.run(
-        [*callgrind, *harness_command(*args)],
-        files=harness_files(target, **{"inputs.pkl": inputs}),
-        collect=["cg.out"],
+    result = await run_harness(
+        sandbox,
+        target,
+        args,
+        collect="cg.out",
+        inputs=inputs,
         limits=limits,
+        wrapper=callgrind,
         env={"PERFSMITH_NO_ASLR": "1"},  # with PYTHONHASHSEED=0: exact, repeatable counts
     )
     found = _TOTALS.search(result.files.get("cg.out", b""))
     if not result.ok or found is None:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
         raise InstructionsError(
-            f"counting instructions of {target} failed ({result.status.value}): " + "\n".join(tail)
+            f"counting instructions of {target} failed ({result.status.value}): "
+            f"{output_tail(result, 5)}"
         )
     return int(found.group(1))
 
