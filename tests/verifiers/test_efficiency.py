@@ -74,7 +74,6 @@ async def test_verdicts_follow_the_real_speed(sandbox: Sandbox, files: Path) -> 
     # ask that the estimate and the interval sit near 1 rather than for the exact verdict.
     same = await timing(sandbox, files, "same", rounds=10, target_s=0.1)
     est = same.estimate
-    assert same.verdict != "slower" or est.high > 0.95, est
     assert 0.85 < est.speedup < 1.2 and est.low < 1.05 and est.high > 0.95, est
     slow = await timing(sandbox, files, "slow")
     assert slow.verdict == "slower" and slow.estimate.high < 1, slow.estimate
