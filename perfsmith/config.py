@@ -31,6 +31,14 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PERFSMITH_", extra="ignore")
 
+    llm: str | None = Field(
+        default=None,
+        description="which LLM: 'local' (perfsmith's engine, the default with no endpoint), "
+        "'local:MODEL', an OpenAI-compatible URL, or 'scripted:FILE'",
+    )
+    local_model: str = Field(default="embedded", description="model the local engine serves")
+    local_compress: str = Field(default="none", description="none, int8, bf16, drop=N, ...")
+    local_speculate: str = Field(default="adaptive", description="none, ngram, adaptive, draft")
     llm_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1"
     )

@@ -110,7 +110,11 @@ def test_demo_runs_real_tools_and_prints_the_dag(env: dict[str, str]) -> None:
             "not valid JSON",
         ),
         (["run", "x", "--tools", "{tmp}/tools.py", "--llm", "ftp://host"], 1, "unknown LLM spec"),
-        (["run", "x", "--tools", "{tmp}/tools.py"], 1, "no LLM endpoint configured"),
+        (
+            ["run", "x", "--tools", "{tmp}/tools.py", "--llm", "local:no-such-model"],
+            1,
+            "unknown model 'no-such-model'",
+        ),
         (
             [
                 "run",

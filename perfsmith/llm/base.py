@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -20,6 +20,10 @@ class GenerationOptions(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     stop: list[str] | None = None
+    # Constrained output (honoured by perfsmith's engine and servers that accept them):
+    # a JSON schema the reply must match, or an EBNF grammar (root rule ``root``).
+    json_schema: dict[str, Any] | None = None
+    grammar: str | None = None
     purpose: str = "chat"
     round: int | None = None
 

@@ -11,7 +11,8 @@ from perfsmith.llm.base import ChatModel
 from perfsmith.llm.scripted import ScriptedChatModel
 
 SPEC_HELP = (
-    "an OpenAI-compatible base URL (http://host:port/v1), or 'scripted:FILE' where FILE is a "
+    "'local' (perfsmith's own engine; 'local:MODEL' for another model), an OpenAI-compatible "
+    "base URL (http://host:port/v1), or 'scripted:FILE' where FILE is a "
     'JSON object {"planner": [...], "joiner": [...]} of replies by purpose (or a JSON list)'
 )
 
@@ -40,6 +41,14 @@ def load_script(path: Path) -> ScriptedChatModel:
 
 
 def model_from_spec(spec: str, settings: Settings) -> ChatModel:
+    if spec == "local" or spec.startswith("local:"):
+        from perfsmith.llm.local import LocalChatModel  # loads torch: on demand
+
+        return LocalChatModel(
+            model=spec.removeprefix("local").removeprefix(":") or settings.local_model,
+            compress=settings.local_compress,
+            speculate=settings.local_speculate,
+        )
     if spec.startswith("scripted:"):
         return load_script(Path(spec.removeprefix("scripted:")))
     if spec.startswith(("http://", "https://")):
@@ -57,10 +66,10 @@ def model_from_spec(spec: str, settings: Settings) -> ChatModel:
     raise ConfigError(f"unknown LLM spec {spec!r}: use {SPEC_HELP}")
 
 
+def default_spec(settings: Settings) -> str:
+    """PERFSMITH_LLM, else the configured endpoint, else the local engine."""
+    return settings.llm or settings.llm_base_url or "local"
+
+
 def model_from_settings(settings: Settings) -> ChatModel:
-    if not settings.llm_base_url:
-        raise ConfigError(
-            "no LLM endpoint configured: set PERFSMITH_LLM_BASE_URL (any OpenAI-compatible "
-            "server) or pass --llm"
-        )
-    return model_from_spec(settings.llm_base_url, settings)
+    return model_from_spec(default_spec(settings), settings)

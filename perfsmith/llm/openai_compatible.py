@@ -98,6 +98,13 @@ class OpenAICompatible:
             body["max_tokens"] = options.max_tokens
         if options.stop:
             body["stop"] = options.stop
+        if options.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": options.json_schema},
+            }
+        if options.grammar is not None:
+            body["extra_body"] = {"grammar": options.grammar}
         return body
 
     async def _with_retries(self, call: Callable[[], Awaitable[T]], *, take_slot: bool = True) -> T:

@@ -1,0 +1,128 @@
+"""Assemble an :class:`Engine` from a model spec, a compression and a speculation mode."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from perfsmith.errors import ConfigError
+from perfsmith.inference import llama_runner, models
+from perfsmith.inference.compress import Compression, kept_layers, parse_compression, ranking
+from perfsmith.inference.drafters import (
+    AdaptiveNgramDrafter,
+    Drafter,
+    ModelDrafter,
+    PromptLookupDrafter,
+)
+from perfsmith.inference.engine import Engine
+from perfsmith.inference.runner import HFRunner, Runner
+
+log = logging.getLogger(__name__)
+
+SPECULATE_MODES = ("none", "ngram", "adaptive", "draft")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str = "embedded"
+    compress: str = "none"
+    speculate: str = "adaptive"
+    draft_layers: int = 8  # layers the layer-dropped draft model keeps
+    context: int = 2048
+    slots: int = 8
+    threads: int | None = None
+    chat_template: Path | None = None
+
+
+def _ranking_file(loaded: models.LoadedModel, spec: str) -> Path | None:
+    try:
+        source = models.resolve(spec)
+    except ConfigError:
+        return None
+    if source.kind != "gguf":
+        return None
+    return models.converted_dir(source) / "layer-ranking.json"
+
+
+def make_runner(loaded: models.LoadedModel, compression: Compression, spec: str) -> Runner:
+    model = loaded.model
+    if llama_runner.supports(model.config):
+        layers = None
+        if compression.drop:
+            order = ranking(model, loaded.tokenizer, _ranking_file(loaded, spec))
+            layers = kept_layers(model.config.num_hidden_layers, order, compression.drop)
+        return llama_runner.LlamaRunner(
+            model, dtype=compression.torch_dtype, int8=compression.int8, layers=layers
+        )
+    if compression.int8 or compression.drop:
+        raise ConfigError(
+            f"int8 and layer dropping need a Llama-architecture model; {loaded.name} is "
+            f"{model.config.model_type}: use --compress none or bf16"
+        )
+    return HFRunner(model, dtype=compression.torch_dtype)
+
+
+def drafter_factory(
+    mode: str, loaded: models.LoadedModel, config: EngineConfig, spec: str
+) -> Callable[[], Drafter] | None:
+    if mode == "none":
+        return None
+    if mode == "ngram":
+        return PromptLookupDrafter
+    if mode == "adaptive":
+        return AdaptiveNgramDrafter
+    if mode == "draft":
+        model = loaded.model
+        if not llama_runner.supports(model.config):
+            raise ConfigError("the layer-dropped draft model needs a Llama-architecture model")
+        count = model.config.num_hidden_layers
+        drop = max(0, count - config.draft_layers)
+        order = ranking(model, loaded.tokenizer, _ranking_file(loaded, spec))
+        draft_runner = llama_runner.LlamaRunner(
+            model, dtype=torch.float32, layers=kept_layers(count, order, min(drop, len(order)))
+        )
+        return lambda: ModelDrafter(draft_runner, capacity=config.context + 64)
+    raise ConfigError(f"unknown speculation {mode!r}: use one of {', '.join(SPECULATE_MODES)}")
+
+
+def build_engine(config: EngineConfig, *, loaded: models.LoadedModel | None = None) -> Engine:
+    if config.speculate not in SPECULATE_MODES:
+        raise ConfigError(
+            f"unknown speculation {config.speculate!r}: use one of {', '.join(SPECULATE_MODES)}"
+        )
+    compression = parse_compression(config.compress)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    loaded = loaded or models.load(config.model)
+    runner = make_runner(loaded, compression, config.model)
+    template = None
+    if config.chat_template is not None:
+        try:
+            template = config.chat_template.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read chat template {config.chat_template}: {exc}") from exc
+    eos: set[int] = set()
+    known = models.known_template(loaded.name)
+    if template is None and not getattr(loaded.tokenizer, "chat_template", None) and known:
+        template = known[0]
+        eos.update(int(loaded.tokenizer.convert_tokens_to_ids(t)) for t in known[1])
+    gen_eos: Any = getattr(loaded.model.generation_config, "eos_token_id", None)
+    if isinstance(gen_eos, int):
+        eos.add(gen_eos)
+    elif isinstance(gen_eos, list):
+        eos.update(int(e) for e in gen_eos)
+    return Engine(
+        runner,
+        loaded.tokenizer,
+        name=loaded.name,
+        drafter_factory=drafter_factory(config.speculate, loaded, config, config.model),
+        eos_ids=eos,
+        chat_template=template,
+        context=config.context,
+        slots=config.slots,
+    )

@@ -1,0 +1,150 @@
+"""Compression settings and TrimLLM-style layer dropping.
+
+Layers are ranked by how little they change the hidden state on calibration text (one
+minus the mean cosine similarity between a layer's input and output, the "block
+influence" of ShortGPT); :func:`progressive_drop` removes them one at a time, least
+influential first, and reports held-out perplexity after each step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from perfsmith.errors import ConfigError
+from perfsmith.inference.quality import CALIBRATION_FILES, chunks, perplexity, stdlib_text
+
+
+@dataclass(frozen=True)
+class Compression:
+    """``dtype`` is ``fp32`` or ``bf16``; ``int8`` quantizes the linear layers' weights;
+    ``drop`` removes that many layers (ranked on calibration text)."""
+
+    dtype: str = "fp32"
+    int8: bool = False
+    drop: int = 0
+    keep_layers: tuple[int, ...] | None = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        parts = []
+        if self.int8:
+            parts.append("int8")
+        if self.dtype == "bf16":
+            parts.append("bf16")
+        if self.drop:
+            parts.append(f"drop={self.drop}")
+        return ",".join(parts) or "none"
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        # weight-only int8 multiplies bf16 activations (torch's fast int8 CPU path)
+        return torch.bfloat16 if self.dtype == "bf16" or self.int8 else torch.float32
+
+
+def parse_compression(spec: str) -> Compression:
+    """``none``, or a comma list of ``int8``, ``bf16``, ``drop=N``."""
+    dtype, int8, drop = "fp32", False, 0
+    for raw in spec.split(","):
+        part = raw.strip().lower()
+        if part in ("", "none", "fp32"):
+            continue
+        if part == "int8":
+            int8 = True
+        elif part == "bf16":
+            dtype = "bf16"
+        elif part.startswith("drop="):
+            try:
+                drop = int(part.removeprefix("drop="))
+            except ValueError:
+                raise ConfigError(f"drop=N needs a whole number of layers, not {part!r}") from None
+            if drop < 0:
+                raise ConfigError("drop=N needs N >= 0")
+        else:
+            raise ConfigError(
+                f"unknown compression {part!r}: use none, int8, bf16, drop=N, or a comma list"
+            )
+    if dtype == "bf16" and not bf16_supported():
+        raise ConfigError("bf16 needs a CPU with AVX-512 BF16 (or AMX); use fp32 or int8")
+    return Compression(dtype=dtype, int8=int8, drop=drop)
+
+
+def bf16_supported() -> bool:
+    return bool(torch.backends.mkldnn.is_available()) and bool(
+        torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+@torch.inference_mode()
+def layer_influence(model: Any, tokenizer: Any, *, max_tokens: int = 1024) -> list[float]:
+    """Block influence of each decoder layer on the calibration text (higher: matters more)."""
+    ids = tokenizer.encode(stdlib_text(CALIBRATION_FILES), add_special_tokens=False)
+    scores = torch.zeros(model.config.num_hidden_layers)
+    pieces = chunks(ids, 512, limit=max(1, max_tokens // 512))
+    for piece in pieces:
+        out = model(torch.tensor([piece]), output_hidden_states=True, use_cache=False)
+        hidden = out.hidden_states
+        for i in range(len(hidden) - 1):
+            cos = torch.nn.functional.cosine_similarity(hidden[i][0], hidden[i + 1][0], dim=-1)
+            scores[i] += float((1 - cos).mean())
+    return (scores / len(pieces)).tolist()
+
+
+def ranking(model: Any, tokenizer: Any, cache_file: Path | None = None) -> list[int]:
+    """Layer indices, least influential first (cached beside the converted weights)."""
+    if cache_file is not None and cache_file.is_file():
+        data = json.loads(cache_file.read_text(encoding="utf-8"))
+        return [int(i) for i in data["order"]]
+    scores = layer_influence(model, tokenizer)
+    # never rank the first or last layer for dropping: both reshape the residual stream
+    inner = [i for i in range(len(scores)) if 0 < i < len(scores) - 1]
+    order = sorted(inner, key=lambda i: scores[i])
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(
+            json.dumps({"order": order, "influence": scores}, indent=1), encoding="utf-8"
+        )
+    return order
+
+
+def kept_layers(layer_count: int, order: list[int], drop: int) -> list[int]:
+    if drop > len(order):
+        raise ConfigError(f"cannot drop {drop} layers: at most {len(order)} may go")
+    dropped = set(order[:drop])
+    return [i for i in range(layer_count) if i not in dropped]
+
+
+@dataclass
+class DropStep:
+    dropped: int
+    layers: list[int]
+    perplexity: float
+    ratio: float
+
+
+def progressive_drop(
+    make_runner: Callable[[list[int]], Any],
+    layer_count: int,
+    order: list[int],
+    heldout: list[list[int]],
+    *,
+    max_drop: int,
+    max_ratio: float | None = None,
+) -> list[DropStep]:
+    """Drop layers one at a time, least influential first; perplexity after each step.
+    Stops after ``max_drop`` steps or once the ratio to the full model passes
+    ``max_ratio``."""
+    base = perplexity(make_runner(list(range(layer_count))), heldout)
+    steps = [DropStep(0, list(range(layer_count)), base, 1.0)]
+    for n in range(1, max_drop + 1):
+        keep = kept_layers(layer_count, order, n)
+        ppl = perplexity(make_runner(keep), heldout)
+        steps.append(DropStep(n, keep, ppl, ppl / base))
+        if max_ratio is not None and ppl / base > max_ratio:
+            break
+    return steps

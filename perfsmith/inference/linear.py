@@ -1,0 +1,95 @@
+"""Linear layers the fast runner uses: dense (fp32 or bf16) and weight-only int8.
+
+Weight-only int8 keeps one scale per output channel and multiplies with
+``torch._weight_int8pack_mm``, the int8 weight path torch ships for CPU. Activations stay
+in floating point, so a row's output does not depend on how many rows go through the
+pass (dynamic activation quantization would make it depend on the batch's range).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+
+class Linear(Protocol):
+    out_features: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def nbytes(self) -> int: ...
+
+
+def _mkl_packing() -> bool:
+    return bool(torch.backends.mkl.is_available()) and hasattr(torch.ops.mkl, "_mkl_linear")
+
+
+def _onednn_bf16() -> bool:
+    return bool(torch.backends.mkldnn.is_available()) and bool(
+        torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+class DenseLinear:
+    """A floating-point weight, packed once for the CPU's fastest GEMM: MKL's packed sgemm
+    for fp32, oneDNN's blocked layout for bf16 (about 2.5x faster than fp32 on a CPU with
+    AVX-512 BF16, measured on 425 MB of weights). Packing keeps a pass of 2-16 rows (a
+    speculative draft being verified) close to the cost of one row; ``F.linear`` repacks
+    the weight on every call."""
+
+    _PACK_ROWS = 8
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.weight = weight.contiguous()
+        self.out_features = int(weight.shape[0])
+        self._packed: torch.Tensor | None = None
+        self._onednn: torch.Tensor | None = None
+        if self.weight.dtype == torch.float32 and _mkl_packing():
+            self._packed = torch.ops.mkl._mkl_reorder_linear_weight(self.weight, self._PACK_ROWS)
+        elif self.weight.dtype == torch.bfloat16 and _onednn_bf16():
+            self._onednn = torch.ops.mkldnn._reorder_linear_weight(self.weight, self._PACK_ROWS)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self._onednn is not None:
+            return torch.ops.mkldnn._linear_pointwise(x, self._onednn, None, "none", [], "")
+        if self._packed is None:
+            return F.linear(x, self.weight)
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        out = torch.ops.mkl._mkl_linear(flat, self._packed, self.weight, None, flat.shape[0])
+        return out.reshape(*shape[:-1], self.out_features)
+
+    def nbytes(self) -> int:
+        return self.weight.numel() * self.weight.element_size()
+
+
+def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 with one scale per output row: ``weight ≈ q * scale[:, None]``."""
+    w = weight.detach().float()
+    scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+    q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.contiguous(), scale
+
+
+class Int8Linear:
+    """Weight-only int8 (per-channel scales); activations in ``compute_dtype``."""
+
+    def __init__(self, weight: torch.Tensor, compute_dtype: torch.dtype) -> None:
+        self.qweight, scale = quantize_per_channel(weight)
+        self.scale = scale.to(compute_dtype)
+        self.compute_dtype = compute_dtype
+        self.out_features = int(weight.shape[0])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1]).to(self.compute_dtype)
+        out = torch._weight_int8pack_mm(flat, self.qweight, self.scale)
+        return out.reshape(*shape[:-1], self.out_features)
+
+    def dequantized(self) -> torch.Tensor:
+        return self.qweight.float() * self.scale.float()[:, None]
+
+    def nbytes(self) -> int:
+        return self.qweight.numel() + self.scale.numel() * self.scale.element_size()

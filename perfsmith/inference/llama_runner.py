@@ -1,0 +1,222 @@
+"""A fast forward pass for Llama-architecture models (SmolLM2, Llama, Qwen2-style without
+biases): fused QKV and gate/up projections, a slot KV cache, one SDPA call per layer.
+
+The weights come from a transformers model; nothing here downloads or converts files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from perfsmith.inference.kv_cache import SlotCache
+from perfsmith.inference.linear import DenseLinear, Int8Linear, Linear
+
+
+def supports(config: Any) -> bool:
+    """Whether this runner reproduces the model's forward pass exactly."""
+    rope = getattr(config, "rope_parameters", None) or {}
+    rope_type = rope.get("rope_type", "default") if isinstance(rope, dict) else "default"
+    return (
+        getattr(config, "model_type", "") == "llama"
+        and getattr(config, "hidden_act", "") == "silu"
+        and not getattr(config, "attention_bias", False)
+        and not getattr(config, "mlp_bias", False)
+        and rope_type == "default"
+    )
+
+
+@dataclass
+class _Layer:
+    ln1: torch.Tensor
+    qkv: Linear
+    o: Linear
+    ln2: torch.Tensor
+    gate_up: Linear
+    down: Linear
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return F.rms_norm(x, (x.shape[-1],), weight, eps)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class LlamaRunner:
+    """Runs token blocks through the model, reading and extending a :class:`SlotCache`."""
+
+    batched = True
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        dtype: torch.dtype = torch.float32,
+        int8: bool = False,
+        layers: list[int] | None = None,
+    ) -> None:
+        config = model.config
+        if not supports(config):
+            raise ValueError(f"{config.model_type} is not a plain Llama-architecture model")
+        self.config = config
+        self.dtype = dtype
+        self.heads = int(config.num_attention_heads)
+        self.kv_heads = int(config.num_key_value_heads)
+        self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // self.heads)
+        self.eps = float(config.rms_norm_eps)
+        self.vocab_size = int(config.vocab_size)
+        self.max_context = int(config.max_position_embeddings)
+        theta = float((getattr(config, "rope_parameters", None) or {}).get("rope_theta", 10000.0))
+        inner = model.model
+        keep = list(range(len(inner.layers))) if layers is None else list(layers)
+        self.layer_ids = keep
+
+        def linear(weight: torch.Tensor) -> Linear:
+            w = weight.detach()
+            return Int8Linear(w, dtype) if int8 else DenseLinear(w.to(dtype))
+
+        self.layers: list[_Layer] = []
+        for i in keep:
+            block = inner.layers[i]
+            att, mlp = block.self_attn, block.mlp
+            qkv = torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight])
+            gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])
+            self.layers.append(
+                _Layer(
+                    ln1=block.input_layernorm.weight.detach().to(dtype),
+                    qkv=linear(qkv),
+                    o=linear(att.o_proj.weight),
+                    ln2=block.post_attention_layernorm.weight.detach().to(dtype),
+                    gate_up=linear(gate_up),
+                    down=linear(mlp.down_proj.weight),
+                )
+            )
+        self.embed = inner.embed_tokens.weight.detach().to(dtype)
+        self.norm = inner.norm.weight.detach().to(dtype)
+        self.lm_head = linear(model.lm_head.weight)
+        self.intermediate = int(config.intermediate_size)
+        inv_freq = 1.0 / (
+            theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
+        )
+        positions = torch.arange(self.max_context, dtype=torch.float32)
+        freqs = torch.outer(positions, inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        self._cos = emb.cos().to(dtype)
+        self._sin = emb.sin().to(dtype)
+
+    @property
+    def layer_count(self) -> int:
+        return len(self.layers)
+
+    def weight_bytes(self) -> int:
+        total = self.embed.numel() * self.embed.element_size() + self.lm_head.nbytes()
+        for layer in self.layers:
+            total += sum(lin.nbytes() for lin in (layer.qkv, layer.o, layer.gate_up, layer.down))
+        return total
+
+    def new_cache(self, slots: int, capacity: int) -> SlotCache:
+        return SlotCache(
+            layers=len(self.layers),
+            slots=slots,
+            kv_heads=self.kv_heads,
+            head_dim=self.head_dim,
+            capacity=min(capacity, self.max_context),
+            dtype=self.dtype,
+        )
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        cache: SlotCache,
+        slots: list[int],
+        tokens: torch.Tensor,
+        *,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Run ``tokens`` ``[B, T]`` at the end of each slot; returns fp32 logits
+        ``[B, T, vocab]`` (``[B, 1, vocab]`` with ``last_only``) and advances the slots.
+        Several slots need ``T == 1``."""
+        batch, steps = tokens.shape
+        if batch != len(slots):
+            raise ValueError("one row of tokens per slot")
+        if batch > 1 and steps != 1:
+            raise ValueError("batched forward passes take one token per slot")
+        wanted: list[int] | None = None
+        if batch > 1:
+            # Run the contiguous slot range lo..hi, so the cache is read through views,
+            # never copied; rows of idle slots in between compute a throwaway token.
+            lo, hi = min(slots), max(slots)
+            row_of = {slot: slot - lo for slot in slots}
+            wanted = [row_of[slot] for slot in slots]
+            full = torch.zeros((hi - lo + 1, 1), dtype=tokens.dtype)
+            full[wanted] = tokens
+            tokens, batch = full, hi - lo + 1
+            starts = [min(cache.lengths[r], cache.capacity - 1) for r in range(lo, hi + 1)]
+        else:
+            lo = slots[0]
+            starts = [cache.lengths[lo]]
+        end = max(starts) + steps
+        if end > cache.capacity:
+            raise ValueError(f"context of {end} tokens exceeds the cache ({cache.capacity})")
+        x = F.embedding(tokens, self.embed)
+        if batch == 1:
+            pos = torch.arange(starts[0], starts[0] + steps)
+            cos, sin = self._cos[pos][None, None], self._sin[pos][None, None]
+            mask = None
+            if steps > 1:
+                key_pos = torch.arange(end)
+                mask = (key_pos[None, :] <= pos[:, None])[None, None]
+        else:
+            pos_t = torch.tensor(starts)
+            cos, sin = self._cos[pos_t][:, None, None], self._sin[pos_t][:, None, None]
+            key_pos = torch.arange(end)
+            mask = (key_pos[None, :] <= pos_t[:, None])[:, None, None, :]
+            rows = torch.arange(batch)
+        q_size = self.heads * self.head_dim
+        kv_size = self.kv_heads * self.head_dim
+        for li, layer in enumerate(self.layers):
+            h = _rms_norm(x, layer.ln1, self.eps)
+            qkv = layer.qkv(h)
+            q = qkv[..., :q_size].view(batch, steps, self.heads, self.head_dim).transpose(1, 2)
+            k = (
+                qkv[..., q_size : q_size + kv_size]
+                .view(batch, steps, self.kv_heads, self.head_dim)
+                .transpose(1, 2)
+            )
+            v = (
+                qkv[..., q_size + kv_size :]
+                .view(batch, steps, self.kv_heads, self.head_dim)
+                .transpose(1, 2)
+            )
+            q = _rotate(q, cos, sin)
+            k = _rotate(k, cos, sin)
+            keys = cache.keys[li][lo : lo + batch]
+            values = cache.values[li][lo : lo + batch]
+            if batch == 1:
+                start = starts[0]
+                keys[0, :, start : start + steps] = k[0]
+                values[0, :, start : start + steps] = v[0]
+            else:
+                keys[rows, :, pos_t] = k[:, :, 0]
+                values[rows, :, pos_t] = v[:, :, 0]
+            kk, vv = keys[:, :, :end], values[:, :, :end]
+            att = F.scaled_dot_product_attention(q, kk, vv, attn_mask=mask, enable_gqa=True)
+            x = x + layer.o(att.transpose(1, 2).reshape(batch, steps, q_size))
+            h = _rms_norm(x, layer.ln2, self.eps)
+            gu = layer.gate_up(h)
+            x = x + layer.down(F.silu(gu[..., : self.intermediate]) * gu[..., self.intermediate :])
+        for s in slots:
+            cache.lengths[s] += steps
+        if wanted is not None:
+            x = x[wanted]
+        if last_only:
+            x = x[:, -1:]
+        x = _rms_norm(x, self.norm, self.eps)
+        return self.lm_head(x).float()

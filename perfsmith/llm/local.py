@@ -1,0 +1,118 @@
+"""ChatModel over perfsmith's own engine, in this process (``PERFSMITH_LLM=local``).
+
+The engine loads on first use (seconds: the weights come from the user's cache after the
+first load) and is shared by every LocalChatModel built with the same configuration. To
+reach the engine through HTTP instead, run ``perfsmith serve-model`` and point an
+OpenAI-compatible ChatModel at it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Sequence
+
+from perfsmith.errors import LLMError
+from perfsmith.llm.base import ChatMessage, ChatResult, GenerationOptions, Usage
+
+_engines: dict[object, object] = {}
+_engines_lock = threading.Lock()
+
+
+class LocalChatModel:
+    def __init__(
+        self,
+        *,
+        model: str = "embedded",
+        compress: str = "none",
+        speculate: str = "adaptive",
+        context: int = 2048,
+        default_max_tokens: int = 512,
+    ) -> None:
+        from perfsmith.inference import models
+        from perfsmith.inference.build import EngineConfig
+
+        models.resolve(model)  # an unknown model is a configuration error, now
+        self.config = EngineConfig(
+            model=model, compress=compress, speculate=speculate, context=context
+        )
+        self.default_max_tokens = default_max_tokens
+        self._scheduler: object | None = None
+
+    @property
+    def name(self) -> str:
+        return f"local:{self.config.model}"
+
+    def _get_scheduler(self) -> object:
+        from perfsmith.inference.build import build_engine
+        from perfsmith.inference.engine import Scheduler
+
+        if self._scheduler is None:
+            with _engines_lock:
+                scheduler = _engines.get(self.config)
+                if scheduler is None:
+                    scheduler = Scheduler(build_engine(self.config))
+                    _engines[self.config] = scheduler
+            self._scheduler = scheduler
+        return self._scheduler
+
+    async def _scheduler_ready(self) -> object:
+        if self._scheduler is None:
+            await asyncio.to_thread(self._get_scheduler)
+        return self._scheduler
+
+    def _prepare(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> tuple:  # type: ignore[type-arg]
+        from perfsmith.inference.constrain import ConstraintSpec
+        from perfsmith.inference.sampling import SamplingParams
+
+        constraint = None
+        if options.grammar is not None:
+            constraint = ConstraintSpec("grammar", options.grammar)
+        elif options.json_schema is not None:
+            constraint = ConstraintSpec("json_schema", json.dumps(options.json_schema))
+        params = SamplingParams(
+            max_tokens=options.max_tokens or self.default_max_tokens,
+            temperature=options.temperature,
+            stop=tuple(options.stop or ()),
+        )
+        return [m.model_dump() for m in messages], params, constraint
+
+    async def complete(
+        self, messages: Sequence[ChatMessage], options: GenerationOptions | None = None
+    ) -> ChatResult:
+        from perfsmith.inference.engine import Scheduler
+
+        opts = options or GenerationOptions()
+        chat, params, constraint = self._prepare(messages, opts)
+        scheduler = await self._scheduler_ready()
+        assert isinstance(scheduler, Scheduler)
+        try:
+            prompt = scheduler.engine.encode_chat(chat)
+            gen = await scheduler.complete(prompt, params, constraint=constraint)
+        except Exception as exc:
+            raise LLMError(f"local model {self.config.model} failed: {exc}") from exc
+        return ChatResult(
+            text=gen.text,
+            model=self.name,
+            usage=Usage(prompt_tokens=gen.prompt_tokens, completion_tokens=len(gen.tokens)),
+        )
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], options: GenerationOptions | None = None
+    ) -> AsyncIterator[str]:
+        from perfsmith.inference.engine import Scheduler
+
+        opts = options or GenerationOptions()
+        chat, params, constraint = self._prepare(messages, opts)
+        scheduler = await self._scheduler_ready()
+        assert isinstance(scheduler, Scheduler)
+        try:
+            prompt = scheduler.engine.encode_chat(chat)
+            async for kind, value in scheduler.stream(prompt, params, constraint=constraint):
+                if kind == "text":
+                    yield value
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise LLMError(f"local model {self.config.model} failed: {exc}") from exc

@@ -1,0 +1,104 @@
+"""Speculative decoding is lossless under greedy decoding, for every drafter and
+compression; stop sequences, max_tokens and seeds behave as the API promises."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from perfsmith.inference.engine import Engine, RequestError
+from perfsmith.inference.sampling import SamplingParams
+from tests.inference.conftest import PROMPTS
+
+MakeEngine = Callable[..., Engine]
+
+
+@pytest.mark.parametrize("speculate", ["ngram", "adaptive", "draft"])
+def test_greedy_speculation_is_token_for_token_the_target_greedy_output(
+    engine_for: MakeEngine, speculate: str
+) -> None:
+    engine = engine_for("none", speculate)
+    drafted = 0
+    for text in PROMPTS[:3] if speculate == "draft" else PROMPTS:
+        prompt = engine.encode_chat([{"role": "user", "content": text}])
+        params = SamplingParams(max_tokens=48 if speculate == "draft" else 96)
+        plain = engine.generate(prompt, params, speculate=False)
+        fast = engine.generate(prompt, params, speculate=True)
+        assert fast.tokens == plain.tokens, text
+        assert fast.text == plain.text
+        assert plain.stats.drafted == 0
+        drafted += fast.stats.drafted
+        # a speculative run needs no more passes than tokens (fewer where drafts landed)
+        assert fast.stats.forward_passes <= plain.stats.forward_passes
+    assert drafted > 0
+
+
+@pytest.mark.parametrize("compress", ["bf16", "int8", "drop=2"])
+def test_speculation_stays_lossless_on_compressed_models(
+    engine_for: MakeEngine, compress: str
+) -> None:
+    engine = engine_for(compress, "adaptive")
+    prompt = engine.encode_chat([{"role": "user", "content": PROMPTS[0]}])
+    params = SamplingParams(max_tokens=80)
+    plain = engine.generate(prompt, params, speculate=False)
+    fast = engine.generate(prompt, params, speculate=True)
+    assert fast.tokens == plain.tokens
+
+
+def test_copy_heavy_prompts_accept_most_drafts_and_take_fewer_passes(
+    engine_for: MakeEngine,
+) -> None:
+    engine = engine_for("none", "adaptive")
+    prompt = engine.encode_chat([{"role": "user", "content": PROMPTS[0]}])
+    gen = engine.generate(prompt, SamplingParams(max_tokens=120))
+    assert gen.stats.acceptance_rate is not None and gen.stats.acceptance_rate > 0.5
+    assert gen.stats.forward_passes < len(gen.tokens) / 2
+
+
+def test_stop_sequences_cut_the_text_and_max_tokens_bounds_it(engine_for: MakeEngine) -> None:
+    engine = engine_for("none", "adaptive")
+    prompt = engine.encode_chat([{"role": "user", "content": PROMPTS[0]}])
+    full = engine.generate(prompt, SamplingParams(max_tokens=60), speculate=False)
+    assert "(" in full.text
+    stop = full.text[full.text.index("(") : full.text.index("(") + 3]
+    cut = engine.generate(prompt, SamplingParams(max_tokens=60, stop=(stop,)))
+    assert cut.finish_reason == "stop"
+    assert cut.text == full.text[: full.text.index(stop)]
+    short = engine.generate(prompt, SamplingParams(max_tokens=5))
+    assert len(short.tokens) == 5 and short.finish_reason == "length"
+    assert short.tokens == full.tokens[:5]
+
+
+def test_seeded_sampling_repeats_and_speculative_sampling_varies_with_the_seed(
+    engine_for: MakeEngine,
+) -> None:
+    engine = engine_for("none", "adaptive")
+    prompt = engine.encode_chat([{"role": "user", "content": PROMPTS[2]}])
+    a = engine.generate(prompt, SamplingParams(max_tokens=30, temperature=0.9, seed=7))
+    b = engine.generate(prompt, SamplingParams(max_tokens=30, temperature=0.9, seed=7))
+    outs = {
+        tuple(
+            engine.generate(prompt, SamplingParams(max_tokens=30, temperature=0.9, seed=s)).tokens
+        )
+        for s in range(4)
+    }
+    assert a.tokens == b.tokens
+    assert len(outs) > 1
+
+
+def test_too_long_and_empty_prompts_are_refused(engine_for: MakeEngine) -> None:
+    engine = engine_for("none", "adaptive")
+    with pytest.raises(RequestError, match="context"):
+        engine.generate(list(range(100, 100 + engine.context)))
+    with pytest.raises(RequestError, match="empty"):
+        engine.generate([])
+
+
+def test_generation_stops_at_the_context_end(engine_for: MakeEngine) -> None:
+    engine = engine_for("none", "adaptive")
+    prompt = engine.encode(PROMPTS[0])
+    prompt = (prompt * (engine.context // len(prompt)))[: engine.context - 10]
+    gen = engine.generate(prompt, SamplingParams(max_tokens=100))
+    assert gen.finish_reason == "length"
+    assert len(prompt) + len(gen.tokens) <= engine.context
