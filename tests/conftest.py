@@ -26,7 +26,12 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test touches the user's real perfsmith data or config."""
     monkeypatch.setenv("PERFSMITH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PERFSMITH_CONFIG", str(tmp_path / "perfsmith.toml"))
-    for var in ("PERFSMITH_DATABASE_URL", "PERFSMITH_LLM_BASE_URL", "PERFSMITH_LLM_MODEL", "PERFSMITH_LLM"):
+    for var in (
+        "PERFSMITH_DATABASE_URL",
+        "PERFSMITH_LLM_BASE_URL",
+        "PERFSMITH_LLM_MODEL",
+        "PERFSMITH_LLM",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 

@@ -49,12 +49,25 @@ def _ranking_file(loaded: models.LoadedModel, spec: str) -> Path | None:
     return models.converted_dir(source) / "layer-ranking.json"
 
 
+def layer_order(loaded: models.LoadedModel, spec: str, steps: int = 4) -> list[int]:
+    """Layers in the order they are dropped: calibration-loss progressive ranking (first
+    ``steps`` layers; block influence after them) with the fp32 fast runner, cached
+    beside the converted weights."""
+    return ranking(
+        loaded.model,
+        loaded.tokenizer,
+        _ranking_file(loaded, spec),
+        runner=llama_runner.LlamaRunner(loaded.model),
+        steps=steps,
+    )
+
+
 def make_runner(loaded: models.LoadedModel, compression: Compression, spec: str) -> Runner:
     model = loaded.model
     if llama_runner.supports(model.config):
         layers = None
         if compression.drop:
-            order = ranking(model, loaded.tokenizer, _ranking_file(loaded, spec))
+            order = layer_order(loaded, spec, steps=max(4, compression.drop))
             layers = kept_layers(model.config.num_hidden_layers, order, compression.drop)
         return llama_runner.LlamaRunner(
             model, dtype=compression.torch_dtype, int8=compression.int8, layers=layers
@@ -82,7 +95,7 @@ def drafter_factory(
             raise ConfigError("the layer-dropped draft model needs a Llama-architecture model")
         count = model.config.num_hidden_layers
         drop = max(0, count - config.draft_layers)
-        order = ranking(model, loaded.tokenizer, _ranking_file(loaded, spec))
+        order = layer_order(loaded, spec)
         draft_runner = llama_runner.LlamaRunner(
             model, dtype=torch.float32, layers=kept_layers(count, order, min(drop, len(order)))
         )

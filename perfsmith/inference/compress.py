@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from perfsmith.errors import ConfigError
+from perfsmith.inference.linear import onednn_bf16
 from perfsmith.inference.quality import CALIBRATION_FILES, chunks, perplexity, stdlib_text
 
 
@@ -75,9 +76,7 @@ def parse_compression(spec: str) -> Compression:
 
 
 def bf16_supported() -> bool:
-    return bool(torch.backends.mkldnn.is_available()) and bool(
-        torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
+    return onednn_bf16()
 
 
 @torch.inference_mode()
@@ -95,20 +94,88 @@ def layer_influence(model: Any, tokenizer: Any, *, max_tokens: int = 1024) -> li
     return (scores / len(pieces)).tolist()
 
 
-def ranking(model: Any, tokenizer: Any, cache_file: Path | None = None) -> list[int]:
-    """Layer indices, least influential first (cached beside the converted weights)."""
+def influence_order(model: Any, tokenizer: Any) -> tuple[list[int], list[float]]:
+    """Layers by block influence, least first. The first and last layers are never
+    candidates: both reshape the residual stream."""
+    scores = layer_influence(model, tokenizer)
+    inner = [i for i in range(len(scores)) if 0 < i < len(scores) - 1]
+    return sorted(inner, key=lambda i: scores[i]), scores
+
+
+def loss_order(
+    runner: Any, tokenizer: Any, *, steps: int, candidates: int = 6
+) -> tuple[list[int], list[float]]:
+    """Greedy progressive ranking by calibration loss (TrimLLM): at each step drop the
+    layer whose removal raises the calibration perplexity least, among the
+    ``candidates`` least influential of the layers left (block influence pre-filters,
+    the loss decides). Returns the order and the calibration perplexity after each step."""
+    ids = tokenizer.encode(stdlib_text(CALIBRATION_FILES), add_special_tokens=False)
+    calib = chunks(ids, 256, limit=1)
+    model_layers = list(runner.layer_ids)
+    influence, _ = influence_order_from_runner(runner, calib)
+    kept = list(model_layers)
+    order: list[int] = []
+    curve: list[float] = []
+    for _ in range(steps):
+        pool = [i for i in influence if i in kept][:candidates]
+        if not pool:
+            break
+        trials = {i: perplexity(runner.subset([k for k in kept if k != i]), calib) for i in pool}
+        best = min(trials, key=lambda i: trials[i])
+        order.append(best)
+        curve.append(trials[best])
+        kept.remove(best)
+    rest = [i for i in influence if i not in order]
+    return order + rest, curve
+
+
+@torch.inference_mode()
+def influence_order_from_runner(
+    runner: Any, calib: list[list[int]]
+) -> tuple[list[int], list[float]]:
+    """Block influence measured with the fast runner's own layers (hidden state before
+    and after each layer)."""
+    layer_ids = list(runner.layer_ids)
+    scores = [0.0] * len(layer_ids)
+    for piece in calib:
+        states = runner.hidden_states(torch.tensor([piece]))
+        for j in range(len(layer_ids)):
+            cos = torch.nn.functional.cosine_similarity(states[j][0], states[j + 1][0], dim=-1)
+            scores[j] += float((1 - cos).mean())
+    inner = [j for j in range(len(layer_ids)) if 0 < j < len(layer_ids) - 1]
+    order = sorted(inner, key=lambda j: scores[j])
+    return [layer_ids[j] for j in order], scores
+
+
+def ranking(
+    model: Any,
+    tokenizer: Any,
+    cache_file: Path | None = None,
+    *,
+    runner: Any = None,
+    steps: int = 4,
+) -> list[int]:
+    """Layer indices, first to drop first (cached beside the converted weights): the
+    loss-based progressive order when a fast runner is given, else block influence."""
     if cache_file is not None and cache_file.is_file():
         data = json.loads(cache_file.read_text(encoding="utf-8"))
-        return [int(i) for i in data["order"]]
-    scores = layer_influence(model, tokenizer)
-    # never rank the first or last layer for dropping: both reshape the residual stream
-    inner = [i for i in range(len(scores)) if 0 < i < len(scores) - 1]
-    order = sorted(inner, key=lambda i: scores[i])
+        method = "loss" if runner is not None else "influence"
+        if data.get("method") == method and int(data.get("steps", 0)) >= steps:
+            return [int(i) for i in data["order"]]
+    if runner is not None:
+        order, curve = loss_order(runner, tokenizer, steps=steps)
+        record: dict[str, Any] = {
+            "method": "loss",
+            "steps": steps,
+            "order": order,
+            "calibration_ppl": curve,
+        }
+    else:
+        order, scores = influence_order(model, tokenizer)
+        record = {"method": "influence", "steps": len(order), "order": order, "influence": scores}
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(
-            json.dumps({"order": order, "influence": scores}, indent=1), encoding="utf-8"
-        )
+        cache_file.write_text(json.dumps(record, indent=1), encoding="utf-8")
     return order
 
 

@@ -77,9 +77,7 @@ class ConstraintCompiler:
                     )
                 elif spec.kind == "json_schema":
                     json.loads(spec.text)
-                    compiled = self._compiler.compile_json_schema(
-                        spec.text, any_whitespace=False
-                    )
+                    compiled = self._compiler.compile_json_schema(spec.text, any_whitespace=False)
                 elif spec.kind == "grammar":
                     compiled = self._compiler.compile_grammar(spec.text)
                 else:

@@ -23,13 +23,14 @@ class Linear(Protocol):
 
 
 def _mkl_packing() -> bool:
-    return bool(torch.backends.mkl.is_available()) and hasattr(torch.ops.mkl, "_mkl_linear")
+    available = torch.backends.mkl.is_available()  # type: ignore[no-untyped-call]
+    return bool(available) and hasattr(torch.ops.mkl, "_mkl_linear")
 
 
-def _onednn_bf16() -> bool:
-    return bool(torch.backends.mkldnn.is_available()) and bool(
-        torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
+def onednn_bf16() -> bool:
+    """Whether oneDNN has a fast bf16 GEMM on this CPU (AVX-512 BF16 or AMX)."""
+    available = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+    return bool(available) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class DenseLinear:
@@ -48,18 +49,23 @@ class DenseLinear:
         self._onednn: torch.Tensor | None = None
         if self.weight.dtype == torch.float32 and _mkl_packing():
             self._packed = torch.ops.mkl._mkl_reorder_linear_weight(self.weight, self._PACK_ROWS)
-        elif self.weight.dtype == torch.bfloat16 and _onednn_bf16():
+        elif self.weight.dtype == torch.bfloat16 and onednn_bf16():
             self._onednn = torch.ops.mkldnn._reorder_linear_weight(self.weight, self._PACK_ROWS)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self._onednn is not None:
-            return torch.ops.mkldnn._linear_pointwise(x, self._onednn, None, "none", [], "")
+            out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(
+                x, self._onednn, None, "none", [], ""
+            )
+            return out
         if self._packed is None:
             return F.linear(x, self.weight)
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
-        out = torch.ops.mkl._mkl_linear(flat, self._packed, self.weight, None, flat.shape[0])
-        return out.reshape(*shape[:-1], self.out_features)
+        packed: torch.Tensor = torch.ops.mkl._mkl_linear(
+            flat, self._packed, self.weight, None, flat.shape[0]
+        )
+        return packed.reshape(*shape[:-1], self.out_features)
 
     def nbytes(self) -> int:
         return self.weight.numel() * self.weight.element_size()

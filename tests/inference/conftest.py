@@ -37,14 +37,14 @@ def engine_for(loaded: models.LoadedModel, engines: dict[tuple[str, str], Engine
     return make
 
 
-CODE = '''def total_price(items, tax):
+CODE = """def total_price(items, tax):
     result = 0
     for i in range(len(items)):
         item = items[i]
         result = result + item["price"] * item["qty"]
     result = result * (1 + tax)
     return result
-'''
+"""
 
 PROMPTS = [
     "Rewrite this function with type hints. Reply with the code only.\n\n" + CODE,

@@ -24,7 +24,7 @@ def test_unknown_models_and_wrong_paths_are_clear_errors(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         models.resolve("nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="not a .gguf file or a HuggingFace model directory"):
+    with pytest.raises(ConfigError, match=r"not a \.gguf file or a HuggingFace model directory"):
         models.resolve(str(tmp_path / "empty"))
 
 

@@ -29,8 +29,18 @@ def free_port() -> int:
 def server() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "perfsmith.cli", "serve-model", "--port", str(port),
-         "--context", "1024", "--threads", "2"],
+        [
+            sys.executable,
+            "-m",
+            "perfsmith.cli",
+            "serve-model",
+            "--port",
+            str(port),
+            "--context",
+            "1024",
+            "--threads",
+            "2",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -80,7 +90,10 @@ def test_models_and_a_whole_completion_with_usage(client: openai.OpenAI) -> None
 def test_streaming_gives_the_same_text_as_the_whole_response(client: openai.OpenAI) -> None:
     messages = [{"role": "user", "content": PROMPTS[3]}]
     whole = client.chat.completions.create(
-        model=MODEL, messages=messages, max_tokens=30, temperature=0  # type: ignore[arg-type]
+        model=MODEL,
+        messages=messages,
+        max_tokens=30,
+        temperature=0,  # type: ignore[arg-type]
     )
     chunks = list(
         client.chat.completions.create(

@@ -1,0 +1,459 @@
+"""Local inference benchmark: tokens/s, quality and memory of perfsmith's engine on the
+embedded model (SmolLM2-135M-Instruct), 2 CPU threads.
+
+    python bench/inference.py [--quick] [--out PATH]
+
+Measured, with every engine configuration run interleaved with the others in each round
+(medians over rounds):
+- tokens/s of HF ``generate`` fp32 greedy (the baseline), HF ``generate`` with
+  ``prompt_lookup_num_tokens``, and perfsmith's engine with each drafter, each
+  compression and the best combinations, on code-editing prompts whose answer copies much
+  of the input, and on free-form prompts;
+- whether each speculative config's greedy output is token-for-token its model's
+  non-speculative greedy output; acceptance rates;
+- quality of each compression: perplexity on standard-library sources that layer ranking
+  never read (ratio to the uncompressed model) and teacher-forced agreement with the
+  uncompressed model's greedy tokens; layer dropping step by step;
+- peak and steady memory of each configuration (its own process), load time cold
+  (GGUF dequantization) and from the safetensors cache;
+- throughput of 8 concurrent requests (batched) over the same 8 sent one after another;
+- llama.cpp (llama-cpp-python, when installed) on the same GGUF file, as a peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from perfsmith.inference import models
+from perfsmith.inference.build import EngineConfig, build_engine, layer_order
+from perfsmith.inference.compress import progressive_drop
+from perfsmith.inference.engine import Engine, Scheduler
+from perfsmith.inference.quality import HELDOUT_FILES, agreement, chunks, perplexity, stdlib_text
+from perfsmith.inference.sampling import SamplingParams
+
+THREADS = 2
+
+LOOP = """def total_price(items, tax):
+    result = 0
+    for i in range(len(items)):
+        item = items[i]
+        result = result + item["price"] * item["qty"]
+    result = result * (1 + tax)
+    return result
+"""
+BUGGY = """def moving_average(values, window):
+    out = []
+    for i in range(len(values) - window):
+        total = 0
+        for j in range(i, i + window):
+            total += values[j]
+        out.append(total / window)
+    return out
+"""
+DUPES = """def find_duplicates(words):
+    seen = []
+    dupes = []
+    for word in words:
+        if word in seen:
+            if word not in dupes:
+                dupes.append(word)
+        else:
+            seen.append(word)
+    return dupes
+"""
+CODE_PROMPTS = [
+    "Rewrite this function with type hints. Reply with the code only.\n\n" + LOOP,
+    "Fix the off-by-one bug in this function. Reply with the fixed code only.\n\n" + BUGGY,
+    "Optimize this loop: use a set for `seen`. Reply with the code only.\n\n" + DUPES,
+    "Add a docstring to this function. Reply with the code only.\n\n" + BUGGY,
+]
+FREE_PROMPTS = [
+    "Explain in a few sentences what a CPU cache is.",
+    "Write a short story about a robot who learns to paint.",
+]
+
+
+@dataclass
+class Spec:
+    name: str
+    compress: str
+    speculate: str
+
+
+def chat_ids(engine: Engine, text: str) -> list[int]:
+    return engine.encode_chat([{"role": "user", "content": text}])
+
+
+def hf_generate(
+    loaded: models.LoadedModel, prompts: list[list[int]], n: int, lookup: int
+) -> tuple[float, list[list[int]]]:
+    model = loaded.model
+    total_tokens, total_s, outs = 0, 0.0, []
+    for ids in prompts:
+        inputs = torch.tensor([ids])
+        kwargs: dict[str, Any] = {"max_new_tokens": n, "do_sample": False, "min_new_tokens": 1}
+        if lookup:
+            kwargs["prompt_lookup_num_tokens"] = lookup
+        started = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(inputs, attention_mask=torch.ones_like(inputs), **kwargs)
+        total_s += time.perf_counter() - started
+        new = out[0, len(ids) :].tolist()
+        total_tokens += len(new)
+        outs.append(new)
+    return total_tokens / total_s, outs
+
+
+def engine_run(
+    engine: Engine, prompts: list[list[int]], n: int, speculate: bool
+) -> tuple[float, list[list[int]], float | None]:
+    total_tokens, total_s, outs = 0, 0.0, []
+    drafted = accepted = 0
+    for ids in prompts:
+        started = time.perf_counter()
+        gen = engine.generate(ids, SamplingParams(max_tokens=n), speculate=speculate)
+        total_s += time.perf_counter() - started
+        total_tokens += len(gen.tokens)
+        outs.append(gen.tokens)
+        drafted += gen.stats.drafted
+        accepted += gen.stats.accepted
+    return total_tokens / total_s, outs, (accepted / drafted if drafted else None)
+
+
+def memory_of(spec: Spec) -> dict[str, float]:
+    """Peak and steady RSS of one configuration in a process of its own."""
+    code = f"""
+import json, resource, torch, gc
+torch.set_num_threads({THREADS})
+from perfsmith.inference.build import EngineConfig, build_engine, layer_order
+from perfsmith.inference.sampling import SamplingParams
+e = build_engine(EngineConfig(compress={spec.compress!r}, speculate={spec.speculate!r}))
+gc.collect()
+ids = e.encode_chat([{{"role": "user", "content": "hello"}}])
+e.generate(ids, SamplingParams(max_tokens=16))
+rss = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS:')][0]
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"peak": peak, "steady": rss / 1024}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"peak_rss_mb": round(data["peak"], 1), "steady_rss_mb": round(data["steady"], 1)}
+
+
+def load_times() -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PERFSMITH_CACHE_DIR": tmp}
+        code = (
+            "import time; from perfsmith.inference import models;"
+            "a = models.load('embedded'); b = models.load('embedded');"
+            "print(a.load_s, b.load_s, a.from_cache, b.from_cache)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        cold, warm, c1, c2 = out.stdout.split()
+        assert c1 == "False" and c2 == "True"
+    return {"cold_s": round(float(cold), 2), "from_cache_s": round(float(warm), 2)}
+
+
+def batch8(engine: Engine, rounds: int, n: int) -> dict[str, Any]:
+    scheduler = Scheduler(engine)
+    prompts = [chat_ids(engine, f"Write a short poem about the number {i}.") for i in range(8)]
+    params = SamplingParams(max_tokens=n)
+
+    async def sequential() -> float:
+        started = time.perf_counter()
+        tokens = 0
+        for ids in prompts:
+            tokens += len((await scheduler.complete(ids, params)).tokens)
+        return tokens / (time.perf_counter() - started)
+
+    async def concurrent() -> float:
+        started = time.perf_counter()
+        gens = await asyncio.gather(*(scheduler.complete(ids, params) for ids in prompts))
+        return sum(len(g.tokens) for g in gens) / (time.perf_counter() - started)
+
+    seq, con = [], []
+    try:
+        for _ in range(rounds):
+            seq.append(asyncio.run(sequential()))
+            con.append(asyncio.run(concurrent()))
+    finally:
+        scheduler.close()
+    ratios = [c / s for c, s in zip(con, seq, strict=True)]
+    return {
+        "sequential_tok_s": round(statistics.median(seq), 1),
+        "concurrent_tok_s": round(statistics.median(con), 1),
+        "speedup": round(statistics.median(ratios), 2),
+        "max_batch": max(scheduler.batch_sizes),
+    }
+
+
+def llama_cpp_peer(source: Path, prompts: list[str], n: int) -> dict[str, Any] | None:
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=str(source), n_threads=THREADS, n_ctx=2048, verbose=False)
+    llm.create_chat_completion(
+        messages=[{"role": "user", "content": "hi"}], max_tokens=8, temperature=0
+    )
+    tokens, seconds = 0, 0.0
+    for text in prompts:
+        started = time.perf_counter()
+        out = llm.create_chat_completion(
+            messages=[{"role": "user", "content": text}], max_tokens=n, temperature=0
+        )
+        seconds += time.perf_counter() - started
+        tokens += out["usage"]["completion_tokens"]
+    return {"tok_s": round(tokens / seconds, 1), "quantization": "Q4_1 (the GGUF file as shipped)"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/inference.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    quick = args.quick
+    rounds = 2 if quick else 3
+    n_new = 64 if quick else 160
+    ppl_chunks = 6 if quick else 16
+    max_drop = 4 if quick else 8
+
+    t0 = time.perf_counter()
+    loaded = models.load("embedded")
+    print(f"loaded in {loaded.load_s:.1f} s (from cache: {loaded.from_cache})", flush=True)
+    base_engine = build_engine(EngineConfig(speculate="none"), loaded=loaded)
+    code = [chat_ids(base_engine, p) for p in CODE_PROMPTS]
+    free = [chat_ids(base_engine, p) for p in FREE_PROMPTS]
+
+    # quality first: it picks how many layers the best combination may drop
+    heldout = chunks(base_engine.encode(stdlib_text(HELDOUT_FILES)), 256, limit=ppl_chunks)
+    order = layer_order(loaded, "embedded")
+
+    steps = progressive_drop(
+        lambda keep: _layers_runner(loaded, keep),
+        loaded.model.config.num_hidden_layers,
+        order,
+        heldout,
+        max_drop=max_drop,
+    )
+    base_ppl = steps[0].perplexity
+    drop_ok = max((s.dropped for s in steps if s.ratio <= 1.10), default=0)
+    print(
+        "drop steps:",
+        [(s.dropped, round(s.ratio, 3)) for s in steps],
+        "-> drop",
+        drop_ok,
+        flush=True,
+    )
+
+    specs = [
+        Spec("engine-fp32", "none", "none"),
+        Spec("ngram", "none", "ngram"),
+        Spec("adaptive", "none", "adaptive"),
+        Spec("draft", "none", "draft"),
+        Spec("bf16", "bf16", "none"),
+        Spec("int8", "int8", "none"),
+        Spec(f"drop={drop_ok or 1}", f"drop={drop_ok or 1}", "none"),
+        Spec("bf16+adaptive", "bf16", "adaptive"),
+        Spec("int8+adaptive", "int8", "adaptive"),
+    ]
+    if drop_ok:
+        specs.append(Spec(f"bf16+drop={drop_ok}+adaptive", f"bf16,drop={drop_ok}", "adaptive"))
+        specs.append(Spec(f"bf16+drop={drop_ok}", f"bf16,drop={drop_ok}", "none"))
+    engines: dict[str, Engine] = {}
+    for spec in specs:
+        engines[spec.name] = build_engine(
+            EngineConfig(compress=spec.compress, speculate=spec.speculate), loaded=loaded
+        )
+        engines[spec.name].generate(code[0], SamplingParams(max_tokens=8))  # warm up
+
+    # HF warm-up, then interleaved rounds over every configuration
+    hf_generate(loaded, code[:1], 8, 0)
+    hf_generate(loaded, code[:1], 8, 10)
+    code_rates: dict[str, list[float]] = {}
+    free_rates: dict[str, list[float]] = {}
+    outputs: dict[str, list[list[int]]] = {}
+    acceptance: dict[str, float | None] = {}
+    for r in range(rounds):
+        for name, fn in [
+            ("hf-fp32", lambda ps: hf_generate(loaded, ps, n_new, 0)[:2]),
+            ("hf-prompt-lookup", lambda ps: hf_generate(loaded, ps, n_new, 10)[:2]),
+        ]:
+            rate, outs = fn(code)
+            code_rates.setdefault(name, []).append(rate)
+            outputs[name] = outs
+            free_rates.setdefault(name, []).append(fn(free)[0])
+        for spec in specs:
+            engine = engines[spec.name]
+            spec_on = spec.speculate != "none"
+            rate, outs, acc = engine_run(engine, code, n_new, spec_on)
+            code_rates.setdefault(spec.name, []).append(rate)
+            outputs[spec.name] = outs
+            acceptance[spec.name] = acc
+            free_rates.setdefault(spec.name, []).append(engine_run(engine, free, n_new, spec_on)[0])
+        print(
+            f"round {r + 1}/{rounds}: "
+            + ", ".join(f"{k} {v[-1]:.0f}" for k, v in code_rates.items()),
+            flush=True,
+        )
+
+    baseline = statistics.median(code_rates["hf-fp32"])
+    free_baseline = statistics.median(free_rates["hf-fp32"])
+    reference = outputs["engine-fp32"]
+    # quality per compression (speculation does not change it)
+    quality: dict[str, tuple[float, float]] = {}
+    for spec in specs:
+        if spec.compress in quality:
+            continue
+        runner = engines[spec.name].runner
+        ppl = perplexity(runner, heldout)
+        agree = agreement(
+            runner,
+            code + free,
+            reference + [list(t) for t in _free_reference(base_engine, free, n_new)],
+        )
+        quality[spec.compress] = (ppl / base_ppl, agree)
+
+    configs: dict[str, dict[str, Any]] = {}
+    for name in ("hf-fp32", "hf-prompt-lookup"):
+        rate = statistics.median(code_rates[name])
+        configs[name] = {
+            "tok_s": round(rate, 1),
+            "speedup": round(rate / baseline, 2),
+            "free_tok_s": round(statistics.median(free_rates[name]), 1),
+            "free_speedup": round(statistics.median(free_rates[name]) / free_baseline, 2),
+            "identical_to_greedy": None
+            if name == "hf-fp32"
+            else outputs[name] == outputs["hf-fp32"],
+            "perplexity_ratio": 1.0,
+            "agreement": 1.0,
+            "peak_rss_mb": None,
+        }
+    plain_of = {spec.compress: spec.name for spec in specs if spec.speculate == "none"}
+    for spec in specs:
+        rate = statistics.median(code_rates[spec.name])
+        free_rate = statistics.median(free_rates[spec.name])
+        identical = None
+        if spec.speculate != "none":
+            identical = outputs[spec.name] == outputs[plain_of[spec.compress]]
+        ppl_ratio, agree = quality[spec.compress]
+        configs[spec.name] = {
+            "compress": spec.compress,
+            "speculate": spec.speculate,
+            "tok_s": round(rate, 1),
+            "speedup": round(rate / baseline, 2),
+            "free_tok_s": round(free_rate, 1),
+            "free_speedup": round(free_rate / free_baseline, 2),
+            "identical_to_greedy": identical,
+            "acceptance": None
+            if acceptance[spec.name] is None
+            else round(acceptance[spec.name], 3),
+            "perplexity_ratio": round(ppl_ratio, 4),
+            "agreement": round(agree, 4),
+            **memory_of(spec),
+        }
+    eligible = {
+        k: v
+        for k, v in configs.items()
+        if v["perplexity_ratio"] <= 1.10 and v["identical_to_greedy"] is not False
+    }
+    best = max(eligible, key=lambda k: eligible[k]["tok_s"])
+    print("batch8 ...", flush=True)
+    batch = batch8(engines["engine-fp32"], 2 if quick else 3, 48 if quick else 64)
+    source = models.resolve("embedded").path
+    peer = llama_cpp_peer(source, CODE_PROMPTS, n_new)
+    if peer is not None:
+        peer["best_over_llama_cpp"] = round(configs[best]["tok_s"] / peer["tok_s"], 2)
+    result = {
+        "benchmark": "inference",
+        "quick": quick,
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": THREADS,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        },
+        "model": "SmolLM2-135M-Instruct (GGUF Q4_1, dequantized to fp32)",
+        "new_tokens": n_new,
+        "rounds": rounds,
+        "baseline_tok_s": round(baseline, 1),
+        "configs": configs,
+        "best": best,
+        "batch8_speedup": batch["speedup"],
+        "batch8": batch,
+        "layer_drop_steps": [
+            {"dropped": s.dropped, "perplexity": round(s.perplexity, 3), "ratio": round(s.ratio, 4)}
+            for s in steps
+        ],
+        "base_perplexity": round(base_ppl, 3),
+        "load": load_times(),
+        "llama_cpp": peer,
+        "bench_s": round(time.perf_counter() - t0, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "baseline_tok_s",
+                    "best",
+                    "batch8_speedup",
+                    "load",
+                    "llama_cpp",
+                    "bench_s",
+                )
+            },
+            indent=1,
+        )
+    )
+    for name, row in configs.items():
+        print(
+            f"{name:28s} {row['tok_s']:7.1f} tok/s  x{row['speedup']:<5} "
+            f"free x{row['free_speedup']:<5} identical={row['identical_to_greedy']} "
+            f"ppl x{row['perplexity_ratio']} agree {row['agreement']} "
+            f"peak {row['peak_rss_mb']} MB"
+        )
+
+
+_free_cache: dict[int, list[list[int]]] = {}
+
+
+def _free_reference(engine: Engine, free: list[list[int]], n: int) -> list[list[int]]:
+    key = id(engine)
+    if key not in _free_cache:
+        _free_cache[key] = [
+            engine.generate(ids, SamplingParams(max_tokens=n), speculate=False).tokens
+            for ids in free
+        ]
+    return _free_cache[key]
+
+
+def _layers_runner(loaded: models.LoadedModel, keep: list[int]) -> Any:
+    from perfsmith.inference.llama_runner import LlamaRunner
+
+    return LlamaRunner(loaded.model, layers=keep)
+
+
+if __name__ == "__main__":
+    main()
