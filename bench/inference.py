@@ -139,7 +139,7 @@ def engine_run(
 def memory_of(spec: Spec) -> dict[str, float]:
     """Peak and steady RSS of one configuration in a process of its own."""
     code = f"""
-import json, resource, torch, gc
+import json, torch, gc
 torch.set_num_threads({THREADS})
 from perfsmith.inference.build import EngineConfig, build_engine, layer_order
 from perfsmith.inference.sampling import SamplingParams
@@ -147,9 +147,10 @@ e = build_engine(EngineConfig(compress={spec.compress!r}, speculate={spec.specul
 gc.collect()
 ids = e.encode_chat([{{"role": "user", "content": "hello"}}])
 e.generate(ids, SamplingParams(max_tokens=16))
-rss = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS:')][0]
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"peak": peak, "steady": rss / 1024}}))
+lines = open('/proc/self/status').read().splitlines()
+status = {{l.split(':')[0]: int(l.split()[1]) for l in lines if l.startswith(('VmRSS', 'VmHWM'))}}
+# VmHWM, not ru_maxrss: ru_maxrss survives exec and would report the parent's peak
+print(json.dumps({{"peak": status["VmHWM"] / 1024, "steady": status["VmRSS"] / 1024}}))
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     data = json.loads(done.stdout.strip().splitlines()[-1])
