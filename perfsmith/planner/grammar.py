@@ -101,7 +101,7 @@ def plan_grammar(registry: ToolRegistry, *, max_calls: int = MAX_CALLS) -> str:
         raise ValueError("a plan grammar needs at least one tool")
     lines = [
         f'root ::= thought? call{{1,{max_calls}}} "join()"',
-        "call ::= id \". \" (" + " | ".join(f"call_{i}" for i in range(len(tools))) + ') "\\n"',
+        'call ::= id ". " (' + " | ".join(f"call_{i}" for i in range(len(tools))) + ') "\\n"',
     ]
     rules = _Rules()
     lines += [_call_rule(i, t, rules) for i, t in enumerate(tools) if t is not None]
