@@ -501,6 +501,108 @@ def verify_cmd(
         out.print(f"[yellow]flag:[/] {escape(flag)}")
 
 
+@app.command("optimize")
+def optimize_cmd(
+    target: Annotated[str, typer.Argument(help="The function to speed up: FILE::FUNCTION.")],
+    workload: Annotated[
+        str | None,
+        typer.Option("--workload", help="FILE::FUNC of no arguments that exercises the target."),
+    ] = None,
+    inputs: Annotated[
+        str | None,
+        typer.Option(
+            "--inputs",
+            help="Input generator FILE::FUNC; FUNC(seed) returns a list "
+            "of argument tuples. Default: drawn from the type hints.",
+        ),
+    ] = None,
+    candidate: Annotated[
+        list[Path] | None,
+        typer.Option("--candidate", help="A file defining the same function (repeatable)."),
+    ] = None,
+    llm: Annotated[str | None, typer.Option("--llm", help="none, or " + SPEC_HELP)] = None,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, max=10)] = 2,
+    candidates_k: Annotated[
+        int, typer.Option("--candidates", min=1, max=8, help="Proposals per round.")
+    ] = 3,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Rewrite FILE with the best verified candidate.")
+    ] = False,
+    report_dir: Annotated[Path | None, typer.Option("--report-dir")] = None,
+    backend: Annotated[
+        str, typer.Option(help="Sandbox: auto, process, bubblewrap, docker.")
+    ] = "auto",
+    verify_rounds: Annotated[int, typer.Option("--verify-rounds", min=3, max=200)] = 12,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make FUNCTION faster: plan, propose candidates with the LLM, verify each in the
+    sandbox, report the fastest verified one (and apply it with --apply)."""
+    from perfsmith.sandbox.select import BACKENDS, open_sandbox
+    from perfsmith.verifiers.target import TargetError, parse_target
+    from perfsmith.workflows.optimize import optimize
+    from perfsmith.workflows.report import write_report
+
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"choose one of {', '.join(BACKENDS)}", param_hint="--backend")
+    settings = load_settings(database_url=db)
+    try:
+        ref = parse_target(target, what="function")
+        work = parse_target(workload, what="workload function") if workload else None
+        gen = parse_target(inputs, what="input generator") if inputs else None
+    except TargetError as exc:
+        _fail(str(exc), code=2)
+        return
+    model = None
+    if (llm or "") != "none":
+        spec = llm or default_spec(settings)
+        model = _guard(lambda: model_from_spec(spec, settings))
+
+    async def go() -> Any:
+        box = await open_sandbox(backend)
+        try:
+            return await optimize(
+                ref,
+                sandbox=box,
+                llm=model,
+                workload=work,
+                inputs=gen,
+                candidates=candidate or [],
+                rounds=rounds,
+                k=candidates_k,
+                apply=apply,
+                settings=settings,
+                report_dir=report_dir,
+                verify_rounds=verify_rounds,
+                write_report=write_report,
+            )
+        finally:
+            await box.close()
+
+    result = _guard(lambda: asyncio.run(go()))
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json()) + "\n")
+        return
+    for c in result.candidates:
+        speed = "-" if c.speedup is None else f"{c.speedup:.2f}x"
+        if c.ci:
+            speed += f" [{c.ci[0]:.2f}, {c.ci[1]:.2f}]"
+        line = f"candidate {c.id} ({c.origin}): {c.verdict} {speed}"
+        if c.failure:
+            line += f" · {c.failure.splitlines()[0][:140]}"
+        out.print(line, markup=False, highlight=False)
+    if result.best is None:
+        out.print("no candidate was verified faster; nothing to apply")
+    else:
+        out.print(result.diff, markup=False, highlight=False)
+        out.print(
+            f"best: candidate {result.best.id}, {result.best.speedup:.2f}x"
+            + (" (applied)" if result.applied else " (not applied: pass --apply)")
+        )
+    if result.report:
+        out.print(f"report: {result.report}", markup=False, highlight=False)
+
+
 @app.command("serve-model")
 def serve_model(
     model: Annotated[

@@ -1,0 +1,430 @@
+"""``perfsmith optimize``: make one Python function faster, with proof.
+
+The planner LLM plans over four tools bound to the target: ``profile`` (the workload under
+cProfile in the sandbox), ``read_source`` (the function and its module), ``propose`` (one
+candidate from the LLM, given a strategy and feedback) and ``verify`` (correctness first,
+then speed, in the sandbox). The joiner sees every verdict and replans a new round from the
+best candidates and the failures, up to ``rounds``. Candidates given by the user are
+verified alongside. Every candidate is stored with its source, verdict and measurements;
+identical candidates are verified once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from perfsmith.config import Settings, load_settings
+from perfsmith.errors import PerfsmithError
+from perfsmith.llm.base import ChatMessage, ChatModel, GenerationOptions
+from perfsmith.orchestrate import run
+from perfsmith.sandbox.base import Sandbox
+from perfsmith.storage.db import Database
+from perfsmith.storage.models import Artifact, Measurement
+from perfsmith.storage.models import Candidate as CandidateRow
+from perfsmith.storage.runs import EventListener
+from perfsmith.tools.registry import Tool, make_tool
+from perfsmith.verifiers.target import Target, parse_target
+from perfsmith.verifiers.verify import VerifyResult, verify
+from perfsmith.workflows.candidates import (
+    Candidate,
+    CandidateError,
+    extract_code,
+    function_source,
+    source_hash,
+    splice,
+)
+from perfsmith.workflows.profiling import ProfileError, describe, profile_workload
+
+STRATEGIES = ("algorithm", "data structure", "builtins", "vectorize with numpy", "caching")
+
+PROPOSE_SYSTEM = """\
+You are a performance engineer. Rewrite the Python function you are given so that it \
+returns exactly the same results, faster. Keep its name and signature. Reply with one \
+```python block holding the function (and any imports or helpers it needs), nothing else."""
+
+
+@dataclass
+class CandidateResult:
+    id: int
+    origin: str
+    verdict: str
+    speedup: float | None
+    ci: tuple[float, float] | None
+    failure: str | None
+    code: str
+    module: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "origin": self.origin,
+            "verdict": self.verdict,
+            "speedup": self.speedup,
+            "ci": list(self.ci) if self.ci else None,
+            "failure": self.failure,
+        }
+
+
+@dataclass
+class OptimizeResult:
+    run_id: str
+    target: str
+    best: CandidateResult | None
+    candidates: list[CandidateResult]
+    diff: str
+    report: Path | None
+    applied: bool
+    answer: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        best = None
+        if self.best is not None:
+            best = {
+                "source": self.best.code,
+                "speedup": self.best.speedup,
+                "ci": list(self.best.ci) if self.best.ci else None,
+                "origin": self.best.origin,
+            }
+        return {
+            "run_id": self.run_id,
+            "target": self.target,
+            "best": best,
+            "candidates": [c.as_dict() for c in self.candidates],
+            "diff": self.diff,
+            "report": str(self.report) if self.report else None,
+            "applied": self.applied,
+        }
+
+
+@dataclass
+class OptimizeSession:
+    """The state the tools of one optimize run share."""
+
+    target: Target
+    sandbox: Sandbox
+    db: Database
+    workload: Target | None = None
+    generator: Target | None = None
+    llm: ChatModel | None = None
+    verify_rounds: int = 12
+    run_id: str | None = None
+    candidates: dict[int, Candidate] = field(default_factory=dict)
+    results: dict[int, CandidateResult] = field(default_factory=dict)
+    _by_hash: dict[str, int] = field(default_factory=dict)
+    _verifying: dict[int, asyncio.Task[CandidateResult]] = field(default_factory=dict)
+    _next_id: int = 1
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if self.run_id is None:
+            self.run_id = str(event["run_id"])
+
+    # -- candidates ------------------------------------------------------------------
+
+    async def add_candidate(self, code: str, origin: str) -> Candidate:
+        """Splice ``code`` into the target module and store it; a duplicate returns the
+        candidate already stored."""
+        module = splice(self.target.source, self.target.function, code)
+        digest = source_hash(module)
+        if digest in self._by_hash:
+            return self.candidates[self._by_hash[digest]]
+        run_id = self.run_id
+
+        def write(s: Session) -> int:
+            row = CandidateRow(run_id=run_id, origin=origin[:64], source=code, source_hash=digest)
+            s.add(row)
+            s.flush()
+            return int(row.id)
+
+        cid = await self.db.write(write) if run_id is not None else self._next_id
+        self._next_id = max(self._next_id, cid) + 1
+        candidate = Candidate(id=cid, origin=origin, code=code, module=module, hash=digest)
+        self.candidates[cid] = candidate
+        self._by_hash[digest] = cid
+        return candidate
+
+    async def verify_candidate(self, cid: int) -> CandidateResult:
+        if cid in self.results:
+            return self.results[cid]
+        if cid not in self._verifying:
+            self._verifying[cid] = asyncio.ensure_future(self._verify(cid))
+        return await asyncio.shield(self._verifying[cid])
+
+    async def _verify(self, cid: int) -> CandidateResult:
+        candidate = self.candidates[cid]
+        outcome: VerifyResult = await verify(
+            self.sandbox,
+            self.target,
+            candidate.target(self.target.function),
+            generator=self.generator,
+            rounds=self.verify_rounds,
+        )
+        result = CandidateResult(
+            id=cid,
+            origin=candidate.origin,
+            verdict=outcome.verdict,
+            speedup=outcome.speedup,
+            ci=outcome.ci,
+            failure=outcome.failure,
+            code=candidate.code,
+            module=candidate.module,
+        )
+        self.results[cid] = result
+        if self.run_id is not None:
+            await self.db.write(lambda s: _store_verdict(s, cid, outcome))
+        return result
+
+    # -- tools -----------------------------------------------------------------------
+
+    async def profile(self) -> dict[str, Any]:
+        """Profile the workload in the sandbox (cProfile): wall time, the hottest
+        functions, and the target's share of the time."""
+        if self.workload is None:
+            return {"note": "no workload given: nothing to profile", "summary": ""}
+        try:
+            report = await profile_workload(self.sandbox, self.target, self.workload)
+        except ProfileError as exc:
+            raise PerfsmithError(str(exc)) from exc
+        return {"summary": describe(report), "target_share": report["target"]["share"]}
+
+    def read_source(self) -> dict[str, Any]:
+        """The target function's source and the module around it (imports, helpers)."""
+        return {
+            "function": function_source(self.target.source, self.target.function),
+            "module": self.target.source[:6000],
+            "name": self.target.function,
+        }
+
+    async def propose(self, strategy: str, feedback: str = "") -> int:
+        """Ask the LLM for one faster version of the target, following `strategy`
+        (e.g. algorithm, data structure, builtins, vectorize with numpy, caching) and
+        learning from `feedback` (earlier verdicts). Returns the candidate's id."""
+        if self.llm is None:
+            raise PerfsmithError("no LLM configured: propose needs one")
+        prompt = (
+            f"Strategy: {strategy}.\n"
+            + (f"What earlier attempts showed:\n{feedback}\n" if feedback else "")
+            + f"The function:\n```python\n{self.read_source()['function']}```\n"
+            + f"Its module (for context):\n```python\n{self.target.source[:4000]}\n```"
+        )
+        reply = await self.llm.complete(
+            [
+                ChatMessage(role="system", content=PROPOSE_SYSTEM),
+                ChatMessage(role="user", content=prompt),
+            ],
+            GenerationOptions(purpose="propose", max_tokens=700, temperature=0.2),
+        )
+        try:
+            code = extract_code(reply.text)
+            candidate = await self.add_candidate(code, f"llm:{strategy}"[:64])
+        except CandidateError as exc:
+            raise PerfsmithError(f"proposal ({strategy}) unusable: {exc}") from exc
+        return candidate.id
+
+    async def verify_tool(self, candidate: int) -> dict[str, Any]:
+        """Verify candidate `candidate` (an id from propose): correctness on generated
+        inputs first, then speed in interleaved timing rounds. Returns the verdict
+        (faster, slower, same, incorrect), the speedup and its 95% interval, or the
+        failing input."""
+        if candidate not in self.candidates:
+            raise PerfsmithError(f"no candidate {candidate}; ids so far: {sorted(self.candidates)}")
+        return (await self.verify_candidate(candidate)).as_dict()
+
+    def tools(self) -> list[Tool]:
+        return [
+            make_tool(self.profile, name="profile", timeout_s=300),
+            make_tool(self.read_source, name="read_source", inline=True),
+            make_tool(self.propose, name="propose"),
+            make_tool(self.verify_tool, name="verify", max_concurrency=1, timeout_s=600),
+        ]
+
+
+def _store_verdict(s: Session, cid: int, outcome: VerifyResult) -> None:
+    row = s.get(CandidateRow, cid)
+    if row is None:
+        return
+    row.verdict = outcome.verdict
+    row.speedup = outcome.speedup
+    row.failure = outcome.failure
+    if outcome.ci is not None:
+        row.ci_low, row.ci_high = outcome.ci
+    if outcome.speedup is not None:
+        s.add(
+            Measurement(
+                candidate_id=cid,
+                kind=outcome.mode,
+                subject="ratio",
+                value=outcome.speedup,
+                unit="x",
+                meta={"ci": outcome.ci, "n_inputs": outcome.n_inputs, **outcome.details},
+            )
+        )
+
+
+def request_text(target: Target, k: int, has_workload: bool) -> str:
+    steps = "profile it, " if has_workload else ""
+    return (
+        f"Make the Python function {target.function} (in {target.path.name}) faster without "
+        f"changing its results: {steps}read its source, propose {k} candidates in parallel "
+        f"with different strategies ({', '.join(STRATEGIES[:k])}), verify each, and finish "
+        "with the fastest verified candidate."
+    )
+
+
+def best_of(results: Iterable[CandidateResult]) -> CandidateResult | None:
+    faster = [r for r in results if r.verdict == "faster" and r.speedup is not None]
+    return max(faster, key=lambda r: r.speedup or 0.0, default=None)
+
+
+def unified_diff(target: Target, module: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            target.source.splitlines(keepends=True),
+            module.splitlines(keepends=True),
+            fromfile=f"a/{target.path.name}",
+            tofile=f"b/{target.path.name}",
+        )
+    )
+
+
+def apply_atomically(path: Path, text: str) -> None:
+    """Replace ``path``'s content all at once (a crash leaves the old or the new file)."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        tmp.chmod(path.stat().st_mode & 0o7777)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+async def optimize(
+    target: str | Target,
+    *,
+    sandbox: Sandbox,
+    llm: ChatModel | None,
+    workload: str | Target | None = None,
+    inputs: str | Target | None = None,
+    candidates: Iterable[Path] = (),
+    rounds: int = 2,
+    k: int = 3,
+    apply: bool = False,
+    database: Database | None = None,
+    settings: Settings | None = None,
+    report_dir: Path | None = None,
+    listeners: Iterable[EventListener] = (),
+    verify_rounds: int = 12,
+    write_report: Callable[[OptimizeResult, OptimizeSession, Path], Path] | None = None,
+) -> OptimizeResult:
+    """Optimize ``target`` (``FILE::FUNC``); see the module docstring."""
+    settings = settings or load_settings()
+    ref = target if isinstance(target, Target) else parse_target(target)
+
+    def load(spec: str | Target | None, what: str) -> Target | None:
+        if spec is None or isinstance(spec, Target):
+            return spec
+        return parse_target(spec, what=what)
+
+    work = load(workload, "workload function")
+    gen = load(inputs, "input generator")
+    user_codes: list[tuple[Path, str]] = []
+    for path in candidates:
+        try:
+            code = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+        except OSError as exc:
+            raise CandidateError(f"cannot read candidate {path}: {exc}") from exc
+        splice(ref.source, ref.function, code)  # a candidate that does not define it: now
+        user_codes.append((Path(path), code))
+    if llm is None and not user_codes:
+        raise PerfsmithError("nothing to verify: give --candidate files or an LLM")
+    db = database or Database(settings.resolved_database_url())
+    session = OptimizeSession(
+        target=ref,
+        sandbox=sandbox,
+        db=db,
+        workload=work,
+        generator=gen,
+        llm=llm,
+        verify_rounds=verify_rounds,
+    )
+    try:
+        answer = ""
+        if llm is not None:
+            result = await run(
+                request_text(ref, k, work is not None),
+                tools=session.tools(),
+                llm=llm,
+                database=db,
+                settings=settings,
+                max_replans=max(0, rounds - 1),
+                listeners=[session.on_event, *listeners],
+                kind="optimize",
+                resume_config={"target": str(ref)},
+            )
+            run_id, answer = result.run_id, result.answer
+        else:
+            from perfsmith.storage.runs import RunStore
+
+            store = RunStore(db)
+            run_id = await asyncio.to_thread(
+                store.create_run,
+                f"verify candidates for {ref}",
+                kind="optimize",
+                config={"target": str(ref)},
+            )
+            session.run_id = run_id
+        for path, code in user_codes:
+            candidate = await session.add_candidate(code, f"user:{path.name}")
+            await session.verify_candidate(candidate.id)
+        for pending in list(session._verifying.values()):
+            await pending
+        results = sorted(session.results.values(), key=lambda r: r.id)
+        best = best_of(results)
+        diff = unified_diff(ref, best.module) if best else ""
+        outcome = OptimizeResult(
+            run_id=run_id,
+            target=str(ref),
+            best=best,
+            candidates=results,
+            diff=diff,
+            report=None,
+            applied=False,
+            answer=answer,
+        )
+        if write_report is not None:
+            folder = report_dir or (
+                Path(settings.resolved_database_url().removeprefix("sqlite:///")).parent
+                / "reports"
+                / run_id
+            )
+            outcome.report = write_report(outcome, session, folder)
+        if apply and best is not None:
+            apply_atomically(ref.path, best.module)
+            outcome.applied = True
+        if diff:
+            await db.write(
+                lambda s: s.add(
+                    Artifact(
+                        run_id=run_id,
+                        candidate_id=best.id if best else None,
+                        kind="diff",
+                        name=f"{ref.path.name}.diff",
+                        content=diff.encode(),
+                    )
+                )
+            )
+        return outcome
+    finally:
+        if database is None:
+            db.close()

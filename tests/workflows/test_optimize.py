@@ -1,0 +1,214 @@
+"""`perfsmith optimize` end to end: a scripted planner and proposer, the real sandbox and
+verifiers, storage, the report, the diff and --apply."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from perfsmith.storage.db import Database
+from perfsmith.storage.models import Candidate
+from tests.cli_runner import cli
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+PLAN = """\
+Thought: read the function, propose three rewrites at once, verify each.
+1. read_source()
+2. propose(strategy="algorithm")
+3. propose(strategy="builtins")
+4. propose(strategy="data structure")
+5. verify(candidate=$2)
+6. verify(candidate=$3)
+7. verify(candidate=$4)
+join()
+"""
+WRONG = (EXAMPLES / "dupes" / "wrong_sorted.py").read_text()
+FAST = (EXAMPLES / "dupes" / "fast_set.py").read_text()
+SLOW = """def find_duplicates(words: list[str]) -> list[str]:
+    seen = []
+    dupes = []
+    for word in words:
+        if seen.count(word):
+            if dupes.count(word) == 0:
+                dupes.append(word)
+        else:
+            seen.append(word)
+    for _ in range(3):
+        sorted(words)
+    return dupes
+"""
+
+
+def fence(code: str) -> str:
+    return f"Here you go:\n```python\n{code}```\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    work = tmp_path / "proj"
+    shutil.copytree(EXAMPLES / "dupes", work)
+    return work
+
+
+def script(tmp_path: Path, proposals: list[str]) -> Path:
+    path = tmp_path / "script.json"
+    path.write_text(
+        json.dumps(
+            {
+                "planner": [PLAN],
+                "propose": proposals,
+                "joiner": ["Thought: verified.\nAction: Finish(the set-based candidate wins)"],
+            }
+        )
+    )
+    return path
+
+
+def env_for(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "PERFSMITH_HOME": str(tmp_path / "home")}
+
+
+def test_the_faster_candidate_wins_the_wrong_one_is_rejected_and_apply_rewrites(
+    tmp_path: Path, project: Path
+) -> None:
+    spec = script(tmp_path, [fence(WRONG), fence(SLOW), fence(FAST)])
+    original = (project / "dupes.py").read_text()
+    args = [
+        "optimize",
+        f"{project}/dupes.py::find_duplicates",
+        "--inputs",
+        f"{project}/inputs.py::generate",
+        "--llm",
+        f"scripted:{spec}",
+        "--backend",
+        "process",
+        "--verify-rounds",
+        "6",
+        "--report-dir",
+        str(tmp_path / "report"),
+        "--json",
+    ]
+    done = cli(env_for(tmp_path), *args, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    verdicts = {c["origin"]: c for c in result["candidates"]}
+    assert len(result["candidates"]) == 3
+    wrong = [c for c in result["candidates"] if c["verdict"] == "incorrect"]
+    assert len(wrong) == 1 and wrong[0]["failure"]
+    assert "input" in wrong[0]["failure"]
+    assert result["best"] is not None and result["best"]["speedup"] > 1.5
+    assert "set()" in result["best"]["source"]
+    assert "+    seen: set[str] = set()" in result["diff"]
+    assert (project / "dupes.py").read_text() == original  # no --apply: untouched
+    report = Path(result["report"])
+    assert report.is_file() and (report.parent / "report.html").is_file()
+    assert "incorrect" in report.read_text() and "faster" in report.read_text()
+    assert len(verdicts) == 3
+    # stored: every candidate with its source and verdict
+    db = Database(f"sqlite:///{tmp_path / 'home' / 'perfsmith.db'}")
+    with db.session() as s:
+        rows = s.scalars(select(Candidate).where(Candidate.run_id == result["run_id"])).all()
+        assert sorted(r.verdict or "" for r in rows) == sorted(
+            c["verdict"] for c in result["candidates"]
+        )
+        assert all(r.source for r in rows)
+    db.close()
+
+    done = cli(env_for(tmp_path), *args[:-1], "--apply", timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "applied" in done.stdout
+    assert "set()" in (project / "dupes.py").read_text()
+
+
+def test_user_candidates_without_an_llm_and_duplicates_verified_once(
+    tmp_path: Path, project: Path
+) -> None:
+    (project / "copy.py").write_text(
+        "# the same code, reformatted\n" + FAST.replace("    ", "    ")
+    )
+    done = cli(
+        env_for(tmp_path),
+        "optimize",
+        f"{project}/dupes.py::find_duplicates",
+        "--inputs",
+        f"{project}/inputs.py::generate",
+        "--candidate",
+        str(project / "fast_set.py"),
+        "--candidate",
+        str(project / "copy.py"),
+        "--candidate",
+        str(project / "wrong_sorted.py"),
+        "--llm",
+        "none",
+        "--backend",
+        "process",
+        "--verify-rounds",
+        "6",
+        "--json",
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [c["origin"] for c in result["candidates"]] == [
+        "user:fast_set.py",
+        "user:wrong_sorted.py",
+    ]
+    assert result["best"]["origin"] == "user:fast_set.py"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["{p}/missing.py::f"], 2, "does not exist"),
+        (["{p}/dupes.py::nope"], 2, "defines no function 'nope'"),
+        (["{p}/bad.py::f"], 2, "syntax error"),
+        (["{p}/dupes.py::find_duplicates", "--llm", "none"], 1, "nothing to verify"),
+        (
+            ["{p}/dupes.py::find_duplicates", "--llm", "none", "--candidate", "{p}/other.py"],
+            1,
+            "does not define 'find_duplicates'",
+        ),
+        (
+            ["{p}/dupes.py::find_duplicates", "--llm", "http://127.0.0.1:9/v1", "--rounds", "1"],
+            1,
+            "failed",
+        ),
+        (
+            [
+                "{p}/dupes.py::find_duplicates",
+                "--llm",
+                "none",
+                "--candidate",
+                "{p}/fast_set.py",
+                "--inputs",
+                "{p}/garbage.py::generate",
+            ],
+            1,
+            "generator",
+        ),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_touches_nothing(
+    tmp_path: Path, project: Path, args: list[str], code: int, message: str
+) -> None:
+    (project / "bad.py").write_text("def f(:\n")
+    (project / "other.py").write_text("def something_else():\n    return 1\n")
+    (project / "garbage.py").write_text("def generate(seed):\n    return 42\n")
+    before = {p.name: p.read_text() for p in project.iterdir() if p.is_file()}
+    done = cli(
+        env_for(tmp_path),
+        "optimize",
+        *[a.format(p=project) for a in args],
+        "--backend",
+        "process",
+        timeout=300,
+    )
+    assert done.returncode == code, (done.stdout, done.stderr)
+    assert message in done.stderr, done.stderr
+    assert {p.name: p.read_text() for p in project.iterdir() if p.is_file()} == before
