@@ -21,8 +21,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# The main job on the embedded local model: plan, parallel proposals, verification, report.
+# fast_set.py is a hand-written candidate verified alongside the model's proposals.
 demo: install
-	$(BIN)/perfsmith demo
+	$(BIN)/perfsmith optimize examples/dupes/dupes.py::find_duplicates \
+		--inputs examples/dupes/inputs.py::generate --workload examples/dupes/workload.py::run \
+		--candidate examples/dupes/fast_set.py --llm local --rounds 1 --candidates 3
 
 test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)

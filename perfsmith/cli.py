@@ -27,6 +27,7 @@ from perfsmith.tools.loader import load_tools
 
 if TYPE_CHECKING:
     from perfsmith.orchestrate import RunResult
+    from perfsmith.workflows.optimize import OptimizeResult
 
 T = TypeVar("T")
 
@@ -109,11 +110,9 @@ def _print_result(result: RunResult, as_json: bool) -> None:
 
 
 def _execute(
-    coro_factory: Callable[
-        [list[Callable[[dict[str, Any]], None]]], Coroutine[Any, Any, RunResult]
-    ],
+    coro_factory: Callable[[list[Callable[[dict[str, Any]], None]]], Coroutine[Any, Any, T]],
     as_json: bool,
-) -> RunResult:
+) -> T:
     if as_json or not out.is_terminal:
         return _run_async(coro_factory([]))
     with LiveProgress(out) as live:
@@ -558,7 +557,7 @@ def optimize_cmd(
         spec = llm or default_spec(settings)
         model = _guard(lambda: model_from_spec(spec, settings))
 
-    async def go() -> Any:
+    async def go(listeners: list[Callable[[dict[str, Any]], None]]) -> OptimizeResult:
         box = await open_sandbox(backend)
         try:
             return await optimize(
@@ -575,11 +574,13 @@ def optimize_cmd(
                 report_dir=report_dir,
                 verify_rounds=verify_rounds,
                 write_report=write_report,
+                listeners=listeners,
             )
         finally:
             await box.close()
 
-    result = _guard(lambda: asyncio.run(go()))
+    # the live task table while the plan runs (not with --json or when piped)
+    result = _execute(go, as_json)
     if as_json:
         sys.stdout.write(json.dumps(result.as_json()) + "\n")
         return
@@ -597,10 +598,12 @@ def optimize_cmd(
         out.print(result.diff, markup=False, highlight=False)
         out.print(
             f"best: candidate {result.best.id}, {result.best.speedup:.2f}x"
-            + (" (applied)" if result.applied else " (not applied: pass --apply)")
+            + (" (applied)" if result.applied else " (not applied: pass --apply)"),
+            markup=False,
+            highlight=False,
         )
     if result.report:
-        out.print(f"report: {result.report}", markup=False, highlight=False)
+        out.print(f"report: {result.report}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("serve-model")

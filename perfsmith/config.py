@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     )
     llm_model: str = Field(default="gpt-4o-mini", description="model name sent to the endpoint")
     llm_api_key: str | None = Field(default=None, description="API key for the endpoint")
+    llm_supports_grammar: bool = Field(
+        default=False,
+        description="the endpoint takes an EBNF `grammar` in the request body (perfsmith's "
+        "own serve-model does): plans are then decoded under the plan grammar",
+    )
     llm_requests_per_second: float = Field(default=10.0, gt=0)
     llm_max_concurrency: int = Field(default=8, ge=1)
     llm_max_retries: int = Field(default=4, ge=0)

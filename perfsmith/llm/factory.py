@@ -62,6 +62,7 @@ def model_from_spec(spec: str, settings: Settings) -> ChatModel:
             max_concurrency=settings.llm_max_concurrency,
             max_retries=settings.llm_max_retries,
             timeout_s=settings.llm_timeout_s,
+            supports_grammar=settings.llm_supports_grammar,
         )
     raise ConfigError(f"unknown LLM spec {spec!r}: use {SPEC_HELP}")
 

@@ -56,7 +56,9 @@ class OpenAICompatible:
         timeout_s: float = 120.0,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 20.0,
+        supports_grammar: bool = False,
     ) -> None:
+        self.supports_grammar = supports_grammar
         # The SDK's own retries are off: ours share the rate limiter and report attempts.
         self._client = openai.AsyncOpenAI(
             base_url=base_url,

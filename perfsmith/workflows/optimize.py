@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -122,6 +123,9 @@ class OptimizeSession:
     _by_hash: dict[str, int] = field(default_factory=dict)
     _verifying: dict[int, asyncio.Task[CandidateResult]] = field(default_factory=dict)
     _next_id: int = 1
+    _proposing: int = 0
+    _rows: dict[int, asyncio.Future[int]] = field(default_factory=dict)  # database ids
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def on_event(self, event: dict[str, Any]) -> None:
         if self.run_id is None:
@@ -144,11 +148,15 @@ class OptimizeSession:
             s.flush()
             return int(row.id)
 
-        cid = await self.db.write(write) if run_id is not None else self._next_id
-        self._next_id = max(self._next_id, cid) + 1
+        # ids the plan sees count from 1 in each run; the database row has its own
+        cid = self._next_id
+        self._next_id += 1
         candidate = Candidate(id=cid, origin=origin, code=code, module=module, hash=digest)
         self.candidates[cid] = candidate
-        self._by_hash[digest] = cid
+        self._by_hash[digest] = cid  # before any await: a concurrent twin finds it
+        if run_id is not None:
+            self._rows[cid] = asyncio.ensure_future(self.db.write(write))
+            await self._rows[cid]
         return candidate
 
     async def verify_candidate(self, cid: int) -> CandidateResult:
@@ -178,8 +186,9 @@ class OptimizeSession:
             module=candidate.module,
         )
         self.results[cid] = result
-        if self.run_id is not None:
-            await self.db.write(lambda s: _store_verdict(s, cid, outcome))
+        if cid in self._rows:
+            row_id = await self._rows[cid]
+            await self.db.write(lambda s: _store_verdict(s, row_id, outcome))
         return result
 
     # -- tools -----------------------------------------------------------------------
@@ -203,12 +212,24 @@ class OptimizeSession:
             "name": self.target.function,
         }
 
-    async def propose(self, strategy: str, feedback: str = "") -> int:
+    async def propose(self, strategy: str, feedback: Any = "") -> int:
         """Ask the LLM for one faster version of the target, following `strategy`
         (e.g. algorithm, data structure, builtins, vectorize with numpy, caching) and
         learning from `feedback` (earlier verdicts). Returns the candidate's id."""
         if self.llm is None:
             raise PerfsmithError("no LLM configured: propose needs one")
+        self._proposing += 1
+        try:
+            return await self._propose(strategy, feedback)
+        finally:
+            self._proposing -= 1
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _propose(self, strategy: str, feedback: Any) -> int:
+        assert self.llm is not None
+        if not isinstance(feedback, str):  # a `$N` result: earlier verdicts, a profile
+            feedback = json.dumps(feedback, default=str)[:3000]
         prompt = (
             f"Strategy: {strategy}.\n"
             + (f"What earlier attempts showed:\n{feedback}\n" if feedback else "")
@@ -234,6 +255,12 @@ class OptimizeSession:
         inputs first, then speed in interleaved timing rounds. Returns the verdict
         (faster, slower, same, incorrect), the speedup and its 95% interval, or the
         failing input."""
+        # A plan may name a candidate by its id instead of `$N`: wait for proposals still
+        # running to deliver it.
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: candidate in self.candidates or self._proposing == 0
+            )
         if candidate not in self.candidates:
             raise PerfsmithError(f"no candidate {candidate}; ids so far: {sorted(self.candidates)}")
         return (await self.verify_candidate(candidate)).as_dict()
@@ -387,8 +414,9 @@ async def optimize(
         for path, code in user_codes:
             candidate = await session.add_candidate(code, f"user:{path.name}")
             await session.verify_candidate(candidate.id)
-        for pending in list(session._verifying.values()):
-            await pending
+        # every candidate gets a verdict, also those the plan proposed but never verified
+        for cid in sorted(session.candidates):
+            await session.verify_candidate(cid)
         results = sorted(session.results.values(), key=lambda r: r.id)
         best = best_of(results)
         diff = unified_diff(ref, best.module) if best else ""
@@ -413,11 +441,12 @@ async def optimize(
             apply_atomically(ref.path, best.module)
             outcome.applied = True
         if diff:
+            best_row = await session._rows[best.id] if best and best.id in session._rows else None
             await db.write(
                 lambda s: s.add(
                     Artifact(
                         run_id=run_id,
-                        candidate_id=best.id if best else None,
+                        candidate_id=best_row,
                         kind="diff",
                         name=f"{ref.path.name}.diff",
                         content=diff.encode(),

@@ -12,20 +12,21 @@ import pytest
 from sqlalchemy import select
 
 from perfsmith.storage.db import Database
-from perfsmith.storage.models import Candidate
+from perfsmith.storage.models import Candidate, Task
 from tests.cli_runner import cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 PLAN = """\
-Thought: read the function, propose three rewrites at once, verify each.
-1. read_source()
-2. propose(strategy="algorithm")
+Thought: profile and read the function, propose three rewrites at once, verify each.
+1. profile()
+2. propose(strategy="algorithm", feedback=$1)
 3. propose(strategy="builtins")
 4. propose(strategy="data structure")
 5. verify(candidate=$2)
 6. verify(candidate=$3)
 7. verify(candidate=$4)
+8. read_source()
 join()
 """
 WRONG = (EXAMPLES / "dupes" / "wrong_sorted.py").read_text()
@@ -84,6 +85,8 @@ def test_the_faster_candidate_wins_the_wrong_one_is_rejected_and_apply_rewrites(
         f"{project}/dupes.py::find_duplicates",
         "--inputs",
         f"{project}/inputs.py::generate",
+        "--workload",
+        f"{project}/workload.py::run",
         "--llm",
         f"scripted:{spec}",
         "--backend",
@@ -108,7 +111,9 @@ def test_the_faster_candidate_wins_the_wrong_one_is_rejected_and_apply_rewrites(
     assert (project / "dupes.py").read_text() == original  # no --apply: untouched
     report = Path(result["report"])
     assert report.is_file() and (report.parent / "report.html").is_file()
-    assert "incorrect" in report.read_text() and "faster" in report.read_text()
+    text = report.read_text()
+    assert "incorrect" in text and "faster" in text
+    assert "| 1.1 profile | done |" in text and "| 1.8 read_source | done |" in text
     assert len(verdicts) == 3
     # stored: every candidate with its source and verdict
     db = Database(f"sqlite:///{tmp_path / 'home' / 'perfsmith.db'}")
@@ -212,3 +217,88 @@ def test_bad_input_is_a_clear_error_and_touches_nothing(
     assert done.returncode == code, (done.stdout, done.stderr)
     assert message in done.stderr, done.stderr
     assert {p.name: p.read_text() for p in project.iterdir() if p.is_file()} == before
+
+
+def test_end_to_end_with_the_local_model_over_its_openai_compatible_server(
+    tmp_path: Path, project: Path
+) -> None:
+    """The 135M model plans (under the plan grammar, sent through the server) and
+    proposes; whatever it proposes gets a stored verdict."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.inference.test_server import free_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "perfsmith.cli",
+            "serve-model",
+            "--port",
+            str(port),
+            "--threads",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        env = {
+            **env_for(tmp_path),
+            "PERFSMITH_LLM_MODEL": "smollm2-135m",
+            "PERFSMITH_LLM_SUPPORTS_GRAMMAR": "1",
+        }
+        done = cli(
+            env,
+            "optimize",
+            f"{project}/dupes.py::find_duplicates",
+            "--inputs",
+            f"{project}/inputs.py::generate",
+            "--workload",
+            f"{project}/workload.py::run",
+            "--llm",
+            f"http://127.0.0.1:{port}/v1",
+            "--rounds",
+            "1",
+            "--candidates",
+            "2",
+            "--verify-rounds",
+            "6",
+            "--backend",
+            "process",
+            "--json",
+            timeout=900,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    db = Database(f"sqlite:///{tmp_path / 'home' / 'perfsmith.db'}")
+    with db.session() as s:
+        rows = s.scalars(select(Candidate).where(Candidate.run_id == result["run_id"])).all()
+        proposals = s.scalars(
+            select(Task).where(
+                Task.run_id == result["run_id"], Task.tool == "propose", Task.status == "done"
+            )
+        ).all()
+        assert proposals, "the plan proposed nothing"
+        # every proposal that produced code became a stored candidate with a verdict
+        assert len(rows) == len({p.result_text for p in proposals})
+        assert all(r.verdict in ("faster", "slower", "same", "incorrect") for r in rows)
+    db.close()
+    assert all(
+        c["verdict"] in ("faster", "slower", "same", "incorrect") for c in result["candidates"]
+    )
