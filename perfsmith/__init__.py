@@ -8,9 +8,10 @@ from perfsmith.tools.registry import tool
 
 if TYPE_CHECKING:
     from perfsmith.orchestrate import RunResult, resume, run
+    from perfsmith.workflows.optimize import OptimizeResult, optimize
 
 __version__ = "0.1.0"
-__all__ = ["RunResult", "__version__", "resume", "run", "tool"]
+__all__ = ["OptimizeResult", "RunResult", "__version__", "optimize", "resume", "run", "tool"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +21,8 @@ def __getattr__(name: str) -> Any:
         from perfsmith import orchestrate
 
         return getattr(orchestrate, name)
+    if name in ("optimize", "OptimizeResult"):
+        from perfsmith.workflows import optimize
+
+        return getattr(optimize, name)
     raise AttributeError(f"module 'perfsmith' has no attribute {name!r}")

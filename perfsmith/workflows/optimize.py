@@ -339,8 +339,8 @@ def apply_atomically(path: Path, text: str) -> None:
 async def optimize(
     target: str | Target,
     *,
-    sandbox: Sandbox,
-    llm: ChatModel | None,
+    sandbox: Sandbox | None = None,
+    llm: ChatModel | str | None = "local",
     workload: str | Target | None = None,
     inputs: str | Target | None = None,
     candidates: Iterable[Path] = (),
@@ -354,8 +354,38 @@ async def optimize(
     verify_rounds: int = 12,
     write_report: Callable[[OptimizeResult, OptimizeSession, Path], Path] | None = None,
 ) -> OptimizeResult:
-    """Optimize ``target`` (``FILE::FUNC``); see the module docstring."""
+    """Optimize ``target`` (``FILE::FUNC``); see the module docstring. ``llm`` is a
+    ChatModel, a spec (``local``, a URL, ``scripted:FILE``) or None (verify only the
+    ``candidates``); without a ``sandbox`` the best available one is opened and closed."""
     settings = settings or load_settings()
+    if sandbox is None:
+        from perfsmith.sandbox.select import open_sandbox
+
+        box = await open_sandbox("auto")
+        try:
+            return await optimize(
+                target,
+                sandbox=box,
+                llm=llm,
+                workload=workload,
+                inputs=inputs,
+                candidates=candidates,
+                rounds=rounds,
+                k=k,
+                apply=apply,
+                database=database,
+                settings=settings,
+                report_dir=report_dir,
+                listeners=listeners,
+                verify_rounds=verify_rounds,
+                write_report=write_report,
+            )
+        finally:
+            await box.close()
+    if isinstance(llm, str):
+        from perfsmith.llm.factory import model_from_spec
+
+        llm = model_from_spec(llm, settings)
     ref = target if isinstance(target, Target) else parse_target(target)
 
     def load(spec: str | Target | None, what: str) -> Target | None:

@@ -302,3 +302,24 @@ def test_end_to_end_with_the_local_model_over_its_openai_compatible_server(
     assert all(
         c["verdict"] in ("faster", "slower", "same", "incorrect") for c in result["candidates"]
     )
+
+
+async def test_the_python_api_verifies_given_candidates(tmp_path: Path, project: Path) -> None:
+    import perfsmith
+
+    db = Database(f"sqlite:///{tmp_path / 'api.db'}")
+    try:
+        result = await perfsmith.optimize(
+            f"{project}/dupes.py::find_duplicates",
+            llm=None,
+            inputs=f"{project}/inputs.py::generate",
+            candidates=[project / "fast_set.py", project / "wrong_sorted.py"],
+            database=db,
+            verify_rounds=6,
+        )
+    finally:
+        db.close()
+    assert isinstance(result, perfsmith.OptimizeResult)
+    assert result.best is not None and result.best.origin == "user:fast_set.py"
+    assert [c.verdict for c in result.candidates][1] == "incorrect"
+    assert result.report is None and not result.applied
