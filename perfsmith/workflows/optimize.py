@@ -343,7 +343,7 @@ async def optimize(
     llm: ChatModel | str | None = "local",
     workload: str | Target | None = None,
     inputs: str | Target | None = None,
-    candidates: Iterable[Path] = (),
+    candidates: Iterable[str | Path] = (),
     rounds: int = 2,
     k: int = 3,
     apply: bool = False,
