@@ -338,6 +338,8 @@ def runs_resume(
 
     def prepare() -> tuple[list[Any], Any]:
         row = RunStore(Database(settings.resolved_database_url())).get_run(run_id)
+        if row.kind == "optimize":
+            return [], None
         tool_specs = row.config.get("tools")
         if not tool_specs:
             raise PerfsmithError(
@@ -359,6 +361,22 @@ def runs_resume(
         return load_tools(list(tool_specs)), model
 
     tool_list, model = _guard(prepare)
+    if model is None:  # an optimize run: its tools are rebuilt from its stored config
+        from perfsmith.workflows.optimize import resume_optimize
+        from perfsmith.workflows.report import write_report
+
+        outcome = _execute(
+            lambda listeners: resume_optimize(
+                run_id,
+                llm=llm,
+                settings=settings,
+                listeners=listeners,
+                write_report=write_report,
+            ),
+            as_json,
+        )
+        _print_optimize(outcome, as_json)
+        return
     result = _execute(
         lambda listeners: resume(
             run_id, tools=tool_list, llm=model, settings=settings, listeners=listeners
@@ -552,10 +570,9 @@ def optimize_cmd(
     except TargetError as exc:
         _fail(str(exc), code=2)
         return
-    model = None
-    if (llm or "") != "none":
-        spec = llm or default_spec(settings)
-        model = _guard(lambda: model_from_spec(spec, settings))
+    spec = None if llm == "none" else (llm or default_spec(settings))
+    if spec is not None:
+        _guard(lambda: model_from_spec(spec, settings))  # a bad spec fails before any work
 
     async def go(listeners: list[Callable[[dict[str, Any]], None]]) -> OptimizeResult:
         box = await open_sandbox(backend)
@@ -563,7 +580,7 @@ def optimize_cmd(
             return await optimize(
                 ref,
                 sandbox=box,
-                llm=model,
+                llm=spec,
                 workload=work,
                 inputs=gen,
                 candidates=candidate or [],
@@ -581,6 +598,10 @@ def optimize_cmd(
 
     # the live task table while the plan runs (not with --json or when piped)
     result = _execute(go, as_json)
+    _print_optimize(result, as_json)
+
+
+def _print_optimize(result: OptimizeResult, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result.as_json()) + "\n")
         return

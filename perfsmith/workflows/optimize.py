@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from perfsmith.config import Settings, load_settings
+from perfsmith.config import Settings, data_dir, load_settings
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.base import ChatMessage, ChatModel, GenerationOptions
 from perfsmith.orchestrate import run
@@ -31,7 +32,7 @@ from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Artifact, Measurement
 from perfsmith.storage.models import Candidate as CandidateRow
-from perfsmith.storage.runs import EventListener
+from perfsmith.storage.runs import EventListener, RunStore
 from perfsmith.tools.registry import Tool, make_tool
 from perfsmith.verifiers.target import Target, parse_target
 from perfsmith.verifiers.verify import VerifyResult, verify
@@ -382,27 +383,15 @@ async def optimize(
             )
         finally:
             await box.close()
+    llm_spec = llm if isinstance(llm, str) else None
     if isinstance(llm, str):
         from perfsmith.llm.factory import model_from_spec
 
         llm = model_from_spec(llm, settings)
     ref = target if isinstance(target, Target) else parse_target(target)
-
-    def load(spec: str | Target | None, what: str) -> Target | None:
-        if spec is None or isinstance(spec, Target):
-            return spec
-        return parse_target(spec, what=what)
-
-    work = load(workload, "workload function")
-    gen = load(inputs, "input generator")
-    user_codes: list[tuple[Path, str]] = []
-    for path in candidates:
-        try:
-            code = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
-        except OSError as exc:
-            raise CandidateError(f"cannot read candidate {path}: {exc}") from exc
-        splice(ref.source, ref.function, code)  # a candidate that does not define it: now
-        user_codes.append((Path(path), code))
+    work = _load(workload, "workload function")
+    gen = _load(inputs, "input generator")
+    user_codes = await _read_candidates(ref, candidates)
     if llm is None and not user_codes:
         raise PerfsmithError("nothing to verify: give --candidate files or an LLM")
     db = database or Database(settings.resolved_database_url())
@@ -415,6 +404,19 @@ async def optimize(
         llm=llm,
         verify_rounds=verify_rounds,
     )
+    # everything `perfsmith runs resume` needs to rebuild this run
+    config = {
+        "target": str(ref),
+        "workload": str(work) if work else None,
+        "inputs": str(gen) if gen else None,
+        "candidates": [str(p) for p, _ in user_codes],
+        "rounds": rounds,
+        "k": k,
+        "llm": llm_spec,
+        "verify_rounds": verify_rounds,
+        "apply": apply,
+        "report_dir": str(report_dir) if report_dir else None,
+    }
     try:
         answer = ""
         if llm is not None:
@@ -427,63 +429,219 @@ async def optimize(
                 max_replans=max(0, rounds - 1),
                 listeners=[session.on_event, *listeners],
                 kind="optimize",
-                resume_config={"target": str(ref)},
+                resume_config=config,
             )
             run_id, answer = result.run_id, result.answer
         else:
-            from perfsmith.storage.runs import RunStore
-
             store = RunStore(db)
             run_id = await asyncio.to_thread(
-                store.create_run,
-                f"verify candidates for {ref}",
-                kind="optimize",
-                config={"target": str(ref)},
+                store.create_run, f"verify candidates for {ref}", kind="optimize", config=config
             )
             session.run_id = run_id
-        for path, code in user_codes:
-            candidate = await session.add_candidate(code, f"user:{path.name}")
-            await session.verify_candidate(candidate.id)
-        # every candidate gets a verdict, also those the plan proposed but never verified
-        for cid in sorted(session.candidates):
-            await session.verify_candidate(cid)
-        results = sorted(session.results.values(), key=lambda r: r.id)
-        best = best_of(results)
-        diff = unified_diff(ref, best.module) if best else ""
-        outcome = OptimizeResult(
-            run_id=run_id,
-            target=str(ref),
-            best=best,
-            candidates=results,
-            diff=diff,
-            report=None,
-            applied=False,
-            answer=answer,
+        return await _conclude(
+            session,
+            run_id,
+            answer,
+            user_codes,
+            apply=apply,
+            report_dir=report_dir,
+            write_report=write_report,
         )
-        if write_report is not None:
-            folder = report_dir or (
-                Path(settings.resolved_database_url().removeprefix("sqlite:///")).parent
-                / "reports"
-                / run_id
-            )
-            outcome.report = write_report(outcome, session, folder)
-        if apply and best is not None:
-            apply_atomically(ref.path, best.module)
-            outcome.applied = True
-        if diff:
-            best_row = await session._rows[best.id] if best and best.id in session._rows else None
-            await db.write(
-                lambda s: s.add(
-                    Artifact(
-                        run_id=run_id,
-                        candidate_id=best_row,
-                        kind="diff",
-                        name=f"{ref.path.name}.diff",
-                        content=diff.encode(),
-                    )
+    finally:
+        if database is None:
+            db.close()
+
+
+def _load(spec: str | Target | None, what: str) -> Target | None:
+    if spec is None or isinstance(spec, Target):
+        return spec
+    return parse_target(spec, what=what)
+
+
+async def _read_candidates(ref: Target, paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """The user's candidate files, each checked to define the function (before any run)."""
+    codes: list[tuple[Path, str]] = []
+    for path in paths:
+        try:
+            code = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+        except OSError as exc:
+            raise CandidateError(f"cannot read candidate {path}: {exc}") from exc
+        splice(ref.source, ref.function, code)
+        codes.append((Path(path), code))
+    return codes
+
+
+async def _conclude(
+    session: OptimizeSession,
+    run_id: str,
+    answer: str,
+    user_codes: list[tuple[Path, str]],
+    *,
+    apply: bool,
+    report_dir: Path | None,
+    write_report: Callable[[OptimizeResult, OptimizeSession, Path], Path] | None,
+) -> OptimizeResult:
+    """Verify the user's candidates and whatever is left, pick the best, write the report,
+    apply it if asked; the run is marked done."""
+    ref, db = session.target, session.db
+    for path, code in user_codes:
+        candidate = await session.add_candidate(code, f"user:{path.name}")
+        await session.verify_candidate(candidate.id)
+    # every candidate gets a verdict, also those the plan proposed but never verified
+    for cid in sorted(session.candidates):
+        await session.verify_candidate(cid)
+    results = sorted(session.results.values(), key=lambda r: r.id)
+    best = best_of(results)
+    diff = unified_diff(ref, best.module) if best else ""
+    outcome = OptimizeResult(
+        run_id=run_id,
+        target=str(ref),
+        best=best,
+        candidates=results,
+        diff=diff,
+        report=None,
+        applied=False,
+        answer=answer,
+    )
+    if write_report is not None:
+        folder = report_dir or data_dir() / "reports" / run_id
+        outcome.report = write_report(outcome, session, folder)
+    if apply and best is not None:
+        apply_atomically(ref.path, best.module)
+        outcome.applied = True
+    if best is not None:
+        best_row = await session._rows[best.id] if best.id in session._rows else None
+        await db.write(
+            lambda s: s.add(
+                Artifact(
+                    run_id=run_id,
+                    candidate_id=best_row,
+                    kind="diff",
+                    name=f"{ref.path.name}.diff",
+                    content=diff.encode(),
                 )
             )
-        return outcome
+        )
+    summary = (
+        f"best: candidate {best.id} ({best.origin}), {best.speedup:.2f}x"
+        if best is not None and best.speedup is not None
+        else "no candidate was verified faster"
+    )
+    await asyncio.to_thread(RunStore(db).set_status, run_id, "done", answer=answer or summary)
+    return outcome
+
+
+async def _restore(session: OptimizeSession, run_id: str) -> None:
+    """Load a run's stored candidates (ids by insertion order) and their verdicts."""
+    ref = session.target
+
+    def read(s: Session) -> list[CandidateRow]:
+        rows = s.scalars(
+            select(CandidateRow).where(CandidateRow.run_id == run_id).order_by(CandidateRow.id)
+        ).all()
+        for row in rows:
+            s.expunge(row)
+        return list(rows)
+
+    rows = await session.db.write(read)
+    session.run_id = run_id
+    loop = asyncio.get_running_loop()
+    for cid, row in enumerate(rows, start=1):
+        module = splice(ref.source, ref.function, row.source)
+        session.candidates[cid] = Candidate(cid, row.origin, row.source, module, row.source_hash)
+        session._by_hash[row.source_hash] = cid
+        done: asyncio.Future[int] = loop.create_future()
+        done.set_result(int(row.id))
+        session._rows[cid] = done
+        if row.verdict is not None:
+            ci = (
+                (row.ci_low, row.ci_high)
+                if row.ci_low is not None and row.ci_high is not None
+                else None
+            )
+            session.results[cid] = CandidateResult(
+                id=cid,
+                origin=row.origin,
+                verdict=row.verdict,
+                speedup=row.speedup,
+                ci=ci,
+                failure=row.failure,
+                code=row.source,
+                module=module,
+            )
+    session._next_id = len(rows) + 1
+
+
+async def resume_optimize(
+    run_id: str,
+    *,
+    sandbox: Sandbox | None = None,
+    llm: ChatModel | str | None = None,
+    database: Database | None = None,
+    settings: Settings | None = None,
+    listeners: Iterable[EventListener] = (),
+    write_report: Callable[[OptimizeResult, OptimizeSession, Path], Path] | None = None,
+) -> OptimizeResult:
+    """Finish an interrupted optimize run: completed tasks are reused and candidates that
+    already have a verdict are not verified again."""
+    from perfsmith.orchestrate import resume
+
+    settings = settings or load_settings()
+    db = database or Database(settings.resolved_database_url())
+    box = sandbox
+    try:
+        row = await asyncio.to_thread(RunStore(db).get_run, run_id)
+        if row.kind != "optimize":
+            raise PerfsmithError(f"run {run_id} is a {row.kind} run, not an optimize run")
+        config = row.config
+        ref = parse_target(str(config["target"]))
+        spec = llm if llm is not None else config.get("llm")
+        model: ChatModel | None
+        if isinstance(spec, str):
+            from perfsmith.llm.factory import model_from_spec
+
+            model = model_from_spec(spec, settings)
+        else:
+            model = spec
+        if box is None:
+            from perfsmith.sandbox.select import open_sandbox
+
+            box = await open_sandbox("auto")
+        session = OptimizeSession(
+            target=ref,
+            sandbox=box,
+            db=db,
+            workload=_load(config.get("workload"), "workload function"),
+            generator=_load(config.get("inputs"), "input generator"),
+            llm=model,
+            verify_rounds=int(config.get("verify_rounds", 12)),
+        )
+        await _restore(session, run_id)
+        answer = ""
+        planned = bool(await asyncio.to_thread(RunStore(db).plans, run_id))
+        if model is not None and row.status != "done" and (planned or config.get("llm")):
+            result = await resume(
+                run_id,
+                tools=session.tools(),
+                llm=model,
+                database=db,
+                settings=settings,
+                listeners=list(listeners),
+            )
+            answer = result.answer
+        user_codes = await _read_candidates(ref, config.get("candidates") or [])
+        report_dir = Path(config["report_dir"]) if config.get("report_dir") else None
+        return await _conclude(
+            session,
+            run_id,
+            answer,
+            user_codes,
+            apply=bool(config.get("apply")),
+            report_dir=report_dir,
+            write_report=write_report,
+        )
     finally:
+        if sandbox is None and box is not None:
+            await box.close()
         if database is None:
             db.close()

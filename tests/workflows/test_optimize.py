@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Candidate, Task
@@ -323,3 +323,100 @@ async def test_the_python_api_verifies_given_candidates(tmp_path: Path, project:
     assert result.best is not None and result.best.origin == "user:fast_set.py"
     assert [c.verdict for c in result.candidates][1] == "incorrect"
     assert result.report is None and not result.applied
+
+
+def test_a_killed_run_resumes_without_reverifying_verified_candidates(
+    tmp_path: Path, project: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from perfsmith.storage.models import Measurement, Run
+
+    # three correct candidates: each verification leaves a measurement, so a second
+    # verification of the same candidate would show as a second row
+    counting = (
+        "def find_duplicates(words: list[str]) -> list[str]:\n"
+        "    counts: dict[str, int] = {}\n"
+        "    dupes = []\n"
+        "    for word in words:\n"
+        "        seen = counts.get(word, 0)\n"
+        "        if seen == 1:\n"
+        "            dupes.append(word)\n"
+        "        counts[word] = seen + 1\n"
+        "    return dupes\n"
+    )
+    spec = script(tmp_path, [fence(FAST), fence(SLOW), fence(counting)])
+    env = env_for(tmp_path)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "perfsmith.cli",
+            "optimize",
+            f"{project}/dupes.py::find_duplicates",
+            "--inputs",
+            f"{project}/inputs.py::generate",
+            "--llm",
+            f"scripted:{spec}",
+            "--backend",
+            "process",
+            "--verify-rounds",
+            "30",
+            "--json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    url = f"sqlite:///{tmp_path / 'home' / 'perfsmith.db'}"
+    verified_before: dict[int, int] = {}
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.3)
+            if not (tmp_path / "home" / "perfsmith.db").exists():
+                continue
+            db = Database(url)
+            with db.session() as s:
+                rows = s.scalars(select(Candidate).where(Candidate.verdict.is_not(None))).all()
+                verified_before = {r.id: len(r.measurements) for r in rows}
+            db.close()
+            if verified_before:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert 1 <= len(verified_before) < 3
+    db = Database(url)
+    with db.session() as s:
+        run_id = s.scalars(select(Run.id)).one()
+    db.close()
+
+    done = cli(env, "runs", "resume", run_id, "--json", timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["run_id"] == run_id
+    assert sorted(c["verdict"] for c in result["candidates"]) == ["faster", "faster", "slower"]
+    assert result["best"]["origin"].startswith("llm:")
+    db = Database(url)
+    with db.session() as s:
+        rows = s.scalars(select(Candidate).where(Candidate.run_id == run_id)).all()
+        assert len(rows) == 3 and all(r.verdict for r in rows)
+        for row in rows:
+            count = s.scalar(
+                select(func.count())
+                .select_from(Measurement)
+                .where(Measurement.candidate_id == row.id)
+            )
+            # one verification each: those verified before the kill were not verified again
+            assert count == 1
+            if row.id in verified_before:
+                assert verified_before[row.id] == 1
+        assert s.scalars(select(Run.status).where(Run.id == run_id)).one() == "done"
+    db.close()
