@@ -627,6 +627,94 @@ def _print_optimize(result: OptimizeResult, as_json: bool) -> None:
         out.print(f"report: {result.report}", markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command("optimize-repo")
+def optimize_repo_cmd(
+    path: Annotated[Path, typer.Argument(help="A git repository.")],
+    command: Annotated[
+        str, typer.Option("--command", help="The project's own check, e.g. 'pytest -q'.")
+    ],
+    top: Annotated[int, typer.Option("--top", min=1, max=20, help="Functions to optimize.")] = 3,
+    branch: Annotated[str | None, typer.Option("--branch", help="New branch name.")] = None,
+    llm: Annotated[str | None, typer.Option("--llm", help="none, or " + SPEC_HELP)] = None,
+    candidate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--candidate",
+            help="FILE::FUNC=PATH: a candidate for one function, FILE relative to the "
+            "repository (repeatable).",
+        ),
+    ] = None,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, max=10)] = 1,
+    candidates_k: Annotated[int, typer.Option("--candidates", min=1, max=8)] = 3,
+    backend: Annotated[
+        str, typer.Option(help="Sandbox: auto, process, bubblewrap, docker.")
+    ] = "auto",
+    verify_rounds: Annotated[int, typer.Option("--verify-rounds", min=3, max=200)] = 12,
+    report_dir: Annotated[Path | None, typer.Option("--report-dir")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Profile COMMAND in the repository, optimize its hottest functions, and commit each
+    verified speedup that COMMAND still accepts to a new branch (the working tree is not
+    touched)."""
+    from perfsmith.sandbox.select import BACKENDS, open_sandbox
+    from perfsmith.workflows.repo import optimize_repo
+
+    if backend not in BACKENDS:
+        raise typer.BadParameter(f"choose one of {', '.join(BACKENDS)}", param_hint="--backend")
+    settings = load_settings(database_url=db)
+    given: dict[str, list[Path]] = {}
+    for item in candidate or []:
+        spec, sep, file = item.partition("=")
+        if not sep or "::" not in spec or not file:
+            raise typer.BadParameter(f"{item!r} is not FILE::FUNC=PATH", param_hint="--candidate")
+        given.setdefault(spec, []).append(Path(file))
+    model_spec = None if llm == "none" else (llm or default_spec(settings))
+    if model_spec is not None:
+        _guard(lambda: model_from_spec(model_spec, settings))
+    elif not given:
+        _fail("nothing to verify: give --candidate FILE::FUNC=PATH or an LLM")
+
+    async def go() -> Any:
+        box = await open_sandbox(backend)
+        database = Database(settings.resolved_database_url())
+        try:
+            return await optimize_repo(
+                path,
+                command=command,
+                sandbox=box,
+                llm=model_spec,
+                top=top,
+                branch=branch,
+                rounds=rounds,
+                k=candidates_k,
+                candidates=given,
+                database=database,
+                verify_rounds=verify_rounds,
+                report_dir=report_dir,
+            )
+        finally:
+            database.close()
+            await box.close()
+
+    result = _guard(lambda: asyncio.run(go()))
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json()) + "\n")
+        return
+    for o in result.outcomes:
+        mark = f"kept {o.commit[:10]}" if o.kept and o.commit else "not kept"
+        out.print(
+            f"{o.hotspot.file}::{o.hotspot.function} ({o.hotspot.total_s:.3f} s): "
+            f"{mark} · {o.note}",
+            markup=False,
+            highlight=False,
+        )
+    kept = sum(o.kept for o in result.outcomes)
+    out.print(f"branch {result.branch}: {kept} commit(s) on {result.base[:10]}", markup=False)
+    if result.report:
+        out.print(f"report: {result.report}", markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command("serve-model")
 def serve_model(
     model: Annotated[

@@ -34,6 +34,7 @@ from perfsmith.storage.models import Artifact, Measurement
 from perfsmith.storage.models import Candidate as CandidateRow
 from perfsmith.storage.runs import EventListener, RunStore
 from perfsmith.tools.registry import Tool, make_tool
+from perfsmith.verifiers.efficiency import TimingError
 from perfsmith.verifiers.target import Target, parse_target
 from perfsmith.verifiers.verify import VerifyResult, verify
 from perfsmith.workflows.candidates import (
@@ -169,17 +170,31 @@ class OptimizeSession:
 
     async def _verify(self, cid: int) -> CandidateResult:
         candidate = self.candidates[cid]
-        outcome: VerifyResult = await verify(
-            self.sandbox,
-            self.target,
-            candidate.target(self.target.function),
-            generator=self.generator,
-            rounds=self.verify_rounds,
-        )
+        try:
+            outcome: VerifyResult = await verify(
+                self.sandbox,
+                self.target,
+                candidate.target(self.target.function),
+                generator=self.generator,
+                rounds=self.verify_rounds,
+            )
+        except TimingError as exc:
+            # the timing rounds themselves failed (e.g. the original is too slow on these
+            # inputs for the round's limits): no verdict on speed, said plainly
+            outcome = VerifyResult(
+                correct=True,
+                failure=f"not timed: {exc}",
+                verdict="same",
+                speedup=None,
+                ci=None,
+                n_inputs=0,
+                mode="time",
+                flags=["unmeasured"],
+            )
         result = CandidateResult(
             id=cid,
             origin=candidate.origin,
-            verdict=outcome.verdict,
+            verdict="unmeasured" if "unmeasured" in outcome.flags else outcome.verdict,
             speedup=outcome.speedup,
             ci=outcome.ci,
             failure=outcome.failure,
@@ -279,7 +294,7 @@ def _store_verdict(s: Session, cid: int, outcome: VerifyResult) -> None:
     row = s.get(CandidateRow, cid)
     if row is None:
         return
-    row.verdict = outcome.verdict
+    row.verdict = "unmeasured" if "unmeasured" in outcome.flags else outcome.verdict
     row.speedup = outcome.speedup
     row.failure = outcome.failure
     if outcome.ci is not None:

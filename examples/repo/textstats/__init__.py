@@ -1,0 +1,1 @@
+"""A small text-statistics package with two slow functions, for `perfsmith optimize-repo`."""

@@ -1,0 +1,139 @@
+"""`perfsmith optimize-repo` on the example repository: a branch with verified commits,
+the user's working tree untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli_runner import cli
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+COMMAND = f"{sys.executable} -m pytest -q -p no:cacheprovider"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "textstats-repo"
+    shutil.copytree(EXAMPLES / "repo", path)
+    git(path, "init", "-q")
+    git(path, "add", "-A")
+    git(path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    return path
+
+
+def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PERFSMITH_HOME": str(tmp_path / "home")}
+    return cli(env, "optimize-repo", *args, timeout=900)
+
+
+def test_verified_speedups_land_on_a_new_branch_and_the_tree_is_untouched(
+    tmp_path: Path, repo: Path
+) -> None:
+    before = (repo / "textstats" / "core.py").read_text()
+    head = git(repo, "rev-parse", "HEAD")
+    cands = EXAMPLES / "repo_candidates"
+    done = run(
+        tmp_path,
+        str(repo),
+        "--command",
+        COMMAND,
+        "--top",
+        "2",
+        "--llm",
+        "none",
+        "--candidate",
+        f"textstats/core.py::char_histogram={cands / 'char_histogram.py'}",
+        "--candidate",
+        f"textstats/core.py::unique_words={cands / 'unique_words.py'}",
+        "--branch",
+        "faster",
+        "--backend",
+        "process",
+        "--verify-rounds",
+        "6",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    targets = [f["target"] for f in result["functions"]]
+    # the profile ranked the project's own hot functions (tests and summary excluded)
+    assert set(targets) == {"textstats/core.py::char_histogram", "textstats/core.py::unique_words"}
+    kept = [f for f in result["functions"] if f["kept"]]
+    assert any(f["target"].endswith("char_histogram") for f in kept)
+    # one commit per kept speedup, on the new branch only
+    log = git(repo, "log", "--format=%s", f"{head}..faster").splitlines()
+    assert len(log) == len(kept) and all(line.startswith("perfsmith: ") for line in log)
+    assert "hist.get(ch, 0) + 1" in git(repo, "show", "faster:textstats/core.py")
+    # the user's working tree and branch are as they were
+    assert (repo / "textstats" / "core.py").read_text() == before
+    assert git(repo, "rev-parse", "HEAD") == head
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "worktree", "list").count("\n") == 0  # the temporary worktree is gone
+    assert Path(result["report"]).is_file()
+
+
+def test_bad_repositories_and_commands_are_clear_errors(tmp_path: Path, repo: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    cases = [
+        (
+            [str(plain), "--command", COMMAND, "--llm", "none", "--candidate", "a.py::f=b.py"],
+            "not a git repository",
+        ),
+        (
+            [str(repo), "--command", "false", "--llm", "none", "--candidate", "a.py::f=b.py"],
+            "fails before any change",
+        ),
+        ([str(repo), "--command", COMMAND, "--llm", "none"], "nothing to verify"),
+        (
+            [
+                str(repo),
+                "--command",
+                "no-such-program-xyz",
+                "--llm",
+                "none",
+                "--candidate",
+                "a.py::f=b.py",
+            ],
+            "cannot run",
+        ),
+    ]
+    for args, message in cases:
+        done = run(tmp_path, *args, "--backend", "process")
+        assert done.returncode == 1, (args, done.stderr)
+        assert message in done.stderr, done.stderr
+    # a failed attempt leaves no branch and no worktree behind
+    assert "perfsmith/" not in git(repo, "branch", "--list")
+    assert git(repo, "worktree", "list").count("\n") == 0
+    git(repo, "branch", "taken")
+    done = run(
+        tmp_path,
+        str(repo),
+        "--command",
+        COMMAND,
+        "--branch",
+        "taken",
+        "--llm",
+        "none",
+        "--candidate",
+        "a.py::f=b.py",
+        "--backend",
+        "process",
+    )
+    assert done.returncode == 1 and "already exists" in done.stderr
+    done = run(tmp_path, str(repo), "--command", COMMAND, "--candidate", "nonsense")
+    assert done.returncode == 2
+    assert git(repo, "status", "--porcelain") == ""
