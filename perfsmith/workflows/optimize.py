@@ -126,6 +126,7 @@ class OptimizeSession:
     _verifying: dict[int, asyncio.Task[CandidateResult]] = field(default_factory=dict)
     _next_id: int = 1
     _proposing: int = 0
+    profile_report: dict[str, Any] | None = None
     _rows: dict[int, asyncio.Future[int]] = field(default_factory=dict)  # database ids
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -214,11 +215,19 @@ class OptimizeSession:
         functions, and the target's share of the time."""
         if self.workload is None:
             return {"note": "no workload given: nothing to profile", "summary": ""}
+        if self.profile_report is None:
+            self.profile_report = await self.check_workload()
+        report = self.profile_report
+        return {"summary": describe(report), "target_share": report["target"]["share"]}
+
+    async def check_workload(self) -> dict[str, Any]:
+        """Run the workload once under the profiler; a workload that fails is the user's
+        error, reported before any LLM call."""
+        assert self.workload is not None
         try:
-            report = await profile_workload(self.sandbox, self.target, self.workload)
+            return await profile_workload(self.sandbox, self.target, self.workload)
         except ProfileError as exc:
             raise PerfsmithError(str(exc)) from exc
-        return {"summary": describe(report), "target_share": report["target"]["share"]}
 
     def read_source(self) -> dict[str, Any]:
         """The target function's source and the module around it (imports, helpers)."""
@@ -434,6 +443,8 @@ async def optimize(
     }
     try:
         answer = ""
+        if work is not None:
+            session.profile_report = await session.check_workload()
         if llm is not None:
             result = await run(
                 request_text(ref, k, work is not None),

@@ -175,6 +175,19 @@ def test_user_candidates_without_an_llm_and_duplicates_verified_once(
         (["{p}/bad.py::f"], 2, "syntax error"),
         (["{p}/dupes.py::find_duplicates", "--llm", "none"], 1, "nothing to verify"),
         (
+            [
+                "{p}/dupes.py::find_duplicates",
+                "--workload",
+                "{p}/raising.py::run",
+                "--llm",
+                "none",
+                "--candidate",
+                "{p}/fast_set.py",
+            ],
+            1,
+            "the workload",
+        ),
+        (
             ["{p}/dupes.py::find_duplicates", "--llm", "none", "--candidate", "{p}/other.py"],
             1,
             "does not define 'find_duplicates'",
@@ -205,6 +218,7 @@ def test_bad_input_is_a_clear_error_and_touches_nothing(
     (project / "bad.py").write_text("def f(:\n")
     (project / "other.py").write_text("def something_else():\n    return 1\n")
     (project / "garbage.py").write_text("def generate(seed):\n    return 42\n")
+    (project / "raising.py").write_text("def run():\n    raise RuntimeError('broken workload')\n")
     before = {p.name: p.read_text() for p in project.iterdir() if p.is_file()}
     done = cli(
         env_for(tmp_path),
