@@ -54,10 +54,9 @@ def layer_order(loaded: models.LoadedModel, spec: str, steps: int = 4) -> list[i
     ``steps`` layers; block influence after them) with the fp32 fast runner, cached
     beside the converted weights."""
     return ranking(
-        loaded.model,
+        llama_runner.LlamaRunner(loaded.model),
         loaded.tokenizer,
         _ranking_file(loaded, spec),
-        runner=llama_runner.LlamaRunner(loaded.model),
         steps=steps,
     )
 

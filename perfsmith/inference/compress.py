@@ -1,16 +1,17 @@
 """Compression settings and TrimLLM-style layer dropping.
 
-Layers are ranked by how little they change the hidden state on calibration text (one
-minus the mean cosine similarity between a layer's input and output, the "block
-influence" of ShortGPT); :func:`progressive_drop` removes them one at a time, least
-influential first, and reports held-out perplexity after each step.
+Layers are ranked progressively on calibration text: the "block influence" of ShortGPT
+(one minus the cosine similarity between a layer's input and output) picks the
+candidates, and the one whose removal raises calibration perplexity least goes first
+(:func:`loss_order`). :func:`progressive_drop` removes them one at a time in that order and
+reports held-out perplexity after each step.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,6 @@ class Compression:
     dtype: str = "fp32"
     int8: bool = False
     drop: int = 0
-    keep_layers: tuple[int, ...] | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -79,29 +79,6 @@ def bf16_supported() -> bool:
     return onednn_bf16()
 
 
-@torch.inference_mode()
-def layer_influence(model: Any, tokenizer: Any, *, max_tokens: int = 1024) -> list[float]:
-    """Block influence of each decoder layer on the calibration text (higher: matters more)."""
-    ids = tokenizer.encode(stdlib_text(CALIBRATION_FILES), add_special_tokens=False)
-    scores = torch.zeros(model.config.num_hidden_layers)
-    pieces = chunks(ids, 512, limit=max(1, max_tokens // 512))
-    for piece in pieces:
-        out = model(torch.tensor([piece]), output_hidden_states=True, use_cache=False)
-        hidden = out.hidden_states
-        for i in range(len(hidden) - 1):
-            cos = torch.nn.functional.cosine_similarity(hidden[i][0], hidden[i + 1][0], dim=-1)
-            scores[i] += float((1 - cos).mean())
-    return (scores / len(pieces)).tolist()
-
-
-def influence_order(model: Any, tokenizer: Any) -> tuple[list[int], list[float]]:
-    """Layers by block influence, least first. The first and last layers are never
-    candidates: both reshape the residual stream."""
-    scores = layer_influence(model, tokenizer)
-    inner = [i for i in range(len(scores)) if 0 < i < len(scores) - 1]
-    return sorted(inner, key=lambda i: scores[i]), scores
-
-
 def loss_order(
     runner: Any, tokenizer: Any, *, steps: int, candidates: int = 6
 ) -> tuple[list[int], list[float]]:
@@ -148,31 +125,16 @@ def influence_order_from_runner(
 
 
 def ranking(
-    model: Any,
-    tokenizer: Any,
-    cache_file: Path | None = None,
-    *,
-    runner: Any = None,
-    steps: int = 4,
+    runner: Any, tokenizer: Any, cache_file: Path | None = None, *, steps: int = 4
 ) -> list[int]:
-    """Layer indices, first to drop first (cached beside the converted weights): the
-    loss-based progressive order when a fast runner is given, else block influence."""
+    """Layer indices, first to drop first: the loss-based progressive order of
+    :func:`loss_order` (cached beside the converted weights)."""
     if cache_file is not None and cache_file.is_file():
         data = json.loads(cache_file.read_text(encoding="utf-8"))
-        method = "loss" if runner is not None else "influence"
-        if data.get("method") == method and int(data.get("steps", 0)) >= steps:
+        if data.get("method") == "loss" and int(data.get("steps", 0)) >= steps:
             return [int(i) for i in data["order"]]
-    if runner is not None:
-        order, curve = loss_order(runner, tokenizer, steps=steps)
-        record: dict[str, Any] = {
-            "method": "loss",
-            "steps": steps,
-            "order": order,
-            "calibration_ppl": curve,
-        }
-    else:
-        order, scores = influence_order(model, tokenizer)
-        record = {"method": "influence", "steps": len(order), "order": order, "influence": scores}
+    order, curve = loss_order(runner, tokenizer, steps=steps)
+    record = {"method": "loss", "steps": steps, "order": order, "calibration_ppl": curve}
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         cache_file.write_text(json.dumps(record, indent=1), encoding="utf-8")
