@@ -64,6 +64,29 @@ async def _round(
     return elapsed, result.wall_s, result.max_rss_mb
 
 
+MIN_ROUNDS = 5
+
+
+def adapt_to_slow_calls(
+    value_s: float, rounds: int, limits: Limits | None, *, budget_s: float
+) -> tuple[int, Limits]:
+    """Rounds and limits for values that each take ``value_s`` on the reference.
+
+    When one value is long (a slow original on big inputs), fewer rounds keep both sides'
+    rounds within ``budget_s`` (never fewer than MIN_ROUNDS, the least that gives an
+    interval worth reading), and each round's time limit grows to fit a value that is up to
+    5x slower than the reference's plus start-up, so a slower candidate is measured as
+    slower rather than killed."""
+    base = limits or Limits(wall_s=30, cpu_s=30)
+    per_pair = 2 * value_s
+    if per_pair * rounds > budget_s:
+        rounds = max(MIN_ROUNDS, min(rounds, int(budget_s / per_pair)))
+    need = 5 * value_s + 10
+    if need > base.wall_s:
+        base = base.model_copy(update={"wall_s": need, "cpu_s": max(base.cpu_s, need)})
+    return rounds, base
+
+
 async def measure_speed(
     sandbox: Sandbox,
     reference: Target,
@@ -75,15 +98,25 @@ async def measure_speed(
     threshold: float = 0.05,
     first_seed: int = 1000,
     limits: Limits | None = None,
+    budget_s: float = 120.0,
 ) -> Timing:
     """Interleaved timing rounds with fresh inputs; the speedup with its interval."""
     import time
 
     started = time.perf_counter()
     flags: list[str] = []
-    calibration_inputs = await inputs.make(sandbox, [first_seed - 1], limits)
-    one, _, _ = await _round(sandbox, reference, calibration_inputs, 1, limits)
+    # Calibrate on the calibration seed and on the first two rounds' seeds, keeping the
+    # slowest: a generator whose input sizes vary by seed must not give loops calibrated
+    # on its smallest inputs to rounds that get its largest.
+    calibration_inputs = b""
+    one = 0.0
+    for seed in (first_seed - 1, first_seed, first_seed + 1)[: 1 + min(2, rounds)]:
+        data = await inputs.make(sandbox, [seed], limits)
+        t, _, _ = await _round(sandbox, reference, data, 1, limits)
+        if t >= one:
+            one, calibration_inputs = t, data
     loops = max(1, math.ceil(target_s / one))
+    rounds, limits = adapt_to_slow_calls(one * loops, rounds, limits, budget_s=budget_s)
     # Everything but the calls (start-up, imports, the copies), per side: what the clock
     # outside sees on top of the timed part.
     overhead: list[float] = []

@@ -190,7 +190,9 @@ def captured_inputs(capture_dir: Path, spec: str) -> list[tuple[Any, ...]]:
 
 
 def replay_generator(spec: str, calls: list[tuple[Any, ...]]) -> Target:
-    """An input generator replaying ``calls``: seed s gets every third call from s."""
+    """An input generator replaying ``calls``: every seed gets all of them, so each timing
+    round does the work the project's command does (every round runs in a fresh process,
+    so nothing cached in one round reaches the next)."""
     blob = base64.b64encode(pickle.dumps(calls)).decode()
     name = "perfsmith_replay_" + "".join(c if c.isalnum() else "_" for c in spec)[-60:]
     source = (
@@ -198,7 +200,7 @@ def replay_generator(spec: str, calls: list[tuple[Any, ...]]) -> Target:
         "import base64, pickle\n"
         f"_CALLS = pickle.loads(base64.b64decode({blob!r}))\n\n\n"
         "def generate(seed):\n"
-        "    return _CALLS[seed % 3 :: 3] or _CALLS\n"
+        "    return list(_CALLS)\n"
     )
     return Target(path=Path(f"{name}.py"), function="generate", source=source)
 
@@ -354,9 +356,21 @@ async def _in_worktree(
     if code != 0:
         raise RepoError(f"{command!r} fails before any change (exit {code}): {tail}")
     result = RepoResult(branch=branch, base=base, baseline_s=seconds)
-    for spot in hotspots(work, profile_dir, top):
+    spots = hotspots(work, profile_dir, top)
+    # A second run records the hot functions' real arguments: verification replays them
+    # (falling back to inputs inferred from type hints for a function never captured).
+    capture_dir = profile_dir / "capture"
+    specs = [f"{spot.file}::{spot.function}" for spot in spots]
+    if specs:
+        code, _, tail = await asyncio.to_thread(
+            run_command, command, work, profile_dir=capture_dir, capture=specs
+        )
+        if code != 0:
+            raise RepoError(f"{command!r} fails while its calls are recorded: {tail}")
+    for spot in spots:
         spec = f"{spot.file}::{spot.function}"
         target = f"{work / spot.file}::{spot.function}"
+        calls = captured_inputs(capture_dir, spec) if specs else []
         original = (work / spot.file).read_text(encoding="utf-8")
         try:
             outcome = await optimize(
@@ -364,6 +378,7 @@ async def _in_worktree(
                 sandbox=sandbox,
                 llm=llm,
                 candidates=candidates.get(spec, []),
+                inputs=replay_generator(spec, calls) if calls else None,
                 rounds=rounds,
                 k=k,
                 apply=True,

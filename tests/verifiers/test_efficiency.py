@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from perfsmith.sandbox.base import Sandbox
+from perfsmith.sandbox.base import Limits, Sandbox
 from perfsmith.verifiers.correctness import GeneratedInputs
-from perfsmith.verifiers.efficiency import Timing, TimingError, measure_speed
+from perfsmith.verifiers.efficiency import (
+    MIN_ROUNDS,
+    Timing,
+    TimingError,
+    adapt_to_slow_calls,
+    measure_speed,
+)
 from perfsmith.verifiers.target import parse_target
 
 REFERENCE = """
@@ -91,3 +97,36 @@ async def test_a_faked_clock_is_caught(sandbox: Sandbox, files: Path) -> None:
     assert faked.flags and faked.flags[0].startswith("timer: round"), faked.flags
     with pytest.raises(TimingError, match="impossible time"):
         await timing(sandbox, files, "zero_clock", rounds=3)
+
+
+VARYING = """
+def inputs(seed):
+    # the calibration seed (999) gets a tiny input, every round a large one
+    return [(list(range(20 if seed == 999 else 1500)),)]
+"""
+
+
+async def test_loops_are_calibrated_on_the_largest_inputs(sandbox: Sandbox, files: Path) -> None:
+    # Calibrated on the tiny input alone, one round would run ~10^4 loops of a 20 ms call
+    # and be killed at the time limit; calibrated on the slowest seed it takes a few loops.
+    (files / "varying.py").write_text(VARYING)
+    result = await measure_speed(
+        sandbox,
+        parse_target(f"{files}/ref.py::dedupe"),
+        parse_target(f"{files}/fast.py::dedupe"),
+        GeneratedInputs(parse_target(f"{files}/varying.py::inputs")),
+        rounds=5,
+        target_s=0.05,
+    )
+    assert result.loops <= 20, result.loops
+    assert result.verdict == "faster" and result.estimate.low > 5, result.estimate
+
+
+def test_slow_values_get_fewer_rounds_and_room_to_finish() -> None:
+    rounds, limits = adapt_to_slow_calls(0.1, 12, None, budget_s=120)
+    assert rounds == 12 and limits.wall_s == 30  # the usual case is left alone
+    rounds, limits = adapt_to_slow_calls(8.0, 12, None, budget_s=120)
+    assert rounds == 7  # 7 pairs of 8 s values fit in 120 s
+    assert limits.wall_s == 50 and limits.cpu_s == 50  # a 5x slower side still finishes
+    rounds, _ = adapt_to_slow_calls(60.0, 12, Limits(wall_s=5, cpu_s=5), budget_s=120)
+    assert rounds == MIN_ROUNDS  # never too few for an interval

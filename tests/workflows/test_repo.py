@@ -72,7 +72,11 @@ def test_verified_speedups_land_on_a_new_branch_and_the_tree_is_untouched(
     # the profile ranked the project's own hot functions (tests and summary excluded)
     assert set(targets) == {"textstats/core.py::char_histogram", "textstats/core.py::unique_words"}
     kept = [f for f in result["functions"] if f["kept"]]
-    assert any(f["target"].endswith("char_histogram") for f in kept)
+    # both verified on the calls the tests really make (recorded by a second run): on
+    # inputs inferred from type hints (short strings) dict.fromkeys is not faster than a
+    # scan of a short list, on the tests' 3000-word corpus it is many times faster
+    assert {f["target"] for f in kept} == set(targets), result
+    assert all(f["speedup"] > 5 for f in kept), result
     # one commit per kept speedup, on the new branch only
     log = git(repo, "log", "--format=%s", f"{head}..faster").splitlines()
     assert len(log) == len(kept) and all(line.startswith("perfsmith: ") for line in log)
