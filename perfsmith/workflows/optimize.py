@@ -211,14 +211,19 @@ class OptimizeSession:
     # -- tools -----------------------------------------------------------------------
 
     async def profile(self) -> dict[str, Any]:
-        """Profile the workload in the sandbox (cProfile): wall time, the hottest
-        functions, and the target's share of the time."""
+        """Profile the workload in the sandbox: wall time, the hottest functions
+        (cProfile), the target's share of the time, its hottest lines (line_profiler) and
+        the call tree (pyinstrument)."""
         if self.workload is None:
             return {"note": "no workload given: nothing to profile", "summary": ""}
         if self.profile_report is None:
             self.profile_report = await self.check_workload()
         report = self.profile_report
-        return {"summary": describe(report), "target_share": report["target"]["share"]}
+        return {
+            "summary": describe(report),
+            "target_share": report["target"]["share"],
+            "call_tree": str(report.get("tree", ""))[:1500],
+        }
 
     async def check_workload(self) -> dict[str, Any]:
         """Run the workload once under the profiler; a workload that fails is the user's

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 
 from perfsmith.storage.runs import RunStore
 from perfsmith.workflows.optimize import CandidateResult, OptimizeResult, OptimizeSession
+from perfsmith.workflows.profiling import hot_lines
 
 Timing = tuple[str, str, float | None, float | None]
 
@@ -18,8 +20,21 @@ def _speed(r: CandidateResult) -> str:
     return f"{r.speedup:.2f}x" + (f" [{r.ci[0]:.2f}, {r.ci[1]:.2f}]" if r.ci else "")
 
 
+def _profile_text(profile: dict[str, Any] | None) -> tuple[list[str], str]:
+    """(hot lines, call tree) of the workload's profile, or empty ones."""
+    if not profile:
+        return [], ""
+    tree = profile.get("tree") or profile.get("tree_error", "")
+    hot = hot_lines(profile, limit=6) or (
+        [profile["lines_error"]] if "lines_error" in profile else []
+    )
+    return hot, str(tree).rstrip()
+
+
 def markdown(
-    result: OptimizeResult, tasks: list[tuple[str, str, float | None, float | None]]
+    result: OptimizeResult,
+    tasks: list[tuple[str, str, float | None, float | None]],
+    profile: dict[str, Any] | None = None,
 ) -> str:
     lines = [f"# perfsmith optimize: {result.target}", "", f"run `{result.run_id}`", ""]
     if result.best is not None:
@@ -36,6 +51,13 @@ def markdown(
         lines.append(f"| {r.id} | {r.origin} | {r.verdict} | {_speed(r)} | {failure} |")
     if result.diff:
         lines += ["", "## Diff", "", "```diff", result.diff.rstrip("\n"), "```"]
+    hot, tree = _profile_text(profile)
+    if hot or tree:
+        lines += ["", "## Profile of the workload", ""]
+        if hot:
+            lines += ["Hottest lines (line_profiler):", "", "```", *hot, "```", ""]
+        if tree:
+            lines += ["Call tree (pyinstrument):", "", "```", tree, "```"]
     if tasks:
         lines += ["", "## Plan", "", "| task | status | start s | run s |", "|---|---|---|---|"]
         for name, status, start, run_s in tasks:
@@ -87,7 +109,9 @@ def _candidate_row(r: CandidateResult, scale: float) -> str:
     )
 
 
-def html_page(result: OptimizeResult, tasks: list[Timing]) -> str:
+def html_page(
+    result: OptimizeResult, tasks: list[Timing], profile: dict[str, Any] | None = None
+) -> str:
     """A self-contained page: candidates with their intervals, the diff, the timeline."""
     scale = max([r.ci[1] for r in result.candidates if r.ci] + [2.0])
     rows = "".join(_candidate_row(r, scale) for r in result.candidates)
@@ -117,8 +141,22 @@ def html_page(result: OptimizeResult, tasks: list[Timing]) -> str:
         f"<p>run <code>{html.escape(result.run_id)}</code></p><p><b>{best}</b></p>"
         f"<h2>Candidates</h2><table><tr>{header}</tr>{rows}</table>"
         f"<h2>Diff</h2><pre>{html.escape(result.diff) or '(none)'}</pre>"
-        f"<h2>Plan timeline</h2><table>{timeline}</table></body></html>\n"
+        + _profile_html(profile)
+        + f"<h2>Plan timeline</h2><table>{timeline}</table></body></html>\n"
     )
+
+
+def _profile_html(profile: dict[str, Any] | None) -> str:
+    hot, tree = _profile_text(profile)
+    if not hot and not tree:
+        return ""
+    out = "<h2>Profile of the workload</h2>"
+    if hot:
+        out += "<h3>Hottest lines (line_profiler)</h3><pre>" + html.escape("\n".join(hot))
+        out += "</pre>"
+    if tree:
+        out += "<h3>Call tree (pyinstrument)</h3><pre>" + html.escape(tree) + "</pre>"
+    return out
 
 
 def write_report(result: OptimizeResult, session: OptimizeSession, folder: Path) -> Path:
@@ -132,8 +170,12 @@ def write_report(result: OptimizeResult, session: OptimizeSession, folder: Path)
         start = t.started_at - origin if t.started_at is not None and origin is not None else None
         run_s = t.run_s if t.ended_at is not None else None
         tasks.append((f"{t.round}.{t.idx} {t.tool}", t.status, start, run_s))
-    (folder / "report.md").write_text(markdown(result, tasks), encoding="utf-8")
-    (folder / "report.html").write_text(html_page(result, tasks), encoding="utf-8")
+    (folder / "report.md").write_text(
+        markdown(result, tasks, session.profile_report), encoding="utf-8"
+    )
+    (folder / "report.html").write_text(
+        html_page(result, tasks, session.profile_report), encoding="utf-8"
+    )
     if result.diff:
         (folder / "best.diff").write_text(result.diff, encoding="utf-8")
     return folder / "report.md"

@@ -114,6 +114,9 @@ def test_the_faster_candidate_wins_the_wrong_one_is_rejected_and_apply_rewrites(
     text = report.read_text()
     assert "incorrect" in text and "faster" in text
     assert "| 1.1 profile | done |" in text and "| 1.8 read_source | done |" in text
+    # the workload's profile: the target's hottest line and the call tree through it
+    assert "Hottest lines (line_profiler)" in text and "if word in seen:" in text
+    assert "Call tree (pyinstrument)" in text and "find_duplicates  dupes.py:" in text
     assert len(verdicts) == 3
     # stored: every candidate with its source and verdict
     db = Database(f"sqlite:///{tmp_path / 'home' / 'perfsmith.db'}")
