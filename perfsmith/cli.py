@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from perfsmith.cli_kernel import kernel_app
 from perfsmith.config import load_settings
 from perfsmith.console import DagRow, LiveProgress, dag_table
 from perfsmith.errors import PerfsmithError
@@ -42,6 +43,7 @@ runs_app = typer.Typer(help="Inspect and resume stored runs.", no_args_is_help=T
 app.add_typer(runs_app, name="runs")
 sandbox_app = typer.Typer(help="Run untrusted code under hard limits.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(kernel_app, name="kernel")
 
 out = Console()
 if not out.is_terminal and "COLUMNS" not in os.environ:

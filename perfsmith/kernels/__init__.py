@@ -1,0 +1,1 @@
+"""Kernel generation: KernelBench problems, C++/CUDA candidates, their verification."""

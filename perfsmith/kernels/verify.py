@@ -1,0 +1,424 @@
+"""Verify a kernel candidate against a KernelBench-format problem, in the sandbox.
+
+Steps, each its own sandboxed process: static checks (no process at all), compile (the
+candidate's ``load_inline`` calls, with perfsmith's flags; built extensions are cached by
+the candidate's source hash), then correctness trials and interleaved timing rounds in one
+process that loads the cached extensions. The result is what ``perfsmith kernel verify``
+prints.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import pickle
+import platform
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from perfsmith.errors import PerfsmithError
+from perfsmith.kernels.cheats import check_kernel_source
+from perfsmith.sandbox.base import Limits, Sandbox, SandboxResult
+from perfsmith.verifiers.stats import paired_speedup, verdict
+
+Device = Literal["cpu", "cuda"]
+CPU_FLAGS = ["-O3", "-march=native", "-fopenmp"]
+CUDA_FLAGS = ["-O3"]
+EXCESSIVE_SPEEDUP = 10.0
+HARNESS = "_perfsmith_kernel.py"
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+class KernelInputError(PerfsmithError):
+    """The problem or the candidate file is unusable (a usage error, exit 2)."""
+
+
+class KernelResult(BaseModel):
+    compiled: bool
+    correct: bool
+    failure: str | None
+    verdict: Literal["faster", "slower", "same", "incorrect", "uncompiled", "unmeasured"]
+    speedup: float | None
+    ci: tuple[float, float] | None
+    flags: list[str] = Field(default_factory=list)
+    device: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def win(self) -> bool:
+        """Faster, correct and not flagged for review."""
+        return self.verdict == "faster" and not self.flags
+
+
+@dataclass
+class KernelSettings:
+    device: Device = "cpu"
+    trials: int = 5
+    rounds: int = 10
+    threshold: float = 0.05
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    atol: float | None = None  # None: by dtype (fp32 1e-4, fp16/bf16 1e-2)
+    rtol: float | None = None
+    target_s: float = 0.05
+    budget_s: float = 60.0
+    warmup: int = 2
+    seed: int = 42
+    time: bool = True
+    static_checks: bool = True
+    compile_only: bool = False
+    cuda_arch: str = "sm_90"
+
+
+def read_problem(path: str | Path) -> str:
+    """The problem's source, checked for the KernelBench contract."""
+    source = _read(path, "problem")
+    names = _top_level(source, path)
+    missing = [n for n in ("Model", "get_inputs", "get_init_inputs") if n not in names]
+    if missing:
+        raise KernelInputError(
+            f"{path} is not a KernelBench problem: it defines no {', '.join(missing)} "
+            "(it needs class Model(torch.nn.Module), get_inputs() and get_init_inputs())"
+        )
+    return source
+
+
+def read_candidate(path: str | Path) -> str:
+    source = _read(path, "candidate")
+    check_candidate_source(source, str(path))
+    return source
+
+
+def check_candidate_source(source: str, where: str = "the candidate") -> None:
+    if "ModelNew" not in _top_level(source, where):
+        raise KernelInputError(f"{where} defines no class ModelNew")
+
+
+def _read(path: str | Path, what: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise KernelInputError(f"{what} file {path} does not exist")
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KernelInputError(f"cannot read {what} file {path}: {exc}") from exc
+
+
+def _top_level(source: str, where: str | Path) -> set[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise KernelInputError(
+            f"{where} has a syntax error at line {exc.lineno}: {exc.msg}"
+        ) from exc
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def harness_source() -> str:
+    return resources.files("perfsmith.kernels").joinpath("harness_main.py").read_text("utf-8")
+
+
+def cache_root() -> Path:
+    from perfsmith.inference.models import cache_dir
+
+    return cache_dir() / "kernels"
+
+
+def build_key(candidate: str, settings: KernelSettings) -> str:
+    import torch
+
+    blob = json.dumps(
+        [
+            candidate,
+            settings.device,
+            settings.compile_only,
+            CPU_FLAGS,
+            CUDA_FLAGS,
+            torch.__version__,
+            sys.version,
+            platform.machine(),
+        ]
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _environment(settings: KernelSettings) -> dict[str, str]:
+    bin_dirs = [str(Path(sys.executable).parent)]
+    env: dict[str, str] = {"OMP_NUM_THREADS": str(settings.threads)}
+    cuda_home = os.environ.get("CUDA_HOME") or (
+        "/usr/local/cuda" if Path("/usr/local/cuda").is_dir() else None
+    )
+    if cuda_home:
+        env["CUDA_HOME"] = cuda_home
+        bin_dirs.append(f"{cuda_home}/bin")
+    env["PATH"] = ":".join([*bin_dirs, SAFE_PATH])
+    if settings.compile_only or settings.device == "cpu":
+        env["TORCH_CUDA_ARCH_LIST"] = "9.0"
+    return env
+
+
+def _config(problem: str, candidate: str, settings: KernelSettings) -> dict[str, Any]:
+    half = {"atol": settings.atol or 1e-2, "rtol": settings.rtol or 1e-2}
+    full = {"atol": settings.atol or 1e-4, "rtol": settings.rtol or 1e-4}
+    return {
+        "problem": "problem_src.py",
+        "candidate": "candidate_src.py",
+        "device": "cuda" if settings.device == "cuda" else "cpu",
+        "cflags": CPU_FLAGS,
+        "cuda_cflags": CUDA_FLAGS,
+        "cuda_arch": settings.cuda_arch,
+        "tolerances": {"float": full, "half": half},
+        "trials": settings.trials,
+        "rounds": settings.rounds,
+        "seed": settings.seed,
+        "init_seed": 0,
+        "time": settings.time,
+        "warmup": settings.warmup,
+        "target_s": settings.target_s,
+        "budget_s": settings.budget_s,
+        "max_calls": 1000,
+        "threads": settings.threads,
+    }
+
+
+def _limits(settings: KernelSettings, compiling: bool) -> Limits:
+    # CUDA maps tens of GB of address space up front: RLIMIT_AS must not stand in its way
+    memory = 1 << 20 if settings.device == "cuda" else (8192 if compiling else 16384)
+    return Limits(
+        wall_s=900 if compiling else 600,
+        cpu_s=1800 if compiling else 1200,
+        memory_mb=memory,
+        processes=512,
+        file_size_mb=1024,
+        disk_mb=4096,
+        open_files=1024,
+        output_bytes=4_000_000,
+    )
+
+
+def _tail(result: SandboxResult) -> str:
+    lines = (result.stderr or result.stdout or result.reason or str(result.status)).strip()
+    return " | ".join(lines.splitlines()[-6:])
+
+
+async def _step(
+    sandbox: Sandbox,
+    mode: str,
+    files: dict[str, bytes],
+    settings: KernelSettings,
+    collect: list[str],
+) -> tuple[dict[str, Any], SandboxResult]:
+    result = await sandbox.run(
+        [sys.executable, "-s", HARNESS, mode],
+        files=files,
+        collect=["result.json", *collect],
+        limits=_limits(settings, mode != "run"),
+        env=_environment(settings),
+    )
+    data = result.files.get("result.json")
+    if data is None:
+        what = result.reason or result.status.value
+        return {
+            "error": f"the {mode} step ended without a result ({what}): {_tail(result)}"
+        }, result
+    out: dict[str, Any] = json.loads(data)
+    return out, result
+
+
+def _failed(
+    settings: KernelSettings,
+    *,
+    compiled: bool,
+    failure: str,
+    flags: list[str] | None = None,
+    details: dict[str, Any] | None = None,
+) -> KernelResult:
+    return KernelResult(
+        compiled=compiled,
+        correct=False,
+        failure=failure,
+        verdict="incorrect" if compiled else "uncompiled",
+        speedup=None,
+        ci=None,
+        flags=flags or [],
+        device=settings.device,
+        details=details or {},
+    )
+
+
+async def compile_candidate(
+    sandbox: Sandbox, problem: str, candidate: str, settings: KernelSettings
+) -> tuple[Path | None, str | None, bool]:
+    """Build the candidate's extensions (or find them in the cache).
+
+    Returns (the cache folder holding NAME.so files, the failure, whether it was cached)."""
+    folder = cache_root() / build_key(candidate, settings)
+    if (folder / "ok").is_file():
+        return folder, None, True
+    if not re.search(r"\bload(_inline)?\s*\(", candidate):
+        # nothing to build ahead (Triton kernels compile when first called)
+        empty = cache_root() / "nothing-built"
+        empty.mkdir(parents=True, exist_ok=True)
+        return empty, None, True
+    files = {
+        HARNESS: harness_source().encode(),
+        "config.json": json.dumps(_config(problem, candidate, settings)).encode(),
+        "problem_src.py": problem.encode(),
+        "candidate_src.py": candidate.encode(),
+    }
+    mode = "compile-only" if settings.compile_only else "compile"
+    out, result = await _step(sandbox, mode, files, settings, ["built.pkl"])
+    if "error" in out:
+        return None, str(out["error"]), False
+    if not out.get("compiled"):
+        return None, str(out.get("failure") or "the build failed"), False
+    built: dict[str, bytes] = pickle.loads(result.files.get("built.pkl", pickle.dumps({})))
+    staging = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name, blob in built.items():
+        (staging / f"{name}.so").write_bytes(blob)
+    (staging / "ok").write_text(json.dumps(out), encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return folder, None, False
+
+
+async def verify_kernel(
+    sandbox: Sandbox,
+    problem: str,
+    candidate: str,
+    settings: KernelSettings | None = None,
+) -> KernelResult:
+    """Is ``candidate`` (a ModelNew source) correct on ``problem`` (a Model source), and
+    faster? Sources, not paths: the kernel workflow verifies LLM proposals the same way."""
+    settings = settings or KernelSettings()
+    check_candidate_source(candidate)
+    if settings.static_checks:
+        findings = check_kernel_source(candidate)
+        if findings:
+            return _failed(
+                settings,
+                compiled=False,
+                failure=f"rejected before compiling: {findings[0]}",
+                flags=[f"cheat: {f}" for f in findings],
+            )
+    folder, failure, cached = await compile_candidate(sandbox, problem, candidate, settings)
+    if folder is None:
+        return _failed(settings, compiled=False, failure=failure or "the build failed")
+    details: dict[str, Any] = {"build_cached": cached, "backend": sandbox.name}
+    if settings.compile_only:
+        return KernelResult(
+            compiled=True,
+            correct=False,
+            failure="compiled only: no GPU here to run it on",
+            verdict="unmeasured",
+            speedup=None,
+            ci=None,
+            device=settings.device,
+            details=details,
+        )
+    files = {
+        HARNESS: harness_source().encode(),
+        "config.json": json.dumps(_config(problem, candidate, settings)).encode(),
+        "problem_src.py": problem.encode(),
+        "candidate_src.py": candidate.encode(),
+    }
+    for so in folder.glob("*.so"):
+        files[f"_kcache/{so.name}"] = so.read_bytes()
+    out, _ = await _step(sandbox, "run", files, settings, [])
+    if "error" in out:
+        return _failed(settings, compiled=True, failure=str(out["error"]), details=details)
+    if not out.get("compiled", True):
+        return _failed(settings, compiled=False, failure=str(out.get("failure")))
+    details["threads"] = out.get("threads")
+    if "device_name" in out:
+        details["device_name"] = out["device_name"]
+    if not out.get("correct"):
+        return _failed(
+            settings,
+            compiled=True,
+            failure=str(out.get("failure")),
+            flags=list(out.get("flags", [])),
+            details=details,
+        )
+    if not settings.time:
+        return KernelResult(
+            compiled=True,
+            correct=True,
+            failure=None,
+            verdict="unmeasured",
+            speedup=None,
+            ci=None,
+            device=settings.device,
+            details=details,
+        )
+    return _timed(out["timing"], settings, details)
+
+
+def _timed(
+    timing: dict[str, Any], settings: KernelSettings, details: dict[str, Any]
+) -> KernelResult:
+    ref_s: list[float] = timing["reference_s"]
+    cand_s: list[float] = timing["candidate_s"]
+    estimate = paired_speedup(ref_s, cand_s)
+    calls = int(timing["calls"])
+    ref_call = sorted(ref_s)[len(ref_s) // 2] / calls
+    cand_call = sorted(cand_s)[len(cand_s) // 2] / calls
+    flags: list[str] = []
+    if estimate.speedup > EXCESSIVE_SPEEDUP:
+        flags.append(
+            f"review: speedup {estimate.speedup:.1f}x is beyond {EXCESSIVE_SPEEDUP:.0f}x; "
+            "not reported as a win until a person has looked"
+        )
+    bandwidth = timing.get("peak_bandwidth")
+    if bandwidth:
+        floor = timing["bytes"] / bandwidth
+        details["roofline_s"] = floor
+        if cand_call < 0.8 * floor:
+            flags.append(
+                f"review: {cand_call * 1e6:.1f} us per call is below the {floor * 1e6:.1f} us "
+                "it takes to move the inputs and outputs at the GPU's measured bandwidth"
+            )
+    details.update(
+        calls=calls,
+        rounds=int(timing["rounds"]),
+        threads=timing.get("threads"),
+        reference_call_s=ref_call,
+        candidate_call_s=cand_call,
+        reference_s=ref_s,
+        candidate_s=cand_s,
+        bytes=timing.get("bytes"),
+        peak_bandwidth=bandwidth,
+    )
+    return KernelResult(
+        compiled=True,
+        correct=True,
+        failure=None,
+        verdict=verdict(estimate, settings.threshold),
+        speedup=round(estimate.speedup, 6),
+        ci=(round(estimate.low, 6), round(estimate.high, 6)),
+        flags=flags,
+        device=settings.device,
+        details=details,
+    )
