@@ -1,0 +1,166 @@
+"""Kernel benchmark: for each problem in examples/kernels, the reference's time, the
+hand-written kernel's (examples/kernels/cpp or cuda) and, where a kernel declares
+tunables, every autotuned variant's; speedups with 95% intervals, and fast_p (the
+fraction of problems whose best verified kernel is correct and more than p times faster).
+
+    python bench/kernels.py [--device cpu|cuda] [--quick] [--out PATH]
+
+--quick tunes nothing and times fewer rounds. Builds are cached (PERFSMITH_CACHE_DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from perfsmith.kernels.autotune import autotune, tunables, variants
+from perfsmith.kernels.verify import (
+    KernelResult,
+    KernelSettings,
+    compile_candidate,
+    read_problem,
+    verify_kernel,
+)
+from perfsmith.sandbox.process import ProcessSandbox
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "kernels"
+P_VALUES = (1.0, 1.5, 2.0)
+
+
+def row(result: KernelResult) -> dict[str, Any]:
+    d = result.details
+    return {
+        "verdict": result.verdict,
+        "correct": result.correct,
+        "speedup": result.speedup,
+        "ci": result.ci,
+        "flags": result.flags,
+        "reference_us": round(d["reference_call_s"] * 1e6, 2) if "reference_call_s" in d else None,
+        "candidate_us": round(d["candidate_call_s"] * 1e6, 2) if "candidate_call_s" in d else None,
+        "failure": result.failure,
+        "device_name": d.get("device_name"),
+    }
+
+
+def fast_p(best: list[KernelResult | None], p: float) -> float:
+    ok = [r for r in best if r is not None and r.correct and not r.flags and (r.speedup or 0) > p]
+    return len(ok) / len(best) if best else 0.0
+
+
+async def prebuild(
+    box: ProcessSandbox,
+    folder: Path,
+    settings: KernelSettings,
+    *,
+    tune: bool,
+    only: list[str] | None,
+) -> None:
+    """Every kernel and tuning variant built in parallel (half the cores) before any
+    timing: builds are CPU work that must not overlap a measurement."""
+    jobs: list[tuple[str, str, str]] = []
+    for kernel in sorted(folder.glob("*.py")):
+        if only and kernel.stem not in only:
+            continue
+        problem = read_problem(EXAMPLES / kernel.name)
+        source = kernel.read_text()
+        jobs.append((kernel.stem, problem, source))
+        if tune:
+            jobs += [(f"{kernel.stem} {v.label}", problem, v.source) for v in variants(source)]
+    limit = asyncio.Semaphore(max(1, (os.cpu_count() or 2) // 2))
+
+    async def build(label: str, problem: str, source: str) -> None:
+        async with limit:
+            t0 = time.perf_counter()
+            built, failure, cached = await compile_candidate(box, problem, source, settings)
+            state = "cached" if cached else ("built" if built else f"FAILED: {failure}")
+            print(f"{label}: {state} ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    await asyncio.gather(*(build(*job) for job in jobs))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--only", nargs="*", help="problem names (default: all)")
+    parser.add_argument(
+        "--prebuild-only", action="store_true", help="build every kernel and variant, time none"
+    )
+    args = parser.parse_args()
+    folder = EXAMPLES / ("cpp" if args.device == "cpu" else "cuda")
+    settings = KernelSettings(device=args.device, rounds=5 if args.quick else 10)
+    box = ProcessSandbox()
+    await prebuild(box, folder, settings, tune=not args.quick, only=args.only)
+    if args.prebuild_only:
+        await box.close()
+        return
+    problems: list[dict[str, Any]] = []
+    best_results: list[KernelResult | None] = []
+    started = time.perf_counter()
+    for problem_path in sorted(EXAMPLES.glob("*.py")):
+        name = problem_path.stem
+        if args.only and name not in args.only:
+            continue
+        problem = read_problem(problem_path)
+        kernel = folder / f"{name}.py"
+        if not kernel.is_file():
+            problems.append({"problem": name, "hand_written": None})
+            best_results.append(None)
+            continue
+        source = kernel.read_text()
+        t0 = time.perf_counter()
+        hand = await verify_kernel(box, problem, source, settings)
+        entry: dict[str, Any] = {"problem": name, "hand_written": row(hand), "variants": []}
+        best = hand if hand.correct and not hand.flags else None
+        if tunables(source) and not args.quick:
+            winner, found = await autotune(box, problem, source, settings)
+            entry["variants"] = [
+                {"values": v.label, **row(v.result)} for v in found if v.result is not None
+            ]
+            if winner is not None and winner.result is not None:
+                entry["best_variant"] = winner.label
+                if best is None or (winner.result.speedup or 0) > (best.speedup or 0):
+                    best = winner.result
+        entry["best_speedup"] = best.speedup if best else None
+        entry["seconds"] = round(time.perf_counter() - t0, 1)
+        problems.append(entry)
+        best_results.append(best)
+        print(json.dumps({k: entry[k] for k in ("problem", "best_speedup", "seconds")}), flush=True)
+    await box.close()
+    report = {
+        "device": args.device,
+        "device_name": next(
+            (
+                p["hand_written"].get("device_name")
+                for p in problems
+                if p.get("hand_written") and p["hand_written"].get("device_name")
+            ),
+            None,
+        ),
+        "machine": platform.processor() or platform.machine(),
+        "threads": settings.threads if args.device == "cpu" else None,
+        "quick": args.quick,
+        "problems": problems,
+        "fast_p": {str(p): fast_p(best_results, p) for p in P_VALUES},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(json.dumps(report["fast_p"]))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(main())
