@@ -136,7 +136,19 @@ async def main() -> None:
         problems.append(entry)
         best_results.append(best)
         print(json.dumps({k: entry[k] for k in ("problem", "best_speedup", "seconds")}), flush=True)
+        write(args, problems, best_results, settings, started)  # partial results survive
     await box.close()
+    report = write(args, problems, best_results, settings, started)
+    print(json.dumps(report["fast_p"]))
+
+
+def write(
+    args: argparse.Namespace,
+    problems: list[dict[str, Any]],
+    best_results: list[KernelResult | None],
+    settings: KernelSettings,
+    started: float,
+) -> dict[str, Any]:
     report = {
         "device": args.device,
         "device_name": next(
@@ -154,11 +166,10 @@ async def main() -> None:
         "fast_p": {str(p): fast_p(best_results, p) for p in P_VALUES},
         "seconds": round(time.perf_counter() - started, 1),
     }
-    text = json.dumps(report, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(json.dumps(report["fast_p"]))
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -57,7 +58,9 @@ def compiled_launcher() -> Path | None:
     target = launcher_dir() / f"launcher-{digest}"
     if target.exists():
         return target
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    # functools.cache does not stop threads that ask at once from all compiling: each
+    # writes its own file (pid and thread), and the atomic rename makes them agree
+    tmp = target.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
     done = subprocess.run([cc, "-O2", "-o", str(tmp), str(C_SOURCE)], capture_output=True)
     if done.returncode != 0:
         return None
