@@ -63,6 +63,7 @@ async def prebuild(
     *,
     tune: bool,
     only: list[str] | None,
+    jobs_limit: int | None = None,
 ) -> None:
     """Every kernel and tuning variant built in parallel (half the cores) before any
     timing: builds are CPU work that must not overlap a measurement."""
@@ -75,7 +76,11 @@ async def prebuild(
         jobs.append((kernel.stem, problem, source))
         if tune:
             jobs += [(f"{kernel.stem} {v.label}", problem, v.source) for v in variants(source)]
-    limit = asyncio.Semaphore(max(1, (os.cpu_count() or 2) // 2))
+    unique: dict[str, tuple[str, str, str]] = {}
+    for job in jobs:  # a variant can be the kernel as written: build it once
+        unique.setdefault(job[2], job)
+    jobs = list(unique.values())
+    limit = asyncio.Semaphore(jobs_limit or max(1, (os.cpu_count() or 2) // 2))
 
     async def build(label: str, problem: str, source: str) -> None:
         async with limit:
@@ -93,6 +98,7 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--only", nargs="*", help="problem names (default: all)")
+    parser.add_argument("--jobs", type=int, help="parallel builds (default: half the cores)")
     parser.add_argument(
         "--prebuild-only", action="store_true", help="build every kernel and variant, time none"
     )
@@ -100,7 +106,7 @@ async def main() -> None:
     folder = EXAMPLES / ("cpp" if args.device == "cpu" else "cuda")
     settings = KernelSettings(device=args.device, rounds=5 if args.quick else 10)
     box = ProcessSandbox()
-    await prebuild(box, folder, settings, tune=not args.quick, only=args.only)
+    await prebuild(box, folder, settings, tune=not args.quick, only=args.only, jobs_limit=args.jobs)
     if args.prebuild_only:
         await box.close()
         return
