@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +23,9 @@ err = Console(stderr=True, soft_wrap=True)
 
 DeviceOption = Annotated[str, typer.Option(help="cpu (C++/OpenMP) or cuda.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-BackendOption = Annotated[str, typer.Option(help="Sandbox: auto, process, bubblewrap, docker.")]
+SandboxOption = Annotated[
+    str, typer.Option("--sandbox", help="Sandbox: auto, process, bubblewrap, docker.")
+]
 
 
 def usage_error(message: str) -> typer.Exit:
@@ -42,11 +45,11 @@ def check_device(device: str, compile_only: bool) -> None:
         )
 
 
-def check_backend(backend: str) -> None:
+def check_sandbox(name: str) -> None:
     from perfsmith.sandbox.select import BACKENDS
 
-    if backend not in BACKENDS:
-        raise usage_error(f"--backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if name not in BACKENDS:
+        raise usage_error(f"--sandbox must be one of {', '.join(BACKENDS)}, not {name!r}")
 
 
 def print_result(result: Any, as_json: bool) -> None:
@@ -89,7 +92,7 @@ def verify_cmd(
     compile_only: Annotated[
         bool, typer.Option("--compile-only", help="Only compile (CUDA without a GPU).")
     ] = False,
-    backend: BackendOption = "auto",
+    sandbox: SandboxOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Does CANDIDATE compile, match PROBLEM's Model on fresh inputs, and run faster?"""
@@ -103,7 +106,7 @@ def verify_cmd(
     from perfsmith.sandbox.select import open_sandbox
 
     check_device(device, compile_only)
-    check_backend(backend)
+    check_sandbox(sandbox)
     try:
         problem_source = read_problem(problem)
         candidate_source = read_candidate(candidate)
@@ -122,7 +125,7 @@ def verify_cmd(
         settings.threads = threads
 
     async def go() -> Any:
-        box = await open_sandbox(backend)
+        box = await open_sandbox(sandbox)
         try:
             return await verify_kernel(box, problem_source, candidate_source, settings)
         finally:
@@ -134,3 +137,184 @@ def verify_cmd(
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     print_result(result, as_json)
+
+
+@kernel_app.command("tune")
+def tune_cmd(
+    problem: Annotated[Path, typer.Argument(help="KernelBench problem: class Model, get_inputs.")],
+    candidate: Annotated[Path, typer.Argument(help="A ModelNew file declaring tunables.")],
+    device: DeviceOption = "cpu",
+    rounds: Annotated[int, typer.Option(min=3, max=200, help="Timing rounds.")] = 10,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, max=256, help="Parallel builds (default: half the cores).")
+    ] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the best variant's source here.")
+    ] = None,
+    sandbox: SandboxOption = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Compile and time every combination of the tunables CANDIDATE declares
+    (`// perfsmith: tune BLOCK=[32,64]` above `#define BLOCK 64`); keep the best verified."""
+    from perfsmith.kernels.autotune import TuneError, autotune, variants
+    from perfsmith.kernels.verify import (
+        KernelInputError,
+        KernelSettings,
+        read_candidate,
+        read_problem,
+    )
+    from perfsmith.sandbox.select import open_sandbox
+
+    check_device(device, compile_only=False)
+    check_sandbox(sandbox)
+    try:
+        problem_source = read_problem(problem)
+        source = read_candidate(candidate)
+        found = variants(source)
+    except (KernelInputError, TuneError) as exc:
+        raise usage_error(str(exc)) from exc
+    if not found:
+        raise usage_error(f"{candidate} declares no tunables (`// perfsmith: tune NAME=[a,b]`)")
+    settings = KernelSettings(device="cuda" if device == "cuda" else "cpu", rounds=rounds)
+    if not as_json:
+        err.print(f"{len(found)} variants of {candidate.name}")
+
+    def progress(line: str) -> None:
+        if not as_json:
+            err.print(escape(line))
+
+    async def go() -> Any:
+        box = await open_sandbox(sandbox)
+        try:
+            return await autotune(
+                box, problem_source, source, settings, parallel_builds=jobs, progress=progress
+            )
+        finally:
+            await box.close()
+
+    try:
+        best, tried = asyncio.run(go())
+    except PerfsmithError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    if best is not None and out_file is not None:
+        out_file.write_text(best.source, encoding="utf-8")
+    rows = [{"values": v.values, **(v.result.model_dump() if v.result else {})} for v in tried]
+    if as_json:
+        payload = {
+            "best": None if best is None else {"values": best.values, **rows[tried.index(best)]},
+            "variants": rows,
+            "out": str(out_file) if best is not None and out_file else None,
+        }
+        sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    for v in tried:
+        r = v.result
+        speed = "-" if r is None or r.speedup is None else f"{r.speedup:.3f}x"
+        out.print(f"{v.label}: {r.verdict if r else '?'} {speed}", markup=False)
+    if best is None:
+        out.print("no variant was verified")
+    else:
+        out.print(f"best: {best.label}" + (f" (written to {out_file})" if out_file else ""))
+
+
+@kernel_app.command("optimize")
+def optimize_cmd(
+    problem: Annotated[Path, typer.Argument(help="KernelBench problem: class Model, get_inputs.")],
+    device: DeviceOption = "cpu",
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Kernel language: cpp (CPU), cuda or triton (GPU). Default by device."),
+    ] = None,
+    llm: Annotated[
+        str | None, typer.Option("--llm", help="none, or an LLM spec (see optimize)")
+    ] = None,
+    candidate: Annotated[
+        list[Path] | None,
+        typer.Option("--candidate", help="A ModelNew file to verify alongside (repeatable)."),
+    ] = None,
+    rounds: Annotated[int, typer.Option(min=1, max=10)] = 2,
+    candidates_k: Annotated[
+        int, typer.Option("--candidates", min=1, max=8, help="Proposals per round.")
+    ] = 3,
+    verify_rounds: Annotated[int, typer.Option("--verify-rounds", min=3, max=200)] = 10,
+    report_dir: Annotated[Path | None, typer.Option("--report-dir")] = None,
+    sandbox: SandboxOption = "auto",
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write faster kernels for PROBLEM's operator: plan, propose kernels with the LLM,
+    compile, verify and time each in the sandbox, tune, report the fastest verified."""
+    from perfsmith.cli import _execute, _guard
+    from perfsmith.config import load_settings
+    from perfsmith.kernels.verify import (
+        KernelInputError,
+        KernelSettings,
+        read_candidate,
+        read_problem,
+    )
+    from perfsmith.llm.factory import default_spec, model_from_spec
+    from perfsmith.sandbox.select import open_sandbox
+    from perfsmith.workflows.kernels import BACKENDS, kernel_optimize
+
+    check_device(device, compile_only=False)
+    check_sandbox(sandbox)
+    language = backend or ("cpp" if device == "cpu" else "cuda")
+    if language not in BACKENDS:
+        raise usage_error(f"--backend must be one of {', '.join(BACKENDS)}, not {language!r}")
+    if (language == "cpp") != (device == "cpu"):
+        raise usage_error(f"--backend {language} does not write kernels for --device {device}")
+    try:
+        read_problem(problem)
+        for path in candidate or []:
+            read_candidate(path)
+    except KernelInputError as exc:
+        raise usage_error(str(exc)) from exc
+    settings = load_settings(database_url=db)
+    spec = None if llm == "none" else (llm or default_spec(settings))
+    if spec is not None:
+        _guard(lambda: model_from_spec(spec, settings))
+    kernel_settings = KernelSettings(
+        device="cuda" if device == "cuda" else "cpu", rounds=verify_rounds
+    )
+
+    async def go(listeners: list[Any]) -> Any:
+        box = await open_sandbox(sandbox)
+        try:
+            return await kernel_optimize(
+                problem,
+                sandbox=box,
+                llm=spec,
+                settings=kernel_settings,
+                backend=language,
+                candidates=candidate or [],
+                rounds=rounds,
+                k=candidates_k,
+                app_settings=settings,
+                report_dir=report_dir,
+                listeners=listeners,
+            )
+        finally:
+            await box.close()
+
+    try:
+        result = _execute(go, as_json)
+    except KernelInputError as exc:
+        raise usage_error(str(exc)) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json()) + "\n")
+        return
+    for c in result.candidates:
+        r = c.result
+        speed = "-" if r.speedup is None else f"{r.speedup:.2f}x"
+        if r.ci:
+            speed += f" [{r.ci[0]:.2f}, {r.ci[1]:.2f}]"
+        line = f"candidate {c.id} ({c.origin}): {r.verdict} {speed}"
+        if r.failure:
+            line += f" · {r.failure.splitlines()[0][:140]}"
+        out.print(line, markup=False, highlight=False)
+    if result.best is None:
+        out.print("no kernel was verified faster")
+    else:
+        out.print(f"best: candidate {result.best.id}, written to {result.best_file}", markup=False)
+    out.print(f"report: {result.report}", markup=False, soft_wrap=True)

@@ -21,6 +21,17 @@ def pytest_report_header() -> str:
     return "postgres tests: skipped (PERFSMITH_TEST_PG_URL is unset; .ci/run sets it)"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _kernel_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One build cache for the session's kernel tests (a C++ build takes tens of
+    seconds); PERFSMITH_TEST_CACHE_DIR keeps it for a benchmark run afterwards."""
+    given = os.environ.get("PERFSMITH_TEST_CACHE_DIR")
+    folder = Path(given) if given else tmp_path_factory.mktemp("kernel-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PERFSMITH_KERNEL_CACHE_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test touches the user's real perfsmith data or config."""

@@ -110,17 +110,21 @@ class _Unbuilt:
         raise RuntimeError(f"extension {self._name} was only compiled, not built")
 
 
+_COMMAND = re.compile(r"^(\[\d+/\d+\]|FAILED:|ninja: )|\s-isystem\s|^\S*(c\+\+|g\+\+|nvcc)\s")
+
+
 def trim_build_log(text: str, limit: int = 40) -> str:
-    """What matters in a build log: the compiler's errors with a line of context."""
-    lines = text.splitlines()
+    """What matters in a build log: the compiler's errors, each with the source line and
+    caret that follow it; no command lines, no build-directory paths."""
+    lines = [row for row in text.splitlines() if not _COMMAND.search(row)]
     keep: list[str] = []
     for i, line in enumerate(lines):
-        if re.search(r"\berror\b|error:|undefined reference|Error building", line):
-            for row in lines[max(0, i - 1) : i + 3]:
-                if row not in keep[-4:]:
+        if re.search(r"error:|error\s*:|undefined reference|undefined symbol", line):
+            for row in lines[i : i + 3]:
+                if row not in keep[-3:]:
                     keep.append(row)
-    keep = keep or lines[-limit:]
-    # paths of the build directory say nothing to the reader
+    if not keep:  # no compiler error line: the exception's own words, then the tail
+        keep = [lines[0]] + lines[-limit + 1 :] if lines else [text[:300]]
     out = [re.sub(r"/\S*/_build/[^/\s]+/", "", row)[:300] for row in keep]
     return "\n".join(out[:limit])
 

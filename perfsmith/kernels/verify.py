@@ -133,6 +133,11 @@ def harness_source() -> str:
 
 
 def cache_root() -> Path:
+    """Where built extensions are kept: PERFSMITH_KERNEL_CACHE_DIR, else ``kernels`` in
+    perfsmith's cache directory."""
+    given = os.environ.get("PERFSMITH_KERNEL_CACHE_DIR")
+    if given:
+        return Path(given)
     from perfsmith.inference.models import cache_dir
 
     return cache_dir() / "kernels"
