@@ -5,8 +5,8 @@ fraction of problems whose best verified kernel is correct and more than p times
 
     python bench/kernels.py [--device cpu|cuda] [--quick] [--out PATH]
 
---quick tunes nothing and times fewer rounds. Builds are cached (PERFSMITH_KERNEL_CACHE_DIR, else the
-user cache directory).
+--quick tunes nothing and times fewer rounds. Builds are cached
+(PERFSMITH_KERNEL_CACHE_DIR, else the user cache directory).
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ def trim_build_log(text: str, limit: int = 40) -> str:
                 if row not in keep[-3:]:
                     keep.append(row)
     if not keep:  # no compiler error line: the exception's own words, then the tail
-        keep = [lines[0]] + lines[-limit + 1 :] if lines else [text[:300]]
+        keep = [lines[0], *lines[-limit + 1 :]] if lines else [text[:300]]
     out = [re.sub(r"/\S*/_build/[^/\s]+/", "", row)[:300] for row in keep]
     return "\n".join(out[:limit])
 
