@@ -41,12 +41,14 @@ bench: install
 	$(BIN)/python bench/sandbox.py --out bench/results/sandbox.json
 	$(BIN)/python bench/verifier.py --out bench/results/verifier.json
 	$(BIN)/python bench/inference.py --out bench/results/inference.json
+	$(BIN)/python bench/kernels.py --device cpu --out bench/results/kernels-cpu.json
 
 bench-quick: install
 	$(BIN)/python bench/orchestration.py --quick --out bench/results/orchestration.json
 	$(BIN)/python bench/sandbox.py --quick --out bench/results/sandbox.json
 	$(BIN)/python bench/verifier.py --quick --out bench/results/verifier.json
 	$(BIN)/python bench/inference.py --quick --out bench/results/inference.json
+	$(BIN)/python bench/kernels.py --device cpu --quick --out bench/results/kernels-cpu.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

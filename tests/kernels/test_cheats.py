@@ -25,7 +25,7 @@ def test_the_corpus_is_large_enough() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    sorted((EXAMPLES / "cpp").glob("*.py")) + sorted((EXAMPLES / "cuda").glob("*.py")),
+    sorted(p for d in ("cpp", "cuda", "triton") for p in (EXAMPLES / d).glob("*.py")),
     ids=lambda p: f"{p.parent.name}/{p.name}",
 )
 def test_hand_written_kernels_pass_the_static_checks(path: Path) -> None:

@@ -15,7 +15,9 @@ from tests.kernels.conftest import EXAMPLES
 
 GPU = torch.cuda.is_available()
 needs_gpu = pytest.mark.skipif(not GPU, reason="no CUDA device visible to torch here")
-CUDA_KERNELS = sorted(p.stem for p in (EXAMPLES / "cuda").glob("*.py"))
+GPU_KERNELS = sorted(
+    f"{p.parent.name}/{p.stem}" for d in ("cuda", "triton") for p in (EXAMPLES / d).glob("*.py")
+)
 
 
 @pytest.mark.skipif(GPU, reason="a GPU is here: the full CUDA path runs instead")
@@ -31,13 +33,13 @@ async def test_cuda_kernels_compile_without_a_gpu(sandbox: Sandbox) -> None:
 
 
 @needs_gpu
-@pytest.mark.parametrize("name", CUDA_KERNELS)
-async def test_cuda_kernels_are_correct_and_timed_on_the_gpu(sandbox: Sandbox, name: str) -> None:
-    problem = read_problem(EXAMPLES / f"{name}.py")
+@pytest.mark.parametrize("name", GPU_KERNELS)
+async def test_gpu_kernels_are_correct_and_timed_on_the_gpu(sandbox: Sandbox, name: str) -> None:
+    problem = read_problem(EXAMPLES / f"{name.split('/')[1]}.py")
     result = await verify_kernel(
         sandbox,
         problem,
-        read_candidate(EXAMPLES / "cuda" / f"{name}.py"),
+        read_candidate(EXAMPLES / f"{name}.py"),
         KernelSettings(device="cuda", rounds=8),
     )
     assert result.compiled and result.correct, result.failure
