@@ -348,6 +348,48 @@ def peak_bandwidth(device: str) -> float | None:
     return float(10 * 2 * a.numel() * 4 / (start.elapsed_time(end) / 1e3))
 
 
+def roofline_inputs(problem: ModuleType, ref: Any, device: str) -> dict[str, Any]:
+    """On GPUs: the operator's FLOPs per call and the measured peak for its dtype."""
+    if not device.startswith("cuda"):
+        return {}
+    x = fresh_inputs(problem, CONFIG["seed"] - 1, device)
+    flops = operator_flops(ref, clone(x))
+    dtypes = [v.dtype for v in x if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    peak = peak_flops(device, dtypes[0]) if flops and dtypes else None
+    return {"flops": flops, "peak_flops": peak}
+
+
+def operator_flops(fn: Any, args: list[Any]) -> int:
+    """Floating-point operations of one call, as torch's flop counter sees them (matrix
+    products and convolutions; elementwise work counts nothing)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        fn(*args)
+    return int(counter.get_total_flops())
+
+
+def peak_flops(device: str, dtype: torch.dtype) -> float | None:
+    """Measured matrix-product throughput of ``dtype`` (floating point) on the GPU."""
+    if not device.startswith("cuda") or not dtype.is_floating_point:
+        return None
+    n = 4096
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    for _ in range(2):
+        a @ b
+    torch.cuda.synchronize()
+    start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+    end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+    start.record()
+    for _ in range(5):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    return float(5 * 2 * n**3 / (start.elapsed_time(end) / 1e3))
+
+
 def timing(problem: ModuleType, ref: Any, new: Any, device: str) -> dict[str, Any]:
     clock = Clock(device)
     sides = {"reference": ref, "candidate": new}
@@ -393,6 +435,7 @@ def timing(problem: ModuleType, ref: Any, new: Any, device: str) -> dict[str, An
         "threads": torch.get_num_threads(),
         "bytes": in_bytes + out_bytes,
         "peak_bandwidth": peak_bandwidth(device),
+        **roofline_inputs(problem, ref, device),
     }
 
 

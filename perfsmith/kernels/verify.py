@@ -378,10 +378,10 @@ async def verify_kernel(
             device=settings.device,
             details=details,
         )
-    return _timed(out["timing"], settings, details)
+    return judge_timing(out["timing"], settings, details)
 
 
-def _timed(
+def judge_timing(
     timing: dict[str, Any], settings: KernelSettings, details: dict[str, Any]
 ) -> KernelResult:
     ref_s: list[float] = timing["reference_s"]
@@ -398,12 +398,18 @@ def _timed(
         )
     bandwidth = timing.get("peak_bandwidth")
     if bandwidth:
-        floor = timing["bytes"] / bandwidth
-        details["roofline_s"] = floor
+        # the roofline: no call can beat moving its bytes at the measured bandwidth, nor
+        # doing its FLOPs at the measured matrix-product peak of its dtype
+        memory_s = timing["bytes"] / bandwidth
+        peak = timing.get("peak_flops")
+        compute_s = timing.get("flops", 0) / peak if peak else 0.0
+        floor = max(memory_s, compute_s)
+        details.update(roofline_s=floor, flops=timing.get("flops"), peak_flops=peak)
         if cand_call < 0.8 * floor:
+            bound = "move its inputs and outputs" if memory_s >= compute_s else "do its FLOPs"
             flags.append(
                 f"review: {cand_call * 1e6:.1f} us per call is below the {floor * 1e6:.1f} us "
-                "it takes to move the inputs and outputs at the GPU's measured bandwidth"
+                f"it takes to {bound} at the GPU's measured peak"
             )
     details.update(
         calls=calls,

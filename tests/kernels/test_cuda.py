@@ -69,3 +69,28 @@ async def test_gpu_stale_memory_and_compile_errors(sandbox: Sandbox) -> None:
     )
     result = await verify_kernel(sandbox, problem, broken, KernelSettings(device="cuda"))
     assert not result.compiled and "missing_sum" in (result.failure or "")
+
+
+@needs_gpu
+async def test_gpu_roofline_is_measured(sandbox: Sandbox) -> None:
+    # torch's own matmul as the "candidate" (static checks off): same speed, no flag,
+    # and the roofline's inputs measured on this GPU
+    problem = read_problem(EXAMPLES / "matmul.py")
+    same = (
+        "import torch\nclass ModelNew(torch.nn.Module):\n"
+        "    def forward(self, a, b):\n        return torch.matmul(a, b)\n"
+    )
+    result = await verify_kernel(
+        sandbox, problem, same, KernelSettings(device="cuda", static_checks=False, rounds=5)
+    )
+    assert result.correct and result.flags == [], result
+    assert result.details["flops"] == 2 * 384**3
+    assert result.details["peak_flops"] > 1e12 and result.details["peak_bandwidth"] > 1e11
+    assert result.details["roofline_s"] < result.details["candidate_call_s"]
+    print(
+        "roofline",
+        result.details["roofline_s"],
+        result.details["peak_flops"],
+        result.details["peak_bandwidth"],
+        result.details["device_name"],
+    )

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from perfsmith.kernels.verify import KernelSettings, read_candidate, read_problem, verify_kernel
+from perfsmith.kernels.verify import (
+    KernelSettings,
+    judge_timing,
+    read_candidate,
+    read_problem,
+    verify_kernel,
+)
 from perfsmith.sandbox.base import Sandbox
 from tests.kernels.cheat_corpus import DYNAMIC
 from tests.kernels.conftest import EXAMPLES
@@ -62,3 +68,36 @@ async def test_a_compile_error_comes_back_trimmed(sandbox: Sandbox) -> None:
     failure = result.failure or ""
     assert "undeclared_sum" in failure and "error" in failure
     assert len(failure.splitlines()) <= 40 and "/_build/" not in failure
+
+
+def timing_of(ref_call_s: float, cand_call_s: float, **extra: float) -> dict[str, object]:
+    rounds = 6
+    return {
+        "calls": 10,
+        "rounds": rounds,
+        "reference_s": [ref_call_s * 10 * (1 + 0.01 * i) for i in range(rounds)],
+        "candidate_s": [cand_call_s * 10 * (1 + 0.01 * i) for i in range(rounds)],
+        "threads": 1,
+        "bytes": 8_000_000,
+        **extra,
+    }
+
+
+def test_speedups_beyond_10x_or_the_roofline_are_flagged_not_won() -> None:
+    gpu = KernelSettings(device="cuda")
+    plain = judge_timing(timing_of(30e-6, 20e-6, peak_bandwidth=3e12), gpu, {})
+    assert plain.verdict == "faster" and plain.flags == [] and plain.win
+    assert plain.details["roofline_s"] == pytest.approx(8e6 / 3e12)
+    # 1 us for 8 MB is faster than the measured 3 TB/s allows
+    memory = judge_timing(timing_of(9e-6, 1e-6, peak_bandwidth=3e12), gpu, {})
+    assert any("move its inputs and outputs" in f for f in memory.flags) and not memory.win
+    # a matmul's FLOPs at the measured peak bound it from below too
+    compute = judge_timing(
+        timing_of(900e-6, 80e-6, peak_bandwidth=3e12, flops=2 * 4096**3, peak_flops=5e14),
+        gpu,
+        {},
+    )
+    assert any("do its FLOPs" in f for f in compute.flags) and not compute.win
+    big = judge_timing(timing_of(1e-3, 50e-6), KernelSettings(), {})
+    assert big.speedup == pytest.approx(20) and any("beyond 10x" in f for f in big.flags)
+    assert not big.win
