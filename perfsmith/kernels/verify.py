@@ -169,7 +169,13 @@ def cuda_available() -> bool:
 
 def _environment(settings: KernelSettings) -> dict[str, str]:
     bin_dirs = [str(Path(sys.executable).parent)]
-    env: dict[str, str] = {"OMP_NUM_THREADS": str(settings.threads)}
+    env: dict[str, str] = {
+        "OMP_NUM_THREADS": str(settings.threads),
+        # the sandbox's uid has no passwd entry: getpass.getuser() (torch's caches ask)
+        # reads these first
+        "USER": "perfsmith",
+        "LOGNAME": "perfsmith",
+    }
     cuda_home = os.environ.get("CUDA_HOME") or (
         "/usr/local/cuda" if Path("/usr/local/cuda").is_dir() else None
     )
