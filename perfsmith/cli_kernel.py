@@ -18,7 +18,7 @@ kernel_app = typer.Typer(
     help="Kernels for PyTorch operators (KernelBench problems): verify, tune, optimize.",
     no_args_is_help=True,
 )
-out = Console()
+out = Console(soft_wrap=True)  # one result, one line: easy to grep
 err = Console(stderr=True, soft_wrap=True)
 
 DeviceOption = Annotated[str, typer.Option(help="cpu (C++/OpenMP) or cuda.")]
