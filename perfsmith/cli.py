@@ -317,6 +317,67 @@ def _show_run(url: str, run_id: str, as_json: bool) -> None:
         out.print(f"[red]error:[/] {escape(row.error)}")
 
 
+@runs_app.command("eff-at-k")
+def runs_eff_at_k(
+    kind: Annotated[
+        str, typer.Option(help="Which runs form the suite: optimize or kernel.")
+    ] = "optimize",
+    last: Annotated[int, typer.Option(min=1, max=100_000, help="The most recent N runs.")] = 100,
+    k: Annotated[
+        list[int] | None, typer.Option("-k", min=1, max=1000, help="k values (repeatable).")
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """eff@k (ENAMEL) over a suite of stored runs: each run is a problem, its candidates the
+    samples; a wrong candidate scores 0, a timed one its efficiency (1 at the original's
+    speed, up to 2)."""
+    from sqlalchemy import select
+
+    from perfsmith.storage.models import Candidate, Run
+    from perfsmith.verifiers.suite import candidate_efficiency, suite_eff_at_k
+
+    if kind not in ("optimize", "kernel"):
+        raise typer.BadParameter("choose optimize or kernel", param_hint="--kind")
+    ks = sorted(set(k or [1, 3, 5]))
+
+    def load() -> list[list[float]]:
+        database = _db(db)
+        with database.session() as s:
+            runs = s.scalars(
+                select(Run.id).where(Run.kind == kind).order_by(Run.created_at.desc()).limit(last)
+            ).all()
+            problems = []
+            for run_id in runs:
+                rows = s.execute(
+                    select(Candidate.verdict, Candidate.speedup).where(Candidate.run_id == run_id)
+                ).all()
+                scores = [candidate_efficiency(v, sp) for v, sp in rows]
+                scored = [x for x in scores if x is not None]
+                if scored:
+                    problems.append(scored)
+            return problems
+
+    problems = _guard(load)
+    results = suite_eff_at_k(problems, ks)
+    if as_json:
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "kind": kind,
+                    "problems": len(problems),
+                    "eff_at_k": [{"k": r.k, "eff": r.eff, "problems": r.problems} for r in results],
+                }
+            )
+            + "\n"
+        )
+        return
+    out.print(f"{len(problems)} {kind} runs with scored candidates")
+    for r in results:
+        value = "-" if r.eff is None else f"{r.eff:.3f}"
+        out.print(f"eff@{r.k}: {value} (over {r.problems} runs with at least {r.k} candidates)")
+
+
 @runs_app.command("show")
 def runs_show(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
     """A run's plans and its task DAG with each task's status and timings."""
@@ -449,6 +510,14 @@ def verify_cmd(
             "of argument tuples. Default: drawn from the reference's type hints.",
         ),
     ] = None,
+    workload: Annotated[
+        str | None,
+        typer.Option(
+            "--workload",
+            help="FILE::FUNC of no arguments that calls the reference: its calls, recorded "
+            "in the sandbox, are replayed as the inputs.",
+        ),
+    ] = None,
     mode: Annotated[str, typer.Option(help="time (seconds) or instructions (callgrind).")] = "time",
     threshold: Annotated[
         float, typer.Option(min=0.0, max=10.0, help="Smallest speedup that counts.")
@@ -476,9 +545,13 @@ def verify_cmd(
         ref = parse_target(reference, what="function")
         cand = parse_target(candidate, what="function")
         gen = parse_target(inputs, what="input generator") if inputs else None
+        work = parse_target(workload, what="workload function") if workload else None
     except TargetError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
+    if gen is not None and work is not None:
+        err.print("[red]error:[/] give --inputs or --workload, not both")
+        raise typer.Exit(2)
 
     async def go() -> Any:
         box = await open_sandbox(backend)
@@ -488,6 +561,7 @@ def verify_cmd(
                 ref,
                 cand,
                 generator=gen,
+                workload=work,
                 mode=mode,  # type: ignore[arg-type]
                 threshold=threshold,
                 rounds=rounds,

@@ -8,11 +8,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from perfsmith.sandbox.base import Sandbox
+from perfsmith.verifiers.capture import CaptureError, ReplayedInputs, capture_calls
 from perfsmith.verifiers.cheats import static_findings
 from perfsmith.verifiers.compare import Tolerance
 from perfsmith.verifiers.correctness import (
     GeneratedInputs,
     InferredInputs,
+    InputError,
     InputSource,
     check_correctness,
 )
@@ -41,6 +43,8 @@ async def verify(
     candidate: Target,
     *,
     generator: Target | None = None,
+    workload: Target | None = None,
+    given_inputs: InputSource | None = None,
     mode: Mode = "time",
     threshold: float = 0.05,
     rounds: int = 12,
@@ -59,10 +63,25 @@ async def verify(
             mode=mode,
             flags=[str(f) for f in findings],
         )
-    inputs: InputSource = (
-        GeneratedInputs(generator) if generator is not None else InferredInputs(reference)
-    )
-    seeds = [0, 1, 2]
+    inputs: InputSource
+    if given_inputs is not None:
+        inputs = given_inputs
+    elif generator is not None:
+        inputs = GeneratedInputs(generator)
+    elif workload is not None:
+        try:
+            calls = await capture_calls(sandbox, reference, workload)
+        except CaptureError as exc:
+            raise InputError(str(exc)) from exc
+        if not calls:
+            raise InputError(
+                f"the workload {workload} never called {reference.function} (with arguments "
+                "that can be copied): nothing to replay"
+            )
+        inputs = ReplayedInputs(str(reference), calls, str(workload))
+    else:
+        inputs = InferredInputs(reference)
+    seeds = [0] if isinstance(inputs, ReplayedInputs) else [0, 1, 2]  # replayed: all at once
     data = await inputs.make(sandbox, seeds)
     report = await check_correctness(sandbox, reference, candidate, data, tol=tol)
     details: dict[str, Any] = {"inputs": inputs.description, "backend": sandbox.name}

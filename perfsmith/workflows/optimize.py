@@ -34,6 +34,7 @@ from perfsmith.storage.models import Artifact, Measurement
 from perfsmith.storage.models import Candidate as CandidateRow
 from perfsmith.storage.runs import EventListener, RunStore
 from perfsmith.tools.registry import Tool, make_tool
+from perfsmith.verifiers.capture import CaptureError, ReplayedInputs, capture_calls
 from perfsmith.verifiers.efficiency import TimingError
 from perfsmith.verifiers.target import Target, parse_target
 from perfsmith.verifiers.verify import VerifyResult, verify
@@ -127,6 +128,7 @@ class OptimizeSession:
     _next_id: int = 1
     _proposing: int = 0
     profile_report: dict[str, Any] | None = None
+    replayed: ReplayedInputs | None = None  # the workload's calls, when no generator
     _rows: dict[int, asyncio.Future[int]] = field(default_factory=dict)  # database ids
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -177,6 +179,7 @@ class OptimizeSession:
                 self.target,
                 candidate.target(self.target.function),
                 generator=self.generator,
+                given_inputs=self.replayed,
                 rounds=self.verify_rounds,
             )
         except TimingError as exc:
@@ -233,6 +236,18 @@ class OptimizeSession:
             return await profile_workload(self.sandbox, self.target, self.workload)
         except ProfileError as exc:
             raise PerfsmithError(str(exc)) from exc
+
+    async def replay_inputs(self) -> None:
+        """Without a generator, the calls the workload really makes to the target become
+        the inputs (recorded in the sandbox); with none recorded, type hints remain."""
+        if self.generator is not None or self.workload is None or self.replayed is not None:
+            return
+        try:
+            calls = await capture_calls(self.sandbox, self.target, self.workload)
+        except CaptureError as exc:
+            raise PerfsmithError(str(exc)) from exc
+        if calls:
+            self.replayed = ReplayedInputs(str(self.target), calls, str(self.workload))
 
     def read_source(self) -> dict[str, Any]:
         """The target function's source and the module around it (imports, helpers)."""
@@ -450,6 +465,7 @@ async def optimize(
         answer = ""
         if work is not None:
             session.profile_report = await session.check_workload()
+            await session.replay_inputs()
         if llm is not None:
             result = await run(
                 request_text(ref, k, work is not None),
@@ -647,6 +663,7 @@ async def resume_optimize(
             llm=model,
             verify_rounds=int(config.get("verify_rounds", 12)),
         )
+        await session.replay_inputs()
         await _restore(session, run_id)
         answer = ""
         planned = bool(await asyncio.to_thread(RunStore(db).plans, run_id))

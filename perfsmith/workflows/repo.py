@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import base64
 import os
 import pickle
 import pstats
@@ -26,7 +25,7 @@ from perfsmith.llm.base import ChatModel
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.db import Database
 from perfsmith.storage.runs import EventListener
-from perfsmith.verifiers.target import Target
+from perfsmith.verifiers.capture import replay_generator
 from perfsmith.workflows.optimize import OptimizeResult, optimize
 
 # Imported by every Python process the command starts (through PYTHONPATH): profiles the
@@ -187,22 +186,6 @@ def captured_inputs(capture_dir: Path, spec: str) -> list[tuple[Any, ...]]:
             data = pickle.load(f)  # written by our own hook in the project's processes
         calls.extend(data.get(spec, []))
     return calls
-
-
-def replay_generator(spec: str, calls: list[tuple[Any, ...]]) -> Target:
-    """An input generator replaying ``calls``: every seed gets all of them, so each timing
-    round does the work the project's command does (every round runs in a fresh process,
-    so nothing cached in one round reaches the next)."""
-    blob = base64.b64encode(pickle.dumps(calls)).decode()
-    name = "perfsmith_replay_" + "".join(c if c.isalnum() else "_" for c in spec)[-60:]
-    source = (
-        f"# calls to {spec} recorded while the project's command ran\n"
-        "import base64, pickle\n"
-        f"_CALLS = pickle.loads(base64.b64decode({blob!r}))\n\n\n"
-        "def generate(seed):\n"
-        "    return list(_CALLS)\n"
-    )
-    return Target(path=Path(f"{name}.py"), function="generate", source=source)
 
 
 def _top_level_functions(path: Path) -> set[str]:

@@ -22,6 +22,26 @@ GEN = (
 )
 
 
+CALLER = """
+import random
+from ref import dedupe
+
+
+def run():
+    rng = random.Random(7)
+    for n in (50, 3000, 4000):
+        dedupe([rng.randrange(n // 2) for _ in range(n)])
+
+
+def idle():
+    pass
+
+
+def broken():
+    1 / 0
+"""
+
+
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
     (tmp_path / "ref.py").write_text(REF)
@@ -33,6 +53,7 @@ def work(tmp_path: Path) -> Path:
     )
     (tmp_path / "gen.py").write_text(GEN)
     (tmp_path / "bad_gen.py").write_text("def gen(seed):\n    return 'garbage'\n")
+    (tmp_path / "caller.py").write_text(CALLER)
     return tmp_path
 
 
@@ -104,9 +125,56 @@ def test_instructions_mode(work: Path) -> None:
         (["{w}/ref.py::dedupe", "{w}/fast.py::dedupe", "--mode", "vibes"], "time or instructions"),
         (["{w}/ref.py::dedupe", "{w}/fast.py::dedupe", "--threshold", "-1"], "Invalid value"),
         (["{w}/ref.py::dedupe"], "Missing argument"),
+        (
+            [
+                "{w}/ref.py::dedupe",
+                "{w}/fast.py::dedupe",
+                "--inputs",
+                "{w}/gen.py::gen",
+                "--workload",
+                "{w}/caller.py::run",
+            ],
+            "not both",
+        ),
+        (
+            ["{w}/ref.py::dedupe", "{w}/fast.py::dedupe", "--workload", "{w}/caller.py::idle"],
+            "never called dedupe",
+        ),
+        (
+            ["{w}/ref.py::dedupe", "{w}/fast.py::dedupe", "--workload", "{w}/caller.py::broken"],
+            "ZeroDivisionError",
+        ),
     ],
 )
 def test_usage_errors_exit_2(work: Path, args: list[str], message: str) -> None:
     code, _, err = run(work, *[a.replace("{w}", str(work)) for a in args])
     assert code == 2, err
     assert message in err and "Traceback" not in err
+
+
+def test_workload_calls_are_replayed_as_inputs(work: Path) -> None:
+    code, data, err = run(
+        work,
+        f"{work}/ref.py::dedupe",
+        f"{work}/fast.py::dedupe",
+        "--workload",
+        f"{work}/caller.py::run",
+        "--rounds",
+        "5",
+        "--json",
+    )
+    assert code == 0, err
+    assert data is not None and data["correct"] and data["n_inputs"] == 3
+    assert data["details"]["inputs"] == f"3 calls recorded while {work}/caller.py::run ran"
+    # on the real, large calls the list scan is far slower than dict.fromkeys
+    assert data["verdict"] == "faster" and data["speedup"] > 10
+    # the wrong candidate is caught on a recorded call
+    code, data, err = run(
+        work,
+        f"{work}/ref.py::dedupe",
+        f"{work}/wrong.py::dedupe",
+        "--workload",
+        f"{work}/caller.py::run",
+        "--json",
+    )
+    assert code == 0 and data is not None and data["verdict"] == "incorrect", err

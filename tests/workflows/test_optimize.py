@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from perfsmith.storage.db import Database
-from perfsmith.storage.models import Candidate, Task
+from perfsmith.storage.models import Candidate, Measurement, Task
 from tests.cli_runner import cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -326,16 +326,20 @@ async def test_the_python_api_verifies_given_candidates(tmp_path: Path, project:
 
     db = Database(f"sqlite:///{tmp_path / 'api.db'}")
     try:
+        # no generator: the calls the workload makes are recorded and replayed
         result = await perfsmith.optimize(
             f"{project}/dupes.py::find_duplicates",
             llm=None,
-            inputs=f"{project}/inputs.py::generate",
+            workload=f"{project}/workload.py::run",
             candidates=[project / "fast_set.py", project / "wrong_sorted.py"],
             database=db,
             verify_rounds=6,
         )
+        with db.session() as s:
+            metas = [m.meta for m in s.scalars(select(Measurement)).all()]
     finally:
         db.close()
+    assert len(metas) == 1 and metas[0]["inputs"].startswith("3 calls recorded while")
     assert isinstance(result, perfsmith.OptimizeResult)
     assert result.best is not None and result.best.origin == "user:fast_set.py"
     assert [c.verdict for c in result.candidates][1] == "incorrect"
