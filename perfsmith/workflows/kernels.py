@@ -42,6 +42,7 @@ from perfsmith.storage.models import Candidate as CandidateRow
 from perfsmith.storage.runs import EventListener, RunStore
 from perfsmith.tools.registry import Tool, make_tool
 from perfsmith.workflows.candidates import CandidateError, extract_code, source_hash
+from perfsmith.workflows.pool import CandidatePool
 
 STRATEGIES = (
     "fuse the operations into one pass over memory",
@@ -133,20 +134,23 @@ class KernelSession:
     settings: KernelSettings
     backend: str = "cpp"
     llm: ChatModel | None = None
-    run_id: str | None = None
-    candidates: dict[int, KernelCandidate] = field(default_factory=dict)
-    results: dict[int, KernelCandidateResult] = field(default_factory=dict)
-    _by_hash: dict[str, int] = field(default_factory=dict)
-    _verifying: dict[int, asyncio.Task[KernelCandidateResult]] = field(default_factory=dict)
-    _rows: dict[int, asyncio.Future[int]] = field(default_factory=dict)
-    _next_id: int = 1
-    _proposing: int = 0
-    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    pool: CandidatePool[KernelCandidate, KernelCandidateResult] = field(init=False)
     _timing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    def __post_init__(self) -> None:
+        self.pool = CandidatePool(self.db, self._verify)
+
+    @property
+    def candidates(self) -> dict[int, KernelCandidate]:
+        return self.pool.items
+
+    @property
+    def results(self) -> dict[int, KernelCandidateResult]:
+        return self.pool.results
+
     def on_event(self, event: dict[str, Any]) -> None:
-        if self.run_id is None:
-            self.run_id = str(event["run_id"])
+        if self.pool.run_id is None:
+            self.pool.run_id = str(event["run_id"])
 
     async def add_candidate(self, source: str, origin: str) -> KernelCandidate:
         """Store ``source`` (a ModelNew file); a duplicate returns the one stored."""
@@ -155,38 +159,21 @@ class KernelSession:
         except KernelInputError as exc:
             raise CandidateError(str(exc)) from exc
         digest = source_hash(source)
-        if digest in self._by_hash:
-            return self.candidates[self._by_hash[digest]]
-        cid = self._next_id
-        self._next_id += 1
-        candidate = KernelCandidate(cid, origin, source, digest)
-        self.candidates[cid] = candidate
-        self._by_hash[digest] = cid
-        run_id, language = self.run_id, self.backend
-        if run_id is not None:
-
-            def write(s: Session) -> int:
-                row = CandidateRow(
-                    run_id=run_id,
-                    origin=origin[:64],
-                    language=language,
-                    source=source,
-                    source_hash=digest,
-                )
-                s.add(row)
-                s.flush()
-                return int(row.id)
-
-            self._rows[cid] = asyncio.ensure_future(self.db.write(write))
-            await self._rows[cid]
-        return candidate
+        language = self.backend
+        return await self.pool.add(
+            digest,
+            lambda cid: KernelCandidate(cid, origin, source, digest),
+            lambda run_id: CandidateRow(
+                run_id=run_id,
+                origin=origin[:64],
+                language=language,
+                source=source,
+                source_hash=digest,
+            ),
+        )
 
     async def verify_candidate(self, cid: int) -> KernelCandidateResult:
-        if cid in self.results:
-            return self.results[cid]
-        if cid not in self._verifying:
-            self._verifying[cid] = asyncio.ensure_future(self._verify(cid))
-        return await asyncio.shield(self._verifying[cid])
+        return await self.pool.verified(cid)
 
     async def _verify(self, cid: int) -> KernelCandidateResult:
         candidate = self.candidates[cid]
@@ -200,9 +187,7 @@ class KernelSession:
         candidate = self.candidates[cid]
         result = KernelCandidateResult(cid, candidate.origin, outcome, candidate.source)
         self.results[cid] = result
-        if cid in self._rows:
-            row_id = await self._rows[cid]
-            await self.db.write(lambda s: _store_verdict(s, row_id, outcome))
+        await self.pool.store(cid, lambda s, row_id: _store_verdict(s, row_id, outcome))
         return result
 
     # -- tools -----------------------------------------------------------------------
@@ -223,8 +208,7 @@ class KernelSession:
         Returns the candidate's id."""
         if self.llm is None:
             raise PerfsmithError("no LLM configured: propose needs one")
-        self._proposing += 1
-        try:
+        async with self.pool.proposing():
             if not isinstance(feedback, str):
                 feedback = json.dumps(feedback, default=str)[:3000]
             prompt = (
@@ -248,32 +232,20 @@ class KernelSession:
             except CandidateError as exc:
                 raise PerfsmithError(f"proposal ({strategy}) unusable: {exc}") from exc
             return candidate.id
-        finally:
-            self._proposing -= 1
-            async with self._changed:
-                self._changed.notify_all()
-
-    async def _wait_for(self, candidate: int) -> None:
-        async with self._changed:
-            await self._changed.wait_for(
-                lambda: candidate in self.candidates or self._proposing == 0
-            )
-        if candidate not in self.candidates:
-            raise PerfsmithError(f"no candidate {candidate}; ids so far: {sorted(self.candidates)}")
 
     async def verify_tool(self, candidate: int) -> dict[str, Any]:
         """Verify candidate `candidate` (an id from propose): compile it in the sandbox,
         check it on fresh random inputs, time it against the reference. Returns whether
         it compiled (else the trimmed compiler errors), whether it is correct (else the
         first mismatching elements), the speedup with its 95% interval, and flags."""
-        await self._wait_for(candidate)
+        await self.pool.wait_for(candidate)
         return (await self.verify_candidate(candidate)).as_dict()
 
     async def tune(self, candidate: int) -> dict[str, Any]:
         """Autotune candidate `candidate`: compile and time every combination of the
         tunables its source declares (`// perfsmith: tune BLOCK=[64,128]`); the best
         verified variant becomes a new candidate. Returns its id and verdict."""
-        await self._wait_for(candidate)
+        await self.pool.wait_for(candidate)
         source = self.candidates[candidate].source
         if not tunables(source):
             raise PerfsmithError(f"candidate {candidate} declares no tunables")
@@ -439,7 +411,7 @@ async def kernel_optimize(
             run_id = await asyncio.to_thread(
                 RunStore(db).create_run, f"verify kernels for {path}", kind="kernel"
             )
-            session.run_id = run_id
+            session.pool.run_id = run_id
         for p, code in user:
             cand = await session.add_candidate(code, f"user:{p.name}")
             await session.verify_candidate(cand.id)
@@ -453,7 +425,7 @@ async def kernel_optimize(
         if best is not None:
             best_file = folder / f"{path.stem}_best.py"
             best_file.write_text(best.source, encoding="utf-8")
-            row = await session._rows[best.id] if best.id in session._rows else None
+            row = await session.pool.row_id(best.id)
             await db.write(
                 lambda s: s.add(
                     Artifact(

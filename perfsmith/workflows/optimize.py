@@ -46,6 +46,7 @@ from perfsmith.workflows.candidates import (
     source_hash,
     splice,
 )
+from perfsmith.workflows.pool import CandidatePool
 from perfsmith.workflows.profiling import ProfileError, describe, profile_workload
 
 STRATEGIES = ("algorithm", "data structure", "builtins", "vectorize with numpy", "caching")
@@ -120,17 +121,28 @@ class OptimizeSession:
     generator: Target | None = None
     llm: ChatModel | None = None
     verify_rounds: int = 12
-    run_id: str | None = None
-    candidates: dict[int, Candidate] = field(default_factory=dict)
-    results: dict[int, CandidateResult] = field(default_factory=dict)
-    _by_hash: dict[str, int] = field(default_factory=dict)
-    _verifying: dict[int, asyncio.Task[CandidateResult]] = field(default_factory=dict)
-    _next_id: int = 1
-    _proposing: int = 0
     profile_report: dict[str, Any] | None = None
     replayed: ReplayedInputs | None = None  # the workload's calls, when no generator
-    _rows: dict[int, asyncio.Future[int]] = field(default_factory=dict)  # database ids
-    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    pool: CandidatePool[Candidate, CandidateResult] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pool = CandidatePool(self.db, self._verify)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.pool.run_id
+
+    @run_id.setter
+    def run_id(self, value: str | None) -> None:
+        self.pool.run_id = value
+
+    @property
+    def candidates(self) -> dict[int, Candidate]:
+        return self.pool.items
+
+    @property
+    def results(self) -> dict[int, CandidateResult]:
+        return self.pool.results
 
     def on_event(self, event: dict[str, Any]) -> None:
         if self.run_id is None:
@@ -143,33 +155,16 @@ class OptimizeSession:
         candidate already stored."""
         module = splice(self.target.source, self.target.function, code)
         digest = source_hash(module)
-        if digest in self._by_hash:
-            return self.candidates[self._by_hash[digest]]
-        run_id = self.run_id
-
-        def write(s: Session) -> int:
-            row = CandidateRow(run_id=run_id, origin=origin[:64], source=code, source_hash=digest)
-            s.add(row)
-            s.flush()
-            return int(row.id)
-
-        # ids the plan sees count from 1 in each run; the database row has its own
-        cid = self._next_id
-        self._next_id += 1
-        candidate = Candidate(id=cid, origin=origin, code=code, module=module, hash=digest)
-        self.candidates[cid] = candidate
-        self._by_hash[digest] = cid  # before any await: a concurrent twin finds it
-        if run_id is not None:
-            self._rows[cid] = asyncio.ensure_future(self.db.write(write))
-            await self._rows[cid]
-        return candidate
+        return await self.pool.add(
+            digest,
+            lambda cid: Candidate(id=cid, origin=origin, code=code, module=module, hash=digest),
+            lambda run_id: CandidateRow(
+                run_id=run_id, origin=origin[:64], source=code, source_hash=digest
+            ),
+        )
 
     async def verify_candidate(self, cid: int) -> CandidateResult:
-        if cid in self.results:
-            return self.results[cid]
-        if cid not in self._verifying:
-            self._verifying[cid] = asyncio.ensure_future(self._verify(cid))
-        return await asyncio.shield(self._verifying[cid])
+        return await self.pool.verified(cid)
 
     async def _verify(self, cid: int) -> CandidateResult:
         candidate = self.candidates[cid]
@@ -206,9 +201,7 @@ class OptimizeSession:
             module=candidate.module,
         )
         self.results[cid] = result
-        if cid in self._rows:
-            row_id = await self._rows[cid]
-            await self.db.write(lambda s: _store_verdict(s, row_id, outcome))
+        await self.pool.store(cid, lambda s, row_id: _store_verdict(s, row_id, outcome))
         return result
 
     # -- tools -----------------------------------------------------------------------
@@ -263,13 +256,8 @@ class OptimizeSession:
         learning from `feedback` (earlier verdicts). Returns the candidate's id."""
         if self.llm is None:
             raise PerfsmithError("no LLM configured: propose needs one")
-        self._proposing += 1
-        try:
+        async with self.pool.proposing():
             return await self._propose(strategy, feedback)
-        finally:
-            self._proposing -= 1
-            async with self._changed:
-                self._changed.notify_all()
 
     async def _propose(self, strategy: str, feedback: Any) -> int:
         assert self.llm is not None
@@ -302,12 +290,7 @@ class OptimizeSession:
         failing input."""
         # A plan may name a candidate by its id instead of `$N`: wait for proposals still
         # running to deliver it.
-        async with self._changed:
-            await self._changed.wait_for(
-                lambda: candidate in self.candidates or self._proposing == 0
-            )
-        if candidate not in self.candidates:
-            raise PerfsmithError(f"no candidate {candidate}; ids so far: {sorted(self.candidates)}")
+        await self.pool.wait_for(candidate)
         return (await self.verify_candidate(candidate)).as_dict()
 
     def tools(self) -> list[Tool]:
@@ -557,7 +540,7 @@ async def _conclude(
         apply_atomically(ref.path, best.module)
         outcome.applied = True
     if best is not None:
-        best_row = await session._rows[best.id] if best.id in session._rows else None
+        best_row = await session.pool.row_id(best.id)
         await db.write(
             lambda s: s.add(
                 Artifact(
@@ -592,14 +575,10 @@ async def _restore(session: OptimizeSession, run_id: str) -> None:
 
     rows = await session.db.write(read)
     session.run_id = run_id
-    loop = asyncio.get_running_loop()
     for cid, row in enumerate(rows, start=1):
         module = splice(ref.source, ref.function, row.source)
-        session.candidates[cid] = Candidate(cid, row.origin, row.source, module, row.source_hash)
-        session._by_hash[row.source_hash] = cid
-        done: asyncio.Future[int] = loop.create_future()
-        done.set_result(int(row.id))
-        session._rows[cid] = done
+        item = Candidate(cid, row.origin, row.source, module, row.source_hash)
+        session.pool.restore(cid, row.source_hash, item, int(row.id))
         if row.verdict is not None:
             ci = (
                 (row.ci_low, row.ci_high)
@@ -616,7 +595,6 @@ async def _restore(session: OptimizeSession, run_id: str) -> None:
                 code=row.source,
                 module=module,
             )
-    session._next_id = len(rows) + 1
 
 
 async def resume_optimize(
