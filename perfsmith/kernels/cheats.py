@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+
+from perfsmith.verifiers.cheats import Finding, dotted_name
 
 # torch functions a ModelNew may call: allocation, shapes, dtypes, no arithmetic.
 ALLOWED_TORCH = {
@@ -176,26 +177,6 @@ CPP_THREADS = re.compile(
 SOURCE_HINT = re.compile(r"__global__|#include|PYBIND11|torch::|at::|\bvoid\b|\bfloat\b")
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    line: int
-    trick: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.trick}"
-
-
-def _dotted(node: ast.AST) -> tuple[str, ...]:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return tuple(reversed(parts))
-    return ()
-
-
 def _aliases(tree: ast.Module) -> dict[str, str]:
     """Local names of torch and torch.nn.functional (``import torch.nn.functional as F``)."""
     names = {"torch": "torch"}
@@ -223,10 +204,10 @@ def _compute_attributes(cls: ast.ClassDef) -> set[str]:
     out: set[str] = set()
     for node in ast.walk(cls):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-            func = _dotted(node.value.func)
+            func = dotted_name(node.value.func)
             if func and COMPUTE_MODULES.match(func[-1]) and func[0] in ("nn", "torch"):
                 for target in node.targets:
-                    dotted = _dotted(target)
+                    dotted = dotted_name(target)
                     if len(dotted) == 2 and dotted[0] == "self":
                         out.add(dotted[1])
     return out
@@ -239,7 +220,7 @@ def _extensions(tree: ast.Module) -> set[str]:
         if (
             isinstance(node, ast.Assign)
             and isinstance(node.value, ast.Call)
-            and _dotted(node.value.func)[-1:] in (("load_inline",), ("load",))
+            and dotted_name(node.value.func)[-1:] in (("load_inline",), ("load",))
         ):
             out.update(t.id for t in node.targets if isinstance(t, ast.Name))
     return out
@@ -264,7 +245,7 @@ def _torch_work(cls: ast.ClassDef, aliases: dict[str, str], extensions: set[str]
                 )
             if not isinstance(node, ast.Call):
                 continue
-            func = _dotted(node.func)
+            func = dotted_name(node.func)
             if not func:
                 continue
             root = aliases.get(func[0])
@@ -394,13 +375,13 @@ def _cpp_findings(tree: ast.Module) -> list[Finding]:
 def _runs_compiled_code(tree: ast.Module) -> bool:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
-            func = _dotted(node.func)
+            func = dotted_name(node.func)
             if func and func[-1] in ("load_inline", "load"):
                 return True
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for dec in node.decorator_list:
                 target = dec.func if isinstance(dec, ast.Call) else dec
-                if _dotted(target)[-1:] in (("jit",), ("autotune",)):
+                if dotted_name(target)[-1:] in (("jit",), ("autotune",)):
                     return True
     return False
 
@@ -424,7 +405,7 @@ def check_kernel_source(source: str) -> list[Finding]:
             if top in MODULES:
                 found.append(Finding(node.lineno, MODULES[top]))
         elif isinstance(node, ast.Call):
-            func = _dotted(node.func)
+            func = dotted_name(node.func)
             for dotted, trick in CALLS.items():
                 if func[-len(dotted) :] == dotted:
                     found.append(Finding(node.lineno, trick))
@@ -435,7 +416,7 @@ def check_kernel_source(source: str) -> list[Finding]:
     cls = _model_new(tree)
     if cls is not None:
         for base in cls.bases:
-            if _dotted(base)[-1:] == ("Model",):
+            if dotted_name(base)[-1:] == ("Model",):
                 found.append(Finding(cls.lineno, "ModelNew inherits the reference Model"))
         found += _torch_work(cls, aliases, _extensions(tree))
     found += _cpp_findings(tree)

@@ -75,7 +75,8 @@ class Finding:
         return f"line {self.line}: {self.trick}"
 
 
-def _dotted(node: ast.AST) -> tuple[str, ...]:
+def dotted_name(node: ast.AST) -> tuple[str, ...]:
+    """``a.b.c`` as ('a', 'b', 'c'); () for anything that is not a dotted name."""
     parts: list[str] = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
@@ -107,7 +108,7 @@ def _walk(tree: ast.AST) -> Iterator[Finding]:
                     if key in INTROSPECTION:
                         yield Finding(line, INTROSPECTION[key])
         elif isinstance(node, ast.Attribute):
-            dotted = _dotted(node)
+            dotted = dotted_name(node)
             if len(dotted) >= 2 and (dotted[-2], dotted[-1]) in INTROSPECTION:
                 yield Finding(line, INTROSPECTION[(dotted[-2], dotted[-1])])
             if node.attr in HARNESS_NAMES:
@@ -122,15 +123,15 @@ def _walk(tree: ast.AST) -> Iterator[Finding]:
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
-                dotted = _dotted(target)
+                dotted = dotted_name(target)
                 if len(dotted) >= 2 and dotted[0] in PATCHABLE_MODULES:
                     yield Finding(line, f"replaces {'.'.join(dotted)} (monkeypatching)")
                 if dotted and dotted[-1] in CLOCKS and len(dotted) >= 2:
                     yield Finding(line, f"replaces the clock {'.'.join(dotted)}")
         elif isinstance(node, ast.Call):
-            dotted = _dotted(node.func)
+            dotted = dotted_name(node.func)
             if dotted in (("setattr",), ("delattr",)) and node.args:
-                patched = _dotted(node.args[0])
+                patched = dotted_name(node.args[0])
                 if patched and patched[0] in PATCHABLE_MODULES:
                     yield Finding(line, f"patches {patched[0]} with {dotted[0]}()")
             if dotted in (
@@ -162,7 +163,7 @@ def _cached_at_module_level(tree: ast.Module) -> Iterator[Finding]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             for dec in node.decorator_list:
                 target = dec.func if isinstance(dec, ast.Call) else dec
-                dotted = _dotted(target)
+                dotted = dotted_name(target)
                 if dotted and dotted[-1] in CACHE_DECORATORS:
                     yield Finding(
                         node.lineno,
@@ -202,7 +203,7 @@ def _module_state_mutated(tree: ast.Module) -> Iterator[Finding]:
                 value, (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
             ) or (
                 isinstance(value, ast.Call)
-                and _dotted(value.func)[-1:]
+                and dotted_name(value.func)[-1:]
                 in (
                     ("dict",),
                     ("list",),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perfsmith.errors import PerfsmithError
+from perfsmith.llm.base import ChatMessage, ChatModel, GenerationOptions
 from perfsmith.verifiers.target import Target, defined_names
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -99,3 +100,13 @@ def function_source(module_source: str, function: str) -> str:
                 decorators = "".join(f"@{ast.unparse(d)}\n" for d in node.decorator_list)
                 return decorators + segment + "\n"
     raise CandidateError(f"no function {function!r}")
+
+
+async def ask_for_code(llm: ChatModel, system: str, prompt: str, max_tokens: int) -> str:
+    """One proposal: the LLM's reply to ``prompt`` under ``system``, its code block
+    extracted (CandidateError when it has none)."""
+    reply = await llm.complete(
+        [ChatMessage(role="system", content=system), ChatMessage(role="user", content=prompt)],
+        GenerationOptions(purpose="propose", max_tokens=max_tokens, temperature=0.2),
+    )
+    return extract_code(reply.text)

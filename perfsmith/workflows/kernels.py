@@ -33,7 +33,7 @@ from perfsmith.kernels.verify import (
     read_problem,
     verify_kernel,
 )
-from perfsmith.llm.base import ChatMessage, ChatModel, GenerationOptions
+from perfsmith.llm.base import ChatModel
 from perfsmith.orchestrate import run
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.db import Database
@@ -41,7 +41,7 @@ from perfsmith.storage.models import Artifact, Measurement
 from perfsmith.storage.models import Candidate as CandidateRow
 from perfsmith.storage.runs import EventListener, RunStore
 from perfsmith.tools.registry import Tool, make_tool
-from perfsmith.workflows.candidates import CandidateError, extract_code, source_hash
+from perfsmith.workflows.candidates import CandidateError, ask_for_code, source_hash
 from perfsmith.workflows.pool import CandidatePool
 
 STRATEGIES = (
@@ -216,18 +216,9 @@ class KernelSession:
                 + (f"What earlier attempts showed:\n{feedback}\n" if feedback else "")
                 + f"The problem:\n```python\n{self.problem[:5000]}\n```"
             )
-            reply = await self.llm.complete(
-                [
-                    ChatMessage(
-                        role="system",
-                        content=PROPOSE_SYSTEM.format(backend=BACKENDS[self.backend]),
-                    ),
-                    ChatMessage(role="user", content=prompt),
-                ],
-                GenerationOptions(purpose="propose", max_tokens=1500, temperature=0.2),
-            )
+            system = PROPOSE_SYSTEM.format(backend=BACKENDS[self.backend])
             try:
-                code = extract_code(reply.text)
+                code = await ask_for_code(self.llm, system, prompt, max_tokens=1500)
                 candidate = await self.add_candidate(code, f"llm:{strategy}"[:64])
             except CandidateError as exc:
                 raise PerfsmithError(f"proposal ({strategy}) unusable: {exc}") from exc

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from perfsmith.config import Settings, data_dir, load_settings
 from perfsmith.errors import PerfsmithError
-from perfsmith.llm.base import ChatMessage, ChatModel, GenerationOptions
+from perfsmith.llm.base import ChatModel
 from perfsmith.orchestrate import run
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.db import Database
@@ -41,7 +41,7 @@ from perfsmith.verifiers.verify import VerifyResult, verify
 from perfsmith.workflows.candidates import (
     Candidate,
     CandidateError,
-    extract_code,
+    ask_for_code,
     function_source,
     source_hash,
     splice,
@@ -269,15 +269,8 @@ class OptimizeSession:
             + f"The function:\n```python\n{self.read_source()['function']}```\n"
             + f"Its module (for context):\n```python\n{self.target.source[:4000]}\n```"
         )
-        reply = await self.llm.complete(
-            [
-                ChatMessage(role="system", content=PROPOSE_SYSTEM),
-                ChatMessage(role="user", content=prompt),
-            ],
-            GenerationOptions(purpose="propose", max_tokens=700, temperature=0.2),
-        )
         try:
-            code = extract_code(reply.text)
+            code = await ask_for_code(self.llm, PROPOSE_SYSTEM, prompt, max_tokens=700)
             candidate = await self.add_candidate(code, f"llm:{strategy}"[:64])
         except CandidateError as exc:
             raise PerfsmithError(f"proposal ({strategy}) unusable: {exc}") from exc
