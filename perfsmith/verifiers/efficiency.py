@@ -67,6 +67,14 @@ async def _round(
 MIN_ROUNDS = 5
 
 
+def undecided(estimate: SpeedEstimate, threshold: float) -> bool:
+    """The interval holds 1 while the estimate is at least halfway to the threshold: more
+    rounds may tell the difference apart."""
+    half = 1.0 + threshold / 2
+    near = estimate.speedup >= half or estimate.speedup <= 1.0 / half
+    return estimate.low <= 1.0 <= estimate.high and near
+
+
 def adapt_to_slow_calls(
     value_s: float, rounds: int, limits: Limits | None, *, budget_s: float
 ) -> tuple[int, Limits]:
@@ -99,8 +107,13 @@ async def measure_speed(
     first_seed: int = 1000,
     limits: Limits | None = None,
     budget_s: float = 120.0,
+    extend_s: float | None = 10.0,
 ) -> Timing:
-    """Interleaved timing rounds with fresh inputs; the speedup with its interval."""
+    """Interleaved timing rounds with fresh inputs; the speedup with its interval.
+
+    ``rounds`` rounds first; while the verdict is undecided near the threshold, pairs of
+    rounds more, as long as the whole measurement stays within ``extend_s`` (at most 3x
+    the rounds; None: never)."""
     import time
 
     started = time.perf_counter()
@@ -128,7 +141,8 @@ async def measure_speed(
     ref_times: list[float] = []
     cand_times: list[float] = []
     peaks: tuple[list[float], list[float]] = ([], [])
-    for r in range(rounds):
+
+    async def one_round(r: int) -> None:
         round_inputs = await inputs.make(sandbox, [first_seed + r], limits)
         order = [(reference, ref_times, 0), (candidate, cand_times, 1)]
         if r % 2:
@@ -143,6 +157,22 @@ async def measure_speed(
                     f"{outside:.4f} s of work"
                 )
             times.append(reported)
+
+    rounds_started = time.perf_counter()
+    for r in range(rounds):
+        await one_round(r)
+    # Undecided near the threshold (the interval holds 1, the estimate does not sit at 1):
+    # more pairs of rounds while the measurement stays within extend_s.
+    done = rounds
+    while extend_s and done < 3 * rounds:
+        if not undecided(paired_speedup(ref_times, cand_times), threshold):
+            break
+        per_round = (time.perf_counter() - rounds_started) / done
+        if time.perf_counter() - started + 2 * per_round > extend_s:
+            break
+        for _ in range(2):
+            await one_round(done)
+            done += 1
     estimate = paired_speedup(ref_times, cand_times)
     if flags:
         flags = sorted(set(flags))[:3] + ([f"... {len(flags) - 3} more"] if len(flags) > 3 else [])

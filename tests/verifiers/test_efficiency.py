@@ -15,7 +15,9 @@ from perfsmith.verifiers.efficiency import (
     TimingError,
     adapt_to_slow_calls,
     measure_speed,
+    undecided,
 )
+from perfsmith.verifiers.stats import SpeedEstimate
 from perfsmith.verifiers.target import parse_target
 
 REFERENCE = """
@@ -130,3 +132,14 @@ def test_slow_values_get_fewer_rounds_and_room_to_finish() -> None:
     assert limits.wall_s == 50 and limits.cpu_s == 50  # a 5x slower side still finishes
     rounds, _ = adapt_to_slow_calls(60.0, 12, Limits(wall_s=5, cpu_s=5), budget_s=120)
     assert rounds == MIN_ROUNDS  # never too few for an interval
+
+
+def test_more_rounds_only_when_undecided_near_the_threshold() -> None:
+    def est(speedup: float, low: float, high: float) -> SpeedEstimate:
+        return SpeedEstimate(speedup=speedup, low=low, high=high, confidence=0.95, samples=12)
+
+    assert undecided(est(1.03, 0.96, 1.08), 0.05)  # a 5 % gain not yet told apart
+    assert undecided(est(0.97, 0.93, 1.02), 0.05)  # nor a 3 % loss
+    assert not undecided(est(1.01, 0.97, 1.04), 0.05)  # at 1: more rounds would not help
+    assert not undecided(est(1.06, 1.02, 1.09), 0.05)  # decided: faster
+    assert not undecided(est(0.9, 0.85, 0.95), 0.05)  # decided: slower
