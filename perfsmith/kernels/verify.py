@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from perfsmith.errors import PerfsmithError
 from perfsmith.kernels.cheats import check_kernel_source
-from perfsmith.sandbox.base import Limits, Sandbox, SandboxResult
+from perfsmith.sandbox.base import SAFE_PATH, Limits, Sandbox, SandboxResult
 from perfsmith.verifiers.stats import paired_speedup, verdict
 
 Device = Literal["cpu", "cuda"]
@@ -35,7 +35,6 @@ CPU_FLAGS = ["-O3", "-march=native", "-fopenmp"]
 CUDA_FLAGS = ["-O3"]
 EXCESSIVE_SPEEDUP = 10.0
 HARNESS = "_perfsmith_kernel.py"
-SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 class KernelInputError(PerfsmithError):
@@ -169,13 +168,7 @@ def cuda_available() -> bool:
 
 def _environment(settings: KernelSettings) -> dict[str, str]:
     bin_dirs = [str(Path(sys.executable).parent)]
-    env: dict[str, str] = {
-        "OMP_NUM_THREADS": str(settings.threads),
-        # the sandbox's uid has no passwd entry: getpass.getuser() (torch's caches ask)
-        # reads these first
-        "USER": "perfsmith",
-        "LOGNAME": "perfsmith",
-    }
+    env: dict[str, str] = {"OMP_NUM_THREADS": str(settings.threads)}
     cuda_home = os.environ.get("CUDA_HOME") or (
         "/usr/local/cuda" if Path("/usr/local/cuda").is_dir() else None
     )

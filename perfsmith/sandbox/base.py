@@ -31,6 +31,25 @@ class Status(enum.StrEnum):
     KILLED = "killed"  # ended by a signal it did not ask for (SIGSEGV, SIGXFSZ, ...)
 
 
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def base_environment(home: str) -> dict[str, str]:
+    """What every sandboxed command starts with (the caller's own variables are not
+    passed). The run's throwaway uid has no passwd entry, so USER and LOGNAME name it:
+    getpass.getuser() (torch's caches ask) reads them first."""
+    return {
+        "PATH": SAFE_PATH,
+        "HOME": home,
+        "USER": "sandbox",
+        "LOGNAME": "sandbox",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+    }
+
+
 class Limits(BaseModel):
     """Hard limits for one run. Network is always off."""
 

@@ -30,10 +30,12 @@ from typing import Any
 
 from perfsmith import __version__
 from perfsmith.sandbox.base import (
+    SAFE_PATH,
     Limits,
     SandboxError,
     SandboxResult,
     Status,
+    base_environment,
     make_result,
     parse_report,
 )
@@ -43,7 +45,6 @@ from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir,
 
 IMAGE_REPO = "perfsmith-sandbox"
 SANDBOX_UID = 65534
-SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _runs = count(1)
 
 
@@ -440,12 +441,7 @@ class DockerSandbox:
             ]
         )
         environment = {
-            "PATH": SAFE_PATH,
-            "HOME": workdir,
-            "TMPDIR": "/tmp",
-            "LANG": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONHASHSEED": "0",
+            **base_environment(workdir),
             **env,
             "PERFSMITH_REPORT_PATH": report,
             "PERFSMITH_RLIMITS": rlimits,

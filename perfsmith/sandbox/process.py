@@ -31,6 +31,7 @@ from perfsmith.sandbox.base import (
     SandboxError,
     SandboxResult,
     Status,
+    base_environment,
     make_result,
     parse_report,
 )
@@ -40,7 +41,6 @@ from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir,
 _uids_lock = threading.Lock()
 _uids_in_use: set[int] = set()
 UID_BASE, UID_SPAN = 200_000, 100_000
-SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 FIXED_WORKDIR = "/tmp/sandbox"  # where the working directory appears, as root
 
 
@@ -178,15 +178,7 @@ class ProcessSandbox:
 
     def _environment(self, workdir: str, extra: dict[str, str]) -> dict[str, str]:
         home = "/sandbox" if self.bwrap else (FIXED_WORKDIR if self.is_root else workdir)
-        base = {
-            "PATH": SAFE_PATH,
-            "HOME": home,
-            "TMPDIR": "/tmp",
-            "LANG": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONHASHSEED": "0",
-        }
-        return {**base, **extra}
+        return {**base_environment(home), **extra}
 
     def _bwrap_command(
         self, command: list[str], workdir: str, seccomp_fd: int | None, limits: Limits

@@ -14,27 +14,42 @@ from perfsmith.sandbox.base import Limits, Sandbox
 from perfsmith.verifiers.correctness import GeneratedInputs
 from perfsmith.verifiers.target import Target
 
-_CAPTURE = r"""
-import copy, importlib, pickle, sys
+# The recording hook, shared with optimize-repo's sitecustomize: ``_recorder(targets,
+# limit)`` gives a sys.setprofile hook and the calls it records, by "FILE::NAME", for the
+# functions ``targets`` maps (name -> file suffix); arguments are copied at the call.
+RECORDER = r"""
+def _recorder(targets, limit):
+    import copy, pickle
+    calls = {}
+
+    def hook(frame, event, arg):
+        if event != "call":
+            return
+        code = frame.f_code
+        want = targets.get(code.co_name)
+        if want is None or not code.co_filename.endswith(want):
+            return
+        seen = calls.setdefault(want + "::" + code.co_name, [])
+        if len(seen) >= limit:
+            return
+        try:
+            args = tuple(frame.f_locals[n] for n in code.co_varnames[: code.co_argcount])
+            args = copy.deepcopy(args)
+            pickle.dumps(args)
+        except Exception:
+            return
+        seen.append(args)
+
+    return hook, calls
+"""
+
+_CAPTURE = (
+    RECORDER
+    + r"""
+import importlib, pickle, sys
 sys.path.insert(0, ".")
 target_file, target_name, work_module, work_function, limit = sys.argv[1:6]
-limit = int(limit)
-calls = []
-
-def hook(frame, event, arg):
-    if event != "call" or len(calls) >= limit:
-        return
-    code = frame.f_code
-    if code.co_name != target_name or not code.co_filename.endswith(target_file):
-        return
-    try:
-        args = tuple(frame.f_locals[n] for n in code.co_varnames[: code.co_argcount])
-        args = copy.deepcopy(args)
-        pickle.dumps(args)
-    except Exception:
-        return
-    calls.append(args)
-
+hook, calls = _recorder({target_name: target_file}, int(limit))
 workload = getattr(importlib.import_module(work_module), work_function)
 sys.setprofile(hook)
 try:
@@ -42,8 +57,9 @@ try:
 finally:
     sys.setprofile(None)
 with open("calls.pkl", "wb") as f:
-    pickle.dump(calls, f)
+    pickle.dump(calls.get(target_file + "::" + target_name, []), f)
 """
+)
 
 
 class CaptureError(Exception):

@@ -25,12 +25,14 @@ from perfsmith.llm.base import ChatModel
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.db import Database
 from perfsmith.storage.runs import EventListener
-from perfsmith.verifiers.capture import replay_generator
+from perfsmith.verifiers.capture import RECORDER, replay_generator
 from perfsmith.workflows.optimize import OptimizeResult, optimize
 
 # Imported by every Python process the command starts (through PYTHONPATH): profiles the
 # whole process and leaves one pstats file per process.
-_SITECUSTOMIZE = r"""
+_SITECUSTOMIZE = (
+    RECORDER
+    + r"""
 import atexit, os, sys
 _out = os.environ.get("PERFSMITH_PROFILE_DIR")
 _want = os.environ.get("PERFSMITH_CAPTURE")
@@ -47,30 +49,12 @@ if _out and not _want:
 elif _out:
     # Capture: the arguments of the named functions (first calls of each), so that
     # verification replays the inputs the project really passes.
-    import copy, pickle
+    import pickle
     _targets = {}
     for _item in _want.split(","):
         _file, _, _name = _item.rpartition("::")
         _targets[_name] = _file
-    _calls = {}
-
-    def _hook(frame, event, arg):
-        if event != "call":
-            return
-        code = frame.f_code
-        want = _targets.get(code.co_name)
-        if want is None or not code.co_filename.endswith(want):
-            return
-        seen = _calls.setdefault(want + "::" + code.co_name, [])
-        if len(seen) >= 24:
-            return
-        try:
-            args = tuple(frame.f_locals[n] for n in code.co_varnames[: code.co_argcount])
-            args = copy.deepcopy(args)
-            pickle.dumps(args)
-        except Exception:
-            return
-        seen.append(args)
+    _hook, _calls = _recorder(_targets, 24)
 
     def _save():
         sys.setprofile(None)
@@ -80,6 +64,7 @@ elif _out:
     sys.setprofile(_hook)
     atexit.register(_save)
 """
+)
 
 
 class RepoError(PerfsmithError):

@@ -50,6 +50,9 @@ async def test_each_run_starts_clean(sandbox: Sandbox) -> None:
     keys = {line.split("=", 1)[0] for line in env.stdout.splitlines()}
     assert "MY_SETTING" in keys and "PATH" in keys
     assert not keys & {"PERFSMITH_REPORT_FD", "PERFSMITH_REPORT_PATH", "PERFSMITH_RLIMITS"}
+    # the run's uid has no passwd entry; code that asks who it runs as still gets an answer
+    who = await run_python(sandbox, "import getpass; print(getpass.getuser())")
+    assert who.ok and who.stdout.strip() == "sandbox", who.stderr
 
 
 async def test_two_runs_in_flight_do_not_disturb_each_other(sandbox: Sandbox) -> None:
