@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from filelock import FileLock, Timeout
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +22,8 @@ from perfsmith.errors import StorageError
 
 T = TypeVar("T")
 _MIGRATIONS = Path(__file__).with_name("migrations")
+# any 64-bit number unique to perfsmith: PostgreSQL's lock that serializes migrations
+_PG_MIGRATION_LOCK = 0x70657266736D6974
 
 
 def normalize_url(url: str) -> str:
@@ -78,11 +81,16 @@ class Database:
         return make_url(self.url).render_as_string(hide_password=True)
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
+        """Bring the schema to the newest migration (idempotent, and safe when several
+        processes open a new database at once: they take turns)."""
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
         try:
-            with self.engine.begin() as conn:
+            with self._migration_lock(), self.engine.begin() as conn:
+                if self.is_postgres:
+                    conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK}
+                    )
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
@@ -90,6 +98,20 @@ class Database:
                 f"cannot reach the database at {self.display_url}: {exc.orig}; "
                 "check PERFSMITH_DATABASE_URL"
             ) from exc
+        except Timeout as exc:
+            raise StorageError(
+                f"another process has been migrating {self.display_url} for a minute; "
+                f"if none is running, delete {exc.lock_file}"
+            ) from exc
+
+    def _migration_lock(self) -> contextlib.AbstractContextManager[object]:
+        """SQLite runs DDL outside transactions, so two processes migrating a new file would
+        both create the tables; a lock file beside the database makes them take turns."""
+        if not self.is_sqlite:
+            return contextlib.nullcontext()
+        database = make_url(self.url).database
+        assert database is not None
+        return FileLock(str(Path(database).expanduser()) + ".migrate.lock", timeout=60)
 
     def tables(self) -> list[str]:
         return sorted(inspect(self.engine).get_table_names())

@@ -31,6 +31,34 @@ def test_migrations_create_every_table_and_are_idempotent(db: Database) -> None:
     assert set(db.tables()) >= TABLES
 
 
+def test_processes_opening_a_new_database_at_once_all_succeed(db_url: str) -> None:
+    """Several perfsmith processes (a run and `runs list`, say) opening a database nobody
+    has migrated yet take turns: none fails with "table already exists"."""
+    import subprocess
+    import sys
+
+    opener = (
+        "import sys, time\n"
+        "from perfsmith.storage.db import Database\n"
+        "while time.time() < float(sys.argv[2]):\n"
+        "    pass\n"
+        "db = Database(sys.argv[1]); print(len(db.tables())); db.close()\n"
+    )
+    start_at = f"{__import__('time').time() + 3:.3f}"  # all begin together, after imports
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", opener, db_url, start_at],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [err[-500:] for _, err in results]
+    assert {int(out) for out, _ in results} == {len(TABLES)}
+
+
 def test_runs_round_trip_and_list_with_filters(db: Database) -> None:
     store = RunStore(db)
     ids = [store.create_run(f"request {i}", config={"tools": ["m"]}) for i in range(3)]
