@@ -19,6 +19,8 @@ from perfsmith.storage.db import Database
 from perfsmith.storage.runs import EventListener, RunRecorder, RunStore
 from perfsmith.tools.registry import Tool, ToolRegistry
 
+TERMINAL = frozenset({"done", "failed", "cancelled"})
+
 
 @dataclass
 class RunResult:
@@ -47,6 +49,7 @@ async def _drive(
     listeners: Iterable[EventListener],
     observers: Iterable[TaskObserver],
     resuming: bool,
+    settle: bool = True,
 ) -> RunResult:
     store = RunStore(db)
     recorder = RunRecorder(db, run_id)
@@ -97,10 +100,37 @@ async def _drive(
         raise
     answer = final.get("answer") or ""
     rounds = len(final.get("rounds") or [])
-    recorder.emit("run_finished", status="done", answer=answer, rounds=rounds)
-    await asyncio.to_thread(db.flush)
-    store.set_status(run_id, "done", answer=answer)
+    if settle:
+        await finish_run(db, run_id, answer=answer, recorder=recorder, rounds=rounds)
     return RunResult(run_id=run_id, answer=answer, status="done", rounds=rounds, traces=deps.traces)
+
+
+async def finish_run(
+    db: Database,
+    run_id: str,
+    *,
+    answer: str,
+    recorder: RunRecorder | None = None,
+    **summary: Any,
+) -> None:
+    """Mark a run done: its last event (`run_finished`, with `summary`) is stored before
+    the status changes, so whoever sees a finished run has seen all its events."""
+    rec = recorder if recorder is not None else await asyncio.to_thread(RunRecorder, db, run_id)
+    rec.emit("run_finished", status="done", answer=answer, **summary)
+    await asyncio.to_thread(db.flush)
+    await asyncio.to_thread(RunStore(db).set_status, run_id, "done", answer=answer)
+
+
+async def fail_run(db: Database, run_id: str, *, error: str, status: str = "failed") -> None:
+    """Mark a run that stopped outside the graph (a bad target, a crash while concluding)
+    failed or cancelled, with its `run_finished` event, unless it already ended."""
+    row = await asyncio.to_thread(RunStore(db).get_run, run_id)
+    if row.status in TERMINAL:
+        return
+    recorder = await asyncio.to_thread(RunRecorder, db, run_id)
+    recorder.emit("run_finished", status=status, error=error)
+    await asyncio.to_thread(db.flush)
+    await asyncio.to_thread(RunStore(db).set_status, run_id, status, error=error)
 
 
 async def run(
@@ -115,8 +145,14 @@ async def run(
     listeners: Iterable[EventListener] = (),
     observers: Iterable[TaskObserver] = (),
     kind: str = "orchestrate",
+    run_id: str | None = None,
+    settle: bool = True,
 ) -> RunResult:
     """Plan, execute and join `request` with `tools` and `llm`; every step is stored.
+
+    `run_id` names a run created ahead (`RunStore.create_run`) to fill in, as the API does.
+    With `settle=False` the run stays "running" when the graph ends: a workflow that has
+    more to do (verify the rest, write the report) calls `finish_run` itself.
 
     `resume_config` is stored with the run so `perfsmith runs resume` can rebuild it
     (`{"tools": [module specs], "llm": spec}`); runs started with in-process tools are
@@ -128,7 +164,10 @@ async def run(
     db = _database(database, settings)
     store = RunStore(db)
     config = {**(resume_config or {}), "max_replans": replans}
-    run_id = await asyncio.to_thread(store.create_run, request, kind=kind, config=config)
+    if run_id is None:
+        run_id = await asyncio.to_thread(store.create_run, request, kind=kind, config=config)
+    else:
+        await asyncio.to_thread(store.claim_run, run_id, request, kind=kind, config=config)
     try:
         return await _drive(
             db=db,
@@ -141,6 +180,7 @@ async def run(
             listeners=listeners,
             observers=observers,
             resuming=False,
+            settle=settle,
         )
     finally:
         if not isinstance(database, Database):
@@ -156,6 +196,7 @@ async def resume(
     settings: Settings | None = None,
     listeners: Iterable[EventListener] = (),
     observers: Iterable[TaskObserver] = (),
+    settle: bool = True,
 ) -> RunResult:
     """Finish an interrupted run: completed tasks are reused, not executed again."""
     settings = settings or load_settings()
@@ -177,6 +218,7 @@ async def resume(
             listeners=listeners,
             observers=observers,
             resuming=True,
+            settle=settle,
         )
     finally:
         if not isinstance(database, Database):

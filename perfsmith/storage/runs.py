@@ -56,6 +56,17 @@ class RunStore:
             s.flush()
             return run.id
 
+    def claim_run(
+        self, run_id: str, request: str, *, kind: str, config: dict[str, Any] | None = None
+    ) -> None:
+        """Fill in a run created ahead of its work (the API returns the id at once)."""
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise RunNotFoundError(run_id)
+            run.request, run.kind = request, kind
+            run.config = {**run.config, **(config or {})}
+
     def get_run(self, run_id: str) -> Run:
         with self.db.session() as s:
             run = s.get(Run, run_id)

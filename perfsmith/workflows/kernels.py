@@ -34,8 +34,9 @@ from perfsmith.kernels.verify import (
     verify_kernel,
 )
 from perfsmith.llm.base import ChatModel
-from perfsmith.orchestrate import run
+from perfsmith.orchestrate import fail_run, finish_run, run
 from perfsmith.sandbox.base import Sandbox
+from perfsmith.storage.artifacts import report_artifacts
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Artifact, Measurement
 from perfsmith.storage.models import Candidate as CandidateRow
@@ -355,8 +356,10 @@ async def kernel_optimize(
     app_settings: Settings | None = None,
     report_dir: Path | None = None,
     listeners: Iterable[EventListener] = (),
+    run_id: str | None = None,
 ) -> KernelOptimizeResult:
-    """Optimize the operator of ``problem`` (a KernelBench file); see the module docstring."""
+    """Optimize the operator of ``problem`` (a KernelBench file); see the module docstring.
+    ``run_id`` names a run created ahead to fill in (the API's runs)."""
     if backend not in BACKENDS:
         raise KernelInputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     settings = settings or KernelSettings(device="cuda" if backend in ("cuda", "triton") else "cpu")
@@ -384,6 +387,7 @@ async def kernel_optimize(
         backend=backend,
         llm=llm,
     )
+    session.pool.run_id = run_id
     try:
         answer = ""
         if llm is not None:
@@ -396,12 +400,16 @@ async def kernel_optimize(
                 max_replans=max(0, rounds - 1),
                 listeners=[session.on_event, *listeners],
                 kind="kernel",
+                run_id=run_id,
+                settle=False,
             )
             run_id, answer = outcome.run_id, outcome.answer
         else:
-            run_id = await asyncio.to_thread(
-                RunStore(db).create_run, f"verify kernels for {path}", kind="kernel"
-            )
+            request = f"verify kernels for {path}"
+            if run_id is None:
+                run_id = await asyncio.to_thread(RunStore(db).create_run, request, kind="kernel")
+            else:
+                await asyncio.to_thread(RunStore(db).claim_run, run_id, request, kind="kernel")
             session.pool.run_id = run_id
         for p, code in user:
             cand = await session.add_candidate(code, f"user:{p.name}")
@@ -438,13 +446,30 @@ async def kernel_optimize(
             answer=answer,
         )
         result.report = write_report(result, folder)
+        reports = report_artifacts(run_id, folder)
+        if reports:
+            await db.write(lambda s: s.add_all(reports))
         summary = (
             f"best: candidate {best.id} ({best.origin}), {best.result.speedup:.2f}x"
             if best is not None and best.result.speedup is not None
             else "no kernel was verified faster"
         )
-        await asyncio.to_thread(RunStore(db).set_status, run_id, "done", answer=answer or summary)
+        await finish_run(
+            db,
+            run_id,
+            answer=answer or summary,
+            best=best.id if best is not None else None,
+            speedup=best.result.speedup if best is not None else None,
+            candidates=len(results),
+        )
         return result
+    except BaseException as exc:
+        if session.pool.run_id is not None:
+            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
+            await fail_run(
+                db, session.pool.run_id, error=str(exc) or type(exc).__name__, status=status
+            )
+        raise
     finally:
         if database is None:
             db.close()

@@ -27,8 +27,9 @@ from sqlalchemy.orm import Session
 from perfsmith.config import Settings, data_dir, load_settings
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.base import ChatModel
-from perfsmith.orchestrate import run
+from perfsmith.orchestrate import fail_run, finish_run, run
 from perfsmith.sandbox.base import Sandbox
+from perfsmith.storage.artifacts import report_artifacts
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Artifact, Measurement
 from perfsmith.storage.models import Candidate as CandidateRow
@@ -374,6 +375,7 @@ async def optimize(
     listeners: Iterable[EventListener] = (),
     verify_rounds: int = 12,
     write_report: Callable[[OptimizeResult, OptimizeSession, Path], Path] | None = None,
+    run_id: str | None = None,
 ) -> OptimizeResult:
     """Optimize ``target`` (``FILE::FUNC``); see the module docstring. ``llm`` is a
     ChatModel, a spec (``local``, a URL, ``scripted:FILE``) or None (verify only the
@@ -400,6 +402,7 @@ async def optimize(
                 listeners=listeners,
                 verify_rounds=verify_rounds,
                 write_report=write_report,
+                run_id=run_id,
             )
         finally:
             await box.close()
@@ -437,6 +440,7 @@ async def optimize(
         "apply": apply,
         "report_dir": str(report_dir) if report_dir else None,
     }
+    session.run_id = run_id
     try:
         answer = ""
         if work is not None:
@@ -453,13 +457,21 @@ async def optimize(
                 listeners=[session.on_event, *listeners],
                 kind="optimize",
                 resume_config=config,
+                run_id=run_id,
+                settle=False,
             )
             run_id, answer = result.run_id, result.answer
         else:
             store = RunStore(db)
-            run_id = await asyncio.to_thread(
-                store.create_run, f"verify candidates for {ref}", kind="optimize", config=config
-            )
+            request = f"verify candidates for {ref}"
+            if run_id is None:
+                run_id = await asyncio.to_thread(
+                    store.create_run, request, kind="optimize", config=config
+                )
+            else:
+                await asyncio.to_thread(
+                    store.claim_run, run_id, request, kind="optimize", config=config
+                )
             session.run_id = run_id
         return await _conclude(
             session,
@@ -470,6 +482,11 @@ async def optimize(
             report_dir=report_dir,
             write_report=write_report,
         )
+    except BaseException as exc:
+        if session.run_id is not None:  # the run row says how it ended, also off the graph
+            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
+            await fail_run(db, session.run_id, error=str(exc) or type(exc).__name__, status=status)
+        raise
     finally:
         if database is None:
             db.close()
@@ -532,25 +549,36 @@ async def _conclude(
     if apply and best is not None:
         apply_atomically(ref.path, best.module)
         outcome.applied = True
+    artifacts: list[Artifact] = []
     if best is not None:
         best_row = await session.pool.row_id(best.id)
-        await db.write(
-            lambda s: s.add(
-                Artifact(
-                    run_id=run_id,
-                    candidate_id=best_row,
-                    kind="diff",
-                    name=f"{ref.path.name}.diff",
-                    content=diff.encode(),
-                )
+        artifacts.append(
+            Artifact(
+                run_id=run_id,
+                candidate_id=best_row,
+                kind="diff",
+                name=f"{ref.path.name}.diff",
+                media_type="text/x-diff",
+                content=diff.encode(),
             )
         )
+    if outcome.report is not None:
+        artifacts.extend(report_artifacts(run_id, outcome.report.parent))
+    if artifacts:
+        await db.write(lambda s: s.add_all(artifacts))
     summary = (
         f"best: candidate {best.id} ({best.origin}), {best.speedup:.2f}x"
         if best is not None and best.speedup is not None
         else "no candidate was verified faster"
     )
-    await asyncio.to_thread(RunStore(db).set_status, run_id, "done", answer=answer or summary)
+    await finish_run(
+        db,
+        run_id,
+        answer=answer or summary,
+        best=best.id if best is not None else None,
+        speedup=best.speedup if best is not None else None,
+        candidates=len(results),
+    )
     return outcome
 
 
@@ -646,6 +674,7 @@ async def resume_optimize(
                 database=db,
                 settings=settings,
                 listeners=list(listeners),
+                settle=False,
             )
             answer = result.answer
         user_codes = await _read_candidates(ref, config.get("candidates") or [])

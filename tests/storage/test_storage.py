@@ -15,6 +15,7 @@ from perfsmith.storage.runs import RunRecorder, RunStore
 
 TABLES = {
     "alembic_version",
+    "api_tokens",
     "artifacts",
     "candidates",
     "events",

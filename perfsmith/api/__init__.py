@@ -1,0 +1,1 @@
+"""The REST API (FastAPI, server-sent events) and its async Python client."""
