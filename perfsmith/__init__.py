@@ -7,11 +7,21 @@ from typing import TYPE_CHECKING, Any
 from perfsmith.tools.registry import tool
 
 if TYPE_CHECKING:
+    from perfsmith.api.client import Client
     from perfsmith.orchestrate import RunResult, resume, run
     from perfsmith.workflows.optimize import OptimizeResult, optimize
 
 __version__ = "0.1.0"
-__all__ = ["OptimizeResult", "RunResult", "__version__", "optimize", "resume", "run", "tool"]
+__all__ = [
+    "Client",
+    "OptimizeResult",
+    "RunResult",
+    "__version__",
+    "optimize",
+    "resume",
+    "run",
+    "tool",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,4 +35,8 @@ def __getattr__(name: str) -> Any:
         from perfsmith.workflows import optimize
 
         return getattr(optimize, name)
+    if name == "Client":
+        from perfsmith.api.client import Client
+
+        return Client
     raise AttributeError(f"module 'perfsmith' has no attribute {name!r}")

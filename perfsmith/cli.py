@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from perfsmith.cli_kernel import kernel_app
+from perfsmith.cli_server import serve_cmd, tokens_app
 from perfsmith.config import load_settings
 from perfsmith.console import DagRow, LiveProgress, dag_table
 from perfsmith.errors import PerfsmithError
@@ -44,6 +45,8 @@ app.add_typer(runs_app, name="runs")
 sandbox_app = typer.Typer(help="Run untrusted code under hard limits.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(kernel_app, name="kernel")
+app.add_typer(tokens_app, name="tokens")
+app.command("serve")(serve_cmd)
 
 out = Console()
 if not out.is_terminal and "COLUMNS" not in os.environ:

@@ -50,6 +50,7 @@ async def _drive(
     observers: Iterable[TaskObserver],
     resuming: bool,
     settle: bool = True,
+    follow_up: str | None = None,
 ) -> RunResult:
     store = RunStore(db)
     recorder = RunRecorder(db, run_id)
@@ -77,7 +78,18 @@ async def _drive(
         async with open_checkpointer(db) as checkpointer:
             graph = build_graph(deps, checkpointer)
             state_input: RunState | None = {"request": request, "rounds": []}
-            if resuming:
+            if follow_up is not None:
+                before = (await graph.aget_state(config)).values
+                earlier = list(before.get("rounds") or [])
+                state_input = {
+                    "request": f"{before.get('request') or request}\n\n"
+                    f"Follow-up from the user: {follow_up}",
+                    "rounds": earlier,
+                    "answer": None,
+                    "first_round": len(earlier),
+                }
+                recorder.emit("user_message", text=follow_up, after_round=len(earlier))
+            elif resuming:
                 snapshot = await graph.aget_state(config)
                 if snapshot.next:
                     state_input = None  # continue from the last checkpoint
@@ -103,6 +115,46 @@ async def _drive(
     if settle:
         await finish_run(db, run_id, answer=answer, recorder=recorder, rounds=rounds)
     return RunResult(run_id=run_id, answer=answer, status="done", rounds=rounds, traces=deps.traces)
+
+
+async def follow_up(
+    run_id: str,
+    message: str,
+    *,
+    tools: Iterable[Tool | Callable[..., Any]],
+    llm: ChatModel,
+    database: Database | str | None = None,
+    settings: Settings | None = None,
+    listeners: Iterable[EventListener] = (),
+    observers: Iterable[TaskObserver] = (),
+    settle: bool = True,
+) -> RunResult:
+    """Continue an ended run with the user's new instruction: the planner sees the earlier
+    rounds and plans again (with a fresh replan budget); the answer replaces the old one."""
+    settings = settings or load_settings()
+    db = _database(database, settings)
+    try:
+        row = await asyncio.to_thread(RunStore(db).get_run, run_id)
+        if row.status not in TERMINAL:
+            raise StorageError(f"run {run_id} is {row.status}; a follow-up waits for it to end")
+        replans = int(row.config.get("max_replans", settings.max_replans))
+        return await _drive(
+            db=db,
+            run_id=run_id,
+            request=row.request,
+            registry=ToolRegistry(tools),
+            llm=llm,
+            settings=settings,
+            max_replans=replans,
+            listeners=listeners,
+            observers=observers,
+            resuming=False,
+            settle=settle,
+            follow_up=message,
+        )
+    finally:
+        if not isinstance(database, Database):
+            db.close()
 
 
 async def finish_run(

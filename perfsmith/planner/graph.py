@@ -36,6 +36,9 @@ class RunState(TypedDict, total=False):
     request: str
     rounds: list[dict[str, Any]]
     answer: str | None
+    # rounds that came before this invocation (a follow-up continues a finished run with a
+    # fresh replan budget)
+    first_round: int
 
 
 @dataclass
@@ -138,7 +141,7 @@ def build_graph(
     async def join(state: RunState) -> dict[str, Any]:
         rounds = list(state["rounds"])
         record = dict(rounds[-1])
-        replans_left = deps.max_replans - (len(rounds) - 1)
+        replans_left = deps.max_replans - (len(rounds) - 1 - state.get("first_round", 0))
         messages = joiner_messages(state["request"], record, rounds[:-1], replans_left)
         started = time.perf_counter()
         result = await deps.llm.complete(

@@ -8,20 +8,24 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.orm import Session, defer, selectinload
 
 from perfsmith.errors import RunNotFoundError
 from perfsmith.executor.observer import Cached
 from perfsmith.executor.records import TaskRecord, TaskStatus
 from perfsmith.planner.plan import TaskSpec, as_text, render_args
 from perfsmith.storage.db import Database
-from perfsmith.storage.models import Event, Plan, Run, Task
+from perfsmith.storage.models import Artifact, Candidate, Event, Plan, Run, Task
 
 log = logging.getLogger(__name__)
 EventListener = Callable[[dict[str, Any]], None]
+T = TypeVar("T")
+# Called (on the database's writer thread) with each event once its row is committed, for
+# every run of this process: the API wakes its event streams with it.
+COMMITTED: list[EventListener] = []
 
 
 def fingerprint(spec: TaskSpec) -> str:
@@ -34,6 +38,18 @@ def _to_json(value: Any) -> str | None:
         return json.dumps(value, ensure_ascii=False, allow_nan=True)
     except (TypeError, ValueError):
         return None
+
+
+def _filtered(
+    q: Select[T], *, status: str | None, kind: str | None, tenant: str | None
+) -> Select[T]:
+    if status:
+        q = q.where(Run.status == status)
+    if kind:
+        q = q.where(Run.kind == kind)
+    if tenant is not None:
+        q = q.where(Run.tenant == tenant)
+    return q
 
 
 class RunStore:
@@ -76,15 +92,63 @@ class RunStore:
             return run
 
     def list_runs(
-        self, *, limit: int = 20, offset: int = 0, status: str | None = None
+        self,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        status: str | None = None,
+        kind: str | None = None,
+        tenant: str | None = None,
     ) -> list[Run]:
+        """Newest first; `tenant` limits the list to one tenant's runs (the API's view)."""
         with self.db.session() as s:
-            q = select(Run).order_by(Run.created_at.desc(), Run.id)
-            if status:
-                q = q.where(Run.status == status)
+            q = _filtered(select(Run), status=status, kind=kind, tenant=tenant)
+            q = q.order_by(Run.created_at.desc(), Run.id)
             runs = list(s.scalars(q.limit(limit).offset(offset)))
             s.expunge_all()
             return runs
+
+    def count_runs(
+        self, *, status: str | None = None, kind: str | None = None, tenant: str | None = None
+    ) -> int:
+        with self.db.session() as s:
+            q = _filtered(select(func.count(Run.id)), status=status, kind=kind, tenant=tenant)
+            return int(s.scalar(q) or 0)
+
+    def candidates(self, run_id: str) -> list[Candidate]:
+        """A run's candidates in the order they were proposed, with their measurements."""
+        with self.db.session() as s:
+            rows = list(
+                s.scalars(
+                    select(Candidate)
+                    .where(Candidate.run_id == run_id)
+                    .options(selectinload(Candidate.measurements))
+                    .order_by(Candidate.id)
+                )
+            )
+            s.expunge_all()
+            return rows
+
+    def artifacts(self, run_id: str) -> list[tuple[Artifact, int]]:
+        """A run's artifacts (without loading their content) and each one's size in bytes."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Artifact, func.length(Artifact.content))
+                .where(Artifact.run_id == run_id)
+                .options(defer(Artifact.content))
+                .order_by(Artifact.id)
+            ).all()
+            s.expunge_all()
+            return [(a, int(size or 0)) for a, size in rows]
+
+    def artifact(self, run_id: str, artifact_id: int) -> Artifact | None:
+        with self.db.session() as s:
+            row = s.scalar(
+                select(Artifact).where(Artifact.run_id == run_id, Artifact.id == artifact_id)
+            )
+            if row is not None:
+                s.expunge(row)
+            return row
 
     def set_status(
         self, run_id: str, status: str, *, answer: str | None = None, error: str | None = None
@@ -157,7 +221,10 @@ class RunRecorder:
                 listener(event)
             except Exception:  # a broken progress display must not break the run
                 log.exception("event listener failed")
-        self._background(lambda s: s.add(Event(**row)))
+        fut: Future[Any] = self.db.submit(lambda s: s.add(Event(**row)))
+        fut.add_done_callback(_log_failure)
+        if COMMITTED:
+            fut.add_done_callback(lambda _f: _committed(event))
 
     def _background(self, fn: Callable[[Session], Any]) -> None:
         fut: Future[Any] = self.db.submit(fn)
@@ -331,6 +398,14 @@ class RunRecorder:
             )
 
         await self.db.write(write)
+
+
+def _committed(event: dict[str, Any]) -> None:
+    for hook in list(COMMITTED):
+        try:
+            hook(event)
+        except Exception:
+            log.exception("event hook failed")
 
 
 def _log_failure(fut: Future[Any]) -> None:

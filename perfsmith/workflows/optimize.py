@@ -627,10 +627,13 @@ async def resume_optimize(
     settings: Settings | None = None,
     listeners: Iterable[EventListener] = (),
     write_report: Callable[[OptimizeResult, OptimizeSession, Path], Path] | None = None,
+    message: str | None = None,
 ) -> OptimizeResult:
     """Finish an interrupted optimize run: completed tasks are reused and candidates that
-    already have a verdict are not verified again."""
-    from perfsmith.orchestrate import resume
+    already have a verdict are not verified again. With ``message``, continue an ended
+    run instead: the planner plans again with the user's instruction, and the best of all
+    the run's candidates wins."""
+    from perfsmith.orchestrate import follow_up, resume
 
     settings = settings or load_settings()
     db = database or Database(settings.resolved_database_url())
@@ -666,7 +669,21 @@ async def resume_optimize(
         await _restore(session, run_id)
         answer = ""
         planned = bool(await asyncio.to_thread(RunStore(db).plans, run_id))
-        if model is not None and row.status != "done" and (planned or config.get("llm")):
+        if message is not None:
+            if model is None:
+                raise PerfsmithError("a follow-up needs an LLM to plan with")
+            result = await follow_up(
+                run_id,
+                message,
+                tools=session.tools(),
+                llm=model,
+                database=db,
+                settings=settings,
+                listeners=list(listeners),
+                settle=False,
+            )
+            answer = result.answer
+        elif model is not None and row.status != "done" and (planned or config.get("llm")):
             result = await resume(
                 run_id,
                 tools=session.tools(),

@@ -1,0 +1,364 @@
+"""The server's runs: each one an asyncio task on the server's loop, started, cancelled,
+resumed and continued (follow-ups) here, and woken event streams when their events land."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perfsmith.api.intake import RequestError, TypedRequest, Workspace
+from perfsmith.api.schemas import KernelRunCreate, OptimizeRunCreate, PlanRunCreate
+from perfsmith.config import Settings, data_dir
+from perfsmith.errors import PerfsmithError
+from perfsmith.llm.base import ChatModel
+from perfsmith.llm.factory import model_from_spec
+from perfsmith.orchestrate import TERMINAL, fail_run
+from perfsmith.sandbox.base import Sandbox
+from perfsmith.storage import runs as run_events
+from perfsmith.storage.db import Database
+from perfsmith.storage.models import Run
+from perfsmith.storage.runs import RunStore
+
+log = logging.getLogger(__name__)
+
+
+class ConflictError(PerfsmithError):
+    """The run is not in a state that allows this (HTTP 409)."""
+
+
+@dataclass
+class ServerConfig:
+    """What `perfsmith serve` was started with."""
+
+    llm: str
+    workspace: Workspace
+    tools: list[str] = field(default_factory=list)
+    sandbox: str = "auto"
+
+
+def describe(req: TypedRequest) -> tuple[str, str]:
+    """The run's stored (kind, request text)."""
+    if isinstance(req, OptimizeRunCreate):
+        what = req.target or f"the pasted function {req.function}"
+        return "optimize", f"make {what} faster"
+    if isinstance(req, KernelRunCreate):
+        return "kernel", f"write a faster {req.backend} kernel for {req.problem}"
+    return "orchestrate", req.request
+
+
+class RunManager:
+    def __init__(self, db: Database, settings: Settings, config: ServerConfig) -> None:
+        self.db = db
+        self.store = RunStore(db)
+        self.settings = settings
+        self.config = config
+        self.active: dict[str, asyncio.Task[None]] = {}
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sandbox: Sandbox | None = None
+        self._sandbox_lock = asyncio.Lock()
+        self._shared_model: ChatModel | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        run_events.COMMITTED.append(self._on_committed)
+
+    async def shutdown(self) -> None:
+        """Cancel the runs in flight (they are stored as cancelled and can be resumed)."""
+        if self._on_committed in run_events.COMMITTED:
+            run_events.COMMITTED.remove(self._on_committed)
+        tasks = list(self.active.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=30)
+        if self._sandbox is not None:
+            await self._sandbox.close()
+            self._sandbox = None
+
+    # -- event wake-ups --------------------------------------------------------------
+
+    def _on_committed(self, event: dict[str, Any]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake, str(event["run_id"]))
+
+    def _wake(self, run_id: str) -> None:
+        for waiter in self._waiters.get(run_id, ()):
+            waiter.set()
+
+    def subscribe(self, run_id: str) -> asyncio.Event:
+        waiter = asyncio.Event()
+        self._waiters.setdefault(run_id, set()).add(waiter)
+        return waiter
+
+    def unsubscribe(self, run_id: str, waiter: asyncio.Event) -> None:
+        waiters = self._waiters.get(run_id)
+        if waiters is not None:
+            waiters.discard(waiter)
+            if not waiters:
+                del self._waiters[run_id]
+
+    def is_active(self, run_id: str) -> bool:
+        return run_id in self.active
+
+    # -- shared resources ------------------------------------------------------------
+
+    async def sandbox(self) -> Sandbox:
+        async with self._sandbox_lock:
+            if self._sandbox is None:
+                from perfsmith.sandbox.select import open_sandbox
+
+                self._sandbox = await open_sandbox(self.config.sandbox)
+            return self._sandbox
+
+    def model(self) -> ChatModel:
+        """The server's LLM: one shared client, but a fresh script per run for scripted
+        models (a script is a queue of replies)."""
+        if self.config.llm.startswith("scripted:"):
+            return model_from_spec(self.config.llm, self.settings)
+        if self._shared_model is None:
+            self._shared_model = model_from_spec(self.config.llm, self.settings)
+        return self._shared_model
+
+    # -- runs ------------------------------------------------------------------------
+
+    def check(self, req: TypedRequest) -> None:
+        """Reject a request whose files or tools do not exist, before a run is stored."""
+        ws = self.config.workspace
+        if isinstance(req, OptimizeRunCreate):
+            if req.target is not None:
+                ws.target(req.target, field="target")
+            elif req.source is not None:
+                _check_source(req.source, req.function)
+            if req.inputs is not None:
+                ws.target(req.inputs, field="inputs")
+            if req.workload is not None:
+                ws.target(req.workload, field="workload")
+        elif isinstance(req, KernelRunCreate):
+            ws.problem(req.problem, field="problem")
+        elif not self.config.tools:
+            raise RequestError(
+                "this server has no tools for free-form plans (start it with --tools)",
+                field="kind",
+            )
+
+    async def create(self, req: TypedRequest, *, tenant: str, message: str | None = None) -> Run:
+        await asyncio.to_thread(self.check, req)
+        kind, text = describe(req)
+        config: dict[str, Any] = {"api": req.model_dump(mode="json")}
+        if message is not None:
+            config["message"] = message
+        run_id = await asyncio.to_thread(
+            self.store.create_run, text, kind=kind, config=config, tenant=tenant
+        )
+        self._spawn(run_id, self._execute(run_id, req, text))
+        return await asyncio.to_thread(self.store.get_run, run_id)
+
+    def _spawn(self, run_id: str, work: Coroutine[Any, Any, Any]) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                await asyncio.shield(
+                    fail_run(self.db, run_id, error="cancelled", status="cancelled")
+                )
+            except Exception as exc:
+                message = (
+                    str(exc) if isinstance(exc, PerfsmithError) else f"{type(exc).__name__}: {exc}"
+                )
+                if not isinstance(exc, PerfsmithError):
+                    log.exception("run %s failed", run_id)
+                await fail_run(self.db, run_id, error=message)
+            finally:
+                self.active.pop(run_id, None)
+                self._wake(run_id)
+
+        self.active[run_id] = asyncio.create_task(guarded(), name=f"run-{run_id}")
+
+    async def _execute(self, run_id: str, req: TypedRequest, request: str) -> None:
+        ws = self.config.workspace
+        if isinstance(req, OptimizeRunCreate):
+            from perfsmith.workflows.optimize import optimize
+            from perfsmith.workflows.report import write_report
+
+            if req.target is not None:
+                target = ws.target(req.target, field="target")
+            else:
+                assert req.source is not None
+                target = _write_source(run_id, req.source, req.function)
+            await optimize(
+                target,
+                sandbox=await self.sandbox(),
+                llm=self.model(),
+                workload=ws.target(req.workload, field="workload") if req.workload else None,
+                inputs=ws.target(req.inputs, field="inputs") if req.inputs else None,
+                rounds=req.rounds,
+                k=req.candidates,
+                database=self.db,
+                settings=self.settings,
+                verify_rounds=req.verify_rounds,
+                write_report=write_report,
+                run_id=run_id,
+            )
+        elif isinstance(req, KernelRunCreate):
+            from perfsmith.workflows.kernels import kernel_optimize
+
+            await kernel_optimize(
+                ws.problem(req.problem, field="problem"),
+                sandbox=await self.sandbox(),
+                llm=self.model(),
+                backend=req.backend,
+                rounds=req.rounds,
+                k=req.candidates,
+                database=self.db,
+                app_settings=self.settings,
+                run_id=run_id,
+            )
+        else:
+            assert isinstance(req, PlanRunCreate)
+            from perfsmith.orchestrate import run
+            from perfsmith.tools.loader import load_tools
+
+            await run(
+                request,
+                tools=load_tools(self.config.tools),
+                llm=self.model(),
+                database=self.db,
+                settings=self.settings,
+                resume_config={"tools": self.config.tools},
+                run_id=run_id,
+            )
+
+    async def cancel(self, run_id: str) -> None:
+        task = self.active.get(run_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task], timeout=60)
+            return
+        row = await asyncio.to_thread(self.store.get_run, run_id)
+        if row.status in TERMINAL:
+            raise ConflictError(f"run {run_id} has already ended ({row.status})")
+        # left running by a server or CLI process that is gone: it ends here
+        await fail_run(self.db, run_id, error="cancelled", status="cancelled")
+
+    async def resume(self, run_id: str) -> None:
+        row = await self._idle_run(run_id)
+        if row.status == "done":
+            raise ConflictError(
+                f"run {run_id} has finished; send a follow-up message to continue it"
+            )
+        if row.kind == "optimize":
+            from perfsmith.workflows.optimize import resume_optimize
+            from perfsmith.workflows.report import write_report
+
+            work: Coroutine[Any, Any, Any] = resume_optimize(
+                run_id,
+                sandbox=await self.sandbox(),
+                llm=self.model(),
+                database=self.db,
+                settings=self.settings,
+                write_report=write_report,
+            )
+        elif row.kind == "orchestrate" and row.config.get("tools"):
+            from perfsmith.orchestrate import resume
+            from perfsmith.tools.loader import load_tools
+
+            work = resume(
+                run_id,
+                tools=load_tools(list(row.config["tools"])),
+                llm=self.model(),
+                database=self.db,
+                settings=self.settings,
+            )
+        else:
+            raise ConflictError(
+                f"{row.kind} runs cannot be resumed; start the request again as a new run"
+            )
+        await asyncio.to_thread(self.store.set_status, run_id, "running")
+        self._spawn(run_id, work)
+
+    async def follow_up(self, run_id: str, text: str) -> None:
+        """Continue an ended run with the user's new instruction (a chat follow-up)."""
+        row = await self._idle_run(run_id)
+        if row.status not in TERMINAL:
+            raise ConflictError(
+                f"run {run_id} is {row.status} but not in progress here; resume it first"
+            )
+        if row.kind == "optimize":
+            from perfsmith.workflows.optimize import resume_optimize
+            from perfsmith.workflows.report import write_report
+
+            work: Coroutine[Any, Any, Any] = resume_optimize(
+                run_id,
+                sandbox=await self.sandbox(),
+                llm=self.model(),
+                database=self.db,
+                settings=self.settings,
+                write_report=write_report,
+                message=text,
+            )
+        elif row.kind == "orchestrate" and row.config.get("tools"):
+            from perfsmith.orchestrate import follow_up
+            from perfsmith.tools.loader import load_tools
+
+            work = follow_up(
+                run_id,
+                text,
+                tools=load_tools(list(row.config["tools"])),
+                llm=self.model(),
+                database=self.db,
+                settings=self.settings,
+            )
+        else:
+            raise ConflictError(
+                f"{row.kind} runs take no follow-ups; start a new run with the new request"
+            )
+        self._spawn(run_id, work)
+
+    async def _idle_run(self, run_id: str) -> Run:
+        if run_id in self.active:
+            raise ConflictError(f"run {run_id} is in progress; wait for it or cancel it")
+        return await asyncio.to_thread(self.store.get_run, run_id)
+
+
+def _check_source(source: str, function: str | None) -> None:
+    import ast
+
+    from perfsmith.verifiers.target import defined_names
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise RequestError(
+            f"the source has a syntax error on line {exc.lineno}: {exc.msg}", field="source"
+        ) from exc
+    names = [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if not names:
+        raise RequestError("the source defines no function to optimize", field="source")
+    if function is not None and function not in defined_names(tree):
+        raise RequestError(
+            f"the source defines no function {function!r} (it defines: {', '.join(names)})",
+            field="function",
+        )
+
+
+def _write_source(run_id: str, source: str, function: str | None) -> str:
+    """Pasted code becomes a module in the run's folder; returns its FILE::FUNC."""
+    import ast
+
+    tree = ast.parse(source)
+    name = function or next(
+        n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+    )
+    folder = data_dir() / "api-sources" / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "pasted.py"
+    path.write_text(source if source.endswith("\n") else source + "\n", encoding="utf-8")
+    return f"{Path(path)}::{name}"

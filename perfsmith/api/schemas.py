@@ -1,0 +1,198 @@
+"""The API's request and response bodies: one set of pydantic models shared by the server,
+the Python client and the committed OpenAPI document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+RunStatus = Literal["pending", "running", "done", "failed", "cancelled"]
+MAX_SOURCE_CHARS = 200_000
+_TARGET = r"^[^\s:][^:]*::[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ChatRunCreate(_Body):
+    """A request in words; perfsmith works out what to run (see `GET /` for examples)."""
+
+    kind: Literal["chat"] = "chat"
+    message: str = Field(min_length=1, max_length=MAX_SOURCE_CHARS)
+
+
+class OptimizeRunCreate(_Body):
+    """Make one Python function faster: a `target` in the server's workspace, or pasted
+    `source` (with the `function` to optimize, default the first one defined)."""
+
+    kind: Literal["optimize"] = "optimize"
+    target: str | None = Field(
+        default=None,
+        pattern=_TARGET,
+        max_length=1000,
+        description="FILE::FUNCTION, FILE relative to the server's workspace",
+    )
+    source: str | None = Field(default=None, min_length=1, max_length=MAX_SOURCE_CHARS)
+    function: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200)
+    inputs: str | None = Field(
+        default=None,
+        pattern=_TARGET,
+        max_length=1000,
+        description="input generator FILE::FUNC (FUNC(seed) returns argument tuples)",
+    )
+    workload: str | None = Field(
+        default=None,
+        pattern=_TARGET,
+        max_length=1000,
+        description="FILE::FUNC of no arguments that exercises the target",
+    )
+    rounds: int = Field(default=2, ge=1, le=10, description="planning rounds at most")
+    candidates: int = Field(default=3, ge=1, le=8, description="proposals per round")
+    verify_rounds: int = Field(default=12, ge=3, le=200)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> OptimizeRunCreate:
+        if (self.target is None) == (self.source is None):
+            raise ValueError("give exactly one of `target` (FILE::FUNCTION) and `source` (code)")
+        if self.function is not None and self.source is None:
+            raise ValueError("`function` picks a function of `source`; with `target` leave it out")
+        return self
+
+
+class KernelRunCreate(_Body):
+    """Write a faster kernel for a problem of the server's kernel suite (or a problem file
+    in its workspace)."""
+
+    kind: Literal["kernel"] = "kernel"
+    problem: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="a problem's name in the suite (e.g. softmax) or FILE.py in the workspace",
+    )
+    backend: Literal["cpp", "cuda", "triton"] = "cpp"
+    rounds: int = Field(default=2, ge=1, le=10)
+    candidates: int = Field(default=3, ge=1, le=8)
+
+
+class PlanRunCreate(_Body):
+    """A free-form request planned over the tools the server was started with (`--tools`)."""
+
+    kind: Literal["plan"] = "plan"
+    request: str = Field(min_length=1, max_length=MAX_SOURCE_CHARS)
+
+
+RunCreate = Annotated[
+    ChatRunCreate | OptimizeRunCreate | KernelRunCreate | PlanRunCreate,
+    Field(discriminator="kind"),
+]
+
+
+class MessageCreate(_Body):
+    """A follow-up in the run's chat: the run plans again with this instruction."""
+
+    text: str = Field(min_length=1, max_length=MAX_SOURCE_CHARS)
+
+
+class RunOut(BaseModel):
+    id: str
+    kind: str
+    status: RunStatus
+    request: str = Field(description="what the planner was asked")
+    message: str | None = Field(description="the user's own words, for runs started by chat")
+    answer: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    active: bool = Field(description="being worked on by this server now")
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class PlanOut(BaseModel):
+    round: int
+    text: str
+    complete: bool
+    thought: str | None
+    decision: str | None
+
+
+class TaskOut(BaseModel):
+    round: int
+    idx: int
+    tool: str
+    line: str
+    args: str
+    deps: list[int]
+    status: str
+    error: str | None
+    result: str | None
+    attempts: int
+    reused: bool
+    started_at: float | None
+    ended_at: float | None
+    wait_s: float
+    run_s: float
+
+
+class MeasurementOut(BaseModel):
+    kind: str
+    subject: str
+    value: float
+    unit: str
+    meta: dict[str, Any]
+
+
+class CandidateOut(BaseModel):
+    id: int
+    origin: str
+    language: str
+    source: str
+    verdict: str | None
+    speedup: float | None
+    ci_low: float | None
+    ci_high: float | None
+    failure: str | None
+    created_at: datetime
+    measurements: list[MeasurementOut]
+
+
+class ArtifactOut(BaseModel):
+    id: int
+    kind: str
+    name: str
+    media_type: str
+    size: int
+    candidate_id: int | None
+    created_at: datetime
+
+
+class EventOut(BaseModel):
+    seq: int
+    type: str
+    payload: dict[str, Any]
+    time: datetime
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; `errors` lists each invalid field of a request."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
