@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch lies on local disk; a looser pin pulls a multi-GB CUDA build.
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: install demo test lint bench bench-quick clean
+.PHONY: install demo test lint bench bench-quick clean openapi serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: install
 
 test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The API's OpenAPI document, committed (a test fails when it drifts from the code).
+openapi: install
+	$(BIN)/python -m perfsmith.api.openapi > docs/openapi.json
 
 lint: install
 	$(BIN)/ruff check perfsmith tests bench

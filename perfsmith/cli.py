@@ -15,7 +15,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from perfsmith import cli_remote as remote
+from perfsmith.api.client import Client
+from perfsmith.api.schemas import RunOut
 from perfsmith.cli_kernel import kernel_app
+from perfsmith.cli_remote import ServerOption, TokenOption
 from perfsmith.cli_server import serve_cmd, tokens_app
 from perfsmith.config import load_settings
 from perfsmith.console import DagRow, LiveProgress, dag_table
@@ -215,8 +219,15 @@ def runs_list(
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """The most recent runs."""
+    if server:
+        remote.runs_list(
+            server, token, out, err, limit=limit, offset=offset, status=status, as_json=as_json
+        )
+        return
     rows = _guard(lambda: RunStore(_db(db)).list_runs(limit=limit, offset=offset, status=status))
     if as_json:
         out.print_json(
@@ -382,10 +393,42 @@ def runs_eff_at_k(
 
 
 @runs_app.command("show")
-def runs_show(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
+def runs_show(
+    run_id: str,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
     """A run's plans and its task DAG with each task's status and timings."""
+    if server:
+        remote.runs_show(server, token, out, err, run_id, as_json)
+        return
     settings = load_settings(database_url=db)
     _guard(lambda: _show_run(settings.resolved_database_url(), run_id, as_json))
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: str,
+    db: DbOption = None,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Stop a run: on a server, its work stops; here, a run whose process is gone (killed,
+    crashed) is marked cancelled. Either way `runs resume` can finish it later."""
+    if server:
+        run = remote.call(server, token, err, lambda c: c.runs.cancel(run_id))
+        out.print(f"{run.id}: {run.status}")
+        return
+    from perfsmith.orchestrate import TERMINAL, fail_run
+
+    database = _guard(lambda: _db(db))
+    row = _guard(lambda: RunStore(database).get_run(run_id))
+    if row.status in TERMINAL:
+        _fail(f"run {run_id} has already ended ({row.status})")
+    _run_async(fail_run(database, run_id, error="cancelled", status="cancelled"))
+    out.print(f"{run_id}: cancelled")
 
 
 @runs_app.command("resume")
@@ -396,10 +439,25 @@ def runs_resume(
     ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Finish an interrupted run; tasks that completed are not executed again."""
     from perfsmith.orchestrate import resume
 
+    if server:
+        if llm:
+            raise typer.BadParameter("the server runs its own LLM", param_hint="--llm")
+
+        async def go(client: Client) -> RunOut:
+            await client.runs.resume(run_id)
+            return await remote.follow(client, run_id, [])
+
+        done = remote.call(server, token, err, go)
+        out.print(f"{done.status}: {done.answer or done.error or ''}", markup=False)
+        if done.status != "done":
+            raise typer.Exit(1)
+        return
     settings = load_settings(database_url=db)
 
     def prepare() -> tuple[list[Any], Any]:
@@ -631,9 +689,45 @@ def optimize_cmd(
     verify_rounds: Annotated[int, typer.Option("--verify-rounds", min=3, max=200)] = 12,
     db: DbOption = None,
     as_json: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Make FUNCTION faster: plan, propose candidates with the LLM, verify each in the
     sandbox, report the fastest verified one (and apply it with --apply)."""
+    if server:
+        unsupported = [
+            flag
+            for flag, given in (
+                ("--workload", workload),
+                ("--candidate", candidate),
+                ("--llm", llm),
+                ("--apply", apply),
+                ("--report-dir", report_dir),
+            )
+            if given
+        ]
+        if unsupported:
+            _fail(
+                f"{', '.join(unsupported)} cannot be used with --server: the server runs its "
+                "own LLM and sandbox on the code sent to it (the diff comes back)",
+                code=2,
+            )
+        try:
+            remote.optimize(
+                server,
+                token,
+                out,
+                err,
+                target=target,
+                inputs=inputs,
+                rounds=rounds,
+                k=candidates_k,
+                verify_rounds=verify_rounds,
+                as_json=as_json,
+            )
+        except remote.RemoteUsageError as exc:
+            _fail(str(exc), code=2)
+        return
     from perfsmith.sandbox.select import BACKENDS, open_sandbox
     from perfsmith.verifiers.target import TargetError, parse_target
     from perfsmith.workflows.optimize import optimize

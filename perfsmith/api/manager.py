@@ -62,6 +62,7 @@ class RunManager:
         self._sandbox: Sandbox | None = None
         self._sandbox_lock = asyncio.Lock()
         self._shared_model: ChatModel | None = None
+        self._scripts: dict[str, ChatModel] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -118,11 +119,13 @@ class RunManager:
                 self._sandbox = await open_sandbox(self.config.sandbox)
             return self._sandbox
 
-    def model(self) -> ChatModel:
-        """The server's LLM: one shared client, but a fresh script per run for scripted
-        models (a script is a queue of replies)."""
+    def model(self, run_id: str) -> ChatModel:
+        """The server's LLM: one shared client, but a script of its own per run for scripted
+        models (a script is a queue of replies; a follow-up goes on where it stopped)."""
         if self.config.llm.startswith("scripted:"):
-            return model_from_spec(self.config.llm, self.settings)
+            if run_id not in self._scripts:
+                self._scripts[run_id] = model_from_spec(self.config.llm, self.settings)
+            return self._scripts[run_id]
         if self._shared_model is None:
             self._shared_model = model_from_spec(self.config.llm, self.settings)
         return self._shared_model
@@ -136,7 +139,9 @@ class RunManager:
             if req.target is not None:
                 ws.target(req.target, field="target")
             elif req.source is not None:
-                _check_source(req.source, req.function)
+                _check_source(req.source, req.function, field="source")
+            if req.inputs_source is not None:
+                _check_source(req.inputs_source, req.inputs_function, field="inputs_source")
             if req.inputs is not None:
                 ws.target(req.inputs, field="inputs")
             if req.workload is not None:
@@ -192,13 +197,18 @@ class RunManager:
                 target = ws.target(req.target, field="target")
             else:
                 assert req.source is not None
-                target = _write_source(run_id, req.source, req.function)
+                target = _write_source(run_id, "pasted.py", req.source, req.function)
+            inputs = ws.target(req.inputs, field="inputs") if req.inputs else None
+            if req.inputs_source is not None:
+                inputs = _write_source(
+                    run_id, "pasted_inputs.py", req.inputs_source, req.inputs_function
+                )
             await optimize(
                 target,
                 sandbox=await self.sandbox(),
-                llm=self.model(),
+                llm=self.model(run_id),
                 workload=ws.target(req.workload, field="workload") if req.workload else None,
-                inputs=ws.target(req.inputs, field="inputs") if req.inputs else None,
+                inputs=inputs,
                 rounds=req.rounds,
                 k=req.candidates,
                 database=self.db,
@@ -213,7 +223,7 @@ class RunManager:
             await kernel_optimize(
                 ws.problem(req.problem, field="problem"),
                 sandbox=await self.sandbox(),
-                llm=self.model(),
+                llm=self.model(run_id),
                 backend=req.backend,
                 rounds=req.rounds,
                 k=req.candidates,
@@ -229,7 +239,7 @@ class RunManager:
             await run(
                 request,
                 tools=load_tools(self.config.tools),
-                llm=self.model(),
+                llm=self.model(run_id),
                 database=self.db,
                 settings=self.settings,
                 resume_config={"tools": self.config.tools},
@@ -261,7 +271,7 @@ class RunManager:
             work: Coroutine[Any, Any, Any] = resume_optimize(
                 run_id,
                 sandbox=await self.sandbox(),
-                llm=self.model(),
+                llm=self.model(run_id),
                 database=self.db,
                 settings=self.settings,
                 write_report=write_report,
@@ -273,7 +283,7 @@ class RunManager:
             work = resume(
                 run_id,
                 tools=load_tools(list(row.config["tools"])),
-                llm=self.model(),
+                llm=self.model(run_id),
                 database=self.db,
                 settings=self.settings,
             )
@@ -298,7 +308,7 @@ class RunManager:
             work: Coroutine[Any, Any, Any] = resume_optimize(
                 run_id,
                 sandbox=await self.sandbox(),
-                llm=self.model(),
+                llm=self.model(run_id),
                 database=self.db,
                 settings=self.settings,
                 write_report=write_report,
@@ -312,7 +322,7 @@ class RunManager:
                 run_id,
                 text,
                 tools=load_tools(list(row.config["tools"])),
-                llm=self.model(),
+                llm=self.model(run_id),
                 database=self.db,
                 settings=self.settings,
             )
@@ -328,7 +338,13 @@ class RunManager:
         return await asyncio.to_thread(self.store.get_run, run_id)
 
 
-def _check_source(source: str, function: str | None) -> None:
+def _functions(tree: Any) -> list[str]:
+    import ast
+
+    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+
+
+def _check_source(source: str, function: str | None, *, field: str) -> None:
     import ast
 
     from perfsmith.verifiers.target import defined_names
@@ -337,28 +353,27 @@ def _check_source(source: str, function: str | None) -> None:
         tree = ast.parse(source)
     except SyntaxError as exc:
         raise RequestError(
-            f"the source has a syntax error on line {exc.lineno}: {exc.msg}", field="source"
+            f"the code has a syntax error on line {exc.lineno}: {exc.msg}", field=field
         ) from exc
-    names = [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    except ValueError as exc:  # e.g. NUL bytes
+        raise RequestError(f"the code cannot be parsed: {exc}", field=field) from exc
+    names = _functions(tree)
     if not names:
-        raise RequestError("the source defines no function to optimize", field="source")
+        raise RequestError("the code defines no function", field=field)
     if function is not None and function not in defined_names(tree):
         raise RequestError(
-            f"the source defines no function {function!r} (it defines: {', '.join(names)})",
-            field="function",
+            f"the code defines no function {function!r} (it defines: {', '.join(names)})",
+            field=field.replace("source", "function"),
         )
 
 
-def _write_source(run_id: str, source: str, function: str | None) -> str:
+def _write_source(run_id: str, name: str, source: str, function: str | None) -> str:
     """Pasted code becomes a module in the run's folder; returns its FILE::FUNC."""
     import ast
 
-    tree = ast.parse(source)
-    name = function or next(
-        n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
-    )
+    chosen = function or _functions(ast.parse(source))[0]
     folder = data_dir() / "api-sources" / run_id
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "pasted.py"
+    path = folder / name
     path.write_text(source if source.endswith("\n") else source + "\n", encoding="utf-8")
-    return f"{Path(path)}::{name}"
+    return f"{Path(path)}::{chosen}"

@@ -43,6 +43,16 @@ class OptimizeRunCreate(_Body):
         max_length=1000,
         description="input generator FILE::FUNC (FUNC(seed) returns argument tuples)",
     )
+    inputs_source: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SOURCE_CHARS,
+        description="code defining an input generator (its first function, or "
+        "`inputs_function`), for pasted `source`",
+    )
+    inputs_function: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200
+    )
     workload: str | None = Field(
         default=None,
         pattern=_TARGET,
@@ -59,6 +69,10 @@ class OptimizeRunCreate(_Body):
             raise ValueError("give exactly one of `target` (FILE::FUNCTION) and `source` (code)")
         if self.function is not None and self.source is None:
             raise ValueError("`function` picks a function of `source`; with `target` leave it out")
+        if self.inputs is not None and self.inputs_source is not None:
+            raise ValueError("give at most one of `inputs` (FILE::FUNC) and `inputs_source`")
+        if self.inputs_function is not None and self.inputs_source is None:
+            raise ValueError("`inputs_function` picks a function of `inputs_source`")
         return self
 
 

@@ -23,6 +23,8 @@ def load_script(path: Path) -> ScriptedChatModel:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"script file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read script file {path}: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(f"script file {path} is not valid JSON: {exc}") from exc
     latency = 0.0
