@@ -13,6 +13,8 @@ from sqlalchemy import create_engine, text
 from perfsmith.storage.db import Database, normalize_url
 
 PG_URL = os.environ.get("PERFSMITH_TEST_PG_URL")
+# real `perfsmith serve` processes for the API and UI tests
+pytest_plugins = ["tests.servers"]
 
 
 def pytest_report_header() -> str:

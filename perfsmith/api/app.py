@@ -279,6 +279,11 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
         """Liveness; needs no token."""
         return Health(status="ok", version=version("perfsmith"))
 
+    @app.get("/kernel-problems", tags=["server"])
+    async def kernel_problems(who: Auth) -> list[str]:
+        """The kernel suite's problems a kernel run (or a chat message) can name."""
+        return manager.config.workspace.problems()
+
     @app.post("/runs", status_code=201, tags=["runs"])
     async def create_run(body: RunCreate, who: Auth, response: Response) -> RunOut:
         """Start a run from a chat message or a typed request; returns at once, the work

@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from perfsmith.api.openapi import document
-from tests.api.conftest import Server
+from tests.servers import Server
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 

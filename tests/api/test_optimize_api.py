@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from perfsmith.api.client import Client
-from tests.api.conftest import EXAMPLES, Server
 from tests.cli_runner import cli
+from tests.servers import EXAMPLES, Server
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import pytest
 
 from perfsmith.api.client import ApiError, Client
 from perfsmith.api.schemas import EventOut
-from tests.api.conftest import Server
+from tests.servers import Server
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,5 @@
-"""Real `perfsmith serve` processes on loopback, each with its own database and tokens."""
+"""Real `perfsmith serve` processes on loopback, each with its own database and tokens
+(session fixtures for the API and UI tests)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ import pytest
 from perfsmith.api.tokens import TokenStore
 from perfsmith.storage.db import Database
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-PLAN_TOOLS = Path(__file__).with_name("plan_tools.py")
+PLAN_TOOLS = Path(__file__).parent / "api" / "plan_tools.py"
 
 PLAN = """\
 Thought: three pauses at once, then their sum.
