@@ -95,6 +95,20 @@ OPTIMIZE_SCRIPT = {
 }
 
 
+KERNEL_PLAN = """\
+Thought: read the problem, propose a kernel, verify it.
+1. read_problem()
+2. propose(strategy="fuse the passes", feedback=$1)
+3. verify(candidate=$2)
+join()
+"""
+KERNEL_SCRIPT = {
+    "planner": [KERNEL_PLAN],
+    "propose": [f"```python\n{(EXAMPLES / 'kernels' / 'cpp' / 'softmax.py').read_text()}```"],
+    "joiner": ["Thought: verified.\nAction: Finish(the fused kernel is verified)"],
+}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -198,5 +212,13 @@ def plan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def optimize_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The main job through the API: a scripted model, the real sandbox and verifiers."""
     server = start_server(tmp_path_factory.mktemp("optimize-server"), OPTIMIZE_SCRIPT)
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def kernel_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Kernel runs through the API: a scripted C++ kernel, built and timed for real."""
+    server = start_server(tmp_path_factory.mktemp("kernel-server"), KERNEL_SCRIPT)
     yield server
     stop_server(server)
