@@ -142,6 +142,9 @@ class RunManager:
                 _check_source(req.source, req.function, field="source")
             if req.inputs_source is not None:
                 _check_source(req.inputs_source, req.inputs_function, field="inputs_source")
+            name = _function_name(req)
+            for i, code in enumerate(req.user_candidates):
+                _check_source(code, name, field=f"user_candidates.{i}")
             if req.inputs is not None:
                 ws.target(req.inputs, field="inputs")
             if req.workload is not None:
@@ -203,8 +206,13 @@ class RunManager:
                 inputs = _write_source(
                     run_id, "pasted_inputs.py", req.inputs_source, req.inputs_function
                 )
+            users = [
+                _write_source(run_id, f"user_candidate_{i + 1}.py", code, None).split("::")[0]
+                for i, code in enumerate(req.user_candidates)
+            ]
             await optimize(
                 target,
+                candidates=users,
                 sandbox=await self.sandbox(),
                 llm=self.model(run_id),
                 workload=ws.target(req.workload, field="workload") if req.workload else None,
@@ -336,6 +344,16 @@ class RunManager:
         if run_id in self.active:
             raise ConflictError(f"run {run_id} is in progress; wait for it or cancel it")
         return await asyncio.to_thread(self.store.get_run, run_id)
+
+
+def _function_name(req: OptimizeRunCreate) -> str:
+    """The name of the function an optimize request is about."""
+    import ast
+
+    if req.target is not None:
+        return req.target.rpartition("::")[2]
+    assert req.source is not None
+    return req.function or _functions(ast.parse(req.source))[0]
 
 
 def _functions(tree: Any) -> list[str]:

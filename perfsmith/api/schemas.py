@@ -59,6 +59,12 @@ class OptimizeRunCreate(_Body):
         max_length=1000,
         description="FILE::FUNC of no arguments that exercises the target",
     )
+    user_candidates: list[Annotated[str, Field(min_length=1, max_length=MAX_SOURCE_CHARS)]] = Field(
+        default_factory=list,
+        max_length=8,
+        description="your own rewrites of the function (code), verified alongside the "
+        "model's proposals",
+    )
     rounds: int = Field(default=2, ge=1, le=10, description="planning rounds at most")
     candidates: int = Field(default=3, ge=1, le=8, description="proposals per round")
     verify_rounds: int = Field(default=12, ge=3, le=200)

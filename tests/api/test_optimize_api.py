@@ -11,7 +11,7 @@ import pytest
 
 from perfsmith.api.client import ApiError, Client
 from tests.cli_runner import cli
-from tests.servers import EXAMPLES, Server
+from tests.servers import COUNTING, EXAMPLES, Server
 
 pytestmark = pytest.mark.slow
 
@@ -67,14 +67,17 @@ async def test_pasted_code_is_optimized_without_any_file_on_the_server(
                 "source": source,
                 "function": "find_duplicates",
                 "inputs_source": (EXAMPLES / "dupes" / "inputs.py").read_text(),
+                "user_candidates": [COUNTING],
                 "rounds": 1,
                 "verify_rounds": 3,
             }
         )
         done = await client.runs.wait(run.id, within_s=300)
         assert done.status == "done", done.error
-        verdicts = sorted(c.verdict or "" for c in await client.runs.candidates(run.id))
-        assert verdicts == ["faster", "slower"]
+        candidates = await client.runs.candidates(run.id)
+        assert sorted(c.verdict or "" for c in candidates) == ["faster", "faster", "slower"]
+        mine = [c for c in candidates if c.origin.startswith("user:")]
+        assert len(mine) == 1 and mine[0].source == COUNTING
 
 
 def test_the_cli_drives_a_remote_server(optimize_server: Server, tmp_path: Path) -> None:

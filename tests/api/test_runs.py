@@ -111,6 +111,14 @@ async def test_tokens_are_required_and_tenants_see_only_their_runs(plan_server: 
             {"kind": "optimize", "target": "dupes/dupes.py::find_duplicates", "rounds": 0},
             "optimize.rounds",
         ),
+        (
+            {
+                "kind": "optimize",
+                "target": "dupes/dupes.py::find_duplicates",
+                "user_candidates": ["def other(words):\n    return []\n"],
+            },
+            "user_candidates.0",
+        ),
         ({"kind": "kernel", "problem": "no_such_op"}, "problem"),
         ({"kind": "kernel", "problem": "softmax", "backend": "fortran"}, "kernel.backend"),
         ({"kind": "chat", "message": ""}, "chat.message"),
