@@ -104,7 +104,11 @@ join()
 """
 KERNEL_SCRIPT = {
     "planner": [KERNEL_PLAN],
-    "propose": [f"```python\n{(EXAMPLES / 'kernels' / 'cpp' / 'softmax.py').read_text()}```"],
+    # its own source (a comment apart): the kernel tests' build-cache checks see a cold cache
+    "propose": [
+        "```python\n# proposed through the API\n"
+        f"{(EXAMPLES / 'kernels' / 'cpp' / 'softmax.py').read_text()}```"
+    ],
     "joiner": ["Thought: verified.\nAction: Finish(the fused kernel is verified)"],
 }
 

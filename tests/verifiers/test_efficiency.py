@@ -14,6 +14,7 @@ from perfsmith.verifiers.efficiency import (
     Timing,
     TimingError,
     adapt_to_slow_calls,
+    hidden_work,
     measure_speed,
     undecided,
 )
@@ -143,3 +144,19 @@ def test_more_rounds_only_when_undecided_near_the_threshold() -> None:
     assert not undecided(est(1.01, 0.97, 1.04), 0.05)  # at 1: more rounds would not help
     assert not undecided(est(1.06, 1.02, 1.09), 0.05)  # decided: faster
     assert not undecided(est(0.9, 0.85, 0.95), 0.05)  # decided: slower
+
+
+def test_hidden_work_is_flagged_when_most_rounds_show_it_not_for_one_slow_start() -> None:
+    honest = ((0.10, 0.10), (0.05, 0.05))
+    slow_start = ((0.10, 0.10), (0.0015, 0.0961))  # one round: a process started late
+    assert hidden_work([honest, slow_start, honest, honest]) == []
+    cheat = ((0.10, 0.10), (0.01, 0.21))  # 0.2 s the timer never saw
+    flagged = hidden_work([cheat, cheat, honest, cheat])
+    assert [f.split(" reported")[0] for f in flagged] == [
+        "timer: round 0",
+        "timer: round 1",
+        "timer: round 3",
+    ]
+    # the machine, not the candidate: the reference missed as much in the same rounds
+    loaded = ((0.10, 0.30), (0.01, 0.21))
+    assert hidden_work([loaded] * 4) == []

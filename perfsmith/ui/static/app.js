@@ -389,7 +389,7 @@ function drawDag() {
 function drawCandidates(candidates) {
   const box = $("#candidates");
   if (!candidates.length) { box.replaceChildren(emptyNote("no candidates yet")); return; }
-  const rowH = 26, left = 200, right = 70, W = 560;
+  const rowH = 26, left = 210, right = 70, W = 560;
   const values = candidates.flatMap((c) => [c.speedup, c.ci_low, c.ci_high]).filter((v) => v && v > 0);
   const lo = Math.min(0.5, ...values) * 0.9, hi = Math.max(2, ...values) * 1.1;
   const sx = (v) => left + ((Math.log(v) - Math.log(lo)) / (Math.log(hi) - Math.log(lo))) * (W - left - right);
@@ -400,7 +400,9 @@ function drawCandidates(candidates) {
   candidates.forEach((c, i) => {
     const y = i * rowH + 14;
     const g = svg("g", { class: `cand ${c.verdict || "pending"}`, "data-verdict": c.verdict || "pending" });
-    g.append(svg("text", { x: 0, y: y + 4 }, `#${c.id} ${c.origin}`.slice(0, 26)));
+    const label = `#${c.id} ${c.origin}`;
+    g.append(svg("text", { x: 0, y: y + 4 }, label.length > 17 ? `${label.slice(0, 16)}…` : label));
+    g.lastChild.append(svg("title", {}, label));
     if (c.speedup) {
       if (c.ci_low && c.ci_high) g.append(svg("line", { class: c.verdict, x1: sx(c.ci_low), x2: sx(c.ci_high), y1: y, y2: y, "stroke-width": 2 }));
       g.append(svg("circle", { class: c.verdict, cx: sx(c.speedup), cy: y, r: 4.5 }));
@@ -408,7 +410,7 @@ function drawCandidates(candidates) {
     } else {
       g.append(svg("text", { class: "verdict", x: left, y: y + 4 }, c.verdict || "verifying…"));
     }
-    if (c.speedup) g.append(svg("text", { class: "verdict", x: left - 60, y: y + 4 }, c.verdict));
+    if (c.speedup) g.append(svg("text", { class: "verdict", x: 138, y: y + 4 }, c.verdict));
     root.append(g);
   });
   box.replaceChildren(root);
@@ -417,7 +419,9 @@ function drawCandidates(candidates) {
 function drawArtifacts(runId, artifacts) {
   const box = $("#artifacts");
   box.replaceChildren();
-  for (const a of artifacts) {
+  const latest = new Map();  // a follow-up writes a new diff and report: show the newest
+  for (const a of artifacts) latest.set(`${a.kind}:${a.name}`, a);
+  for (const a of latest.values()) {
     const b = document.createElement("button");
     b.type = "button";
     b.textContent = `${a.name} (${a.kind})`;
