@@ -135,14 +135,14 @@ class Server:
         return {**os.environ, "PERFSMITH_HOME": str(self.home)}
 
 
-def start_server(folder: Path, script: object, *extra: str) -> Server:
+def start_server(folder: Path, script: object, *extra: str, db_url: str | None = None) -> Server:
     home = folder / "home"
     workspace = folder / "ws"
     shutil.copytree(EXAMPLES / "dupes", workspace / "dupes")
     shutil.copytree(EXAMPLES / "kernels", workspace / "examples" / "kernels")
     script_file = folder / "script.json"
     script_file.write_text(json.dumps(script))
-    db_url = f"sqlite:///{home / 'perfsmith.db'}"
+    db_url = db_url or f"sqlite:///{home / 'perfsmith.db'}"
     db = Database(db_url)
     store = TokenStore(db)
     tokens = {

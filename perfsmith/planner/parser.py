@@ -8,6 +8,7 @@ strings, references are found in the literal's value. Nothing in a plan is ever 
 from __future__ import annotations
 
 import ast
+import warnings
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -160,13 +161,22 @@ def _literal(node: ast.expr, refs: set[int]) -> Any:
     )
 
 
+def _parse(text: str) -> ast.Expression:
+    # A plan is the model's text, not perfsmith's code: Python's warnings about it (an
+    # invalid escape like "\[" in a string) would only be noise on the user's terminal.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ast.parse(text, mode="eval")
+
+
 def _to_ast(call: str, final: bool) -> ast.Expression | _NeedMore | str:
     """The call's syntax tree; NEED_MORE if it is open and more text may come; or an error."""
     try:
         if "$" in call:
-            return ast.parse(lex_refs(call).strip(), mode="eval")
+            return _parse(lex_refs(call).strip())
         try:
-            return ast.parse(call.strip(), mode="eval")
+            return _parse(call.strip())
         except SyntaxError:
             lex_refs(call)  # raises _IncompleteError if the call is only unfinished
             raise

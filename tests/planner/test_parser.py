@@ -196,3 +196,13 @@ def test_plan_shaped_noise_never_raises(pieces: list[str]) -> None:
     parser = StreamingPlanParser(REGISTRY)
     items = parser.feed("".join(pieces)) + parser.close()
     assert all(isinstance(i, (TaskSpec, PlanLineError, Join)) for i in items)
+
+
+def test_the_models_invalid_escapes_raise_no_python_warnings() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning about the model's text fails the test
+        parser = StreamingPlanParser(REGISTRY)
+        items = parser.feed('1. search(query="\\[a-z\\]+")\njoin()\n') + parser.close()
+    assert isinstance(items[0], TaskSpec) and items[0].args["query"] == "\\[a-z\\]+"
