@@ -8,8 +8,8 @@ strings, references are found in the literal's value. Nothing in a plan is ever 
 from __future__ import annotations
 
 import ast
-import warnings
 import re
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
