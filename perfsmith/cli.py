@@ -22,7 +22,7 @@ from perfsmith.cli_kernel import kernel_app
 from perfsmith.cli_remote import ServerOption, TokenOption
 from perfsmith.cli_server import serve_cmd, tokens_app
 from perfsmith.config import load_settings
-from perfsmith.console import DagRow, LiveProgress, dag_table
+from perfsmith.console import DagRow, LiveProgress, dag_rows, dag_table
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.factory import SPEC_HELP, default_spec, model_from_settings, model_from_spec
 from perfsmith.llm.scripted import ScriptedChatModel
@@ -257,22 +257,7 @@ def runs_list(
 
 
 def _dag_rows(tasks: list[Task]) -> list[DagRow]:
-    origin = min((t.started_at for t in tasks if t.started_at), default=0.0)
-    return [
-        DagRow(
-            t.round,
-            t.idx,
-            t.tool,
-            [int(d) for d in t.deps],
-            t.status,
-            (t.started_at - origin) if t.started_at else None,
-            t.run_s,
-            t.wait_s,
-            t.reused,
-            t.error or t.result_text or "",
-        )
-        for t in tasks
-    ]
+    return dag_rows(tasks, [t.result_text for t in tasks])
 
 
 def _show_run(url: str, run_id: str, as_json: bool) -> None:

@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from perfsmith.api.client import ApiError, Client
 from perfsmith.api.schemas import EventOut, OptimizeRunCreate, RunOut
-from perfsmith.console import DagRow, LiveProgress, dag_table
+from perfsmith.console import LiveProgress, dag_rows, dag_table
 
 T = TypeVar("T")
 
@@ -133,22 +133,7 @@ def runs_show(
             + "\n"
         )
         return
-    origin = min((t.started_at for t in tasks if t.started_at), default=0.0)
-    rows = [
-        DagRow(
-            t.round,
-            t.idx,
-            t.tool,
-            t.deps,
-            t.status,
-            (t.started_at - origin) if t.started_at else None,
-            t.run_s,
-            t.wait_s,
-            t.reused,
-            t.error or t.result or "",
-        )
-        for t in tasks
-    ]
+    rows = dag_rows(tasks, [t.result for t in tasks])
     out.print(f"[bold]run {run.id}[/] ({run.kind}) · [bold]{run.status}[/]")
     out.print(f"request: {escape(run.message or run.request)}")
     for p in plans:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.live import Live
@@ -37,6 +37,41 @@ class DagRow:
     wait_s: float
     reused: bool
     note: str
+
+
+class TaskView(Protocol):
+    """A task as storage or the API describes it: enough to draw its row."""
+
+    round: int
+    idx: int
+    tool: str
+    deps: list[Any]
+    status: str
+    started_at: float | None
+    run_s: float
+    wait_s: float
+    reused: bool
+    error: str | None
+
+
+def dag_rows(tasks: Sequence[TaskView], results: Sequence[str | None]) -> list[DagRow]:
+    """Rows of the task table, times from the first start; `results` in task order."""
+    origin = min((t.started_at for t in tasks if t.started_at), default=0.0)
+    return [
+        DagRow(
+            t.round,
+            t.idx,
+            t.tool,
+            [int(d) for d in t.deps],
+            t.status,
+            (t.started_at - origin) if t.started_at else None,
+            t.run_s,
+            t.wait_s,
+            t.reused,
+            t.error or result or "",
+        )
+        for t, result in zip(tasks, results, strict=True)
+    ]
 
 
 def dag_table(rows: Sequence[DagRow], title: str = "plan") -> Table:

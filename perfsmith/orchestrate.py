@@ -16,6 +16,7 @@ from perfsmith.llm.base import ChatModel
 from perfsmith.planner.graph import GraphDeps, RunState, build_graph, graph_config
 from perfsmith.storage.checkpoints import open_checkpointer
 from perfsmith.storage.db import Database
+from perfsmith.storage.models import Run
 from perfsmith.storage.runs import EventListener, RunRecorder, RunStore
 from perfsmith.tools.registry import Tool, ToolRegistry
 
@@ -131,12 +132,45 @@ async def follow_up(
 ) -> RunResult:
     """Continue an ended run with the user's new instruction: the planner sees the earlier
     rounds and plans again (with a fresh replan budget); the answer replaces the old one."""
+
+    def check(row: Run) -> None:
+        if row.status not in TERMINAL:
+            raise StorageError(f"run {run_id} is {row.status}; a follow-up waits for it to end")
+
+    return await _continue(
+        run_id,
+        check,
+        tools=tools,
+        llm=llm,
+        database=database,
+        settings=settings,
+        listeners=listeners,
+        observers=observers,
+        settle=settle,
+        follow_up=message,
+    )
+
+
+async def _continue(
+    run_id: str,
+    check: Callable[[Run], None],
+    *,
+    tools: Iterable[Tool | Callable[..., Any]],
+    llm: ChatModel,
+    database: Database | str | None,
+    settings: Settings | None,
+    listeners: Iterable[EventListener],
+    observers: Iterable[TaskObserver],
+    settle: bool,
+    follow_up: str | None = None,
+) -> RunResult:
+    """Drive a stored run again: resumed where it stopped, or (`follow_up`) planned anew
+    with the user's instruction; `check` refuses runs in the wrong state."""
     settings = settings or load_settings()
     db = _database(database, settings)
     try:
         row = await asyncio.to_thread(RunStore(db).get_run, run_id)
-        if row.status not in TERMINAL:
-            raise StorageError(f"run {run_id} is {row.status}; a follow-up waits for it to end")
+        check(row)
         replans = int(row.config.get("max_replans", settings.max_replans))
         return await _drive(
             db=db,
@@ -148,9 +182,9 @@ async def follow_up(
             max_replans=replans,
             listeners=listeners,
             observers=observers,
-            resuming=False,
+            resuming=follow_up is None,
             settle=settle,
-            follow_up=message,
+            follow_up=follow_up,
         )
     finally:
         if not isinstance(database, Database):
@@ -251,27 +285,19 @@ async def resume(
     settle: bool = True,
 ) -> RunResult:
     """Finish an interrupted run: completed tasks are reused, not executed again."""
-    settings = settings or load_settings()
-    db = _database(database, settings)
-    try:
-        store = RunStore(db)
-        row = await asyncio.to_thread(store.get_run, run_id)
+
+    def check(row: Run) -> None:
         if row.status == "done":
             raise StorageError(f"run {run_id} already finished; nothing to resume")
-        replans = int(row.config.get("max_replans", settings.max_replans))
-        return await _drive(
-            db=db,
-            run_id=run_id,
-            request=row.request,
-            registry=ToolRegistry(tools),
-            llm=llm,
-            settings=settings,
-            max_replans=replans,
-            listeners=listeners,
-            observers=observers,
-            resuming=True,
-            settle=settle,
-        )
-    finally:
-        if not isinstance(database, Database):
-            db.close()
+
+    return await _continue(
+        run_id,
+        check,
+        tools=tools,
+        llm=llm,
+        database=database,
+        settings=settings,
+        listeners=listeners,
+        observers=observers,
+        settle=settle,
+    )

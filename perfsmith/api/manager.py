@@ -267,38 +267,15 @@ class RunManager:
         await fail_run(self.db, run_id, error="cancelled", status="cancelled")
 
     async def resume(self, run_id: str) -> None:
+        """Finish an interrupted run; finished tasks and verdicts are reused."""
         row = await self._idle_run(run_id)
         if row.status == "done":
             raise ConflictError(
                 f"run {run_id} has finished; send a follow-up message to continue it"
             )
-        if row.kind == "optimize":
-            from perfsmith.workflows.optimize import resume_optimize
-            from perfsmith.workflows.report import write_report
-
-            work: Coroutine[Any, Any, Any] = resume_optimize(
-                run_id,
-                sandbox=await self.sandbox(),
-                llm=self.model(run_id),
-                database=self.db,
-                settings=self.settings,
-                write_report=write_report,
-            )
-        elif row.kind == "orchestrate" and row.config.get("tools"):
-            from perfsmith.orchestrate import resume
-            from perfsmith.tools.loader import load_tools
-
-            work = resume(
-                run_id,
-                tools=load_tools(list(row.config["tools"])),
-                llm=self.model(run_id),
-                database=self.db,
-                settings=self.settings,
-            )
-        else:
-            raise ConflictError(
-                f"{row.kind} runs cannot be resumed; start the request again as a new run"
-            )
+        work = await self._continuation(
+            row, None, refusal="cannot be resumed; start the request again as a new run"
+        )
         await asyncio.to_thread(self.store.set_status, run_id, "running")
         self._spawn(run_id, work)
 
@@ -309,36 +286,48 @@ class RunManager:
             raise ConflictError(
                 f"run {run_id} is {row.status} but not in progress here; resume it first"
             )
+        work = await self._continuation(
+            row, text, refusal="take no follow-ups; start a new run with the new request"
+        )
+        self._spawn(run_id, work)
+
+    async def _continuation(
+        self, row: Run, message: str | None, *, refusal: str
+    ) -> Coroutine[Any, Any, Any]:
+        """The work that resumes a stored run (`message` None) or continues it with a
+        follow-up; kinds that support neither are refused with `refusal`."""
         if row.kind == "optimize":
             from perfsmith.workflows.optimize import resume_optimize
             from perfsmith.workflows.report import write_report
 
-            work: Coroutine[Any, Any, Any] = resume_optimize(
-                run_id,
+            return resume_optimize(
+                row.id,
                 sandbox=await self.sandbox(),
-                llm=self.model(run_id),
+                llm=self.model(row.id),
                 database=self.db,
                 settings=self.settings,
                 write_report=write_report,
-                message=text,
+                message=message,
             )
-        elif row.kind == "orchestrate" and row.config.get("tools"):
-            from perfsmith.orchestrate import follow_up
+        if row.kind == "orchestrate" and row.config.get("tools"):
+            from perfsmith.orchestrate import follow_up, resume
             from perfsmith.tools.loader import load_tools
 
-            work = follow_up(
-                run_id,
-                text,
-                tools=load_tools(list(row.config["tools"])),
-                llm=self.model(run_id),
+            tools = load_tools(list(row.config["tools"]))
+            model = self.model(row.id)
+            if message is None:
+                return resume(
+                    row.id, tools=tools, llm=model, database=self.db, settings=self.settings
+                )
+            return follow_up(
+                row.id,
+                message,
+                tools=tools,
+                llm=model,
                 database=self.db,
                 settings=self.settings,
             )
-        else:
-            raise ConflictError(
-                f"{row.kind} runs take no follow-ups; start a new run with the new request"
-            )
-        self._spawn(run_id, work)
+        raise ConflictError(f"{row.kind} runs {refusal}")
 
     async def _idle_run(self, run_id: str) -> Run:
         if run_id in self.active:
