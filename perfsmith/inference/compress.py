@@ -44,8 +44,8 @@ class Compression:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        # weight-only int8 multiplies bf16 activations (torch's fast int8 CPU path)
-        return torch.bfloat16 if self.dtype == "bf16" or self.int8 else torch.float32
+        # weight-only int8 keeps fp32 activations (``int8,bf16`` asks for bf16 ones)
+        return torch.bfloat16 if self.dtype == "bf16" else torch.float32
 
 
 def parse_compression(spec: str) -> Compression:

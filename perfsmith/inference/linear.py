@@ -1,9 +1,11 @@
 """Linear layers the fast runner uses: dense (fp32 or bf16) and weight-only int8.
 
-Weight-only int8 keeps one scale per output channel and multiplies with
-``torch._weight_int8pack_mm``, the int8 weight path torch ships for CPU. Activations stay
-in floating point, so a row's output does not depend on how many rows go through the
-pass (dynamic activation quantization would make it depend on the batch's range).
+Weight-only int8 keeps one scale per output channel. With fp32 activations it runs on
+perfsmith's own AVX-512 kernel (:mod:`perfsmith.inference.native`), which reads each
+weight panel once for up to six rows; elsewhere on ``torch._weight_int8pack_mm``, the int8
+weight path torch ships for CPU. Activations stay in floating point, so a row's output
+does not depend on how many rows go through the pass (dynamic activation quantization
+would make it depend on the batch's range).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Protocol
 
 import torch
 import torch.nn.functional as F  # noqa: N812
+
+from perfsmith.inference import native as native_kernels
 
 
 class Linear(Protocol):
@@ -80,22 +84,43 @@ def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 class Int8Linear:
-    """Weight-only int8 (per-channel scales); activations in ``compute_dtype``."""
+    """Weight-only int8 (per-channel scales); activations in ``compute_dtype``. fp32
+    activations use the native kernel where it builds (``native=False`` forces torch's);
+    the weight is then kept only in the kernel's panel layout."""
 
-    def __init__(self, weight: torch.Tensor, compute_dtype: torch.dtype) -> None:
-        self.qweight, scale = quantize_per_channel(weight)
+    def __init__(
+        self, weight: torch.Tensor, compute_dtype: torch.dtype, *, native: bool = True
+    ) -> None:
+        q, scale = quantize_per_channel(weight)
         self.scale = scale.to(compute_dtype)
         self.compute_dtype = compute_dtype
         self.out_features = int(weight.shape[0])
+        usable = native and compute_dtype == torch.float32 and self.out_features % 16 == 0
+        self._lib = native_kernels.library() if usable else None
+        self._packed = None if self._lib is None else native_kernels.pack_int8(self._lib, q)
+        self._qweight = q if self._packed is None else None
+
+    @property
+    def kernel(self) -> str:
+        return "native" if self._lib is not None else "torch"
+
+    def native_weights(self) -> tuple[int, int]:
+        """Addresses of the packed weight and its scales, for the native layer kernel."""
+        if self._packed is None:
+            raise ValueError("this layer is not on the native kernel")
+        return self._packed.data_ptr(), self.scale.data_ptr()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, shape[-1]).to(self.compute_dtype)
-        out = torch._weight_int8pack_mm(flat, self.qweight, self.scale)
+        if self._lib is not None and self._packed is not None:
+            out = native_kernels.int8_linear(self._lib, flat, self._packed, self.scale)
+        else:
+            assert self._qweight is not None
+            out = torch._weight_int8pack_mm(flat, self._qweight, self.scale)
         return out.reshape(*shape[:-1], self.out_features)
 
-    def dequantized(self) -> torch.Tensor:
-        return self.qweight.float() * self.scale.float()[:, None]
-
     def nbytes(self) -> int:
-        return self.qweight.numel() + self.scale.numel() * self.scale.element_size()
+        weights = self._packed if self._packed is not None else self._qweight
+        assert weights is not None
+        return weights.numel() + self.scale.numel() * self.scale.element_size()

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from perfsmith.inference import native as native_kernels
 from perfsmith.inference.kv_cache import SlotCache
 from perfsmith.inference.linear import DenseLinear, Int8Linear, Linear
 
@@ -62,7 +63,10 @@ class LlamaRunner:
         dtype: torch.dtype = torch.float32,
         int8: bool = False,
         layers: list[int] | None = None,
+        native: bool = True,
     ) -> None:
+        """``native=False`` keeps int8 weights on torch's kernels and the layers in
+        Python (the reference the native layers are tested against)."""
         config = model.config
         if not supports(config):
             raise ValueError(f"{config.model_type} is not a plain Llama-architecture model")
@@ -81,7 +85,7 @@ class LlamaRunner:
 
         def linear(weight: torch.Tensor) -> Linear:
             w = weight.detach()
-            return Int8Linear(w, dtype) if int8 else DenseLinear(w.to(dtype))
+            return Int8Linear(w, dtype, native=native) if int8 else DenseLinear(w.to(dtype))
 
         self.layers: list[_Layer] = []
         for i in keep:
@@ -111,6 +115,46 @@ class LlamaRunner:
         emb = torch.cat((freqs, freqs), dim=-1)
         self._cos = emb.cos().to(dtype)
         self._sin = emb.sin().to(dtype)
+        self._native = self._native_layers()
+
+    def _native_layers(self) -> list[native_kernels.LayerSpec] | None:
+        """Whole layers in C when every weight is on the native int8 kernel (fp32
+        activations, head size a multiple of 16)."""
+        linears = [
+            lin for layer in self.layers for lin in (layer.qkv, layer.o, layer.gate_up, layer.down)
+        ]
+        if not linears or self.dtype != torch.float32 or self.head_dim % 16:
+            return None
+        if not all(isinstance(lin, Int8Linear) and lin.kernel == "native" for lin in linears):
+            return None
+        specs = []
+        for layer in self.layers:
+            parts = {}
+            for name in ("qkv", "o", "gate_up", "down"):
+                lin = getattr(layer, name)
+                assert isinstance(lin, Int8Linear)
+                parts[name], parts[name + "_s"] = lin.native_weights()
+            specs.append(
+                native_kernels.LayerSpec(
+                    hidden=int(self.config.hidden_size),
+                    heads=self.heads,
+                    kv_heads=self.kv_heads,
+                    head_dim=self.head_dim,
+                    inter=self.intermediate,
+                    eps=self.eps,
+                    ln1=layer.ln1.data_ptr(),
+                    ln2=layer.ln2.data_ptr(),
+                    cos=self._cos.data_ptr(),
+                    sin=self._sin.data_ptr(),
+                    **parts,
+                )
+            )
+        return specs
+
+    @property
+    def path(self) -> str:
+        """``native`` (whole layers in C) or ``torch``."""
+        return "torch" if self._native is None else "native"
 
     def subset(self, keep: list[int]) -> LlamaRunner:
         """This runner with only the layers ``keep`` (original indices); weights are
@@ -123,6 +167,10 @@ class LlamaRunner:
             layer for i, layer in zip(self.layer_ids, self.layers, strict=True) if i in keep
         ]
         clone.layer_ids = [i for i in self.layer_ids if i in keep]
+        if self._native is not None:
+            clone._native = [
+                spec for i, spec in zip(self.layer_ids, self._native, strict=True) if i in keep
+            ]
         return clone
 
     def hidden_states(self, tokens: torch.Tensor) -> list[torch.Tensor]:
@@ -170,6 +218,8 @@ class LlamaRunner:
             raise ValueError("one row of tokens per slot")
         if batch > 1 and steps != 1:
             raise ValueError("batched forward passes take one token per slot")
+        if self._native is not None:
+            return self._forward_native(self._native, cache, slots, tokens, last_only, collect)
         wanted: list[int] | None = None
         if batch > 1:
             # Run the contiguous slot range lo..hi, so the cache is read through views,
@@ -246,3 +296,43 @@ class LlamaRunner:
             x = x[:, -1:]
         x = _rms_norm(x, self.norm, self.eps)
         return self.lm_head(x).float()
+
+    def _forward_native(
+        self,
+        specs: list[native_kernels.LayerSpec],
+        cache: SlotCache,
+        slots: list[int],
+        tokens: torch.Tensor,
+        last_only: bool,
+        collect: list[torch.Tensor] | None,
+    ) -> torch.Tensor:
+        lib = native_kernels.library()
+        assert lib is not None
+        batch, steps = tokens.shape
+        if batch == 1:
+            start = cache.lengths[slots[0]]
+            row_slots, positions = [slots[0]] * steps, list(range(start, start + steps))
+        else:
+            row_slots, positions = list(slots), [cache.lengths[s] for s in slots]
+        end = max(positions) + 1
+        if end > cache.capacity:
+            raise ValueError(f"context of {end} tokens exceeds the cache ({cache.capacity})")
+        hidden = int(self.config.hidden_size)
+        x = F.embedding(tokens.reshape(-1), self.embed).contiguous()
+        slot_t = torch.tensor(row_slots, dtype=torch.int64)
+        pos_t = torch.tensor(positions, dtype=torch.int64)
+        for li, spec in enumerate(specs):
+            if collect is not None:
+                collect.append(x.view(batch, steps, hidden).clone())
+            native_kernels.layer_forward(
+                lib, spec, x, slot_t, pos_t, cache.keys[li], cache.values[li]
+            )
+        for s in slots:
+            cache.lengths[s] += steps
+        if collect is not None:
+            collect.append(x.view(batch, steps, hidden).clone())
+        if last_only:
+            x = x.view(batch, steps, hidden)[:, -1].contiguous()
+        x = native_kernels.rms_norm(lib, x, self.norm, self.eps)
+        logits = self.lm_head(x)
+        return logits.view(batch, -1, logits.shape[-1])

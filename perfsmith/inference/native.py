@@ -1,0 +1,214 @@
+"""perfsmith's own CPU kernels (``csrc/qlinear.c``), built on first use with the system C
+compiler and loaded with ctypes.
+
+The shared library is cached under the user's cache directory, keyed by the source, the
+compiler and the CPU, and rebuilt only when one of them changes. Where it cannot be built
+(no AVX-512, no C compiler, ``PERFSMITH_NATIVE=0``) :func:`library` returns None, says why
+once in the log, and callers use torch's kernels instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import importlib.resources
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-lm")
+REQUIRED_CPU_FLAGS = ("avx512f", "avx512bw")
+
+
+class NativeUnavailableError(RuntimeError):
+    """The native kernels cannot be used on this machine (the message says why)."""
+
+
+def _source() -> str:
+    return (
+        importlib.resources.files("perfsmith.inference")
+        .joinpath("csrc", "qlinear.c")
+        .read_text(encoding="utf-8")
+    )
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _compiler() -> str:
+    for name in (os.environ.get("CC", ""), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    raise NativeUnavailableError("no C compiler (cc, gcc or clang) on PATH")
+
+
+def _build(cache: Path) -> Path:
+    if os.environ.get("PERFSMITH_NATIVE", "1") == "0":
+        raise NativeUnavailableError("PERFSMITH_NATIVE=0")
+    flags = _cpu_flags()
+    missing = [f for f in REQUIRED_CPU_FLAGS if f not in flags]
+    if missing:
+        raise NativeUnavailableError(f"the CPU lacks {', '.join(missing)}")
+    cc = _compiler()
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    source = _source()
+    key = hashlib.sha256(
+        "\0".join([source, " ".join(FLAGS), version, " ".join(sorted(flags))]).encode()
+    ).hexdigest()[:16]
+    target = cache / f"qlinear-{key}.so"
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        src = Path(tmp) / "qlinear.c"
+        src.write_text(source, encoding="utf-8")
+        out = Path(tmp) / "qlinear.so"
+        done = subprocess.run(
+            [cc, *FLAGS, str(src), "-o", str(out)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            detail = done.stderr.strip()[-400:]
+            raise NativeUnavailableError(
+                f"{cc} failed (exit status {done.returncode}){': ' + detail if detail else ''}"
+            )
+        out.replace(target)  # atomic: concurrent builders each install a whole file
+    return target
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None (logged once) where they cannot be built here."""
+    from perfsmith.inference.models import cache_dir
+
+    try:
+        path = _build(cache_dir() / "native")
+        lib = ctypes.CDLL(str(path))
+    except (NativeUnavailableError, OSError) as exc:
+        log.info("native int8 kernels unavailable (%s); using torch's", exc)
+        return None
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.ps_int8_linear.argtypes = [ptr, i64, i64, ptr, ptr, i64, ptr, ctypes.c_int]
+    lib.ps_int8_linear.restype = None
+    lib.ps_int8_pack.argtypes = [ptr, i64, i64, ptr]
+    lib.ps_int8_pack.restype = None
+    lib.ps_rms_norm.argtypes = [ptr, i64, i64, ptr, ctypes.c_float, ptr]
+    lib.ps_rms_norm.restype = None
+    lib.ps_layer_forward.argtypes = [
+        ctypes.POINTER(LayerSpec),
+        ptr,
+        i64,
+        ptr,
+        ptr,
+        ptr,
+        ptr,
+        i64,
+        ctypes.c_int,
+    ]
+    lib.ps_layer_forward.restype = None
+    return lib
+
+
+def pack_int8(lib: ctypes.CDLL, q: torch.Tensor) -> torch.Tensor:
+    """``[N, K]`` int8 (N a multiple of 16) into the kernel's ``[N/16, K, 16]`` panels."""
+    n, k = q.shape
+    if n % 16:
+        raise ValueError(f"{n} output channels: the kernel needs a multiple of 16")
+    src = q.contiguous()
+    packed = torch.empty((n // 16, k, 16), dtype=torch.int8)
+    lib.ps_int8_pack(src.data_ptr(), n, k, packed.data_ptr())
+    return packed
+
+
+def int8_linear(
+    lib: ctypes.CDLL, x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """``x [M, K]`` fp32 times the packed weight, scaled per output channel: ``[M, N]``."""
+    flat = x if x.is_contiguous() else x.contiguous()
+    m, k = flat.shape
+    n = packed.shape[0] * 16
+    out = torch.empty((m, n), dtype=torch.float32)
+    lib.ps_int8_linear(
+        flat.data_ptr(),
+        m,
+        k,
+        packed.data_ptr(),
+        scale.data_ptr(),
+        n,
+        out.data_ptr(),
+        torch.get_num_threads(),
+    )
+    return out
+
+
+class LayerSpec(ctypes.Structure):
+    """``ps_layer`` in csrc/qlinear.c: one decoder layer's shapes and weight pointers."""
+
+    _fields_ = [
+        ("hidden", ctypes.c_int64),
+        ("heads", ctypes.c_int64),
+        ("kv_heads", ctypes.c_int64),
+        ("head_dim", ctypes.c_int64),
+        ("inter", ctypes.c_int64),
+        ("eps", ctypes.c_float),
+        ("ln1", ctypes.c_void_p),
+        ("ln2", ctypes.c_void_p),
+        ("qkv", ctypes.c_void_p),
+        ("o", ctypes.c_void_p),
+        ("gate_up", ctypes.c_void_p),
+        ("down", ctypes.c_void_p),
+        ("qkv_s", ctypes.c_void_p),
+        ("o_s", ctypes.c_void_p),
+        ("gate_up_s", ctypes.c_void_p),
+        ("down_s", ctypes.c_void_p),
+        ("cos", ctypes.c_void_p),
+        ("sin", ctypes.c_void_p),
+    ]
+
+
+def rms_norm(lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMS norm of each row of a contiguous fp32 ``[R, H]``."""
+    rows, hidden = x.shape
+    out = torch.empty_like(x)
+    lib.ps_rms_norm(x.data_ptr(), rows, hidden, weight.data_ptr(), eps, out.data_ptr())
+    return out
+
+
+def layer_forward(
+    lib: ctypes.CDLL,
+    spec: LayerSpec,
+    x: torch.Tensor,
+    slots: torch.Tensor,
+    positions: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+) -> None:
+    """Run one decoder layer over the rows of ``x`` (fp32 ``[R, hidden]``, in place):
+    row r is the token at ``positions[r]`` of cache slot ``slots[r]``; its key and value
+    are written to the layer's cache (``[slots, kv_heads, capacity, head_dim]``)."""
+    lib.ps_layer_forward(
+        ctypes.byref(spec),
+        x.data_ptr(),
+        x.shape[0],
+        slots.data_ptr(),
+        positions.data_ptr(),
+        keys.data_ptr(),
+        values.data_ptr(),
+        keys.shape[2],
+        torch.get_num_threads(),
+    )

@@ -1,0 +1,101 @@
+"""The native int8 kernels: built once and cached, bit-identical rows whatever the batch,
+the same model as torch's int8 path, and a clean fallback where they cannot be built."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from perfsmith.inference import native
+from perfsmith.inference.linear import Int8Linear
+from perfsmith.inference.llama_runner import LlamaRunner
+from perfsmith.inference.models import LoadedModel
+
+LIB = native.library()
+needs_native = pytest.mark.skipif(
+    LIB is None, reason="native kernels need AVX-512 and a C compiler on this machine"
+)
+
+
+@needs_native
+def test_a_row_is_bit_identical_alone_or_with_any_other_rows() -> None:
+    torch.manual_seed(0)
+    layer = Int8Linear(torch.randn(96, 80), torch.float32)
+    assert layer.kernel == "native"
+    x = torch.randn(23, 80)
+    full = layer(x)
+    for m in range(1, 24):  # every block size and remainder of the kernel's row loop
+        assert torch.equal(layer(x[:m]), full[:m]), m
+        assert torch.equal(layer(x[m - 1 : m]), full[m - 1 : m]), m
+    # and it is the int8 model: the dequantized weight times x, within fp32 rounding
+    torch_path = Int8Linear(layer_weight := torch.randn(96, 80), torch.float32, native=False)
+    assert torch_path.kernel == "torch"
+    mine = Int8Linear(layer_weight, torch.float32)
+    assert torch.allclose(mine(x), torch_path(x), atol=1e-4, rtol=1e-4)
+
+
+@needs_native
+def test_native_layers_match_torch_and_batching_changes_nothing(loaded: LoadedModel) -> None:
+    fast = LlamaRunner(loaded.model, int8=True)
+    assert fast.path == "native"
+    # the same int8 weights through torch's kernels and torch's attention
+    reference = LlamaRunner(loaded.model, int8=True, native=False)
+    assert reference.path == "torch"
+    tokens = torch.tensor([[1, 504, 3062, 314, 253, 2376, 30, 378, 1126, 28, 5, 9, 17]])
+    a = fast.forward(fast.new_cache(1, 64), [0], tokens)
+    b = reference.forward(reference.new_cache(1, 64), [0], tokens)
+    assert torch.equal(a.argmax(-1), b.argmax(-1))
+    assert (a - b).abs().max() < 1e-2 * b.abs().max()
+
+    # prefill + one token at a time == the whole block at once, and three slots
+    # decoded together == each alone, bit for bit
+    cache = fast.new_cache(3, 64)
+    slots = [cache.acquire() for _ in range(3)]
+    alone = []
+    for slot, cut in zip(slots, (5, 8, 11), strict=True):
+        fast.forward(cache, [slot], tokens[:, :cut])
+        alone.append(fast.forward(cache, [slot], tokens[:, cut : cut + 1])[0, -1])
+        cache.truncate(slot, cut)
+    together = fast.forward(cache, slots, torch.tensor([[tokens[0, c]] for c in (5, 8, 11)]))
+    for row, logits in enumerate(alone):
+        assert torch.equal(together[row, 0], logits)
+    assert torch.equal(a[0, 5], alone[0])
+
+
+def test_the_library_is_cached_and_a_failed_build_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PERFSMITH_CACHE_DIR", str(tmp_path))
+    native.library.cache_clear()
+    try:
+        monkeypatch.setenv("CC", "false")  # a compiler that always fails
+        with caplog.at_level(logging.INFO, logger="perfsmith.inference.native"):
+            assert native.library() is None
+            assert "false failed (exit status 1)" in caplog.text
+            layer = Int8Linear(torch.randn(32, 16), torch.float32)
+            assert layer.kernel == "torch"
+            assert layer(torch.randn(3, 16)).shape == (3, 32)
+
+            monkeypatch.setenv("PERFSMITH_NATIVE", "0")
+            native.library.cache_clear()
+            assert native.library() is None
+            assert "PERFSMITH_NATIVE=0" in caplog.text
+    finally:
+        native.library.cache_clear()
+    if LIB is None:
+        return
+    monkeypatch.delenv("CC")
+    monkeypatch.delenv("PERFSMITH_NATIVE")
+    try:
+        assert native.library() is not None
+        built = list((tmp_path / "native").glob("qlinear-*.so"))
+        assert len(built) == 1
+        stamp = built[0].stat().st_mtime_ns
+        native.library.cache_clear()
+        assert native.library() is not None
+        assert built[0].stat().st_mtime_ns == stamp  # loaded, not rebuilt
+    finally:
+        native.library.cache_clear()
