@@ -8,7 +8,8 @@ Measured, with every engine configuration run interleaved with the others in eac
 - tokens/s of HF ``generate`` fp32 greedy (the baseline), HF ``generate`` with
   ``prompt_lookup_num_tokens``, and perfsmith's engine with each drafter, each
   compression and the best combinations, on code-editing prompts whose answer copies much
-  of the input, and on free-form prompts;
+  of the input, and on free-form prompts (``kernels``: whether the engine ran its layers on
+  the native C kernels, fp32 activations for every weight type, or on torch's);
 - whether each speculative config's greedy output is token-for-token its model's
   non-speculative greedy output; acceptance rates;
 - quality of each compression: perplexity on standard-library sources that layer ranking
@@ -40,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from perfsmith.inference import models
+from perfsmith.inference import models, native
 from perfsmith.inference.build import EngineConfig, build_engine, layer_order
 from perfsmith.inference.compress import progressive_drop
 from perfsmith.inference.engine import Engine, Scheduler
@@ -365,6 +366,7 @@ def main() -> None:
             "free_tok_s": round(free_rate, 1),
             "free_speedup": round(free_rate / free_baseline, 2),
             "identical_to_greedy": identical,
+            "kernels": getattr(engines[spec.name].runner, "path", "torch"),
             "acceptance": None
             if acceptance[spec.name] is None
             else round(acceptance[spec.name], 3),
@@ -392,6 +394,7 @@ def main() -> None:
             "torch": torch.__version__,
             "threads": THREADS,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_kernels": native.library() is not None,
         },
         "model": "SmolLM2-135M-Instruct (GGUF Q4_1, dequantized to fp32)",
         "new_tokens": n_new,

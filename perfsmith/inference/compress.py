@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from perfsmith.errors import ConfigError
+from perfsmith.inference import native
 from perfsmith.inference.linear import onednn_bf16
 from perfsmith.inference.quality import CALIBRATION_FILES, chunks, perplexity, stdlib_text
 
@@ -71,12 +72,17 @@ def parse_compression(spec: str) -> Compression:
                 f"unknown compression {part!r}: use none, int8, bf16, drop=N, or a comma list"
             )
     if dtype == "bf16" and not bf16_supported():
-        raise ConfigError("bf16 needs a CPU with AVX-512 BF16 (or AMX); use fp32 or int8")
+        raise ConfigError(
+            "bf16 needs the native kernels (AVX-512 and a C compiler) or a CPU with AVX-512 "
+            "BF16 (or AMX); use fp32 or int8"
+        )
     return Compression(dtype=dtype, int8=int8, drop=drop)
 
 
 def bf16_supported() -> bool:
-    return onednn_bf16()
+    """bf16 weights run on the native kernels (fp32 activations) or on oneDNN's bf16
+    GEMM (bf16 activations, needs AVX-512 BF16 or AMX)."""
+    return native.library() is not None or onednn_bf16()
 
 
 def loss_order(

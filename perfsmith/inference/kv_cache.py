@@ -1,7 +1,9 @@
 """A preallocated key/value cache with one slot per sequence.
 
-Each layer holds keys and values as ``[slots, kv_heads, capacity, head_dim]``; a slot's
-length says how many positions are valid. Rolling back rejected draft tokens is setting a
+Each layer holds keys and values as ``[slots, kv_heads, capacity, head_dim]`` (with
+``key_blocks``, keys are ``[slots, kv_heads, ceil(capacity / 16), head_dim, 16]``: blocks of
+16 positions transposed, the layout the native attention reads); a slot's length says how
+many positions are valid. Rolling back rejected draft tokens is setting a
 length, and batching is running several slots through one forward pass.
 """
 
@@ -20,9 +22,11 @@ class SlotCache:
         head_dim: int,
         capacity: int,
         dtype: torch.dtype,
+        key_blocks: bool = False,
     ) -> None:
         shape = (slots, kv_heads, capacity, head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype) for _ in range(layers)]
+        key_shape = (slots, kv_heads, -(-capacity // 16), head_dim, 16) if key_blocks else shape
+        self.keys = [torch.zeros(key_shape, dtype=dtype) for _ in range(layers)]
         self.values = [torch.zeros(shape, dtype=dtype) for _ in range(layers)]
         self.lengths = [0] * slots
         self.capacity = capacity

@@ -1,15 +1,17 @@
 """Linear layers the fast runner uses: dense (fp32 or bf16) and weight-only int8.
 
-Weight-only int8 keeps one scale per output channel. With fp32 activations it runs on
-perfsmith's own AVX-512 kernel (:mod:`perfsmith.inference.native`), which reads each
-weight panel once for up to six rows; elsewhere on ``torch._weight_int8pack_mm``, the int8
-weight path torch ships for CPU. Activations stay in floating point, so a row's output
-does not depend on how many rows go through the pass (dynamic activation quantization
-would make it depend on the batch's range).
+Where perfsmith's own AVX-512 kernels build (:mod:`perfsmith.inference.native`), every
+weight (fp32, bf16, or int8 with one scale per output channel) is a :class:`PanelLinear`:
+fp32 activations, weights read once per panel for up to six rows, and a row's output
+bit-identical whatever other rows share the pass. Elsewhere fp32/bf16 weights use MKL or
+oneDNN (:class:`DenseLinear`) and int8 ``torch._weight_int8pack_mm`` (:class:`Int8Linear`).
+Activations stay in floating point throughout (dynamic activation quantization would make
+a row's output depend on the batch's range).
 """
 
 from __future__ import annotations
 
+import ctypes
 from typing import Protocol
 
 import torch
@@ -84,43 +86,53 @@ def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 class Int8Linear:
-    """Weight-only int8 (per-channel scales); activations in ``compute_dtype``. fp32
-    activations use the native kernel where it builds (``native=False`` forces torch's);
-    the weight is then kept only in the kernel's panel layout."""
+    """Weight-only int8 (per-channel scales) on torch's kernel; activations in
+    ``compute_dtype``."""
 
-    def __init__(
-        self, weight: torch.Tensor, compute_dtype: torch.dtype, *, native: bool = True
-    ) -> None:
-        q, scale = quantize_per_channel(weight)
+    def __init__(self, weight: torch.Tensor, compute_dtype: torch.dtype) -> None:
+        self.qweight, scale = quantize_per_channel(weight)
         self.scale = scale.to(compute_dtype)
         self.compute_dtype = compute_dtype
         self.out_features = int(weight.shape[0])
-        usable = native and compute_dtype == torch.float32 and self.out_features % 16 == 0
-        self._lib = native_kernels.library() if usable else None
-        self._packed = None if self._lib is None else native_kernels.pack_int8(self._lib, q)
-        self._qweight = q if self._packed is None else None
-
-    @property
-    def kernel(self) -> str:
-        return "native" if self._lib is not None else "torch"
-
-    def native_weights(self) -> tuple[int, int]:
-        """Addresses of the packed weight and its scales, for the native layer kernel."""
-        if self._packed is None:
-            raise ValueError("this layer is not on the native kernel")
-        return self._packed.data_ptr(), self.scale.data_ptr()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, shape[-1]).to(self.compute_dtype)
-        if self._lib is not None and self._packed is not None:
-            out = native_kernels.int8_linear(self._lib, flat, self._packed, self.scale)
-        else:
-            assert self._qweight is not None
-            out = torch._weight_int8pack_mm(flat, self._qweight, self.scale)
+        out = torch._weight_int8pack_mm(flat, self.qweight, self.scale)
         return out.reshape(*shape[:-1], self.out_features)
 
     def nbytes(self) -> int:
-        weights = self._packed if self._packed is not None else self._qweight
-        assert weights is not None
-        return weights.numel() + self.scale.numel() * self.scale.element_size()
+        return self.qweight.numel() + self.scale.numel() * self.scale.element_size()
+
+
+class PanelLinear:
+    """A weight on the native kernel: ``dtype`` fp32, bf16, or int8 (quantized per output
+    channel here); fp32 activations in and out."""
+
+    def __init__(self, lib: ctypes.CDLL, weight: torch.Tensor, dtype: torch.dtype) -> None:
+        self._lib = lib
+        self.out_features = int(weight.shape[0])
+        self.scale: torch.Tensor | None = None
+        if dtype == torch.int8:
+            q, self.scale = quantize_per_channel(weight)
+            self.packed = native_kernels.pack(lib, q)
+        else:
+            self.packed = native_kernels.pack(lib, weight.detach().to(dtype))
+
+    @staticmethod
+    def fits(weight: torch.Tensor) -> bool:
+        return int(weight.shape[0]) % 16 == 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1]).float()
+        out = native_kernels.linear(self._lib, flat, self.packed, self.scale)
+        return out.reshape(*shape[:-1], self.out_features)
+
+    def addresses(self) -> tuple[int, int | None]:
+        """The packed weight's and the scales' addresses, for the native layer kernel."""
+        return self.packed.data_ptr(), None if self.scale is None else self.scale.data_ptr()
+
+    def nbytes(self) -> int:
+        scales = 0 if self.scale is None else self.scale.numel() * 4
+        return self.packed.numel() * self.packed.element_size() + scales

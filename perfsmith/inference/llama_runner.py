@@ -15,7 +15,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from perfsmith.inference import native as native_kernels
 from perfsmith.inference.kv_cache import SlotCache
-from perfsmith.inference.linear import DenseLinear, Int8Linear, Linear
+from perfsmith.inference.linear import DenseLinear, Int8Linear, Linear, PanelLinear
 
 
 def supports(config: Any) -> bool:
@@ -39,6 +39,12 @@ class _Layer:
     ln2: torch.Tensor
     gate_up: Linear
     down: Linear
+
+
+def weights_of(dtype: torch.dtype) -> torch.dtype:
+    """The weights' type on the native path: bf16 compression stores bf16 weights (fp32
+    activations); everything else fp32."""
+    return torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
 
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -65,13 +71,14 @@ class LlamaRunner:
         layers: list[int] | None = None,
         native: bool = True,
     ) -> None:
-        """``native=False`` keeps int8 weights on torch's kernels and the layers in
-        Python (the reference the native layers are tested against)."""
+        """``dtype`` and ``int8`` choose the weights. Where the native kernels build (and
+        ``native`` is left on), whole layers run in C with fp32 activations whatever the
+        weights are; otherwise in Python on torch's kernels, with activations in
+        ``dtype`` (bf16 weights multiply bf16 activations there)."""
         config = model.config
         if not supports(config):
             raise ValueError(f"{config.model_type} is not a plain Llama-architecture model")
         self.config = config
-        self.dtype = dtype
         self.heads = int(config.num_attention_heads)
         self.kv_heads = int(config.num_key_value_heads)
         self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // self.heads)
@@ -82,10 +89,19 @@ class LlamaRunner:
         inner = model.model
         keep = list(range(len(inner.layers))) if layers is None else list(layers)
         self.layer_ids = keep
+        self.intermediate = int(config.intermediate_size)
+        lib = native_kernels.library() if native else None
+        if lib is not None and not self._native_shapes():
+            lib = None
+        weight_dtype = torch.int8 if int8 else weights_of(dtype)
+        # activations (and the KV cache): fp32 on the native path
+        self.dtype = dtype = torch.float32 if lib is not None else dtype
 
         def linear(weight: torch.Tensor) -> Linear:
             w = weight.detach()
-            return Int8Linear(w, dtype, native=native) if int8 else DenseLinear(w.to(dtype))
+            if lib is not None:
+                return PanelLinear(lib, w, weight_dtype)
+            return Int8Linear(w, dtype) if int8 else DenseLinear(w.to(dtype))
 
         self.layers: list[_Layer] = []
         for i in keep:
@@ -106,7 +122,6 @@ class LlamaRunner:
         self.embed = inner.embed_tokens.weight.detach().to(dtype)
         self.norm = inner.norm.weight.detach().to(dtype)
         self.lm_head = linear(model.lm_head.weight)
-        self.intermediate = int(config.intermediate_size)
         inv_freq = 1.0 / (
             theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
         )
@@ -117,23 +132,36 @@ class LlamaRunner:
         self._sin = emb.sin().to(dtype)
         self._native = self._native_layers()
 
+    def _native_shapes(self) -> bool:
+        """Whether the native layer kernel takes this model's shapes: head size a multiple
+        of 16, at most 16 query heads per key head, every output width a multiple of 16."""
+        widths = (
+            int(self.config.hidden_size),
+            (self.heads + 2 * self.kv_heads) * self.head_dim,
+            2 * self.intermediate,
+            self.vocab_size,
+        )
+        return (
+            self.head_dim % 16 == 0
+            and self.heads // self.kv_heads <= 16
+            and all(w % 16 == 0 for w in widths)
+        )
+
     def _native_layers(self) -> list[native_kernels.LayerSpec] | None:
-        """Whole layers in C when every weight is on the native int8 kernel (fp32
-        activations, head size a multiple of 16)."""
-        linears = [
-            lin for layer in self.layers for lin in (layer.qkv, layer.o, layer.gate_up, layer.down)
-        ]
-        if not linears or self.dtype != torch.float32 or self.head_dim % 16:
-            return None
-        if not all(isinstance(lin, Int8Linear) and lin.kernel == "native" for lin in linears):
+        """Every layer's shapes and weight addresses for the C layer kernel, when the
+        weights are on the native kernel."""
+        if not isinstance(self.lm_head, PanelLinear):
             return None
         specs = []
         for layer in self.layers:
-            parts = {}
+            parts: dict[str, int | None] = {}
+            kinds = set()
             for name in ("qkv", "o", "gate_up", "down"):
                 lin = getattr(layer, name)
-                assert isinstance(lin, Int8Linear)
-                parts[name], parts[name + "_s"] = lin.native_weights()
+                assert isinstance(lin, PanelLinear)
+                parts[name], parts[name + "_s"] = lin.addresses()
+                kinds.add(lin.packed.dtype)
+            (kind,) = kinds
             specs.append(
                 native_kernels.LayerSpec(
                     hidden=int(self.config.hidden_size),
@@ -141,6 +169,7 @@ class LlamaRunner:
                     kv_heads=self.kv_heads,
                     head_dim=self.head_dim,
                     inter=self.intermediate,
+                    wtype=native_kernels.WEIGHT_TYPES[kind],
                     eps=self.eps,
                     ln1=layer.ln1.data_ptr(),
                     ln2=layer.ln2.data_ptr(),
@@ -198,6 +227,7 @@ class LlamaRunner:
             head_dim=self.head_dim,
             capacity=min(capacity, self.max_context),
             dtype=self.dtype,
+            key_blocks=self._native is not None,
         )
 
     @torch.inference_mode()

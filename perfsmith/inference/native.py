@@ -103,10 +103,10 @@ def library() -> ctypes.CDLL | None:
         log.info("native int8 kernels unavailable (%s); using torch's", exc)
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    lib.ps_int8_linear.argtypes = [ptr, i64, i64, ptr, ptr, i64, ptr, ctypes.c_int]
-    lib.ps_int8_linear.restype = None
-    lib.ps_int8_pack.argtypes = [ptr, i64, i64, ptr]
-    lib.ps_int8_pack.restype = None
+    lib.ps_linear.argtypes = [ptr, i64, i64, ptr, i64, ptr, i64, ptr, ctypes.c_int]
+    lib.ps_linear.restype = None
+    lib.ps_pack.argtypes = [ptr, i64, i64, i64, ptr]
+    lib.ps_pack.restype = None
     lib.ps_rms_norm.argtypes = [ptr, i64, i64, ptr, ctypes.c_float, ptr]
     lib.ps_rms_norm.restype = None
     lib.ps_layer_forward.argtypes = [
@@ -124,31 +124,40 @@ def library() -> ctypes.CDLL | None:
     return lib
 
 
-def pack_int8(lib: ctypes.CDLL, q: torch.Tensor) -> torch.Tensor:
-    """``[N, K]`` int8 (N a multiple of 16) into the kernel's ``[N/16, K, 16]`` panels."""
-    n, k = q.shape
+# the kernel's weight types (csrc/qlinear.c: W_INT8, W_BF16, W_F32)
+WEIGHT_TYPES = {torch.int8: 0, torch.bfloat16: 1, torch.float32: 2}
+
+
+def pack(lib: ctypes.CDLL, weight: torch.Tensor) -> torch.Tensor:
+    """``[N, K]`` int8, bf16 or fp32 weights (N a multiple of 16) into the kernel's
+    ``[N/16, K, 16]`` panels."""
+    n, k = weight.shape
     if n % 16:
         raise ValueError(f"{n} output channels: the kernel needs a multiple of 16")
-    src = q.contiguous()
-    packed = torch.empty((n // 16, k, 16), dtype=torch.int8)
-    lib.ps_int8_pack(src.data_ptr(), n, k, packed.data_ptr())
+    if weight.dtype not in WEIGHT_TYPES:
+        raise ValueError(f"the kernel takes int8, bf16 or fp32 weights, not {weight.dtype}")
+    src = weight.contiguous()
+    packed = torch.empty((n // 16, k, 16), dtype=weight.dtype)
+    lib.ps_pack(src.data_ptr(), n, k, src.element_size(), packed.data_ptr())
     return packed
 
 
-def int8_linear(
-    lib: ctypes.CDLL, x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor
+def linear(
+    lib: ctypes.CDLL, x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor | None
 ) -> torch.Tensor:
-    """``x [M, K]`` fp32 times the packed weight, scaled per output channel: ``[M, N]``."""
+    """``x [M, K]`` fp32 times a packed weight (scaled per output channel when ``scale``
+    is given): fp32 ``[M, N]``."""
     flat = x if x.is_contiguous() else x.contiguous()
     m, k = flat.shape
     n = packed.shape[0] * 16
     out = torch.empty((m, n), dtype=torch.float32)
-    lib.ps_int8_linear(
+    lib.ps_linear(
         flat.data_ptr(),
         m,
         k,
         packed.data_ptr(),
-        scale.data_ptr(),
+        WEIGHT_TYPES[packed.dtype],
+        None if scale is None else scale.data_ptr(),
         n,
         out.data_ptr(),
         torch.get_num_threads(),
@@ -165,6 +174,7 @@ class LayerSpec(ctypes.Structure):
         ("kv_heads", ctypes.c_int64),
         ("head_dim", ctypes.c_int64),
         ("inter", ctypes.c_int64),
+        ("wtype", ctypes.c_int64),
         ("eps", ctypes.c_float),
         ("ln1", ctypes.c_void_p),
         ("ln2", ctypes.c_void_p),
@@ -200,7 +210,8 @@ def layer_forward(
 ) -> None:
     """Run one decoder layer over the rows of ``x`` (fp32 ``[R, hidden]``, in place):
     row r is the token at ``positions[r]`` of cache slot ``slots[r]``; its key and value
-    are written to the layer's cache (``[slots, kv_heads, capacity, head_dim]``)."""
+    are written to the layer's cache: keys ``[slots, kv_heads, ceil(capacity / 16),
+    head_dim, 16]``, values ``[slots, kv_heads, capacity, head_dim]``."""
     lib.ps_layer_forward(
         ctypes.byref(spec),
         x.data_ptr(),
@@ -209,6 +220,6 @@ def layer_forward(
         positions.data_ptr(),
         keys.data_ptr(),
         values.data_ptr(),
-        keys.shape[2],
+        values.shape[2],
         torch.get_num_threads(),
     )

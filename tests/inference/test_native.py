@@ -1,5 +1,5 @@
-"""The native int8 kernels: built once and cached, bit-identical rows whatever the batch,
-the same model as torch's int8 path, and a clean fallback where they cannot be built."""
+"""The native kernels: built once and cached, bit-identical rows whatever the batch, the
+same model as torch's path, and a clean fallback where they cannot be built."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from perfsmith.inference import native
-from perfsmith.inference.linear import Int8Linear
+from perfsmith.inference.linear import Int8Linear, PanelLinear
 from perfsmith.inference.llama_runner import LlamaRunner
 from perfsmith.inference.models import LoadedModel
 
@@ -21,26 +21,33 @@ needs_native = pytest.mark.skipif(
 
 
 @needs_native
-def test_a_row_is_bit_identical_alone_or_with_any_other_rows() -> None:
+@pytest.mark.parametrize("dtype", [torch.int8, torch.bfloat16, torch.float32])
+def test_a_row_is_bit_identical_alone_or_with_any_other_rows(dtype: torch.dtype) -> None:
+    assert LIB is not None
     torch.manual_seed(0)
-    layer = Int8Linear(torch.randn(96, 80), torch.float32)
-    assert layer.kernel == "native"
+    weight = torch.randn(96, 80)
+    layer = PanelLinear(LIB, weight, dtype)
     x = torch.randn(23, 80)
     full = layer(x)
     for m in range(1, 24):  # every block size and remainder of the kernel's row loop
         assert torch.equal(layer(x[:m]), full[:m]), m
         assert torch.equal(layer(x[m - 1 : m]), full[m - 1 : m]), m
-    # and it is the int8 model: the dequantized weight times x, within fp32 rounding
-    torch_path = Int8Linear(layer_weight := torch.randn(96, 80), torch.float32, native=False)
-    assert torch_path.kernel == "torch"
-    mine = Int8Linear(layer_weight, torch.float32)
-    assert torch.allclose(mine(x), torch_path(x), atol=1e-4, rtol=1e-4)
+    # the same model as torch's kernels: int8 per-channel, bf16-rounded or exact weights
+    if dtype == torch.int8:
+        reference = Int8Linear(weight, torch.float32)(x)
+    else:
+        reference = x @ weight.to(dtype).float().T
+    assert torch.allclose(full, reference, atol=1e-4, rtol=1e-4)
+    assert layer.nbytes() == 96 * 80 * torch.tensor([], dtype=dtype).element_size() + (
+        96 * 4 if dtype == torch.int8 else 0
+    )
 
 
 @needs_native
 def test_native_layers_match_torch_and_batching_changes_nothing(loaded: LoadedModel) -> None:
     fast = LlamaRunner(loaded.model, int8=True)
     assert fast.path == "native"
+    assert fast.weight_bytes() < LlamaRunner(loaded.model).weight_bytes() / 2
     # the same int8 weights through torch's kernels and torch's attention
     reference = LlamaRunner(loaded.model, int8=True, native=False)
     assert reference.path == "torch"
@@ -66,7 +73,10 @@ def test_native_layers_match_torch_and_batching_changes_nothing(loaded: LoadedMo
 
 
 def test_the_library_is_cached_and_a_failed_build_falls_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    loaded: LoadedModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("PERFSMITH_CACHE_DIR", str(tmp_path))
     native.library.cache_clear()
@@ -75,9 +85,10 @@ def test_the_library_is_cached_and_a_failed_build_falls_back(
         with caplog.at_level(logging.INFO, logger="perfsmith.inference.native"):
             assert native.library() is None
             assert "false failed (exit status 1)" in caplog.text
-            layer = Int8Linear(torch.randn(32, 16), torch.float32)
-            assert layer.kernel == "torch"
-            assert layer(torch.randn(3, 16)).shape == (3, 32)
+            runner = LlamaRunner(loaded.model, int8=True)
+            assert runner.path == "torch"
+            logits = runner.forward(runner.new_cache(1, 8), [0], torch.tensor([[1, 2, 3]]))
+            assert logits.shape == (1, 3, runner.vocab_size)
 
             monkeypatch.setenv("PERFSMITH_NATIVE", "0")
             native.library.cache_clear()

@@ -1,69 +1,88 @@
-/* Weight-only int8 linear layers for the local engine's CPU decode loop (AVX-512).
+/* The local engine's CPU decode loop in C (AVX-512): weight-only linear layers and whole
+   Llama decoder layers.
 
    Decoding a small model on a CPU reads every weight once per forward pass, so the pass
-   costs what reading the weights costs: int8 weights are a quarter of fp32's bytes. The
-   weights are packed in panels of 16 output channels ([N/16][K][16]), so one 16-byte load
+   costs what reading the weights costs: int8 weights are a quarter of fp32's bytes, bf16
+   half. Weights are packed in panels of 16 output channels ([N/16][K][16]), so one load
    feeds 16 channels and no horizontal sums are needed; a block of up to 6 activation rows
    shares each loaded panel, so verifying a speculative draft of a few tokens costs little
-   more than one token.
+   more than one token. Activations and accumulation stay fp32 for every weight type.
 
    Every output element is one fused multiply-add chain over k in order, whatever the
    number of rows: a token's logits are bit-identical whether it goes through the pass
-   alone or with a draft, which keeps speculative greedy decoding lossless. */
+   alone, with a draft, or beside other sequences, which keeps speculative greedy decoding
+   lossless. */
 #include <immintrin.h>
-#include <stdint.h>
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MB 6
 #define NP 4
 
-static inline __attribute__((always_inline)) void block_i8(
-    const int MM, const int PP, const float *x, int64_t K, const int8_t *w, const float *scale,
-    int64_t N, int64_t m0, int64_t p0, float *out) {
+enum { W_INT8 = 0, W_BF16 = 1, W_F32 = 2 };
+
+/* 16 weights of panel row k, as fp32 */
+static inline __attribute__((always_inline)) __m512 load_w(const int WT, const void *panel,
+                                                           int64_t k) {
+    if (WT == W_INT8)
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+            _mm_loadu_si128((const __m128i *)((const int8_t *)panel + k * 16))));
+    if (WT == W_BF16)
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(
+                _mm256_loadu_si256((const __m256i *)((const uint16_t *)panel + k * 16))),
+            16));
+    return _mm512_loadu_ps((const float *)panel + k * 16);
+}
+
+static inline int64_t w_size(const int WT) { return WT == W_INT8 ? 1 : WT == W_BF16 ? 2 : 4; }
+
+static inline __attribute__((always_inline)) void block(
+    const int WT, const int MM, const int PP, const float *x, int64_t K, const void *w,
+    const float *scale, int64_t N, int64_t m0, int64_t p0, float *out) {
     __m512 acc[MB][NP];
     for (int i = 0; i < MM; i++)
         for (int p = 0; p < PP; p++) acc[i][p] = _mm512_setzero_ps();
-    const int8_t *wp[NP];
-    for (int p = 0; p < PP; p++) wp[p] = w + (p0 + p) * K * 16;
+    const char *wp[NP];
+    for (int p = 0; p < PP; p++) wp[p] = (const char *)w + (p0 + p) * K * 16 * w_size(WT);
     for (int64_t k = 0; k < K; k++) {
         __m512 wv[NP];
-        for (int p = 0; p < PP; p++)
-            wv[p] = _mm512_cvtepi32_ps(
-                _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(wp[p] + k * 16))));
+        for (int p = 0; p < PP; p++) wv[p] = load_w(WT, wp[p], k);
         for (int i = 0; i < MM; i++) {
             __m512 xb = _mm512_set1_ps(x[(m0 + i) * K + k]);
             for (int p = 0; p < PP; p++) acc[i][p] = _mm512_fmadd_ps(xb, wv[p], acc[i][p]);
         }
     }
     for (int p = 0; p < PP; p++) {
-        __m512 s = _mm512_loadu_ps(scale + (p0 + p) * 16);
+        if (scale != NULL) {
+            const __m512 s = _mm512_loadu_ps(scale + (p0 + p) * 16);
+            for (int i = 0; i < MM; i++) acc[i][p] = _mm512_mul_ps(acc[i][p], s);
+        }
         for (int i = 0; i < MM; i++)
-            _mm512_storeu_ps(out + (m0 + i) * N + (p0 + p) * 16, _mm512_mul_ps(acc[i][p], s));
+            _mm512_storeu_ps(out + (m0 + i) * N + (p0 + p) * 16, acc[i][p]);
     }
 }
 
-#define ROWS(PP)                                                                        \
-    do {                                                                                \
-        int64_t m0 = 0;                                                                 \
-        for (; m0 + MB <= M; m0 += MB) block_i8(MB, PP, x, K, w, scale, N, m0, p, out); \
-        switch (M - m0) {                                                               \
-        case 1: block_i8(1, PP, x, K, w, scale, N, m0, p, out); break;                  \
-        case 2: block_i8(2, PP, x, K, w, scale, N, m0, p, out); break;                  \
-        case 3: block_i8(3, PP, x, K, w, scale, N, m0, p, out); break;                  \
-        case 4: block_i8(4, PP, x, K, w, scale, N, m0, p, out); break;                  \
-        case 5: block_i8(5, PP, x, K, w, scale, N, m0, p, out); break;                  \
-        default: break;                                                                 \
-        }                                                                               \
+#define ROWS(PP)                                                                          \
+    do {                                                                                  \
+        int64_t m0 = 0;                                                                   \
+        for (; m0 + MB <= M; m0 += MB) block(WT, MB, PP, x, K, w, scale, N, m0, p, out);  \
+        switch (M - m0) {                                                                 \
+        case 1: block(WT, 1, PP, x, K, w, scale, N, m0, p, out); break;                   \
+        case 2: block(WT, 2, PP, x, K, w, scale, N, m0, p, out); break;                   \
+        case 3: block(WT, 3, PP, x, K, w, scale, N, m0, p, out); break;                   \
+        case 4: block(WT, 4, PP, x, K, w, scale, N, m0, p, out); break;                   \
+        case 5: block(WT, 5, PP, x, K, w, scale, N, m0, p, out); break;                   \
+        default: break;                                                                   \
+        }                                                                                 \
     } while (0)
 
-/* out[M, N] = (x[M, K] @ W[N, K]^T) * scale[N], with W packed as [N/16][K][16] int8.
-   Every output is one fused multiply-add chain over k in order, whatever M is, so a
-   row's result does not depend on the other rows in the call. */
-void ps_int8_linear(const float *x, int64_t M, int64_t K, const int8_t *w, const float *scale,
-                    int64_t N, float *out, int threads) {
+static inline __attribute__((always_inline)) void linear(
+    const int WT, const float *x, int64_t M, int64_t K, const void *w, const float *scale,
+    int64_t N, float *out, int threads) {
     const int64_t panels = N / 16;
 #pragma omp parallel num_threads(threads)
     {
@@ -80,10 +99,23 @@ void ps_int8_linear(const float *x, int64_t M, int64_t K, const int8_t *w, const
     }
 }
 
-/* [N, K] int8 row-major -> [N/16][K][16]. */
-void ps_int8_pack(const int8_t *w, int64_t N, int64_t K, int8_t *packed) {
+/* out[M, N] = (x[M, K] @ W[N, K]^T) (* scale[N] when scale is not NULL), with W packed
+   as [N/16][K][16] weights of type wtype (W_INT8, W_BF16 or W_F32). */
+void ps_linear(const float *x, int64_t M, int64_t K, const void *w, int64_t wtype,
+               const float *scale, int64_t N, float *out, int threads) {
+    if (wtype == W_INT8) linear(W_INT8, x, M, K, w, scale, N, out, threads);
+    else if (wtype == W_BF16) linear(W_BF16, x, M, K, w, scale, N, out, threads);
+    else linear(W_F32, x, M, K, w, scale, N, out, threads);
+}
+
+/* [N, K] row-major weights of `size` bytes each -> [N/16][K][16]. */
+void ps_pack(const void *w, int64_t N, int64_t K, int64_t size, void *packed) {
+    const char *src = w;
+    char *dst = packed;
     for (int64_t n = 0; n < N; n++)
-        for (int64_t k = 0; k < K; k++) packed[((n / 16) * K + k) * 16 + n % 16] = w[n * K + k];
+        for (int64_t k = 0; k < K; k++)
+            memcpy(dst + (((n / 16) * K + k) * 16 + n % 16) * size, src + (n * K + k) * size,
+                   size);
 }
 
 /* ---- one Llama decoder layer, for any set of rows ---------------------------------
@@ -96,10 +128,10 @@ void ps_int8_pack(const int8_t *w, int64_t N, int64_t K, int8_t *packed) {
    batched. The residual stream x [R, hidden] is updated in place. */
 
 typedef struct {
-    int64_t hidden, heads, kv_heads, head_dim, inter;
+    int64_t hidden, heads, kv_heads, head_dim, inter, wtype;
     float eps;
     const float *ln1, *ln2;
-    const int8_t *qkv, *o, *gate_up, *down;
+    const void *qkv, *o, *gate_up, *down; /* packed; scales are NULL unless int8 */
     const float *qkv_s, *o_s, *gate_up_s, *down_s;
     const float *cos, *sin; /* [positions, head_dim] */
 } ps_layer;
@@ -133,11 +165,109 @@ static void rope(float *v, const float *cos, const float *sin, int64_t D) {
     }
 }
 
+/* e^x for 16 lanes (Cephes' expf polynomial, about 1 ulp), the same on every call. */
+static inline __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+#define QK_ROWS 8
+#define PV_ROWS 6
+
+/* One query head's attention for rows of one cache slot (row t at position pos[t], so it
+   sees positions 0..pos[t]). Each key block and value row is loaded once for all the
+   rows. Keys are stored in blocks of 16 positions, transposed ([blocks][D][16]), so a
+   block's 16 scores are D multiply-adds with no horizontal sums; values are [C][D].
+   Every row's arithmetic is the same whichever rows share the call: positions past a
+   row's end get weight exactly 0, and adding 0 changes no sum. */
+static void attend(const float *q, int64_t q_stride, const int64_t *pos, int64_t rows,
+                   int64_t D, const float *kt, const float *v, float scale, float *score,
+                   float *out, int64_t out_stride) {
+    int64_t maxlen = 0;
+    for (int64_t t = 0; t < rows; t++)
+        if (pos[t] + 1 > maxlen) maxlen = pos[t] + 1;
+    const int64_t blocks = (maxlen + 15) / 16, width = blocks * 16;
+    for (int64_t t0 = 0; t0 < rows; t0 += QK_ROWS) {
+        const int64_t n = rows - t0 < QK_ROWS ? rows - t0 : QK_ROWS;
+        for (int64_t b = 0; b < blocks; b++) {
+            __m512 acc[QK_ROWS];
+            for (int64_t t = 0; t < n; t++) acc[t] = _mm512_setzero_ps();
+            const float *kb = kt + b * D * 16;
+            for (int64_t d = 0; d < D; d++) {
+                const __m512 kd = _mm512_loadu_ps(kb + d * 16);
+                for (int64_t t = 0; t < n; t++)
+                    acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(q[(t0 + t) * q_stride + d]), kd, acc[t]);
+            }
+            for (int64_t t = 0; t < n; t++)
+                _mm512_storeu_ps(score + (t0 + t) * width + b * 16,
+                                 _mm512_mul_ps(acc[t], _mm512_set1_ps(scale)));
+        }
+    }
+    for (int64_t t = 0; t < rows; t++) {
+        float *st = score + t * width;
+        const int64_t len = pos[t] + 1, live = (len + 15) / 16;
+        for (int64_t j = len; j < live * 16; j++) st[j] = -INFINITY;
+        __m512 top = _mm512_set1_ps(-INFINITY);
+        for (int64_t b = 0; b < live; b++) top = _mm512_max_ps(top, _mm512_loadu_ps(st + b * 16));
+        const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+        __m512 total = _mm512_setzero_ps();
+        for (int64_t b = 0; b < live; b++) {
+            const __mmask16 valid =
+                (__mmask16)(len - b * 16 >= 16 ? 0xFFFF : (1u << (len - b * 16)) - 1u);
+            const __m512 e =
+                _mm512_maskz_mov_ps(valid, exp16(_mm512_sub_ps(_mm512_loadu_ps(st + b * 16), mx)));
+            _mm512_storeu_ps(st + b * 16, e);
+            total = _mm512_add_ps(total, e);
+        }
+        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(total));
+        for (int64_t b = 0; b < live; b++)
+            _mm512_storeu_ps(st + b * 16, _mm512_mul_ps(_mm512_loadu_ps(st + b * 16), inv));
+        for (int64_t j = live * 16; j < width; j++) st[j] = 0.0f;
+    }
+    for (int64_t t0 = 0; t0 < rows; t0 += PV_ROWS) {
+        const int64_t n = rows - t0 < PV_ROWS ? rows - t0 : PV_ROWS;
+        int64_t len = 0;
+        for (int64_t t = 0; t < n; t++)
+            if (pos[t0 + t] + 1 > len) len = pos[t0 + t] + 1;
+        for (int64_t c = 0; c < D; c += 64) {
+            const int64_t w_n = D - c < 64 ? (D - c) / 16 : 4;
+            __m512 acc[PV_ROWS][4];
+            for (int64_t t = 0; t < n; t++)
+                for (int64_t w = 0; w < w_n; w++) acc[t][w] = _mm512_setzero_ps();
+            for (int64_t j = 0; j < len; j++) {
+                __m512 vj[4];
+                for (int64_t w = 0; w < w_n; w++) vj[w] = _mm512_loadu_ps(v + j * D + c + w * 16);
+                for (int64_t t = 0; t < n; t++) {
+                    const __m512 p = _mm512_set1_ps(score[(t0 + t) * width + j]);
+                    for (int64_t w = 0; w < w_n; w++) acc[t][w] = _mm512_fmadd_ps(p, vj[w], acc[t][w]);
+                }
+            }
+            for (int64_t t = 0; t < n; t++)
+                for (int64_t w = 0; w < w_n; w++)
+                    _mm512_storeu_ps(out + (t0 + t) * out_stride + c + w * 16, acc[t][w]);
+        }
+    }
+}
+
+/* The key cache is [slots][kv_heads][ceil(capacity/16)][head_dim][16] (keys transposed in
+   blocks of 16 positions); the value cache is [slots][kv_heads][capacity][head_dim]. */
 void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slot,
                       const int64_t *pos, float *keys, float *values, int64_t capacity,
                       int threads) {
     const int64_t H = L->hidden, NH = L->heads, KV = L->kv_heads, D = L->head_dim;
     const int64_t Q = NH * D, NQKV = (NH + 2 * KV) * D, I = L->inter, C = capacity;
+    const int64_t CB = (C + 15) / 16;
     float *h = malloc(sizeof(float) * R * H);
     float *qkv = malloc(sizeof(float) * R * NQKV);
     float *att = malloc(sizeof(float) * R * Q);
@@ -146,62 +276,52 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
     float *act = malloc(sizeof(float) * R * I);
 
     ps_rms_norm(x, R, H, L->ln1, L->eps, h);
-    ps_int8_linear(h, R, H, L->qkv, L->qkv_s, NQKV, qkv, threads);
+    ps_linear(h, R, H, L->qkv, L->wtype, L->qkv_s, NQKV, qkv, threads);
     for (int64_t r = 0; r < R; r++) {
         float *row = qkv + r * NQKV;
         const float *c = L->cos + pos[r] * D, *s = L->sin + pos[r] * D;
         for (int64_t n = 0; n < NH + KV; n++) rope(row + n * D, c, s, D);
         for (int64_t g = 0; g < KV; g++) {
-            const int64_t at = ((slot[r] * KV + g) * C + pos[r]) * D;
-            memcpy(keys + at, row + Q + g * D, sizeof(float) * D);
-            memcpy(values + at, row + Q + KV * D + g * D, sizeof(float) * D);
+            const float *k = row + Q + g * D;
+            float *kt = keys + ((slot[r] * KV + g) * CB + pos[r] / 16) * D * 16 + pos[r] % 16;
+            for (int64_t d = 0; d < D; d++) kt[d * 16] = k[d];
+            memcpy(values + ((slot[r] * KV + g) * C + pos[r]) * D, row + Q + KV * D + g * D,
+                   sizeof(float) * D);
         }
     }
     const float scale = 1.0f / sqrtf((float)D);
     const int64_t group = NH / KV;
-#pragma omp parallel for num_threads(threads) schedule(dynamic) collapse(2)
-    for (int64_t r = 0; r < R; r++) {
+    /* runs of consecutive rows in one slot: a draft, a prompt, or one row per slot */
+    int64_t *run_start = malloc(sizeof(int64_t) * (R + 1));
+    int64_t runs = 0;
+    for (int64_t r = 0; r < R; r++)
+        if (r == 0 || slot[r] != slot[r - 1]) run_start[runs++] = r;
+    run_start[runs] = R;
+#pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
+    for (int64_t u = 0; u < runs; u++) {
         for (int64_t n = 0; n < NH; n++) {
-            const int64_t g = n / group, len = pos[r] + 1;
-            const float *q = qkv + r * NQKV + n * D;
-            const float *kb = keys + (slot[r] * KV + g) * C * D;
-            const float *vb = values + (slot[r] * KV + g) * C * D;
-            float *score = malloc(sizeof(float) * len);
-            float top = -INFINITY;
-            for (int64_t j = 0; j < len; j++) {
-                __m512 acc = _mm512_setzero_ps();
-                for (int64_t d = 0; d < D; d += 16)
-                    acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(kb + j * D + d),
-                                          acc);
-                score[j] = sum16(acc) * scale;
-                if (score[j] > top) top = score[j];
-            }
-            float total = 0.0f;
-            for (int64_t j = 0; j < len; j++) {
-                score[j] = expf(score[j] - top);
-                total += score[j];
-            }
-            float *out = att + r * Q + n * D;
-            for (int64_t d = 0; d < D; d += 16) {
-                __m512 acc = _mm512_setzero_ps();
-                for (int64_t j = 0; j < len; j++)
-                    acc = _mm512_fmadd_ps(_mm512_set1_ps(score[j]),
-                                          _mm512_loadu_ps(vb + j * D + d), acc);
-                _mm512_storeu_ps(out + d, _mm512_div_ps(acc, _mm512_set1_ps(total)));
-            }
+            const int64_t r0 = run_start[u], rows = run_start[u + 1] - r0, g = n / group;
+            int64_t maxlen = 0;
+            for (int64_t t = r0; t < r0 + rows; t++)
+                if (pos[t] + 1 > maxlen) maxlen = pos[t] + 1;
+            float *score = malloc(sizeof(float) * rows * ((maxlen + 15) / 16) * 16);
+            attend(qkv + r0 * NQKV + n * D, NQKV, pos + r0, rows, D,
+                   keys + (slot[r0] * KV + g) * CB * D * 16, values + (slot[r0] * KV + g) * C * D,
+                   scale, score, att + r0 * Q + n * D, Q);
             free(score);
         }
     }
-    ps_int8_linear(att, R, Q, L->o, L->o_s, H, proj, threads);
+    free(run_start);
+    ps_linear(att, R, Q, L->o, L->wtype, L->o_s, H, proj, threads);
     for (int64_t i = 0; i < R * H; i++) x[i] += proj[i];
     ps_rms_norm(x, R, H, L->ln2, L->eps, h);
-    ps_int8_linear(h, R, H, L->gate_up, L->gate_up_s, 2 * I, gu, threads);
+    ps_linear(h, R, H, L->gate_up, L->wtype, L->gate_up_s, 2 * I, gu, threads);
     for (int64_t r = 0; r < R; r++)
         for (int64_t i = 0; i < I; i++) {
             const float g = gu[r * 2 * I + i], u = gu[r * 2 * I + I + i];
             act[r * I + i] = g / (1.0f + expf(-g)) * u;
         }
-    ps_int8_linear(act, R, I, L->down, L->down_s, H, proj, threads);
+    ps_linear(act, R, I, L->down, L->wtype, L->down_s, H, proj, threads);
     for (int64_t i = 0; i < R * H; i++) x[i] += proj[i];
     free(h);
     free(qkv);
