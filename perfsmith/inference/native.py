@@ -100,7 +100,7 @@ def library() -> ctypes.CDLL | None:
         path = _build(cache_dir() / "native")
         lib = ctypes.CDLL(str(path))
     except (NativeUnavailableError, OSError) as exc:
-        log.info("native int8 kernels unavailable (%s); using torch's", exc)
+        log.info("native kernels unavailable (%s); using torch's", exc)
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.ps_linear.argtypes = [ptr, i64, i64, ptr, i64, ptr, i64, ptr, ctypes.c_int]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from perfsmith.inference import native
 from perfsmith.inference.engine import Engine, RequestError
 from perfsmith.inference.sampling import SamplingParams
 from tests.inference.conftest import PROMPTS
@@ -34,7 +35,20 @@ def test_greedy_speculation_is_token_for_token_the_target_greedy_output(
     assert drafted > 0
 
 
-@pytest.mark.parametrize("compress", ["drop=2", "int8", "bf16"])
+@pytest.mark.parametrize(
+    "compress",
+    [
+        "drop=2",
+        "int8",
+        pytest.param(
+            "bf16",
+            marks=pytest.mark.skipif(
+                native.library() is None,
+                reason="bf16 is lossless on the native kernels only (AVX-512 and a C compiler)",
+            ),
+        ),
+    ],
+)
 def test_speculation_stays_lossless_on_compressed_models(
     engine_for: MakeEngine, compress: str
 ) -> None:

@@ -79,12 +79,15 @@ def test_the_library_is_cached_and_a_failed_build_falls_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("PERFSMITH_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("PERFSMITH_NATIVE", raising=False)
     native.library.cache_clear()
     try:
         monkeypatch.setenv("CC", "false")  # a compiler that always fails
         with caplog.at_level(logging.INFO, logger="perfsmith.inference.native"):
             assert native.library() is None
-            assert "false failed (exit status 1)" in caplog.text
+            assert "native kernels unavailable" in caplog.text
+            if LIB is not None:  # the CPU passed; the compiler failed
+                assert "false failed (exit status 1)" in caplog.text
             runner = LlamaRunner(loaded.model, int8=True)
             assert runner.path == "torch"
             logits = runner.forward(runner.new_cache(1, 8), [0], torch.tensor([[1, 2, 3]]))
