@@ -119,10 +119,6 @@ class PanelLinear:
         else:
             self.packed = native_kernels.pack(lib, weight.detach().to(dtype))
 
-    @staticmethod
-    def fits(weight: torch.Tensor) -> bool:
-        return int(weight.shape[0]) % 16 == 0
-
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, shape[-1]).float()

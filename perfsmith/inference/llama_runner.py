@@ -130,7 +130,7 @@ class LlamaRunner:
         emb = torch.cat((freqs, freqs), dim=-1)
         self._cos = emb.cos().to(dtype)
         self._sin = emb.sin().to(dtype)
-        self._native = self._native_layers()
+        self._native = None if lib is None else self._native_layers(weight_dtype)
 
     def _native_shapes(self) -> bool:
         """Whether the native layer kernel takes this model's shapes: head size a multiple
@@ -147,21 +147,15 @@ class LlamaRunner:
             and all(w % 16 == 0 for w in widths)
         )
 
-    def _native_layers(self) -> list[native_kernels.LayerSpec] | None:
-        """Every layer's shapes and weight addresses for the C layer kernel, when the
-        weights are on the native kernel."""
-        if not isinstance(self.lm_head, PanelLinear):
-            return None
+    def _native_layers(self, weight_dtype: torch.dtype) -> list[native_kernels.LayerSpec]:
+        """Every layer's shapes and weight addresses for the C layer kernel."""
         specs = []
         for layer in self.layers:
             parts: dict[str, int | None] = {}
-            kinds = set()
             for name in ("qkv", "o", "gate_up", "down"):
                 lin = getattr(layer, name)
                 assert isinstance(lin, PanelLinear)
                 parts[name], parts[name + "_s"] = lin.addresses()
-                kinds.add(lin.packed.dtype)
-            (kind,) = kinds
             specs.append(
                 native_kernels.LayerSpec(
                     hidden=int(self.config.hidden_size),
@@ -169,7 +163,7 @@ class LlamaRunner:
                     kv_heads=self.kv_heads,
                     head_dim=self.head_dim,
                     inter=self.intermediate,
-                    wtype=native_kernels.WEIGHT_TYPES[kind],
+                    wtype=native_kernels.WEIGHT_TYPES[weight_dtype],
                     eps=self.eps,
                     ln1=layer.ln1.data_ptr(),
                     ln2=layer.ln2.data_ptr(),

@@ -24,7 +24,8 @@ import torch
 
 log = logging.getLogger(__name__)
 
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-lm")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
+LIBS = ("-lm",)
 REQUIRED_CPU_FLAGS = ("avx512f", "avx512bw")
 
 
@@ -69,7 +70,7 @@ def _build(cache: Path) -> Path:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     source = _source()
     key = hashlib.sha256(
-        "\0".join([source, " ".join(FLAGS), version, " ".join(sorted(flags))]).encode()
+        "\0".join([source, " ".join(FLAGS + LIBS), version, " ".join(sorted(flags))]).encode()
     ).hexdigest()[:16]
     target = cache / f"qlinear-{key}.so"
     if target.exists():
@@ -80,7 +81,7 @@ def _build(cache: Path) -> Path:
         src.write_text(source, encoding="utf-8")
         out = Path(tmp) / "qlinear.so"
         done = subprocess.run(
-            [cc, *FLAGS, str(src), "-o", str(out)], capture_output=True, text=True
+            [cc, *FLAGS, str(src), "-o", str(out), *LIBS], capture_output=True, text=True
         )
         if done.returncode != 0:
             detail = done.stderr.strip()[-400:]
