@@ -16,7 +16,6 @@ from perfsmith.llm.base import ChatModel
 from perfsmith.planner.graph import GraphDeps, RunState, build_graph, graph_config
 from perfsmith.storage.checkpoints import open_checkpointer
 from perfsmith.storage.db import Database
-from perfsmith.storage.models import Run
 from perfsmith.storage.runs import EventListener, RunRecorder, RunStore
 from perfsmith.tools.registry import Tool, ToolRegistry
 
@@ -118,79 +117,6 @@ async def _drive(
     return RunResult(run_id=run_id, answer=answer, status="done", rounds=rounds, traces=deps.traces)
 
 
-async def follow_up(
-    run_id: str,
-    message: str,
-    *,
-    tools: Iterable[Tool | Callable[..., Any]],
-    llm: ChatModel,
-    database: Database | str | None = None,
-    settings: Settings | None = None,
-    listeners: Iterable[EventListener] = (),
-    observers: Iterable[TaskObserver] = (),
-    settle: bool = True,
-) -> RunResult:
-    """Continue an ended run with the user's new instruction: the planner sees the earlier
-    rounds and plans again (with a fresh replan budget); the answer replaces the old one."""
-
-    def check(row: Run) -> None:
-        if row.status not in TERMINAL:
-            raise StorageError(f"run {run_id} is {row.status}; a follow-up waits for it to end")
-
-    return await _continue(
-        run_id,
-        check,
-        tools=tools,
-        llm=llm,
-        database=database,
-        settings=settings,
-        listeners=listeners,
-        observers=observers,
-        settle=settle,
-        follow_up=message,
-    )
-
-
-async def _continue(
-    run_id: str,
-    check: Callable[[Run], None],
-    *,
-    tools: Iterable[Tool | Callable[..., Any]],
-    llm: ChatModel,
-    database: Database | str | None,
-    settings: Settings | None,
-    listeners: Iterable[EventListener],
-    observers: Iterable[TaskObserver],
-    settle: bool,
-    follow_up: str | None = None,
-) -> RunResult:
-    """Drive a stored run again: resumed where it stopped, or (`follow_up`) planned anew
-    with the user's instruction; `check` refuses runs in the wrong state."""
-    settings = settings or load_settings()
-    db = _database(database, settings)
-    try:
-        row = await asyncio.to_thread(RunStore(db).get_run, run_id)
-        check(row)
-        replans = int(row.config.get("max_replans", settings.max_replans))
-        return await _drive(
-            db=db,
-            run_id=run_id,
-            request=row.request,
-            registry=ToolRegistry(tools),
-            llm=llm,
-            settings=settings,
-            max_replans=replans,
-            listeners=listeners,
-            observers=observers,
-            resuming=follow_up is None,
-            settle=settle,
-            follow_up=follow_up,
-        )
-    finally:
-        if not isinstance(database, Database):
-            db.close()
-
-
 async def finish_run(
     db: Database,
     run_id: str,
@@ -283,21 +209,35 @@ async def resume(
     listeners: Iterable[EventListener] = (),
     observers: Iterable[TaskObserver] = (),
     settle: bool = True,
+    follow_up: str | None = None,
 ) -> RunResult:
-    """Finish an interrupted run: completed tasks are reused, not executed again."""
-
-    def check(row: Run) -> None:
-        if row.status == "done":
+    """Finish an interrupted run: completed tasks are reused, not executed again. With
+    ``follow_up``, continue an ended run with the user's new instruction instead: the
+    planner sees the earlier rounds and plans again (with a fresh replan budget); the
+    answer replaces the old one."""
+    settings = settings or load_settings()
+    db = _database(database, settings)
+    try:
+        row = await asyncio.to_thread(RunStore(db).get_run, run_id)
+        if follow_up is None and row.status == "done":
             raise StorageError(f"run {run_id} already finished; nothing to resume")
-
-    return await _continue(
-        run_id,
-        check,
-        tools=tools,
-        llm=llm,
-        database=database,
-        settings=settings,
-        listeners=listeners,
-        observers=observers,
-        settle=settle,
-    )
+        if follow_up is not None and row.status not in TERMINAL:
+            raise StorageError(f"run {run_id} is {row.status}; a follow-up waits for it to end")
+        replans = int(row.config.get("max_replans", settings.max_replans))
+        return await _drive(
+            db=db,
+            run_id=run_id,
+            request=row.request,
+            registry=ToolRegistry(tools),
+            llm=llm,
+            settings=settings,
+            max_replans=replans,
+            listeners=listeners,
+            observers=observers,
+            resuming=follow_up is None,
+            settle=settle,
+            follow_up=follow_up,
+        )
+    finally:
+        if not isinstance(database, Database):
+            db.close()

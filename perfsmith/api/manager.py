@@ -310,22 +310,16 @@ class RunManager:
                 message=message,
             )
         if row.kind == "orchestrate" and row.config.get("tools"):
-            from perfsmith.orchestrate import follow_up, resume
+            from perfsmith.orchestrate import resume
             from perfsmith.tools.loader import load_tools
 
-            tools = load_tools(list(row.config["tools"]))
-            model = self.model(row.id)
-            if message is None:
-                return resume(
-                    row.id, tools=tools, llm=model, database=self.db, settings=self.settings
-                )
-            return follow_up(
+            return resume(
                 row.id,
-                message,
-                tools=tools,
-                llm=model,
+                tools=load_tools(list(row.config["tools"])),
+                llm=self.model(row.id),
                 database=self.db,
                 settings=self.settings,
+                follow_up=message,
             )
         raise ConflictError(f"{row.kind} runs {refusal}")
 

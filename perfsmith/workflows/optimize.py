@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import functools
 import json
 import os
 import tempfile
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -634,7 +633,7 @@ async def resume_optimize(
     already have a verdict are not verified again. With ``message``, continue an ended
     run instead: the planner plans again with the user's instruction, and the best of all
     the run's candidates wins."""
-    from perfsmith.orchestrate import RunResult, follow_up, resume
+    from perfsmith.orchestrate import resume
 
     settings = settings or load_settings()
     db = database or Database(settings.resolved_database_url())
@@ -670,22 +669,20 @@ async def resume_optimize(
         await _restore(session, run_id)
         answer = ""
         planned = bool(await asyncio.to_thread(RunStore(db).plans, run_id))
+        if message is not None and model is None:
+            raise PerfsmithError("a follow-up needs an LLM to plan with")
         # a follow-up plans anew with the message; a resume finishes the stored plan
-        continuation: Callable[..., Awaitable[RunResult]] | None = None
-        if message is not None:
-            if model is None:
-                raise PerfsmithError("a follow-up needs an LLM to plan with")
-            continuation = functools.partial(follow_up, run_id, message)
-        elif model is not None and row.status != "done" and (planned or config.get("llm")):
-            continuation = functools.partial(resume, run_id)
-        if continuation is not None:
-            result = await continuation(
+        unfinished = row.status != "done" and (planned or config.get("llm"))
+        if model is not None and (message is not None or unfinished):
+            result = await resume(
+                run_id,
                 tools=session.tools(),
                 llm=model,
                 database=db,
                 settings=settings,
                 listeners=list(listeners),
                 settle=False,
+                follow_up=message,
             )
             answer = result.answer
         user_codes = await _read_candidates(ref, config.get("candidates") or [])
