@@ -1,0 +1,641 @@
+"""Rules for containers used the slow way: scanning a list on every pass of a loop
+(`in`, `count`, `index`, slice sums), a list grown while it is searched, a list used as a
+queue, a list built from its front, a dictionary counted by hand."""
+
+from __future__ import annotations
+
+import ast
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from perfsmith.tools.rewrites.analysis import (
+    READ_ONLY_CALLS,
+    Tree,
+    bound_names,
+    is_name,
+    is_pure,
+    method_call,
+    names_read,
+)
+from perfsmith.tools.rewrites.base import (
+    Emit,
+    ModuleInfo,
+    Site,
+    assign,
+    attr,
+    call,
+    insert_after,
+    insert_before,
+    name_load,
+    replace_node,
+)
+
+
+def _set_like(tree: Tree, name: str) -> bool:
+    """``name`` is visibly a set or dict already (then `in` is fast)."""
+    for n in ast.walk(tree.fn):
+        if isinstance(n, ast.Assign) and any(is_name(t, name) for t in n.targets):
+            v = n.value
+            if isinstance(v, ast.Set | ast.Dict | ast.SetComp | ast.DictComp):
+                return True
+            if (
+                isinstance(v, ast.Call)
+                and isinstance(v.func, ast.Name)
+                and v.func.id in {"set", "frozenset", "dict"}
+            ):
+                return True
+        if isinstance(n, ast.arg | ast.AnnAssign):
+            ann = n.annotation
+            label = n.arg if isinstance(n, ast.arg) else getattr(n.target, "id", None)
+            if label == name and ann is not None:
+                text = ast.unparse(ann)
+                if text.split("[")[0] in {"set", "frozenset", "dict", "Set", "Dict", "Mapping"}:
+                    return True
+    return False
+
+
+def _builtin_free(tree: Tree, module: ModuleInfo, name: str) -> bool:
+    return name not in bound_names(tree.fn) and name not in module.names
+
+
+@dataclass
+class HoistedLookup:
+    """An expression over a list name, inside a loop that never changes the list,
+    answered from a structure built once before the loop (``helper(L)``)."""
+
+    id: str
+    title: str
+    helper: str
+    suffix: str
+    # node -> the list's name when the node is this rule's pattern
+    match: Callable[[ast.AST, Tree, ModuleInfo], str | None]
+    # (node, variable holding the structure) -> replacement expression
+    build: Callable[[ast.AST, str], ast.expr]
+    fix: str  # what the rewrite builds, for the finding's note
+    extra_helpers: tuple[str, ...] = ()
+
+    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
+        sites: list[Site] = []
+        for node in ast.walk(tree.fn):
+            if not tree.in_own_scope(node):
+                continue
+            name = self.match(node, tree, module)
+            if name is None:
+                continue
+            point = tree.hoist_point(node, {name})
+            if point is None:
+                continue
+            sites.append(
+                Site(
+                    self.id,
+                    getattr(node, "lineno", point.lineno),
+                    f"`{ast.unparse(node)}` scans {name!r} on every pass of the loop at "
+                    f"line {point.lineno}: {self.fix}",
+                    node,
+                    {"name": name, "point": point},
+                )
+            )
+        return sites
+
+    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
+        built: dict[tuple[int, str], str] = {}
+        for site in sites:
+            name, point = site.data["name"], site.data["point"]
+            key = (id(point), name)
+            if key not in built:
+                var = emit.name(f"_{name}_{self.suffix}")
+                insert_before(
+                    tree, point, [assign(var, call(emit.helper(self.helper), name_load(name)))]
+                )
+                built[key] = var
+            replace_node(tree, site.node, self.build(site.node, built[key]))
+            for helper in self.extra_helpers:
+                emit.helper(helper)
+        return bool(sites)
+
+
+def _membership(node: ast.AST, tree: Tree, module: ModuleInfo) -> str | None:
+    if (
+        isinstance(node, ast.Compare)
+        and len(node.ops) == 1
+        and isinstance(node.ops[0], ast.In | ast.NotIn)
+        and isinstance(node.comparators[0], ast.Name)
+        and not _set_like(tree, node.comparators[0].id)
+    ):
+        return node.comparators[0].id
+    return None
+
+
+def _membership_build(node: ast.AST, var: str) -> ast.expr:
+    assert isinstance(node, ast.Compare)
+    return ast.Compare(left=node.left, ops=node.ops, comparators=[name_load(var)])
+
+
+def _method_match(method: str) -> Callable[[ast.AST, Tree, ModuleInfo], str | None]:
+    def match(node: ast.AST, tree: Tree, module: ModuleInfo) -> str | None:
+        found = method_call(node, method)
+        if found is None or len(found[1].args) != 1 or found[1].keywords:
+            return None
+        if isinstance(found[1].args[0], ast.Starred):
+            return None
+        return found[0]
+
+    return match
+
+
+def _method_build(node: ast.AST, var: str) -> ast.expr:
+    assert isinstance(node, ast.Call)
+    return call(var, node.args[0])
+
+
+def _slice_sum(node: ast.AST, tree: Tree, module: ModuleInfo) -> str | None:
+    if (
+        isinstance(node, ast.Call)
+        and is_name(node.func, "sum")
+        and len(node.args) == 1
+        and not node.keywords
+        and isinstance(node.args[0], ast.Subscript)
+        and isinstance(node.args[0].value, ast.Name)
+        and isinstance(node.args[0].slice, ast.Slice)
+        and node.args[0].slice.step is None
+        and _builtin_free(tree, module, "sum")
+    ):
+        return node.args[0].value.id
+    return None
+
+
+def _slice_sum_build(node: ast.AST, var: str) -> ast.expr:
+    assert isinstance(node, ast.Call) and isinstance(node.args[0], ast.Subscript)
+    s = node.args[0].slice
+    assert isinstance(s, ast.Slice)
+    none = ast.Constant(None)
+    return call("_slice_sum", name_load(var), s.lower or none, s.upper or none)
+
+
+MEMBERSHIP = HoistedLookup(
+    "list-membership-to-set",
+    "`x in some_list` inside a loop: test against a set built once",
+    "_as_lookup",
+    "lookup",
+    _membership,
+    _membership_build,
+    "test against a set built once before the loop",
+)
+COUNT = HoistedLookup(
+    "count-in-loop-to-counter",
+    "`some_list.count(x)` inside a loop: count everything once (collections.Counter)",
+    "_count_lookup",
+    "count",
+    _method_match("count"),
+    _method_build,
+    "count every item once before the loop (collections.Counter)",
+)
+INDEX = HoistedLookup(
+    "index-in-loop-to-dict",
+    "`some_list.index(x)` inside a loop: map each item to its first position once",
+    "_index_lookup",
+    "index",
+    _method_match("index"),
+    _method_build,
+    "map each item to its first position once before the loop",
+)
+SLICE_SUM = HoistedLookup(
+    "slice-sums-to-prefix-sums",
+    "`sum(items[a:b])` inside a loop: prefix sums built once, each sum in O(1)",
+    "_prefix_sums",
+    "sums",
+    _slice_sum,
+    _slice_sum_build,
+    "build prefix sums once, then each slice sum is one subtraction",
+    ("_slice_sum",),
+)
+
+
+def _uses(tree: Tree, name: str) -> list[ast.Name]:
+    return [n for n in ast.walk(tree.fn) if isinstance(n, ast.Name) and n.id == name]
+
+
+def _single_binding(tree: Tree, name: str) -> ast.Assign | None:
+    """The one statement ``name = ...`` of the function (None when bound otherwise too,
+    or in a nested scope)."""
+    stores = [n for n in _uses(tree, name) if not isinstance(n.ctx, ast.Load)]
+    if len(stores) != 1 or not tree.in_own_scope(stores[0]):
+        return None
+    parent = tree.parents[stores[0]]
+    if isinstance(parent, ast.Assign) and parent.targets == [stores[0]]:
+        return parent
+    return None
+
+
+def _read_use(tree: Tree, use: ast.Name) -> bool:
+    """A use that neither changes the list nor lets it escape while the function runs."""
+    parent = tree.parents[use]
+    if isinstance(parent, ast.For | ast.comprehension) and parent.iter is use:
+        return True
+    if isinstance(parent, ast.Call) and use in parent.args:
+        return is_name(parent.func) and parent.func.id in READ_ONLY_CALLS - {"iter", "print"}  # type: ignore[attr-defined]
+    if isinstance(parent, ast.Subscript) and parent.value is use:
+        return isinstance(parent.ctx, ast.Load)
+    if isinstance(parent, ast.Return):
+        return True
+    if isinstance(parent, ast.If | ast.While | ast.IfExp) and parent.test is use:
+        return True
+    return isinstance(parent, ast.UnaryOp) and isinstance(parent.op, ast.Not)
+
+
+class GrownListMembership:
+    """`x in seen` where `seen` is a list the loop appends to: keep a set beside it."""
+
+    id = "grown-list-membership-to-set"
+    title = "a list searched with `in` while it grows: keep a set of its items beside it"
+
+    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
+        names = {
+            t.id
+            for n in ast.walk(tree.fn)
+            if isinstance(n, ast.Assign) and isinstance(n.value, ast.List) and not n.value.elts
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
+        sites: list[Site] = []
+        for name in sorted(names):
+            init = _single_binding(tree, name)
+            if init is None:
+                continue
+            appends: list[ast.Expr] = []
+            tests: list[ast.Compare] = []
+            ok = True
+            for use in _uses(tree, name):
+                if not isinstance(use.ctx, ast.Load):
+                    continue
+                if not tree.in_own_scope(use):
+                    ok = False
+                    break
+                parent = tree.parents[use]
+                grand = tree.parents.get(parent)
+                if (
+                    isinstance(parent, ast.Attribute)
+                    and parent.attr == "append"
+                    and isinstance(grand, ast.Call)
+                    and len(grand.args) == 1
+                    and not isinstance(grand.args[0], ast.Starred)
+                    and isinstance(tree.parents.get(grand), ast.Expr)
+                ):
+                    stmt = tree.parents[grand]
+                    assert isinstance(stmt, ast.Expr)
+                    appends.append(stmt)
+                elif (
+                    isinstance(parent, ast.Compare)
+                    and len(parent.ops) == 1
+                    and isinstance(parent.ops[0], ast.In | ast.NotIn)
+                    and parent.comparators[0] is use
+                ):
+                    tests.append(parent)
+                elif not _read_use(tree, use):
+                    ok = False
+                    break
+            if ok and appends and any(tree.repeated_by(t) for t in tests):
+                sites.append(
+                    Site(
+                        self.id,
+                        tests[0].lineno,
+                        f"`{ast.unparse(tests[0])}` scans the list {name!r}, which grows in the "
+                        "loop: keep a set of its items beside it",
+                        init,
+                        {"name": name, "appends": appends, "tests": tests},
+                    )
+                )
+        return sites
+
+    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
+        for site in sites:
+            name = site.data["name"]
+            shadow = emit.name(f"_{name}_set")
+            init = site.node
+            assert isinstance(init, ast.stmt)
+            insert_after(tree, init, [assign(shadow, call("set"))])
+            for stmt in site.data["appends"]:
+                assert isinstance(stmt.value, ast.Call)
+                item = stmt.value.args[0]
+                if isinstance(item, ast.Name | ast.Constant):
+                    insert_after(tree, stmt, [ast.Expr(call(attr(shadow, "add"), item))])
+                else:
+                    tmp = emit.name("_item")
+                    stmt.value.args[0] = name_load(tmp)
+                    insert_before(tree, stmt, [assign(tmp, item)])
+                    insert_after(tree, stmt, [ast.Expr(call(attr(shadow, "add"), name_load(tmp)))])
+            for test in site.data["tests"]:
+                test.comparators[0] = name_load(shadow)
+        return bool(sites)
+
+
+_DEQUE_METHODS = {"append", "extend", "pop", "insert"}
+
+
+class PopFrontToDeque:
+    """`queue.pop(0)` on a list: every pop shifts the whole list; a deque pops in O(1)."""
+
+    id = "pop-front-to-deque"
+    title = "`some_list.pop(0)` (a queue): use collections.deque and popleft()"
+
+    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
+        if not module.module_free("collections"):
+            return []
+        sites: list[Site] = []
+        for node in ast.walk(tree.fn):
+            found = method_call(node, "pop")
+            if found is None or not tree.in_own_scope(node):
+                continue
+            name, pop = found
+            if not (len(pop.args) == 1 and _const(pop.args[0]) == 0 and tree.repeated_by(pop)):
+                continue
+            init = _single_binding(tree, name)
+            if init is None or not (
+                isinstance(init.value, ast.List | ast.ListComp)
+                or (isinstance(init.value, ast.Call) and is_name(init.value.func, "list"))
+            ):
+                continue
+            if all(self._queue_use(tree, u) for u in _uses(tree, name) if u is not init.targets[0]):
+                sites.append(
+                    Site(
+                        self.id,
+                        pop.lineno,
+                        f"`{name}.pop(0)` moves every item of the list {name!r}: a deque pops "
+                        "from the front in constant time",
+                        init,
+                        {"name": name},
+                    )
+                )
+        unique: dict[str, Site] = {s.data["name"]: s for s in sites}
+        return list(unique.values())
+
+    @staticmethod
+    def _queue_use(tree: Tree, use: ast.Name) -> bool:
+        if not tree.in_own_scope(use):
+            return False
+        parent = tree.parents[use]
+        grand = tree.parents.get(parent)
+        if isinstance(parent, ast.Attribute) and isinstance(grand, ast.Call):
+            if parent.attr in {"append", "extend"}:
+                return True
+            if parent.attr == "pop":
+                return not grand.args or (len(grand.args) == 1 and _const(grand.args[0]) == 0)
+            if parent.attr == "insert":
+                return len(grand.args) == 2 and _const(grand.args[0]) == 0
+            return False
+        if isinstance(parent, ast.Subscript) and parent.value is use:
+            return isinstance(parent.ctx, ast.Load) and _const(parent.slice) in (0, -1)
+        if isinstance(parent, ast.Call) and is_name(parent.func, "len"):
+            return True
+        if isinstance(parent, ast.If | ast.While) and parent.test is use:
+            return True
+        if isinstance(parent, ast.UnaryOp) and isinstance(parent.op, ast.Not):
+            return True
+        if isinstance(parent, ast.For) and parent.iter is use:
+            return True
+        return isinstance(parent, ast.Compare) and use in parent.comparators
+
+    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
+        for site in sites:
+            init = site.node
+            assert isinstance(init, ast.Assign)
+            init.value = call(attr(emit.need_import("collections"), "deque"), init.value)
+            for use in _uses(tree, site.data["name"]):
+                parent = tree.parents[use]
+                grand = tree.parents.get(parent)
+                if not (isinstance(parent, ast.Attribute) and isinstance(grand, ast.Call)):
+                    continue
+                if parent.attr == "pop" and grand.args:
+                    parent.attr, grand.args = "popleft", []
+                elif parent.attr == "insert":
+                    parent.attr, grand.args = "appendleft", grand.args[1:]
+        return bool(sites)
+
+
+def _const(node: ast.AST) -> object:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)
+        and isinstance(node.operand.value, int)
+    ):
+        return -node.operand.value
+    return None
+
+
+class InsertFrontToAppend:
+    """`out.insert(0, x)` in a loop: append, then reverse once after the loop."""
+
+    id = "insert-front-to-append-reverse"
+    title = "`some_list.insert(0, x)` in a loop: append, and reverse once after the loop"
+
+    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
+        sites: list[Site] = []
+        for loop in ast.walk(tree.fn):
+            if not isinstance(loop, ast.For | ast.While) or loop.orelse:
+                continue
+            if not tree.in_own_scope(loop) or any(
+                isinstance(n, ast.Return | ast.Yield | ast.YieldFrom | ast.Try)
+                for n in ast.walk(loop)
+            ):
+                continue
+            for name in sorted(names_read(loop)):
+                init = _single_binding(tree, name)
+                if init is None or not (isinstance(init.value, ast.List) and not init.value.elts):
+                    continue
+                if not tree.bound_before(loop, name) or any(n is init for n in ast.walk(loop)):
+                    continue
+                inserts = []
+                ok = True
+                for use in (u for u in ast.walk(loop) if is_name(u, name)):
+                    parent = tree.parents[use]
+                    grand = tree.parents.get(parent)
+                    if (
+                        isinstance(parent, ast.Attribute)
+                        and parent.attr == "insert"
+                        and isinstance(grand, ast.Call)
+                        and len(grand.args) == 2
+                        and _const(grand.args[0]) == 0
+                        and isinstance(tree.parents.get(grand), ast.Expr)
+                    ):
+                        inserts.append(grand)
+                    else:
+                        ok = False
+                if ok and inserts:
+                    sites.append(
+                        Site(
+                            self.id,
+                            inserts[0].lineno,
+                            f"`{name}.insert(0, ...)` shifts the whole list on every pass: "
+                            "append, and reverse once after the loop",
+                            loop,
+                            {"name": name, "inserts": inserts},
+                        )
+                    )
+        return sites
+
+    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
+        for site in sites:
+            for grand in site.data["inserts"]:
+                assert isinstance(grand.func, ast.Attribute)
+                grand.func.attr = "append"
+                grand.args = grand.args[1:]
+            loop = site.node
+            assert isinstance(loop, ast.stmt)
+            insert_after(tree, loop, [ast.Expr(call(attr(site.data["name"], "reverse")))])
+        return bool(sites)
+
+
+def _subscript_of(node: ast.AST, name: str) -> ast.expr | None:
+    if isinstance(node, ast.Subscript) and is_name(node.value, name):
+        return node.slice
+    return None
+
+
+def _counting_key(stmts: list[ast.stmt], name: str) -> ast.expr | None:
+    """The key K when ``stmts`` count K into dict ``name`` by hand, in one of the usual
+    ways; None otherwise."""
+
+    def same(a: ast.AST | None, b: ast.AST | None) -> bool:
+        return a is not None and b is not None and ast.dump(a) == ast.dump(b)
+
+    def incr(s: ast.stmt, k: ast.expr) -> bool:
+        return (
+            isinstance(s, ast.AugAssign)
+            and isinstance(s.op, ast.Add)
+            and same(_subscript_of(s.target, name), k)
+            and _const(s.value) == 1
+        )
+
+    def put(s: ast.stmt, k: ast.expr, value: int) -> bool:
+        return (
+            isinstance(s, ast.Assign)
+            and len(s.targets) == 1
+            and same(_subscript_of(s.targets[0], name), k)
+            and _const(s.value) == value
+        )
+
+    if len(stmts) == 1 and isinstance(stmts[0], ast.If):
+        s = stmts[0]
+        t = s.test
+        if (
+            isinstance(t, ast.Compare)
+            and len(t.ops) == 1
+            and is_name(t.comparators[0], name)
+            and len(s.body) == 1
+            and len(s.orelse) == 1
+        ):
+            k = t.left
+            if isinstance(t.ops[0], ast.In) and incr(s.body[0], k) and put(s.orelse[0], k, 1):
+                return k
+            if isinstance(t.ops[0], ast.NotIn) and put(s.body[0], k, 1) and incr(s.orelse[0], k):
+                return k
+    if len(stmts) == 1 and isinstance(stmts[0], ast.Assign) and len(stmts[0].targets) == 1:
+        key = _subscript_of(stmts[0].targets[0], name)
+        v = stmts[0].value
+        if (
+            key is not None
+            and isinstance(v, ast.BinOp)
+            and isinstance(v.op, ast.Add)
+            and _const(v.right) == 1
+        ):
+            got = method_call(v.left, "get")
+            if (
+                got is not None
+                and got[0] == name
+                and len(got[1].args) == 2
+                and same(got[1].args[0], key)
+                and _const(got[1].args[1]) == 0
+            ):
+                return key
+    if len(stmts) == 2 and isinstance(stmts[0], ast.If):
+        s = stmts[0]
+        t = s.test
+        if (
+            isinstance(t, ast.Compare)
+            and len(t.ops) == 1
+            and isinstance(t.ops[0], ast.NotIn)
+            and is_name(t.comparators[0], name)
+            and len(s.body) == 1
+            and not s.orelse
+            and put(s.body[0], t.left, 0)
+            and incr(stmts[1], t.left)
+        ):
+            return t.left
+    return None
+
+
+class CountingLoopToCounter:
+    """A dictionary of counts filled by hand in a loop: collections.Counter counts in C."""
+
+    id = "counting-loop-to-counter"
+    title = "counting into a dict by hand in a loop: collections.Counter counts in C"
+
+    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
+        if not module.module_free("collections"):
+            return []
+        sites: list[Site] = []
+        for loop in ast.walk(tree.fn):
+            if not isinstance(loop, ast.For) or loop.orelse or not tree.in_own_scope(loop):
+                continue
+            for name in sorted(names_read(loop)):
+                key = _counting_key(loop.body, name)
+                if key is None or not is_pure(key) or name in names_read(key):
+                    continue
+                if name in names_read(loop.iter):
+                    continue
+                block, i = tree.body_of(loop)
+                start = next(
+                    (
+                        j
+                        for j in range(i - 1, -1, -1)
+                        if isinstance(block[j], ast.Assign)
+                        and [ast.dump(t) for t in block[j].targets]  # type: ignore[attr-defined]
+                        == [ast.dump(ast.Name(id=name, ctx=ast.Store()))]
+                    ),
+                    None,
+                )
+                if start is None:
+                    continue
+                init = block[start]
+                assert isinstance(init, ast.Assign)
+                between = block[start + 1 : i]
+                fresh = isinstance(init.value, ast.Dict) and not init.value.keys
+                if fresh and not any(name in names_read(s) | bound_names(s) for s in between):
+                    sites.append(
+                        Site(
+                            self.id,
+                            loop.lineno,
+                            f"the loop at line {loop.lineno} counts into {name!r} one item at "
+                            "a time: collections.Counter does it in C",
+                            loop,
+                            {"name": name, "key": key},
+                        )
+                    )
+        return sites
+
+    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
+        counter = attr(emit.need_import("collections"), "Counter")
+        for site in sites:
+            loop = site.node
+            assert isinstance(loop, ast.For)
+            key = site.data["key"]
+            items: ast.expr
+            if isinstance(loop.target, ast.Name) and is_name(key, loop.target.id):
+                items = loop.iter
+            else:
+                items = ast.GeneratorExp(
+                    elt=key,
+                    generators=[
+                        ast.comprehension(target=loop.target, iter=loop.iter, ifs=[], is_async=0)
+                    ],
+                )
+            update = ast.Expr(
+                call(attr(site.data["name"], "update"), call(copy.copy(counter), items))
+            )
+            block, i = tree.body_of(loop)
+            block[i] = update
+        return bool(sites)
