@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -22,7 +23,7 @@ from perfsmith.cli_kernel import kernel_app
 from perfsmith.cli_remote import ServerOption, TokenOption
 from perfsmith.cli_server import serve_cmd, tokens_app
 from perfsmith.config import load_settings
-from perfsmith.console import DagRow, LiveProgress, dag_rows, dag_table
+from perfsmith.console import DagRow, LiveProgress, PlainProgress, dag_rows, dag_table
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.factory import SPEC_HELP, default_spec, model_from_settings, model_from_spec
 from perfsmith.llm.scripted import ScriptedChatModel
@@ -118,12 +119,19 @@ def _print_result(result: RunResult, as_json: bool) -> None:
     )
 
 
+def _plain_line(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def _execute(
     coro_factory: Callable[[list[Callable[[dict[str, Any]], None]]], Coroutine[Any, Any, T]],
     as_json: bool,
 ) -> T:
-    if as_json or not out.is_terminal:
+    if as_json:
         return _run_async(coro_factory([]))
+    if not out.is_terminal:  # a log or a pipe: one plain line per step, as it happens
+        return _run_async(coro_factory([PlainProgress(_plain_line)]))
     with LiveProgress(out) as live:
         return _run_async(coro_factory([live]))
 
@@ -941,6 +949,15 @@ def sandbox_build_image(
 
 
 def main() -> None:
+    # long steps say what they do: on stderr, as plain lines, when the output is a log or
+    # a pipe (a terminal has the live table; warnings only there)
+    logging.basicConfig(
+        level=logging.INFO if not sys.stderr.isatty() else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore", "urllib3", "alembic", "filelock", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if os.environ.get("PERFSMITH_DEBUG"):
         app()
         return

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -160,3 +161,49 @@ class LiveProgress:
         else:
             return
         self.live.update(dag_table(sorted(self.rows.values(), key=lambda r: (r.round, r.idx))))
+
+
+class PlainProgress:
+    """An event listener that writes one plain line per step, for logs and pipes (no
+    live table, no wrapping): plans, each finished task, the guard's and the joiner's
+    decisions, the end of the run."""
+
+    def __init__(self, write: Callable[[str], object]) -> None:
+        self.write = write
+        self.started = time.monotonic()
+
+    def line(self, text: str) -> None:
+        self.write(f"[{time.monotonic() - self.started:7.1f}s] {text}")
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        p = event["payload"]
+        kind = event["type"]
+        where = f"round {p.get('round')}"
+        if kind == "run_started":
+            self.line(f"run {event.get('run_id', '')} started")
+        elif kind == "plan_started":
+            self.line(f"{where}: planning" + (" (stored plan)" if p.get("reused") else ""))
+        elif kind == "plan_finished":
+            self.line(f"{where}: plan has {p.get('tasks')} task(s)")
+        elif kind == "plan_line_error":
+            self.line(f"{where}: invalid plan line {_one_line(p.get('line'))}: {p.get('error')}")
+        elif kind == "task_finished":
+            result = p.get("error") or p.get("result") or ""
+            self.line(
+                f"{where} ${p.get('idx')} {p.get('tool')} {p.get('status')} "
+                f"({p.get('run_s', 0):.2f} s){' reused' if p.get('reused') else ''}: "
+                f"{_one_line(result, 160)}"
+            )
+        elif kind == "plan_short":
+            self.line(f"{where}: the plan fell short: {_one_line(p.get('reason'), 300)}")
+        elif kind == "plan_default":
+            self.line(f"{where}: {p.get('reason')}")
+        elif kind == "join":
+            self.line(f"{where}: joiner: {p.get('action')}: {_one_line(p.get('text'), 200)}")
+        elif kind == "run_finished":
+            self.line(f"run {p.get('status')}" + (f": {p['error']}" if p.get("error") else ""))
+
+
+def _one_line(value: Any, limit: int = 120) -> str:
+    text = " ".join(str(value or "").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -14,6 +14,7 @@ from perfsmith.executor.observer import TaskObserver
 from perfsmith.executor.trace import Trace
 from perfsmith.llm.base import ChatModel
 from perfsmith.planner.graph import GraphDeps, RunState, build_graph, graph_config
+from perfsmith.planner.guard import PlanGuard
 from perfsmith.storage.checkpoints import open_checkpointer
 from perfsmith.storage.db import Database
 from perfsmith.storage.runs import EventListener, RunRecorder, RunStore
@@ -51,6 +52,7 @@ async def _drive(
     resuming: bool,
     settle: bool = True,
     follow_up: str | None = None,
+    guard: PlanGuard | None = None,
 ) -> RunResult:
     store = RunStore(db)
     recorder = RunRecorder(db, run_id)
@@ -71,6 +73,7 @@ async def _drive(
         max_replans=max_replans,
         max_concurrency=settings.max_concurrency,
         task_timeout_s=settings.task_timeout_s,
+        guard=guard,
     )
     config = graph_config(run_id, max_replans)
     store.set_status(run_id, "running")
@@ -159,12 +162,15 @@ async def run(
     kind: str = "orchestrate",
     run_id: str | None = None,
     settle: bool = True,
+    guard: PlanGuard | None = None,
 ) -> RunResult:
     """Plan, execute and join `request` with `tools` and `llm`; every step is stored.
 
     `run_id` names a run created ahead (`RunStore.create_run`) to fill in, as the API does.
     With `settle=False` the run stays "running" when the graph ends: a workflow that has
     more to do (verify the rest, write the report) calls `finish_run` itself.
+
+    `guard` says what the workflow needs of a plan (see planner.guard).
 
     `resume_config` is stored with the run so `perfsmith runs resume` can rebuild it
     (`{"tools": [module specs], "llm": spec}`); runs started with in-process tools are
@@ -193,6 +199,7 @@ async def run(
             observers=observers,
             resuming=False,
             settle=settle,
+            guard=guard,
         )
     finally:
         if not isinstance(database, Database):
@@ -210,6 +217,7 @@ async def resume(
     observers: Iterable[TaskObserver] = (),
     settle: bool = True,
     follow_up: str | None = None,
+    guard: PlanGuard | None = None,
 ) -> RunResult:
     """Finish an interrupted run: completed tasks are reused, not executed again. With
     ``follow_up``, continue an ended run with the user's new instruction instead: the
@@ -237,6 +245,7 @@ async def resume(
             resuming=follow_up is None,
             settle=settle,
             follow_up=follow_up,
+            guard=guard,
         )
     finally:
         if not isinstance(database, Database):

@@ -15,7 +15,7 @@ from typing import Any
 from perfsmith.errors import ToolError
 from perfsmith.executor.observer import NullObserver, TaskObserver
 from perfsmith.executor.records import TaskRecord, TaskStatus
-from perfsmith.planner.plan import PlanLineError, TaskSpec, substitute
+from perfsmith.planner.plan import PlanLineError, TaskSpec, render_args, substitute
 from perfsmith.tools.registry import ToolRegistry
 
 
@@ -40,6 +40,7 @@ class TaskFetchingUnit:
             if t.max_concurrency is not None
         }
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._calls: dict[tuple[str, str], int] = {}  # (tool, arguments) -> first task id
         self._unfinished = 0
         self._closed = False
         self._cancelled = False
@@ -69,14 +70,25 @@ class TaskFetchingUnit:
             self.invalid.append(rec)
             self.observer.task_parsed(rec)
             return rec
+        # an identical call runs once: a repeat waits for the first and takes its result
+        call = (item.tool, render_args(item.args))
+        first = self._calls.setdefault(call, item.idx)
+        duplicate_of = first if first != item.idx else None
+        deps = item.deps if duplicate_of is None else (duplicate_of,)
         rec = TaskRecord(
-            idx=item.idx, tool=item.tool, spec=item, line=item.line, parsed_at=now, deps=item.deps
+            idx=item.idx,
+            tool=item.tool,
+            spec=item,
+            line=item.line,
+            parsed_at=now,
+            deps=deps,
+            duplicate_of=duplicate_of,
         )
         self.records[item.idx] = rec
         self._unfinished += 1
         self.observer.task_parsed(rec)
         failed: TaskRecord | None = None
-        for d in item.deps:
+        for d in deps:
             dep = self.records[d]  # the parser guarantees earlier ids exist
             if not dep.status.finished:
                 rec.waiting_on += 1
@@ -129,23 +141,12 @@ class TaskFetchingUnit:
         assert tool is not None
         status, value, error = TaskStatus.DONE, None, None
         try:
-            tool_slot = self._tool_slots.get(tool.name)
-            async with self._slots:
-                if tool_slot is not None:
-                    await tool_slot.acquire()
-                try:
-                    rec.status = TaskStatus.RUNNING
-                    rec.started_at = time.perf_counter()
-                    cached = await self.observer.lookup(spec)
-                    if cached is not None:
-                        rec.reused = True
-                        value = cached.value
-                    else:
-                        self.observer.task_started(rec)
-                        value = await self._invoke(rec, spec)
-                finally:
-                    if tool_slot is not None:
-                        tool_slot.release()
+            if rec.duplicate_of is not None:  # the first of the same calls has finished
+                rec.status, rec.started_at = TaskStatus.RUNNING, time.perf_counter()
+                rec.reused = True
+                value = self.records[rec.duplicate_of].value
+            else:
+                value = await self._execute(rec, spec)
         except asyncio.CancelledError:
             status, error = TaskStatus.CANCELLED, "the run was cancelled"
         except TimeoutError:
@@ -162,6 +163,26 @@ class TaskFetchingUnit:
         finally:
             self._running.pop(rec.idx, None)
             self._finished(rec)
+
+    async def _execute(self, rec: TaskRecord, spec: TaskSpec) -> Any:
+        """The task's value: its stored result (a resumed run) or its tool's answer,
+        within the run's and the tool's concurrency limits."""
+        tool_slot = self._tool_slots.get(spec.tool)
+        async with self._slots:
+            if tool_slot is not None:
+                await tool_slot.acquire()
+            try:
+                rec.status = TaskStatus.RUNNING
+                rec.started_at = time.perf_counter()
+                cached = await self.observer.lookup(spec)
+                if cached is not None:
+                    rec.reused = True
+                    return cached.value
+                self.observer.task_started(rec)
+                return await self._invoke(rec, spec)
+            finally:
+                if tool_slot is not None:
+                    tool_slot.release()
 
     async def _invoke(self, rec: TaskRecord, spec: TaskSpec) -> Any:
         tool = self.registry.get(spec.tool)

@@ -42,6 +42,8 @@ class TaskRecord:
     started_at: float | None = None
     ended_at: float | None = None
     deps: tuple[int, ...] = ()
+    # the same call (tool and arguments) earlier in the plan: this task takes its result
+    duplicate_of: int | None = None
     waiting_on: int = 0
     dependents: list[int] = field(default_factory=list)
 

@@ -57,6 +57,9 @@ class _Rules:
         """A rule (name or group) for a literal of ``annotation``'s type."""
         origin = typing.get_origin(annotation)
         args = typing.get_args(annotation)
+        if origin is typing.Literal:  # enumerated values: only those can be written
+            written = [json.dumps(a) if isinstance(a, str) else repr(a) for a in args]
+            return "(" + " | ".join(json.dumps(w) for w in written) + ")"
         if origin in (typing.Union, types.UnionType):
             return "(" + " | ".join(self.typed(a) for a in args) + ")"
         if origin is list and args:

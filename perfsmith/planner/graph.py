@@ -24,7 +24,8 @@ from perfsmith.executor.observer import FanoutObserver, TaskObserver
 from perfsmith.executor.trace import Trace, build_trace
 from perfsmith.llm.base import ChatModel, GenerationOptions
 from perfsmith.planner.grammar import plan_grammar
-from perfsmith.planner.joiner import parse_join
+from perfsmith.planner.guard import MAX_SHORT_PLANS, PlanGuard
+from perfsmith.planner.joiner import JoinDecision, parse_join
 from perfsmith.planner.plan import Join, PlanItem
 from perfsmith.planner.prompts import joiner_messages, planner_messages
 from perfsmith.planner.stream import StreamingPlanParser
@@ -55,12 +56,30 @@ class GraphDeps:
     max_concurrency: int = 16
     task_timeout_s: float | None = 600.0
     planner_max_tokens: int | None = 4096
+    # what the workflow needs of a plan (None: any plan goes)
+    guard: PlanGuard | None = None
     traces: list[Trace] = field(default_factory=list)
     units: list[TaskFetchingUnit] = field(default_factory=list)
 
 
 async def _one_chunk(text: str) -> AsyncIterator[str]:
     yield text
+
+
+def _short_in_a_row(rounds: list[dict[str, Any]]) -> int:
+    n = 0
+    for r in reversed(rounds):
+        if not r.get("short"):
+            break
+        n += 1
+    return n
+
+
+def replans_used(rounds: list[dict[str, Any]], first_round: int) -> int:
+    """Replans spent since ``first_round``: rounds whose plan fell short are replanned
+    by the guard and cost none."""
+    later = rounds[first_round:-1] if rounds else []
+    return sum(1 for r in later if not r.get("short"))
 
 
 def build_graph(
@@ -74,8 +93,20 @@ def build_graph(
         if rec is not None:
             await rec.load_round(round_)
         stored = deps.stored_plan(round_) if deps.stored_plan else None
+        fallback = (
+            stored is None and deps.guard is not None and _short_in_a_row(rounds) >= MAX_SHORT_PLANS
+        )
+        if fallback and deps.guard is not None:
+            stored = deps.guard.default_plan()
+            if rec is not None:
+                rec.emit(
+                    "plan_default",
+                    round=round_,
+                    reason=f"{MAX_SHORT_PLANS} plans in a row fell short: running the "
+                    "workflow's default plan",
+                )
         if rec is not None:
-            rec.emit("plan_started", round=round_, reused=stored is not None)
+            rec.emit("plan_started", round=round_, reused=stored is not None and not fallback)
         unit = TaskFetchingUnit(
             deps.registry,
             max_concurrency=deps.max_concurrency,
@@ -127,6 +158,12 @@ def build_graph(
             unit.close()
             raise
         deps.traces.append(build_trace(records, unit.started_at))
+        # the default plan is never judged short: it is what runs when plans are
+        short = None
+        if deps.guard is not None and not fallback:
+            short = await deps.guard.review(records)
+            if short is not None and rec is not None:
+                rec.emit("plan_short", round=round_, reason=short)
         rounds.append(
             {
                 "round": round_,
@@ -134,6 +171,8 @@ def build_graph(
                 "observations": [r.observation() for r in records],
                 "thought": None,
                 "replan_reason": None,
+                "short": short,
+                "default": fallback,
             }
         )
         return {"rounds": rounds}
@@ -141,15 +180,30 @@ def build_graph(
     async def join(state: RunState) -> dict[str, Any]:
         rounds = list(state["rounds"])
         record = dict(rounds[-1])
-        replans_left = deps.max_replans - (len(rounds) - 1 - state.get("first_round", 0))
-        messages = joiner_messages(state["request"], record, rounds[:-1], replans_left)
+        replans_left = deps.max_replans - replans_used(rounds, state.get("first_round", 0))
         started = time.perf_counter()
-        result = await deps.llm.complete(
-            messages, GenerationOptions(purpose="joiner", round=record["round"])
-        )
-        decision = parse_join(result.text)
+        overruled: str | None = None
+        if record.get("short"):
+            # the guard already knows what is missing: no joiner call, no replan spent
+            decision = JoinDecision(
+                action="replan", thought=None, text=record["short"], well_formed=True
+            )
+        else:
+            messages = joiner_messages(state["request"], record, rounds[:-1], replans_left)
+            result = await deps.llm.complete(
+                messages, GenerationOptions(purpose="joiner", round=record["round"])
+            )
+            decision = parse_join(result.text)
+            blocker = deps.guard.finish_blocker() if deps.guard is not None else None
+            if decision.action == "finish" and replans_left > 0 and blocker is not None:
+                overruled = decision.text
+                decision = JoinDecision(
+                    action="replan", thought=decision.thought, text=blocker, well_formed=True
+                )
         answer: str | None = None
-        if decision.action == "finish":
+        if record.get("short"):
+            record["replan_reason"] = decision.text
+        elif decision.action == "finish":
             answer = decision.text
         elif replans_left <= 0:
             answer = (
@@ -170,6 +224,8 @@ def build_graph(
                 text=decision.text,
                 forced_finish=decision.action == "replan" and answer is not None,
                 well_formed=decision.well_formed,
+                short=bool(record.get("short")),
+                overruled=overruled,
                 latency_s=round(time.perf_counter() - started, 4),
             )
         return {"rounds": rounds, "answer": answer}
@@ -189,6 +245,6 @@ def build_graph(
 def graph_config(run_id: str, max_replans: int) -> RunnableConfig:
     return {
         "configurable": {"thread_id": run_id},
-        # two nodes per round, plus slack
-        "recursion_limit": 2 * (max_replans + 1) + 4,
+        # two nodes per round, the guard's short rounds and default plan, plus slack
+        "recursion_limit": 2 * (max_replans + 1) * (MAX_SHORT_PLANS + 1) + 4,
     }

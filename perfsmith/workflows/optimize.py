@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,6 +36,8 @@ from perfsmith.storage.models import Artifact, Measurement
 from perfsmith.storage.models import Candidate as CandidateRow
 from perfsmith.storage.runs import EventListener, RunStore
 from perfsmith.tools.registry import Tool, make_tool
+from perfsmith.tools.rewrites import RewriteError, findings, rewrites
+from perfsmith.tools.ruff_fixes import RuffError, ruff_fix
 from perfsmith.verifiers.capture import CaptureError, ReplayedInputs, capture_calls
 from perfsmith.verifiers.efficiency import TimingError
 from perfsmith.verifiers.target import Target, parse_target
@@ -47,10 +50,15 @@ from perfsmith.workflows.candidates import (
     source_hash,
     splice,
 )
+from perfsmith.workflows.guard import CandidateGuard
 from perfsmith.workflows.pool import CandidatePool
 from perfsmith.workflows.profiling import ProfileError, describe, profile_workload
 
-STRATEGIES = ("algorithm", "data structure", "builtins", "vectorize with numpy", "caching")
+Strategy = Literal["algorithm", "data structure", "builtins", "vectorize with numpy", "caching"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+log = logging.getLogger(__name__)
+# the tools whose results are candidate ids
+PRODUCERS = frozenset({"propose", "rewrite", "ruff_fix"})
 
 PROPOSE_SYSTEM = """\
 You are a performance engineer. Rewrite the Python function you are given so that it \
@@ -125,6 +133,7 @@ class OptimizeSession:
     profile_report: dict[str, Any] | None = None
     replayed: ReplayedInputs | None = None  # the workload's calls, when no generator
     pool: CandidatePool[Candidate, CandidateResult] = field(init=False)
+    _findings: list[dict[str, Any]] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.pool = CandidatePool(self.db, self._verify)
@@ -244,16 +253,62 @@ class OptimizeSession:
             self.replayed = ReplayedInputs(str(self.target), calls, str(self.workload))
 
     def read_source(self) -> dict[str, Any]:
-        """The target function's source and the module around it (imports, helpers)."""
+        """The target function's source, the module around it (imports, helpers) and the
+        slow patterns the rewrite catalogue finds in it (rule, line, what to change)."""
         return {
             "function": function_source(self.target.source, self.target.function),
             "module": self.target.source[:6000],
             "name": self.target.function,
+            "findings": self.findings(),
         }
 
-    async def propose(self, strategy: str, feedback: Any = "") -> int:
+    def findings(self) -> list[dict[str, Any]]:
+        """The catalogue's findings in the target (computed once)."""
+        if self._findings is None:
+            try:
+                found = findings(self.target.source, self.target.function)
+            except RewriteError:
+                found = []
+            self._findings = [f.as_dict() for f in found]
+        return self._findings
+
+    async def rewrite(self) -> list[int]:
+        """Rewrite the target with perfsmith's catalogue of Python performance patterns
+        (no LLM needed): one candidate for each pattern found and one with all of them.
+        Returns the new candidates' ids (verify each)."""
+        try:
+            found = await asyncio.to_thread(rewrites, self.target.source, self.target.function)
+        except RewriteError as exc:
+            raise PerfsmithError(f"the catalogue cannot read the target: {exc}") from exc
+        if not found:
+            raise PerfsmithError(
+                "the catalogue finds none of its patterns in this function: use propose"
+            )
+        ids = []
+        for r in found:
+            try:
+                ids.append((await self.add_candidate(r.code, r.origin)).id)
+            except CandidateError:
+                continue  # a rewrite that does not splice is no candidate
+        return ids
+
+    async def ruff_fix(self) -> int:
+        """Apply ruff's performance and modernisation fixes (PERF, FURB, C4, SIM, UP,
+        unsafe ones included) to the target: one candidate. Returns its id."""
+        try:
+            fixed = await ruff_fix(self.target.source, self.target.function)
+        except RuffError as exc:
+            raise PerfsmithError(str(exc)) from exc
+        if fixed is None:
+            raise PerfsmithError("ruff has no fix for this function")
+        try:
+            return (await self.add_candidate(fixed.code, fixed.origin)).id
+        except CandidateError as exc:
+            raise PerfsmithError(f"ruff's fix is unusable: {exc}") from exc
+
+    async def propose(self, strategy: Strategy, feedback: Any = "") -> int:
         """Ask the LLM for one faster version of the target, following `strategy`
-        (e.g. algorithm, data structure, builtins, vectorize with numpy, caching) and
+        (algorithm, data structure, builtins, vectorize with numpy or caching) and
         learning from `feedback` (earlier verdicts). Returns the candidate's id."""
         if self.llm is None:
             raise PerfsmithError("no LLM configured: propose needs one")
@@ -264,8 +319,12 @@ class OptimizeSession:
         assert self.llm is not None
         if not isinstance(feedback, str):  # a `$N` result: earlier verdicts, a profile
             feedback = json.dumps(feedback, default=str)[:3000]
+        # the catalogue's findings name the slow lines, so even a small model edits them
+        found = self.findings()
+        hints = "".join(f"- line {f['line']}: {f['note']}\n" for f in found[:8])
         prompt = (
             f"Strategy: {strategy}.\n"
+            + (f"Slow spots found in it:\n{hints}" if hints else "")
             + (f"What earlier attempts showed:\n{feedback}\n" if feedback else "")
             + f"The function:\n```python\n{self.read_source()['function']}```\n"
             + f"Its module (for context):\n```python\n{self.target.source[:4000]}\n```"
@@ -277,20 +336,38 @@ class OptimizeSession:
             raise PerfsmithError(f"proposal ({strategy}) unusable: {exc}") from exc
         return candidate.id
 
-    async def verify_tool(self, candidate: int) -> dict[str, Any]:
-        """Verify candidate `candidate` (an id from propose): correctness on generated
-        inputs first, then speed in interleaved timing rounds. Returns the verdict
-        (faster, slower, same, incorrect), the speedup and its 95% interval, or the
-        failing input."""
+    async def verify_tool(
+        self, candidate: int | list[int]
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Verify candidate `candidate` (an id, or the list of ids rewrite returns):
+        correctness on generated inputs first, then speed in interleaved timing rounds.
+        Returns the verdict (faster, slower, same, incorrect), the speedup and its 95%
+        interval, or the failing input."""
+        if isinstance(candidate, list):
+            return [await self._verify_one(c) for c in candidate]
+        return await self._verify_one(candidate)
+
+    async def _verify_one(self, cid: int) -> dict[str, Any]:
         # A plan may name a candidate by its id instead of `$N`: wait for proposals still
         # running to deliver it.
-        await self.pool.wait_for(candidate)
-        return (await self.verify_candidate(candidate)).as_dict()
+        await self.pool.wait_for(cid)
+        return (await self.verify_candidate(cid)).as_dict()
+
+    def guard(self, k: int) -> CandidateGuard:
+        """What an optimize plan must do: produce candidates and verify them."""
+        return CandidateGuard(
+            producers=PRODUCERS,
+            verify_tool="verify",
+            verified=lambda: self.results.keys(),
+            default_plan=lambda: default_plan(k, self.workload is not None),
+        )
 
     def tools(self) -> list[Tool]:
         return [
             make_tool(self.profile, name="profile", timeout_s=300),
-            make_tool(self.read_source, name="read_source", inline=True),
+            make_tool(self.read_source, name="read_source"),
+            make_tool(self.rewrite, name="rewrite"),
+            make_tool(self.ruff_fix, name="ruff_fix"),
             make_tool(self.propose, name="propose"),
             make_tool(self.verify_tool, name="verify", max_concurrency=1, timeout_s=600),
         ]
@@ -322,10 +399,31 @@ def request_text(target: Target, k: int, has_workload: bool) -> str:
     steps = "profile it, " if has_workload else ""
     return (
         f"Make the Python function {target.function} (in {target.path.name}) faster without "
-        f"changing its results: {steps}read its source, propose {k} candidates in parallel "
-        f"with different strategies ({', '.join(STRATEGIES[:k])}), verify each, and finish "
-        "with the fastest verified candidate."
+        f"changing its results: {steps}read its source, rewrite it with the catalogue, apply "
+        f"ruff's fixes, propose {k} candidates in parallel with different strategies "
+        f"({', '.join(STRATEGIES[:k])}), verify every candidate, and finish with the fastest "
+        "verified candidate."
     )
+
+
+def default_plan(k: int, has_workload: bool) -> str:
+    """The plan that runs when the planner's plans fall short: every candidate source,
+    every candidate verified."""
+    lines: list[str] = []
+
+    def add(call: str) -> int:
+        lines.append(f"{len(lines) + 1}. {call}")
+        return len(lines)
+
+    profile = add("profile()") if has_workload else None
+    add("read_source()")
+    sources = [add("rewrite()"), add("ruff_fix()")]
+    feedback = f", feedback=${profile}" if profile else ""
+    sources += [add(f'propose(strategy="{s}"{feedback})') for s in STRATEGIES[: max(1, k)]]
+    for n in sources:
+        add(f"verify(candidate=${n})")
+    thought = "Thought: every candidate source in parallel, then verify each candidate.\n"
+    return thought + "\n".join(lines) + "\njoin()\n"
 
 
 def best_of(results: Iterable[CandidateResult]) -> CandidateResult | None:
@@ -444,8 +542,13 @@ async def optimize(
     try:
         answer = ""
         if work is not None:
+            log.info("profiling the workload %s in the sandbox", work)
             session.profile_report = await session.check_workload()
+            if gen is None:
+                log.info("recording the calls the workload makes to %s", ref.function)
             await session.replay_inputs()
+        if llm is not None:
+            log.info("planning with %s", getattr(llm, "name", "the LLM"))
         if llm is not None:
             result = await run(
                 request_text(ref, k, work is not None),
@@ -459,6 +562,7 @@ async def optimize(
                 resume_config=config,
                 run_id=run_id,
                 settle=False,
+                guard=session.guard(k),
             )
             run_id, answer = result.run_id, result.answer
         else:
@@ -683,6 +787,7 @@ async def resume_optimize(
                 listeners=list(listeners),
                 settle=False,
                 follow_up=message,
+                guard=session.guard(int(config.get("k", 3))),
             )
             answer = result.answer
         user_codes = await _read_candidates(ref, config.get("candidates") or [])

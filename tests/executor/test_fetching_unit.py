@@ -210,3 +210,32 @@ def test_critical_path_picks_the_longest_chain() -> None:
     path, total = critical_path({1: 1.0, 2: 3.0, 3: 1.0, 4: 0.5}, {3: (1, 2), 4: (1,)})
     assert path == [2, 3] and total == 4.0
     assert critical_path({}, {}) == ([], 0.0)
+
+
+async def test_identical_calls_run_once_and_repeats_take_the_first_result() -> None:
+    """Six `profile()` lines in a plan: one call of the tool, six results."""
+    from perfsmith.executor.fetching_unit import TaskFetchingUnit
+    from perfsmith.planner.parser import parse_plan
+    from perfsmith.planner.plan import TaskSpec
+    from perfsmith.tools.registry import ToolRegistry, tool
+
+    calls: list[str] = []
+
+    @tool
+    async def profile(target: str = "f") -> str:
+        """Profile."""
+        calls.append(target)
+        return f"profile of {target}"
+
+    registry = ToolRegistry([profile])
+    plan = "".join(f"{i}. profile()\n" for i in range(1, 7)) + '7. profile(target="g")\njoin()\n'
+    unit = TaskFetchingUnit(registry)
+    for item in parse_plan(plan, registry):
+        if isinstance(item, TaskSpec):
+            unit.add(item)
+    unit.close()
+    records = await unit.wait()
+    assert calls == ["f", "g"]
+    assert [r.value for r in records[:6]] == ["profile of f"] * 6
+    assert [r.duplicate_of for r in records] == [None, 1, 1, 1, 1, 1, None]
+    assert all(r.ok for r in records)

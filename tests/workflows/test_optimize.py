@@ -441,3 +441,55 @@ def test_a_killed_run_resumes_without_reverifying_verified_candidates(
                 assert verified_before[row.id] == 1
         assert s.scalars(select(Run.status).where(Run.id == run_id)).one() == "done"
     db.close()
+
+
+DEGENERATE_PLANS = [
+    # what a small model writes: the same call six times, then proposals without a strategy
+    "".join(f"{i}. profile()\n" for i in range(1, 7)) + "join()\n",
+    '1. read_source()\n2. propose(strategy="")\n3. propose(strategy="")\njoin()\n',
+]
+
+
+async def test_degenerate_plans_fall_back_to_the_default_plan_and_the_catalogue_wins(
+    tmp_path: Path, project: Path
+) -> None:
+    """Two plans that fall short are replanned by the guard (no joiner call, no replan
+    spent); the default plan then runs every candidate source, and perfsmith's own
+    rewrite is verified faster although the model proposes nothing usable."""
+    import perfsmith
+    from perfsmith.llm.scripted import ScriptedChatModel
+    from perfsmith.storage.runs import RunStore
+
+    model = ScriptedChatModel(
+        {
+            "planner": DEGENERATE_PLANS,
+            "propose": ["I cannot help with that."] * 3,
+            "joiner": ["Thought: done.\nAction: Finish(done)"] * 3,
+        }
+    )
+    db = Database(f"sqlite:///{tmp_path / 'guard.db'}")
+    try:
+        result = await perfsmith.optimize(
+            f"{project}/dupes.py::find_duplicates",
+            llm=model,
+            workload=f"{project}/workload.py::run",
+            inputs=f"{project}/inputs.py::generate",
+            rounds=1,
+            database=db,
+            verify_rounds=6,
+        )
+        events = RunStore(db).events(result.run_id)
+    finally:
+        db.close()
+    kinds = [e.type for e in events]
+    shorts = [e.payload["reason"] for e in events if e.type == "plan_short"]
+    assert len(shorts) == 2 and all("produced no candidate" in r for r in shorts)
+    # the second plan's strategy was refused at parse time; the reason names the values
+    assert "strategy" in shorts[1] and "algorithm" in shorts[1]
+    assert kinds.count("plan_default") == 1
+    # the joiner was asked once: after the default plan, not after the short ones
+    assert [o.purpose for _, o in model.calls].count("joiner") == 1
+    assert result.best is not None and result.best.origin.startswith("catalogue:")
+    assert result.best.speedup is not None and result.best.speedup > 1.2
+    origins = {c.origin for c in result.candidates}
+    assert "catalogue:grown-list-membership-to-set" in origins
