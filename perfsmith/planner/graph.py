@@ -23,6 +23,7 @@ from perfsmith.executor.fetching_unit import TaskFetchingUnit
 from perfsmith.executor.observer import FanoutObserver, TaskObserver
 from perfsmith.executor.trace import Trace, build_trace
 from perfsmith.llm.base import ChatModel, GenerationOptions
+from perfsmith.llm.degenerate import cut_repetition
 from perfsmith.planner.grammar import plan_grammar
 from perfsmith.planner.guard import MAX_SHORT_PLANS, PlanGuard
 from perfsmith.planner.joiner import JoinDecision, parse_join
@@ -201,10 +202,14 @@ def build_graph(
                     action="replan", thought=decision.thought, text=blocker, well_formed=True
                 )
         answer: str | None = None
+        repetition_cut = False
         if record.get("short"):
             record["replan_reason"] = decision.text
         elif decision.action == "finish":
-            answer = decision.text
+            # small models loop: the answer keeps what it said once, and says it was cut
+            cut = cut_repetition(decision.text)
+            answer = cut.text
+            repetition_cut = cut.cut
         elif replans_left <= 0:
             answer = (
                 f"Stopped after {deps.max_replans} replan(s) without a final answer. "
@@ -226,6 +231,7 @@ def build_graph(
                 well_formed=decision.well_formed,
                 short=bool(record.get("short")),
                 overruled=overruled,
+                repetition_cut=repetition_cut,
                 latency_s=round(time.perf_counter() - started, 4),
             )
         return {"rounds": rounds, "answer": answer}

@@ -91,7 +91,8 @@ async def ruff_fix(module_source: str, function: str, select: str = SELECT) -> R
         await _run("check", *common, "--fix", "--exit-zero", "--quiet", str(path))
         fixed = path.read_text(encoding="utf-8")
     try:
-        new_function = function_source(fixed, function)
+        # the excerpt holds the function (or the method, dedented) at top level
+        new_function = function_source(fixed, function.rpartition(".")[2])
     except (SyntaxError, PerfsmithError):
         return None
     if source_hash(new_function) == source_hash(function_source(module_source, function)):

@@ -4,14 +4,12 @@ and serve them as an input generator."""
 
 from __future__ import annotations
 
-import base64
+import json
 import pickle
 import sys
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 from perfsmith.sandbox.base import Limits, Sandbox
-from perfsmith.verifiers.correctness import GeneratedInputs
 from perfsmith.verifiers.target import Target
 
 # The recording hook, shared with optimize-repo's sitecustomize: ``_recorder(targets,
@@ -19,24 +17,33 @@ from perfsmith.verifiers.target import Target
 # functions ``targets`` maps (name -> file suffix); arguments are copied at the call.
 RECORDER = r"""
 def _recorder(targets, limit):
+    # targets: qualified name (FUNC or Class.method) -> file suffix. A call whose
+    # arguments (a method's instance included) cannot be copied or pickled is not
+    # recorded; the first such error per target is kept, under "!errors", and the name
+    # of the module the target ran in (what its instances' pickles name) under "!modules".
     import copy, pickle
     calls = {}
+    errors = calls.setdefault("!errors", {})
+    modules = calls.setdefault("!modules", {})
 
     def hook(frame, event, arg):
         if event != "call":
             return
         code = frame.f_code
-        want = targets.get(code.co_name)
+        want = targets.get(code.co_qualname)
         if want is None or not code.co_filename.endswith(want):
             return
-        seen = calls.setdefault(want + "::" + code.co_name, [])
+        key = want + "::" + code.co_qualname
+        modules.setdefault(key, frame.f_globals.get("__name__"))
+        seen = calls.setdefault(key, [])
         if len(seen) >= limit:
             return
         try:
             args = tuple(frame.f_locals[n] for n in code.co_varnames[: code.co_argcount])
             args = copy.deepcopy(args)
             pickle.dumps(args)
-        except Exception:
+        except Exception as exc:
+            errors.setdefault(key, f"{type(exc).__name__}: {exc}")
             return
         seen.append(args)
 
@@ -46,7 +53,7 @@ def _recorder(targets, limit):
 _CAPTURE = (
     RECORDER
     + r"""
-import importlib, pickle, sys
+import importlib, json, pickle, sys
 sys.path.insert(0, ".")
 target_file, target_name, work_module, work_function, limit = sys.argv[1:6]
 hook, calls = _recorder({target_name: target_file}, int(limit))
@@ -56,14 +63,60 @@ try:
     workload()
 finally:
     sys.setprofile(None)
+key = target_file + "::" + target_name
+recorded = calls.get(key, [])
 with open("calls.pkl", "wb") as f:
-    pickle.dump(calls.get(target_file + "::" + target_name, []), f)
+    pickle.dump(recorded, f)
+with open("calls.json", "w") as f:
+    json.dump(
+        {
+            "count": len(recorded),
+            "error": calls["!errors"].get(key),
+            "module": calls["!modules"].get(key),
+        },
+        f,
+    )
 """
 )
 
 
 class CaptureError(Exception):
     """The workload failed while its calls were recorded."""
+
+
+@dataclass(frozen=True)
+class RecordedCalls:
+    """Calls recorded in a sandbox: pickled lists of argument tuples, kept as bytes (they
+    may hold instances of the user's classes: only a sandbox ever unpickles them)."""
+
+    blobs: tuple[bytes, ...]
+    count: int
+    error: str | None = None  # why some calls could not be recorded (the first failure)
+    module: str | None = None  # the module the target ran in, as its caller imported it
+
+    def inputs(self, *, drop_first: bool = False) -> bytes:
+        """inputs.pkl for the harness: the recorded pickles as they are (bytes and names
+        only are pickled here), unpickled in the sandbox once the module under test is
+        in place of ``module``."""
+        return pickle.dumps(("perfsmith-replay", self.module, list(self.blobs), drop_first))
+
+    def why_none(self, target: str, workload: str = "the workload") -> str:
+        """Why no call of ``target`` was recorded while ``workload`` ran, in words."""
+        if self.error is not None:
+            what = (
+                "its instance or arguments"
+                if "." in target.rpartition("::")[2]
+                else "its arguments"
+            )
+            return (
+                f"the calls to {target} could not be recorded: {what} cannot be copied and "
+                f"pickled ({self.error}); give an input generator with --inputs"
+            )
+        function = target.rpartition("::")[2]
+        return (
+            f"{workload} never called {function} (with arguments that can be copied): "
+            "nothing to replay"
+        )
 
 
 async def capture_calls(
@@ -73,9 +126,10 @@ async def capture_calls(
     *,
     limit: int = 64,
     limits: Limits | None = None,
-) -> list[tuple[Any, ...]]:
-    """The positional arguments of the first ``limit`` calls the workload makes to the
-    target (calls whose arguments cannot be copied or pickled are skipped)."""
+) -> RecordedCalls:
+    """The arguments of the first ``limit`` calls the workload makes to the target (a
+    method's instance first; calls whose arguments cannot be copied or pickled are
+    skipped, and the first reason kept)."""
     result = await sandbox.run(
         [
             sys.executable,
@@ -92,39 +146,26 @@ async def capture_calls(
             workload.module_file: workload.source.encode(),
             "_perfsmith_capture.py": _CAPTURE.encode(),
         },
-        collect=["calls.pkl"],
+        collect=["calls.pkl", "calls.json"],
         limits=limits or Limits(wall_s=120, cpu_s=120, memory_mb=4096),
     )
-    data = result.files.get("calls.pkl")
-    if not result.ok or data is None:
+    data, meta = result.files.get("calls.pkl"), result.files.get("calls.json")
+    if not result.ok or data is None or meta is None:
         tail = result.stderr.strip().splitlines()[-6:] or [result.reason or str(result.status)]
         raise CaptureError(f"the workload {workload} failed: " + " | ".join(tail))
-    # the user's own workload wrote it, in a sandbox of ours: plain data by construction
-    calls: list[tuple[Any, ...]] = pickle.loads(data)
-    return calls
+    info = json.loads(meta)
+    return RecordedCalls((data,), int(info["count"]), info.get("error"), info.get("module"))
 
 
-def replay_generator(spec: str, calls: list[tuple[Any, ...]]) -> Target:
-    """An input generator replaying ``calls``: every seed gets all of them, so each timing
-    round does the work the real caller does (every round runs in a fresh process, so
-    nothing cached in one round reaches the next)."""
-    blob = base64.b64encode(pickle.dumps(calls)).decode()
-    name = "perfsmith_replay_" + "".join(c if c.isalnum() else "_" for c in spec)[-60:]
-    source = (
-        f"# calls to {spec} recorded while its caller ran\n"
-        "import base64, pickle\n"
-        f"_CALLS = pickle.loads(base64.b64decode({blob!r}))\n\n\n"
-        "def generate(seed):\n"
-        "    return list(_CALLS)\n"
-    )
-    return Target(path=Path(f"{name}.py"), function="generate", source=source)
-
-
-class ReplayedInputs(GeneratedInputs):
+class ReplayedInputs:
     """Recorded calls as an input source: every seed gets all of them, so correctness
-    needs one seed."""
+    needs one seed. Nothing runs to make them: the recorded pickles are the inputs."""
 
-    def __init__(self, spec: str, calls: list[tuple[Any, ...]], where: str) -> None:
-        super().__init__(replay_generator(spec, calls))
-        self.calls = len(calls)
-        self.description = f"{len(calls)} calls recorded while {where} ran"
+    def __init__(self, target: Target, calls: RecordedCalls, where: str) -> None:
+        self.recorded = calls
+        self.drop_first = target.kind == "classmethod"
+        self.calls = calls.count
+        self.description = f"{calls.count} calls recorded while {where} ran"
+
+    async def make(self, sandbox: Sandbox, seeds: list[int], limits: Limits | None = None) -> bytes:
+        return self.recorded.inputs(drop_first=self.drop_first)

@@ -19,6 +19,7 @@ import math
 from typing import Any
 
 MAX_DEPTH = 200
+_DEFAULT_REPR: Any = object.__repr__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +90,18 @@ def encode(value: Any, _depth: int = 0) -> Any:
             "~": "record",
             "t": type(value).__qualname__,
             "v": {f.name: encode(getattr(value, f.name), d) for f in dataclasses.fields(value)},
+        }
+    if (
+        type(value).__repr__ is _DEFAULT_REPR
+        and isinstance(getattr(value, "__dict__", None), dict)
+        and not isinstance(value, type)
+    ):
+        # a plain object (a method's instance, say): its repr is an address, so it is
+        # compared by its attributes, like a dataclass
+        return {
+            "~": "record",
+            "t": type(value).__qualname__,
+            "v": {str(k): encode(v, d) for k, v in vars(value).items()},
         }
     module = type(value).__module__
     if (module == "numpy" or module.startswith("numpy.")) and (

@@ -26,6 +26,7 @@ import json
 import pickle
 import sys
 import traceback
+import types
 from collections.abc import Callable
 from pathlib import Path
 from time import perf_counter as _clock  # bound before any target code is imported
@@ -36,6 +37,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _perfsmith_encode as wire  # type: ignore[import-not-found]
 
 
+def read_inputs() -> list[tuple[Any, ...]]:
+    """The argument tuples of inputs.pkl. Recorded calls come as ("perfsmith-replay",
+    MODULE, BLOBS, DROP_FIRST): their pickles name the module the workload imported the
+    target's class from, which here is the module under test (loaded first), so a
+    method's recorded instance is an instance of the code being verified."""
+    data = pickle.loads(Path("inputs.pkl").read_bytes())
+    if not (isinstance(data, tuple) and data[:1] == ("perfsmith-replay",)):
+        return list(data)
+    _, module_name, blobs, drop_first = data
+    target = sys.modules.get("_perfsmith_target")
+    if module_name and target is not None:
+        parts = module_name.split(".")
+        for i in range(1, len(parts)):  # packages above it, empty: only the module is used
+            sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+        sys.modules[module_name] = target
+    calls = [tuple(c) for blob in blobs for c in pickle.loads(blob)]
+    return [c[1:] for c in calls] if drop_first else calls
+
+
 def load(path: str, name: str) -> Callable[..., Any]:
     spec = importlib.util.spec_from_file_location("_perfsmith_target", path)
     if spec is None or spec.loader is None:
@@ -43,7 +63,9 @@ def load(path: str, name: str) -> Callable[..., Any]:
     module = importlib.util.module_from_spec(spec)
     sys.modules["_perfsmith_target"] = module
     spec.loader.exec_module(module)
-    fn = getattr(module, name, None)
+    fn: Any = module
+    for part in name.split("."):  # FUNC, or Class.method (called with its instance first)
+        fn = getattr(fn, part, None)
     if not callable(fn):
         raise SystemExit(f"harness: {path} has no callable {name!r}")
     return fn  # type: ignore[no-any-return]
@@ -153,8 +175,8 @@ def call_once(fn: Callable[..., Any], args: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def call(path: str, name: str) -> None:
-    inputs = pickle.loads(Path("inputs.pkl").read_bytes())
     fn = load(path, name)
+    inputs = read_inputs()
     outputs = []
     for args in inputs:
         first = call_once(fn, args)
@@ -166,8 +188,8 @@ def call(path: str, name: str) -> None:
 def time_calls(path: str, name: str, loops: int, dry: bool, clock: bool = True) -> None:
     """`dry` does everything but the timed calls: the baseline for the outside clock.
     Without `clock` (instruction counting) no clock is read and nothing is written."""
-    inputs = pickle.loads(Path("inputs.pkl").read_bytes())
     fn = load(path, name)
+    inputs = read_inputs()
     copies = [copy.deepcopy(args) for _ in range(loops) for args in inputs]
     if not dry:  # a dry run is the baseline: no call at all, so no memory from calls
         fn(*copy.deepcopy(inputs[0]))  # warm-up: first-call caches and lazy imports

@@ -16,6 +16,9 @@ class TargetError(PerfsmithError):
 
 @dataclass(frozen=True)
 class Target:
+    """A function of a module (``FUNC``) or a method of one of its classes
+    (``Class.method``: instance, class and static methods)."""
+
     path: Path
     function: str
     source: str
@@ -24,8 +27,52 @@ class Target:
     def module_file(self) -> str:
         return self.path.name
 
+    @property
+    def owner(self) -> str | None:
+        """The class a method belongs to (None for a function)."""
+        return self.function.rpartition(".")[0] or None
+
+    @property
+    def name(self) -> str:
+        """The bare name: the function's, or the method's without its class."""
+        return self.function.rpartition(".")[2]
+
+    @property
+    def kind(self) -> str:
+        """function, method, classmethod or staticmethod."""
+        return target_kind(self.source, self.function)
+
     def __str__(self) -> str:
         return f"{self.path}::{self.function}"
+
+
+def find_definition(
+    tree: ast.Module, function: str
+) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    """The top-level function ``function``, or the method ``Class.method`` defined in a
+    top-level class."""
+    owner, _, name = function.rpartition(".")
+    body: list[ast.stmt] = tree.body
+    if owner:
+        cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner), None)
+        if cls is None:
+            return None
+        body = cls.body
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+            return node
+    return None
+
+
+def target_kind(source: str, function: str) -> str:
+    if "." not in function:
+        return "function"
+    node = find_definition(ast.parse(source), function)
+    decorators = {ast.unparse(d) for d in node.decorator_list} if node else set()
+    for kind in ("classmethod", "staticmethod"):
+        if kind in decorators:
+            return kind
+    return "method"
 
 
 def defined_names(tree: ast.Module) -> list[str]:
@@ -41,10 +88,15 @@ def defined_names(tree: ast.Module) -> list[str]:
 
 
 def parse_target(spec: str, *, what: str = "function") -> Target:
-    """Read `FILE::FUNC`; the file must exist and parse, and define FUNC at top level."""
+    """Read `FILE::FUNC` or `FILE::Class.method`; the file must exist and parse, and
+    define FUNC at top level (or the class at top level with the method in its body)."""
     path_text, sep, function = spec.rpartition("::")
-    if not sep or not path_text or not function.isidentifier():
-        raise TargetError(f"{spec!r} is not FILE::FUNCTION (e.g. slow.py::dedupe)")
+    parts = function.split(".")
+    if not sep or not path_text or not all(p.isidentifier() for p in parts) or len(parts) > 2:
+        raise TargetError(
+            f"{spec!r} is not FILE::FUNCTION or FILE::Class.method "
+            "(e.g. slow.py::dedupe, shop.py::Cart.total)"
+        )
     path = Path(path_text)
     if not path.is_file():
         raise TargetError(f"{what} file {path} does not exist")
@@ -57,6 +109,22 @@ def parse_target(spec: str, *, what: str = "function") -> Target:
     except SyntaxError as exc:
         raise TargetError(f"{path} has a syntax error on line {exc.lineno}: {exc.msg}") from exc
     names = defined_names(tree)
+    if len(parts) == 2:
+        owner, method = parts
+        classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+        cls = next((c for c in classes if c.name == owner), None)
+        if cls is None:
+            listed = ", ".join(c.name for c in classes) or "none"
+            raise TargetError(f"{path} defines no class {owner!r} at top level (classes: {listed})")
+        if find_definition(tree, function) is None:
+            methods = [
+                n.name for n in cls.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+            ]
+            raise TargetError(
+                f"class {owner} in {path} defines no method {method!r} "
+                f"(it defines: {', '.join(methods) or 'none'})"
+            )
+        return Target(path=path, function=function, source=source)
     if function not in names:
         listed = ", ".join(n for n in names if not n.startswith("_")) or "nothing"
         raise TargetError(f"{path} defines no {what} {function!r} (it defines: {listed})")

@@ -73,12 +73,9 @@ async def verify(
             calls = await capture_calls(sandbox, reference, workload)
         except CaptureError as exc:
             raise InputError(str(exc)) from exc
-        if not calls:
-            raise InputError(
-                f"the workload {workload} never called {reference.function} (with arguments "
-                "that can be copied): nothing to replay"
-            )
-        inputs = ReplayedInputs(str(reference), calls, str(workload))
+        if not calls.count:
+            raise InputError(calls.why_none(str(reference), f"the workload {workload}"))
+        inputs = ReplayedInputs(reference, calls, str(workload))
     else:
         inputs = InferredInputs(reference)
     seeds = [0] if isinstance(inputs, ReplayedInputs) else [0, 1, 2]  # replayed: all at once

@@ -6,12 +6,13 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.base import ChatMessage, ChatModel, GenerationOptions
-from perfsmith.verifiers.target import Target, defined_names
+from perfsmith.verifiers.target import Target, defined_names, find_definition
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
@@ -45,14 +46,18 @@ def _parses(code: str) -> bool:
 
 
 def splice(module_source: str, function: str, code: str) -> str:
-    """``module_source`` with the top-level definition of ``function`` replaced by
-    ``code`` (which must define it; its other definitions and imports come along)."""
+    """``module_source`` with the definition of ``function`` (a top-level function, or
+    ``Class.method``) replaced by ``code``, which must define it; its other definitions
+    and imports come along (for a method: placed before the class)."""
     try:
         new_tree = ast.parse(code)
     except SyntaxError as exc:
         raise CandidateError(
             f"the candidate has a syntax error on line {exc.lineno}: {exc.msg}"
         ) from exc
+    owner, _, name = function.rpartition(".")
+    if owner:
+        return _splice_method(module_source, owner, name, code, new_tree)
     if function not in defined_names(new_tree):
         names = ", ".join(defined_names(new_tree)) or "nothing"
         raise CandidateError(f"the candidate does not define {function!r} (it defines: {names})")
@@ -64,6 +69,53 @@ def splice(module_source: str, function: str, code: str) -> str:
             lines = module_source.splitlines(keepends=True)
             return "".join(lines[:start]) + code.rstrip("\n") + "\n" + "".join(lines[end:])
     raise CandidateError(f"the target module defines no function {function!r}")
+
+
+def _span(node: ast.stmt) -> tuple[int, int]:
+    """0-based first line (decorators included) and end line (exclusive) of ``node``."""
+    decorators = getattr(node, "decorator_list", [])
+    return min([node.lineno, *(d.lineno for d in decorators)]) - 1, node.end_lineno or node.lineno
+
+
+def _splice_method(
+    module_source: str, owner: str, name: str, code: str, new_tree: ast.Module
+) -> str:
+    """Replace method ``owner.name``: the candidate's ``def name`` (at top level, or in a
+    class ``owner`` it wrote around it) goes into the class, indented as the old one; the
+    candidate's other top-level code (imports, helpers) goes before the class."""
+    new_def = find_definition(new_tree, f"{owner}.{name}") or find_definition(new_tree, name)
+    if new_def is None:
+        names = ", ".join(defined_names(new_tree)) or "nothing"
+        raise CandidateError(f"the candidate does not define {name!r} (it defines: {names})")
+    tree = ast.parse(module_source)
+    old_def = find_definition(tree, f"{owner}.{name}")
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner)
+    if old_def is None:
+        raise CandidateError(f"the target module defines no method {owner}.{name}")
+    code_lines = code.splitlines(keepends=True)
+    first, last = _span(new_def)
+    method = textwrap.dedent("".join(code_lines[first:last]))
+    # the method keeps what makes it a class or static method if the candidate dropped it
+    kept = {ast.unparse(d) for d in new_def.decorator_list}
+    for d in old_def.decorator_list:
+        if ast.unparse(d) in ("classmethod", "staticmethod") and ast.unparse(d) not in kept:
+            method = f"@{ast.unparse(d)}\n" + method
+    holder = (
+        new_def
+        if new_def in new_tree.body
+        else next(n for n in new_tree.body if isinstance(n, ast.ClassDef) and n.name == owner)
+    )
+    a, b = _span(holder)
+    helpers = "".join(code_lines[:a] + code_lines[b:]).strip("\n")
+    lines = module_source.splitlines(keepends=True)
+    indent = " " * old_def.col_offset
+    body = textwrap.indent(method.rstrip("\n") + "\n", indent)
+    start, end = _span(old_def)
+    lines[start:end] = [body]
+    if helpers:
+        cls_start, _ = _span(cls)
+        lines[cls_start:cls_start] = [helpers + "\n\n\n"]
+    return "".join(lines)
 
 
 def source_hash(code: str) -> str:
@@ -92,13 +144,15 @@ class Candidate:
 
 
 def function_source(module_source: str, function: str) -> str:
+    """The source of ``function`` (or of method ``Class.method``, dedented), with its
+    decorators."""
     tree = ast.parse(module_source)
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function:
-            segment = ast.get_source_segment(module_source, node, padded=False)
-            if segment is not None:
-                decorators = "".join(f"@{ast.unparse(d)}\n" for d in node.decorator_list)
-                return decorators + segment + "\n"
+    node = find_definition(tree, function)
+    if node is not None:
+        segment = ast.get_source_segment(module_source, node, padded=True)
+        if segment is not None:
+            decorators = "".join(f"@{ast.unparse(d)}\n" for d in node.decorator_list)
+            return decorators + textwrap.dedent(segment) + "\n"
     raise CandidateError(f"no function {function!r}")
 
 

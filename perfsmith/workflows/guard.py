@@ -35,8 +35,15 @@ class CandidateGuard:
         self.verify_tool = verify_tool
         self._verified = verified
         self._default = default_plan
+        self.reasons: list[str] = []  # why plans fell short, for the report
 
     async def review(self, records: Sequence[TaskRecord]) -> str | None:
+        reason = self._review(records)
+        if reason is not None:
+            self.reasons.append(reason)
+        return reason
+
+    def _review(self, records: Sequence[TaskRecord]) -> str | None:
         producing = [r for r in records if r.tool in self.producers]
         made = [cid for r in producing if r.ok for cid in _ids(r.value)]
         if not made:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from perfsmith.config import Settings, data_dir, load_settings
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.base import ChatModel
+from perfsmith.llm.degenerate import cut_repetition
 from perfsmith.orchestrate import fail_run, finish_run, run
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.artifacts import report_artifacts
@@ -38,7 +39,12 @@ from perfsmith.storage.runs import EventListener, RunStore
 from perfsmith.tools.registry import Tool, make_tool
 from perfsmith.tools.rewrites import RewriteError, findings, rewrites
 from perfsmith.tools.ruff_fixes import RuffError, ruff_fix
-from perfsmith.verifiers.capture import CaptureError, ReplayedInputs, capture_calls
+from perfsmith.verifiers.capture import (
+    CaptureError,
+    RecordedCalls,
+    ReplayedInputs,
+    capture_calls,
+)
 from perfsmith.verifiers.efficiency import TimingError
 from perfsmith.verifiers.target import Target, parse_target
 from perfsmith.verifiers.verify import VerifyResult, verify
@@ -132,8 +138,11 @@ class OptimizeSession:
     verify_rounds: int = 12
     profile_report: dict[str, Any] | None = None
     replayed: ReplayedInputs | None = None  # the workload's calls, when no generator
+    # what is known of the target's cost from outside (optimize-repo: the project's command)
+    profile_note: str | None = None
     pool: CandidatePool[Candidate, CandidateResult] = field(init=False)
     _findings: list[dict[str, Any]] | None = field(default=None, init=False)
+    _guard: CandidateGuard | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.pool = CandidatePool(self.db, self._verify)
@@ -221,6 +230,8 @@ class OptimizeSession:
         (cProfile), the target's share of the time, its hottest lines (line_profiler) and
         the call tree (pyinstrument)."""
         if self.workload is None:
+            if self.profile_note is not None:
+                return {"summary": self.profile_note}
             return {"note": "no workload given: nothing to profile", "summary": ""}
         if self.profile_report is None:
             self.profile_report = await self.check_workload()
@@ -249,8 +260,10 @@ class OptimizeSession:
             calls = await capture_calls(self.sandbox, self.target, self.workload)
         except CaptureError as exc:
             raise PerfsmithError(str(exc)) from exc
-        if calls:
-            self.replayed = ReplayedInputs(str(self.target), calls, str(self.workload))
+        if calls.count:
+            self.replayed = ReplayedInputs(self.target, calls, str(self.workload))
+        elif calls.error is not None:  # a method whose instance cannot be recorded, say
+            raise PerfsmithError(calls.why_none(str(self.target), f"the workload {self.workload}"))
 
     def read_source(self) -> dict[str, Any]:
         """The target function's source, the module around it (imports, helpers) and the
@@ -326,7 +339,13 @@ class OptimizeSession:
             f"Strategy: {strategy}.\n"
             + (f"Slow spots found in it:\n{hints}" if hints else "")
             + (f"What earlier attempts showed:\n{feedback}\n" if feedback else "")
-            + f"The function:\n```python\n{self.read_source()['function']}```\n"
+            + (
+                f"The method {self.target.function} ({self.target.kind}; keep it a "
+                f"method of {self.target.owner}):\n"
+                if self.target.owner
+                else "The function:\n"
+            )
+            + f"```python\n{self.read_source()['function']}```\n"
             + f"Its module (for context):\n```python\n{self.target.source[:4000]}\n```"
         )
         try:
@@ -353,14 +372,21 @@ class OptimizeSession:
         await self.pool.wait_for(cid)
         return (await self.verify_candidate(cid)).as_dict()
 
+    @property
+    def shortfalls(self) -> list[str]:
+        """Why the run's plans fell short, in order."""
+        return self._guard.reasons if self._guard is not None else []
+
     def guard(self, k: int) -> CandidateGuard:
         """What an optimize plan must do: produce candidates and verify them."""
-        return CandidateGuard(
-            producers=PRODUCERS,
-            verify_tool="verify",
-            verified=lambda: self.results.keys(),
-            default_plan=lambda: default_plan(k, self.workload is not None),
-        )
+        if self._guard is None:
+            self._guard = CandidateGuard(
+                producers=PRODUCERS,
+                verify_tool="verify",
+                verified=lambda: self.results.keys(),
+                default_plan=lambda: default_plan(k, self.workload is not None),
+            )
+        return self._guard
 
     def tools(self) -> list[Tool]:
         return [
@@ -426,6 +452,28 @@ def default_plan(k: int, has_workload: bool) -> str:
     return thought + "\n".join(lines) + "\njoin()\n"
 
 
+def outcome_summary(
+    best: CandidateResult | None, results: list[CandidateResult], shortfalls: list[str]
+) -> str:
+    """What the run found, in plain words: the winner, or why there is none (every
+    candidate's verdict, or why no candidate was produced)."""
+    if best is not None and best.speedup is not None:
+        ci = f" (95% interval {best.ci[0]:.2f}-{best.ci[1]:.2f})" if best.ci else ""
+        return f"best: candidate {best.id} ({best.origin}), {best.speedup:.2f}x faster{ci}."
+    if not results:
+        why = f" {shortfalls[-1]}" if shortfalls else ""
+        return f"No candidate was produced, so nothing was verified.{why}"
+
+    def line(r: CandidateResult) -> str:
+        speed = f" {r.speedup:.2f}x" if r.speedup is not None else ""
+        failure = f" ({' '.join((r.failure or '').split())[:120]})" if r.failure else ""
+        return f"{r.id} {r.origin}: {r.verdict}{speed}{failure}"
+
+    tried = "; ".join(line(r) for r in results[:12])
+    more = f"; and {len(results) - 12} more" if len(results) > 12 else ""
+    return f"No candidate was verified faster. Tried {len(results)}: {tried}{more}."
+
+
 def best_of(results: Iterable[CandidateResult]) -> CandidateResult | None:
     faster = [r for r in results if r.verdict == "faster" and r.speedup is not None]
     return max(faster, key=lambda r: r.speedup or 0.0, default=None)
@@ -474,8 +522,13 @@ async def optimize(
     verify_rounds: int = 12,
     write_report: Callable[[OptimizeResult, OptimizeSession, Path], Path] | None = None,
     run_id: str | None = None,
+    profile_note: str | None = None,
+    recorded: RecordedCalls | None = None,
 ) -> OptimizeResult:
-    """Optimize ``target`` (``FILE::FUNC``); see the module docstring. ``llm`` is a
+    """Optimize ``target`` (``FILE::FUNC`` or ``FILE::Class.method``); see the module
+    docstring. ``profile_note`` is what ``profile`` answers without a workload (the cost
+    of the target as measured elsewhere); ``recorded`` are calls to the target recorded
+    elsewhere (optimize-repo: from the project's command), replayed as the inputs. ``llm`` is a
     ChatModel, a spec (``local``, a URL, ``scripted:FILE``) or None (verify only the
     ``candidates``); without a ``sandbox`` the best available one is opened and closed."""
     settings = settings or load_settings()
@@ -501,6 +554,8 @@ async def optimize(
                 verify_rounds=verify_rounds,
                 write_report=write_report,
                 run_id=run_id,
+                profile_note=profile_note,
+                recorded=recorded,
             )
         finally:
             await box.close()
@@ -524,7 +579,10 @@ async def optimize(
         generator=gen,
         llm=llm,
         verify_rounds=verify_rounds,
+        profile_note=profile_note,
     )
+    if recorded is not None:
+        session.replayed = ReplayedInputs(ref, recorded, "the project's command")
     # everything `perfsmith runs resume` needs to rebuild this run
     config = {
         "target": str(ref),
@@ -537,6 +595,7 @@ async def optimize(
         "verify_rounds": verify_rounds,
         "apply": apply,
         "report_dir": str(report_dir) if report_dir else None,
+        "profile_note": profile_note,
     }
     session.run_id = run_id
     try:
@@ -670,15 +729,14 @@ async def _conclude(
         artifacts.extend(report_artifacts(run_id, outcome.report.parent))
     if artifacts:
         await db.write(lambda s: s.add_all(artifacts))
-    summary = (
-        f"best: candidate {best.id} ({best.origin}), {best.speedup:.2f}x"
-        if best is not None and best.speedup is not None
-        else "no candidate was verified faster"
-    )
+    summary = outcome_summary(best, results, session.shortfalls)
+    note = cut_repetition(answer).text if answer else ""
+    final = summary + (f"\n{note}" if note and note != summary else "")
+    outcome.answer = final
     await finish_run(
         db,
         run_id,
-        answer=answer or summary,
+        answer=final,
         best=best.id if best is not None else None,
         speedup=best.speedup if best is not None else None,
         candidates=len(results),
@@ -768,6 +826,7 @@ async def resume_optimize(
             generator=_load(config.get("inputs"), "input generator"),
             llm=model,
             verify_rounds=int(config.get("verify_rounds", 12)),
+            profile_note=config.get("profile_note"),
         )
         await session.replay_inputs()
         await _restore(session, run_id)

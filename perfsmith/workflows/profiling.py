@@ -69,7 +69,10 @@ else:  # lines: per-line time in the named functions of the target's module
     profiler = LineProfiler()
     names = []
     for name in sys.argv[5].split(","):
-        fn = getattr(target, name, None)
+        fn = target
+        for part in name.split("."):  # FUNC or Class.method
+            fn = getattr(fn, part, None)
+        fn = getattr(fn, "__func__", fn)  # a class method: its function
         if hasattr(fn, "__code__"):
             profiler.add_function(fn)
             names.append(name)
@@ -155,7 +158,7 @@ async def profile_workload(
     own = [
         r
         for r in report["functions"]
-        if r["file"] == target.module_file and r["function"] == target.function
+        if r["file"] == target.module_file and r["function"] == target.name
     ]
     total = max(report["wall_s"], 1e-9)
     report["target"] = {
@@ -174,7 +177,7 @@ async def profile_workload(
         (
             r
             for r in report["functions"]
-            if r["file"] == target.module_file and r["function"] != target.function
+            if r["file"] == target.module_file and r["function"] != target.name
         ),
         key=lambda r: r["total_s"],
         reverse=True,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import os
-import pickle
 import pstats
 import shlex
 import subprocess
@@ -25,7 +25,7 @@ from perfsmith.llm.base import ChatModel
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.db import Database
 from perfsmith.storage.runs import EventListener
-from perfsmith.verifiers.capture import RECORDER, replay_generator
+from perfsmith.verifiers.capture import RECORDER, RecordedCalls
 from perfsmith.workflows.optimize import OptimizeResult, optimize
 
 # Imported by every Python process the command starts (through PYTHONPATH): profiles the
@@ -57,9 +57,20 @@ elif _out:
     _hook, _calls = _recorder(_targets, 24)
 
     def _save():
+        # one pickle per target (opaque to perfsmith: only sandboxes unpickle it) and an
+        # index with the counts and the first recording error
+        import json
         sys.setprofile(None)
-        with open(os.path.join(_out, f"{os.getpid()}.calls"), "wb") as f:
-            pickle.dump(_calls, f)
+        index = {}
+        errors = _calls.pop("!errors", {})
+        modules = _calls.pop("!modules", {})
+        for n, (key, args) in enumerate(_calls.items()):
+            name = f"{os.getpid()}-{n}.calls"
+            with open(os.path.join(_out, name), "wb") as f:
+                pickle.dump(args, f)
+            index[key] = {"file": name, "count": len(args)}
+        with open(os.path.join(_out, f"{os.getpid()}.index.json"), "w") as f:
+            json.dump({"calls": index, "errors": errors, "modules": modules}, f)
 
     sys.setprofile(_hook)
     atexit.register(_save)
@@ -163,22 +174,39 @@ def run_command(
     return done.returncode, time.perf_counter() - t0, "\n".join(tail)
 
 
-def captured_inputs(capture_dir: Path, spec: str) -> list[tuple[Any, ...]]:
-    """The argument tuples recorded for ``spec`` (``FILE::FUNC``) by a capture run."""
-    calls: list[tuple[Any, ...]] = []
-    for dump in sorted(capture_dir.glob("*.calls")):
-        with dump.open("rb") as f:
-            data = pickle.load(f)  # written by our own hook in the project's processes
-        calls.extend(data.get(spec, []))
-    return calls
+def captured_inputs(capture_dir: Path, spec: str) -> RecordedCalls:
+    """The calls recorded for ``spec`` (``FILE::FUNC`` or ``FILE::Class.method``) by a
+    capture run, over all the command's processes."""
+    blobs: list[bytes] = []
+    count, error, module = 0, None, None
+    for index_file in sorted(capture_dir.glob("*.index.json")):
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+        entry = index["calls"].get(spec)
+        if entry and entry["count"]:
+            blobs.append((capture_dir / entry["file"]).read_bytes())
+            count += int(entry["count"])
+        error = error or index["errors"].get(spec)
+        module = module or index["modules"].get(spec)
+    return RecordedCalls(tuple(blobs), count, error, module)
 
 
-def _top_level_functions(path: Path) -> set[str]:
+def _definitions(path: Path) -> dict[int, str]:
+    """The module's top-level functions and the methods of its top-level classes, by the
+    line their ``def`` is on (what cProfile names them by): line -> FUNC or Class.method."""
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError):
-        return set()
-    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        return {}
+    found: dict[int, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.lineno] = node.name
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                # __init__ and friends build the instance a method needs: not targets
+                if isinstance(item, ast.FunctionDef) and not item.name.startswith("__"):
+                    found[item.lineno] = f"{node.name}.{item.name}"
+    return found
 
 
 def _is_test_file(rel: Path) -> bool:
@@ -190,7 +218,8 @@ def _is_test_file(rel: Path) -> bool:
 
 
 def hotspots(root: Path, profile_dir: Path, top: int) -> list[Hotspot]:
-    """The project's own top-level functions (tests excluded), by cumulative time."""
+    """The project's own top-level functions and methods (tests excluded), by cumulative
+    time."""
     dumps = sorted(profile_dir.glob("*.pstats"))
     if not dumps:
         raise RepoError("the command started no Python process that could be profiled")
@@ -199,8 +228,8 @@ def hotspots(root: Path, profile_dir: Path, top: int) -> list[Hotspot]:
         stats.add(str(extra))
     root = root.resolve()
     found: dict[tuple[Path, str], Hotspot] = {}
-    functions_by_file: dict[Path, set[str]] = {}
-    for (filename, _line, name), (_cc, calls, _tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+    functions_by_file: dict[Path, dict[int, str]] = {}
+    for (filename, line, _name), (_cc, calls, _tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         path = Path(filename)
         if not path.is_absolute():
             path = root / path
@@ -211,8 +240,9 @@ def hotspots(root: Path, profile_dir: Path, top: int) -> list[Hotspot]:
         if rel.suffix != ".py" or _is_test_file(rel):
             continue
         if rel not in functions_by_file:
-            functions_by_file[rel] = _top_level_functions(root / rel)
-        if name not in functions_by_file[rel]:
+            functions_by_file[rel] = _definitions(root / rel)
+        name = functions_by_file[rel].get(line)
+        if name is None:
             continue
         key = (rel, name)
         if key not in found or found[key].total_s < ct:
@@ -338,7 +368,7 @@ async def _in_worktree(
     for spot in spots:
         spec = f"{spot.file}::{spot.function}"
         target = f"{work / spot.file}::{spot.function}"
-        calls = captured_inputs(capture_dir, spec) if specs else []
+        calls = captured_inputs(capture_dir, spec) if specs else RecordedCalls((), 0)
         original = (work / spot.file).read_text(encoding="utf-8")
         try:
             outcome = await optimize(
@@ -346,7 +376,18 @@ async def _in_worktree(
                 sandbox=sandbox,
                 llm=llm,
                 candidates=candidates.get(spec, []),
-                inputs=replay_generator(spec, calls) if calls else None,
+                recorded=calls if calls.count else None,
+                profile_note=(
+                    f"The project's command `{command}` ran in {seconds:.2f} s; under "
+                    f"cProfile {spot.function} took {spot.total_s:.3f} s (cumulative) over "
+                    f"{spot.calls} call(s). "
+                    + (
+                        f"{calls.count} of its calls were recorded from the command and "
+                        "are replayed as verification inputs."
+                        if calls.count
+                        else calls.why_none(spec, f"`{command}`") + "; inputs come from type hints."
+                    )
+                ),
                 rounds=rounds,
                 k=k,
                 apply=True,

@@ -27,7 +27,9 @@ async def test_a_chat_request_optimizes_and_a_follow_up_continues_the_run(
         assert run.kind == "optimize" and run.message == message
         done = await client.runs.wait(run.id, within_s=300)
         assert done.status == "done", done.error
-        assert done.answer == "the set-based rewrite wins"
+        # perfsmith's own summary first, then the joiner's words
+        assert done.answer.startswith("best: candidate ")
+        assert done.answer.endswith("\nthe set-based rewrite wins")
         candidates = await client.runs.candidates(run.id)
         verdicts = {c.verdict for c in candidates}
         assert len(candidates) == 2 and verdicts == {"faster", "slower"}
@@ -46,7 +48,8 @@ async def test_a_chat_request_optimizes_and_a_follow_up_continues_the_run(
 
         await client.runs.message(run.id, "also try counting with a dict")
         again = await client.runs.wait(run.id, within_s=300)
-        assert again.status == "done" and again.answer == ("the counting rewrite is verified too")
+        assert again.status == "done"
+        assert again.answer.endswith("\nthe counting rewrite is verified too")
         after = await client.runs.candidates(run.id)
         assert len(after) == 3 and after[2].verdict == "faster"
         plans = await client.runs.plans(run.id)

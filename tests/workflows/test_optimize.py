@@ -306,19 +306,19 @@ def test_end_to_end_with_the_local_model_over_its_openai_compatible_server(
     db = Database(f"sqlite:///{tmp_path / 'home' / 'perfsmith.db'}")
     with db.session() as s:
         rows = s.scalars(select(Candidate).where(Candidate.run_id == result["run_id"])).all()
-        proposals = s.scalars(
+        producers = s.scalars(
             select(Task).where(
-                Task.run_id == result["run_id"], Task.tool == "propose", Task.status == "done"
+                Task.run_id == result["run_id"],
+                Task.tool.in_(["propose", "rewrite", "ruff_fix"]),
+                Task.status == "done",
             )
         ).all()
-        assert proposals, "the plan proposed nothing"
-        # every proposal that produced code became a stored candidate with a verdict
-        assert len(rows) == len({p.result_text for p in proposals})
-        assert all(r.verdict in ("faster", "slower", "same", "incorrect") for r in rows)
+        assert producers, "no plan produced a candidate"
+        assert rows and all(r.verdict in ("faster", "slower", "same", "incorrect") for r in rows)
     db.close()
-    assert all(
-        c["verdict"] in ("faster", "slower", "same", "incorrect") for c in result["candidates"]
-    )
+    # a first run on the embedded model finds a real speedup and proves it
+    assert result["best"] is not None, result["candidates"]
+    assert result["best"]["speedup"] > 1.2
 
 
 async def test_the_python_api_verifies_given_candidates(tmp_path: Path, project: Path) -> None:

@@ -79,6 +79,51 @@ COSTLY_PURE_CALLS = frozenset(
 PURE_STR_METHODS = frozenset(
     {"lower", "upper", "casefold", "strip", "lstrip", "rstrip", "title", "split", "replace"}
 )
+# methods of the builtin containers and str that only read their object
+READ_METHODS = PURE_STR_METHODS | frozenset(
+    {
+        "count",
+        "index",
+        "get",
+        "keys",
+        "values",
+        "items",
+        "copy",
+        "startswith",
+        "endswith",
+        "find",
+        "rfind",
+        "join",
+        "format",
+        "isdigit",
+        "isalpha",
+        "isspace",
+        "issubset",
+        "issuperset",
+        "isdisjoint",
+        "union",
+        "intersection",
+        "difference",
+    }
+)
+
+
+def root_name(node: ast.AST) -> str | None:
+    """``a`` for ``a``, ``a.b.c`` and ``a[i].b``; None for anything else."""
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for a chain of attributes on a name (no calls, no items)."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
 
 
 def walk_scope(node: ast.AST) -> Iterator[ast.AST]:
@@ -127,18 +172,23 @@ def mutated_names(node: ast.AST, trusted: str | None = None) -> set[str]:
     for n in [node, *walk_scope(node)]:
         if isinstance(n, ast.Call):
             func = n.func
-            if (
-                isinstance(func, ast.Attribute)
-                and isinstance(func.value, ast.Name)
-                and func.attr in MUTATORS
-            ):
-                out.add(func.value.id)
+            if isinstance(func, ast.Attribute):
+                # a method that is not known to only read may change its object (and
+                # whatever holds it: `self.items.append(x)` changes `self`)
+                owner = root_name(func.value)
+                if owner is not None and (
+                    func.attr in MUTATORS
+                    or (func.attr not in READ_METHODS and not isinstance(func.value, ast.Name))
+                    or (func.attr not in READ_METHODS and owner == "self")
+                ):
+                    out.add(owner)
             callee = func.id if isinstance(func, ast.Name) else None
             if callee not in READ_ONLY_CALLS and (callee is None or callee != trusted):
                 for arg in [*n.args, *(k.value for k in n.keywords)]:
                     inner = arg.value if isinstance(arg, ast.Starred) else arg
-                    if isinstance(inner, ast.Name):
-                        out.add(inner.id)
+                    owner = root_name(inner)
+                    if owner is not None:
+                        out.add(owner)
         elif isinstance(n, ast.Subscript | ast.Attribute) and isinstance(
             n.ctx, ast.Store | ast.Del
         ):

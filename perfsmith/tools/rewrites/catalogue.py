@@ -35,6 +35,7 @@ from perfsmith.tools.rewrites.loops import (
 from perfsmith.tools.rewrites.ordering import SortedEndToMinMax, SortedPrefixToHeap
 from perfsmith.tools.rewrites.recursion import MemoizeRecursion
 from perfsmith.tools.rewrites.regex import PrecompileRegex
+from perfsmith.verifiers.target import find_definition
 
 # In the order a combined rewrite applies them: rules that change what a loop does come
 # before those that tune what is left inside it; the cache for recursion wraps the body
@@ -83,10 +84,10 @@ class Rewrite:
 
 
 def _function(module: ast.Module, function: str) -> Scope:
-    for node in module.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function:
-            return node
-    raise RewriteError(f"no top-level function {function!r}")
+    node = find_definition(module, function)
+    if node is None:
+        raise RewriteError(f"no top-level function or method {function!r}")
+    return node
 
 
 def _parse(source: str) -> ast.Module:

@@ -13,6 +13,7 @@ from perfsmith.tools.rewrites.analysis import (
     READ_ONLY_CALLS,
     Tree,
     bound_names,
+    dotted,
     is_name,
     is_pure,
     method_call,
@@ -68,8 +69,9 @@ class HoistedLookup:
     title: str
     helper: str
     suffix: str
-    # node -> the list's name when the node is this rule's pattern
-    match: Callable[[ast.AST, Tree, ModuleInfo], str | None]
+    # node -> the list (a name, or attributes on one: `self.items`) when the node is this
+    # rule's pattern
+    match: Callable[[ast.AST, Tree, ModuleInfo], ast.expr | None]
     # (node, variable holding the structure) -> replacement expression
     build: Callable[[ast.AST, str], ast.expr]
     fix: str  # what the rewrite builds, for the finding's note
@@ -80,10 +82,12 @@ class HoistedLookup:
         for node in ast.walk(tree.fn):
             if not tree.in_own_scope(node):
                 continue
-            name = self.match(node, tree, module)
-            if name is None:
+            found = self.match(node, tree, module)
+            path = dotted(found) if found is not None else None
+            if found is None or path is None:
                 continue
-            point = tree.hoist_point(node, {name})
+            name = path
+            point = tree.hoist_point(node, {path.split(".")[0]})
             if point is None:
                 continue
             sites.append(
@@ -93,7 +97,7 @@ class HoistedLookup:
                     f"`{ast.unparse(node)}` scans {name!r} on every pass of the loop at "
                     f"line {point.lineno}: {self.fix}",
                     node,
-                    {"name": name, "point": point},
+                    {"name": name, "point": point, "list": found},
                 )
             )
         return sites
@@ -104,10 +108,9 @@ class HoistedLookup:
             name, point = site.data["name"], site.data["point"]
             key = (id(point), name)
             if key not in built:
-                var = emit.name(f"_{name}_{self.suffix}")
-                insert_before(
-                    tree, point, [assign(var, call(emit.helper(self.helper), name_load(name)))]
-                )
+                var = emit.name(f"_{name.replace('.', '_')}_{self.suffix}")
+                source = copy.deepcopy(site.data["list"])
+                insert_before(tree, point, [assign(var, call(emit.helper(self.helper), source))])
                 built[key] = var
             replace_node(tree, site.node, self.build(site.node, built[key]))
             for helper in self.extra_helpers:
@@ -115,15 +118,15 @@ class HoistedLookup:
         return bool(sites)
 
 
-def _membership(node: ast.AST, tree: Tree, module: ModuleInfo) -> str | None:
+def _membership(node: ast.AST, tree: Tree, module: ModuleInfo) -> ast.expr | None:
     if (
         isinstance(node, ast.Compare)
         and len(node.ops) == 1
         and isinstance(node.ops[0], ast.In | ast.NotIn)
-        and isinstance(node.comparators[0], ast.Name)
-        and not _set_like(tree, node.comparators[0].id)
+        and dotted(node.comparators[0]) is not None
+        and not _set_like(tree, str(dotted(node.comparators[0])))
     ):
-        return node.comparators[0].id
+        return node.comparators[0]
     return None
 
 
@@ -132,14 +135,19 @@ def _membership_build(node: ast.AST, var: str) -> ast.expr:
     return ast.Compare(left=node.left, ops=node.ops, comparators=[name_load(var)])
 
 
-def _method_match(method: str) -> Callable[[ast.AST, Tree, ModuleInfo], str | None]:
-    def match(node: ast.AST, tree: Tree, module: ModuleInfo) -> str | None:
-        found = method_call(node, method)
-        if found is None or len(found[1].args) != 1 or found[1].keywords:
+def _method_match(method: str) -> Callable[[ast.AST, Tree, ModuleInfo], ast.expr | None]:
+    def match(node: ast.AST, tree: Tree, module: ModuleInfo) -> ast.expr | None:
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == method
+            and dotted(node.func.value) is not None
+            and len(node.args) == 1
+            and not node.keywords
+            and not isinstance(node.args[0], ast.Starred)
+        ):
             return None
-        if isinstance(found[1].args[0], ast.Starred):
-            return None
-        return found[0]
+        return node.func.value
 
     return match
 
@@ -149,7 +157,7 @@ def _method_build(node: ast.AST, var: str) -> ast.expr:
     return call(var, node.args[0])
 
 
-def _slice_sum(node: ast.AST, tree: Tree, module: ModuleInfo) -> str | None:
+def _slice_sum(node: ast.AST, tree: Tree, module: ModuleInfo) -> ast.expr | None:
     if (
         isinstance(node, ast.Call)
         and is_name(node.func, "sum")
@@ -161,7 +169,7 @@ def _slice_sum(node: ast.AST, tree: Tree, module: ModuleInfo) -> str | None:
         and node.args[0].slice.step is None
         and _builtin_free(tree, module, "sum")
     ):
-        return node.args[0].value.id
+        return node.args[0].value
     return None
 
 
