@@ -386,7 +386,7 @@ class RunRecorder:
     async def task_finished(self, record: TaskRecord) -> None:
         self._end_event(record)
         round_, idx, values = self.round, record.idx, self._end_values(record)
-        if record.reused:
+        if record.reused and record.duplicate_of is None:  # stored when it first ran
             values.pop("result_json")
             values.pop("result_text")
 

@@ -141,3 +141,74 @@ def test_bad_repositories_and_commands_are_clear_errors(tmp_path: Path, repo: Pa
     done = run(tmp_path, str(repo), "--command", COMMAND, "--candidate", "nonsense")
     assert done.returncode == 2
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_library_with_slow_methods_gets_verified_commits_from_degenerate_plans(
+    tmp_path: Path,
+) -> None:
+    """A package of several modules and classes with its pytest suite: the planner writes
+    only `profile()` calls (in repo mode they answer with the command's profile), the
+    guard falls back to the default plan, and the catalogue's rewrites of methods and
+    functions are verified on the calls the suite makes and kept as commits the suite
+    accepts."""
+    repo = tmp_path / "inventory-repo"
+    shutil.copytree(EXAMPLES / "inventory_repo", repo)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    head = git(repo, "rev-parse", "HEAD")
+    short = "".join(f"{i}. profile()\n" for i in range(1, 7)) + "join()\n"
+    script = tmp_path / "script.json"
+    script.write_text(
+        json.dumps(
+            {
+                "planner": [short, short],
+                "propose": ["no code today"] * 8,
+                "joiner": ["Thought: done.\nAction: Finish(done)"] * 3,
+            }
+        )
+    )
+    done = run(
+        tmp_path,
+        str(repo),
+        "--command",
+        COMMAND,
+        "--top",
+        "4",
+        "--llm",
+        f"scripted:{script}",
+        "--candidates",
+        "1",
+        "--backend",
+        "process",
+        "--verify-rounds",
+        "6",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    kept = {f["target"]: f for f in result["functions"] if f["kept"]}
+    # methods are ranked and optimized like functions
+    assert {
+        "inventory/catalog.py::Catalog.unknown",
+        "inventory/orders.py::OrderBook.customers",
+    } <= set(kept), result
+    assert all(f["speedup"] > 1.2 for f in kept.values())
+    branch = result["branch"]
+    log = git(repo, "log", "--format=%s", f"{head}..{branch}").splitlines()
+    assert len(log) == len(kept) >= 3
+    # the suite passes on the branch
+    git(repo, "checkout", "-q", branch)
+    suite = subprocess.run(COMMAND.split(), cwd=repo, capture_output=True, text=True)
+    assert suite.returncode == 0, suite.stdout
+    assert "_as_lookup(self.skus)" in (repo / "inventory" / "catalog.py").read_text()
+    # in repo mode profile() answered with the command's profile, not "no workload"
+    home = Path(tmp_path / "home")
+    from perfsmith.storage.db import Database
+    from perfsmith.storage.models import Task
+
+    db = Database(f"sqlite:///{home / 'perfsmith.db'}")
+    with db.session() as s:
+        profiles = [t.result_text or "" for t in s.query(Task).filter(Task.tool == "profile")]
+    db.close()
+    assert profiles and all("The project's command" in p for p in profiles)

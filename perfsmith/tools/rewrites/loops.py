@@ -5,6 +5,7 @@ index loops that only read the list, module attributes looked up on every call."
 from __future__ import annotations
 
 import ast
+import copy
 
 from perfsmith.tools.rewrites.analysis import (
     COSTLY_PURE_CALLS,
@@ -182,8 +183,9 @@ class HoistModuleAttribute:
         return bool(sites)
 
 
-def _key_side(test: ast.expr, var: str) -> tuple[ast.expr, ast.expr] | None:
-    """For `f(b) == g(a)` (either order) with ``var`` = b: (f(b), g(a))."""
+def _key_side(test: ast.expr, bound: set[str]) -> tuple[ast.expr, ast.expr] | None:
+    """For `f(b) == g(a)` (either order), ``bound`` the inner loop's variables (b):
+    (f(b), g(a))."""
     if not (
         isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
     ):
@@ -191,12 +193,22 @@ def _key_side(test: ast.expr, var: str) -> tuple[ast.expr, ast.expr] | None:
     left, right = test.left, test.comparators[0]
     for mine, other in ((left, right), (right, left)):
         if (
-            var not in names_read(other)
-            and names_read(mine) == {var}
+            not bound & names_read(other)
+            and names_read(mine)
+            and names_read(mine) <= bound
             and is_pure(mine, allow_calls=False)
         ):
             return mine, other
     return None
+
+
+def _renamed(node: ast.AST, names: dict[str, str]) -> ast.AST:
+    """A copy of ``node`` with its names replaced as ``names`` says."""
+    new = copy.deepcopy(node)
+    for n in ast.walk(new):
+        if isinstance(n, ast.Name) and n.id in names:
+            n.id = names[n.id]
+    return new
 
 
 class NestedLoopToIndex:
@@ -212,7 +224,7 @@ class NestedLoopToIndex:
             if not (
                 isinstance(inner, ast.For)
                 and not inner.orelse
-                and isinstance(inner.target, ast.Name)
+                and isinstance(inner.target, ast.Name | ast.Tuple)
                 and isinstance(inner.iter, ast.Name)
                 and len(inner.body) == 1
                 and isinstance(inner.body[0], ast.If)
@@ -225,14 +237,14 @@ class NestedLoopToIndex:
                 if isinstance(cond, ast.BoolOp) and isinstance(cond.op, ast.And)
                 else [cond]
             )
-            var, coll = inner.target.id, inner.iter.id
-            keys = _key_side(tests[0], var)
+            bound, coll = bound_names(inner.target), inner.iter.id
+            keys = _key_side(tests[0], bound)
             if keys is None:
                 continue
             mine, other = keys
             point = tree.hoist_point(inner, {coll})
             outer = point if isinstance(point, ast.For | ast.While) else None
-            if outer is None or changed_names(outer) & names_read(mine) - {var}:
+            if outer is None or changed_names(outer) & names_read(mine) - bound:
                 continue
             sites.append(
                 Site(
@@ -251,13 +263,18 @@ class NestedLoopToIndex:
         for site in sites:
             inner = site.node
             assert isinstance(inner, ast.For) and isinstance(inner.iter, ast.Name)
-            assert isinstance(inner.target, ast.Name)
-            coll, var = inner.iter.id, inner.target.id
+            coll = inner.iter.id
             index = emit.name(f"_{coll}_by_key")
+            item = emit.name("_item")
+            # the loop's own variables keep their values: the index uses fresh names
+            fresh = {n: emit.name(f"_{n}") for n in sorted(bound_names(inner.target))}
+            target = ast.unparse(_renamed(inner.target, fresh))
+            key = ast.unparse(_renamed(site.data["mine"], fresh))
             build = ast.parse(
                 f"{index} = {{}}\n"
-                f"for {var} in {coll}:\n"
-                f"    {index}.setdefault({ast.unparse(site.data['mine'])}, []).append({var})\n"
+                f"for {item} in {coll}:\n"
+                f"    {target} = {item}\n"
+                f"    {index}.setdefault({key}, []).append({item})\n"
             ).body
             insert_before(tree, site.data["point"], build)
             # the test stays: it keeps deciding, the index only skips the items that cannot match
