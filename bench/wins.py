@@ -120,9 +120,7 @@ async def main() -> None:
     args = parser.parse_args()
     args.rounds, args.k = 1, (1 if args.quick else 3)
     args.verify_rounds = 6 if args.quick else 12
-    chosen = [
-        (t, g) for t, g in targets() if not args.only or t.rpartition("::")[2] in args.only
-    ]
+    chosen = [(t, g) for t, g in targets() if not args.only or t.rpartition("::")[2] in args.only]
     rows = []
     with tempfile.TemporaryDirectory() as home:
         db = Database(f"sqlite:///{home}/wins.db")

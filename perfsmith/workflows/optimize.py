@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -72,6 +72,31 @@ returns exactly the same results, faster. Keep its name and signature. Reply wit
 ```python block holding the function (and any imports or helpers it needs), nothing else."""
 
 
+def describe_source(origin: str, rules: Sequence[str] = ()) -> dict[str, Any]:
+    """Which source produced a candidate, from its origin (``catalogue:RULE``,
+    ``ruff:RULES``, ``llm:STRATEGY``, ``user:FILE``) and, for a catalogue candidate that
+    applies several rules, their ids."""
+    kind, _, detail = origin.partition(":")
+    if kind == "catalogue":
+        return {"kind": "catalogue", "rules": list(rules) or [detail]}
+    if kind == "ruff":
+        return {"kind": "ruff", "rules": detail.split(",")}
+    if kind == "llm":
+        return {"kind": "model", "strategy": detail}
+    if kind == "user":
+        return {"kind": "user", "file": detail}
+    return {"kind": kind, "detail": detail}
+
+
+def source_text(source: dict[str, Any]) -> str:
+    """One line for a report: "catalogue: rule-a + rule-b", "model: algorithm"."""
+    kind = source.get("kind", "")
+    if "rules" in source:
+        return f"{kind}: {' + '.join(source['rules'])}"
+    detail = source.get("strategy") or source.get("file") or source.get("detail") or ""
+    return f"{kind}: {detail}" if detail else str(kind)
+
+
 @dataclass
 class CandidateResult:
     id: int
@@ -82,11 +107,13 @@ class CandidateResult:
     failure: str | None
     code: str
     module: str
+    source: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "origin": self.origin,
+            "source": self.source or describe_source(self.origin),
             "verdict": self.verdict,
             "speedup": self.speedup,
             "ci": list(self.ci) if self.ci else None,
@@ -143,6 +170,7 @@ class OptimizeSession:
     pool: CandidatePool[Candidate, CandidateResult] = field(init=False)
     _findings: list[dict[str, Any]] | None = field(default=None, init=False)
     _guard: CandidateGuard | None = field(default=None, init=False)
+    rule_sets: dict[int, tuple[str, ...]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.pool = CandidatePool(self.db, self._verify)
@@ -169,11 +197,13 @@ class OptimizeSession:
 
     # -- candidates ------------------------------------------------------------------
 
-    async def add_candidate(self, code: str, origin: str) -> Candidate:
+    async def add_candidate(self, code: str, origin: str, rules: Sequence[str] = ()) -> Candidate:
         """Splice ``code`` into the target module and store it; a duplicate returns the
-        candidate already stored."""
+        candidate already stored. ``rules``: the catalogue rules a rewrite applies."""
         module = splice(self.target.source, self.target.function, code)
         digest = source_hash(module)
+        if rules and digest not in self.pool.by_hash:
+            self.rule_sets[self.pool.next_id] = tuple(rules)
         return await self.pool.add(
             digest,
             lambda cid: Candidate(id=cid, origin=origin, code=code, module=module, hash=digest),
@@ -218,6 +248,7 @@ class OptimizeSession:
             failure=outcome.failure,
             code=candidate.code,
             module=candidate.module,
+            source=describe_source(candidate.origin, self.rule_sets.get(cid, ())),
         )
         self.results[cid] = result
         await self.pool.store(cid, lambda s, row_id: _store_verdict(s, row_id, outcome))
@@ -300,7 +331,7 @@ class OptimizeSession:
         ids = []
         for r in found:
             try:
-                ids.append((await self.add_candidate(r.code, r.origin)).id)
+                ids.append((await self.add_candidate(r.code, r.origin, r.rules)).id)
             except CandidateError:
                 continue  # a rewrite that does not splice is no candidate
         return ids
@@ -696,6 +727,10 @@ async def _conclude(
     results = sorted(session.results.values(), key=lambda r: r.id)
     best = best_of(results)
     diff = unified_diff(ref, best.module) if best else ""
+    # perfsmith's own words first (what won, or why nothing did), then the model's
+    summary = outcome_summary(best, results, session.shortfalls)
+    note = cut_repetition(answer).text if answer else ""
+    final = summary + (f"\n{note}" if note and note != summary else "")
     outcome = OptimizeResult(
         run_id=run_id,
         target=str(ref),
@@ -704,7 +739,7 @@ async def _conclude(
         diff=diff,
         report=None,
         applied=False,
-        answer=answer,
+        answer=final,
     )
     if write_report is not None:
         folder = report_dir or data_dir() / "reports" / run_id
@@ -729,10 +764,6 @@ async def _conclude(
         artifacts.extend(report_artifacts(run_id, outcome.report.parent))
     if artifacts:
         await db.write(lambda s: s.add_all(artifacts))
-    summary = outcome_summary(best, results, session.shortfalls)
-    note = cut_repetition(answer).text if answer else ""
-    final = summary + (f"\n{note}" if note and note != summary else "")
-    outcome.answer = final
     await finish_run(
         db,
         run_id,

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from perfsmith.storage.runs import RunStore
-from perfsmith.workflows.optimize import CandidateResult, OptimizeResult, OptimizeSession
+from perfsmith.workflows.optimize import (
+    CandidateResult,
+    OptimizeResult,
+    OptimizeSession,
+    describe_source,
+    source_text,
+)
 from perfsmith.workflows.profiling import hot_lines
 
 Timing = tuple[str, str, float | None, float | None]
@@ -44,11 +50,13 @@ def markdown(
             "",
         ]
     else:
-        lines += ["**No candidate was verified faster.**", ""]
-    lines += ["| id | origin | verdict | speedup [95% CI] | failure |", "|---|---|---|---|---|"]
+        # what was tried and why it failed, or why nothing could be tried
+        lines += [f"**{result.answer.splitlines()[0] if result.answer else 'No candidate.'}**", ""]
+    lines += ["| id | source | verdict | speedup [95% CI] | failure |", "|---|---|---|---|---|"]
     for r in result.candidates:
         failure = (r.failure or "").replace("\n", " ").replace("|", "\\|")[:160]
-        lines.append(f"| {r.id} | {r.origin} | {r.verdict} | {_speed(r)} | {failure} |")
+        source = source_text(r.source or describe_source(r.origin))
+        lines.append(f"| {r.id} | {source} | {r.verdict} | {_speed(r)} | {failure} |")
     if result.diff:
         lines += ["", "## Diff", "", "```diff", result.diff.rstrip("\n"), "```"]
     hot, tree = _profile_text(profile)
@@ -98,7 +106,7 @@ def _candidate_row(r: CandidateResult, scale: float) -> str:
         bar = _bar(100 * r.ci[0] / scale, 100 * (r.ci[1] - r.ci[0]) / scale, "ci", marks)
     cells = [
         str(r.id),
-        html.escape(r.origin),
+        html.escape(source_text(r.source or describe_source(r.origin))),
         html.escape(r.verdict),
         html.escape(_speed(r)),
         bar,

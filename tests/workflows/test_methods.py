@@ -74,11 +74,11 @@ def test_method_targets_parse_and_bad_ones_say_why(shop: Path) -> None:
     for name, kind in (("missing", "method"), ("of", "classmethod"), ("cheapest", "staticmethod")):
         target = parse_target(f"{shop}/shop.py::Inventory.{name}")
         assert (target.owner, target.name, target.kind) == ("Inventory", name, kind)
-    with pytest.raises(TargetError, match="no class 'Shelf'.*Inventory"):
+    with pytest.raises(TargetError, match=r"no class 'Shelf'.*Inventory"):
         parse_target(f"{shop}/shop.py::Shelf.missing")
-    with pytest.raises(TargetError, match="no method 'total'.*missing, of, cheapest"):
+    with pytest.raises(TargetError, match=r"no method 'total'.*missing, of, cheapest"):
         parse_target(f"{shop}/shop.py::Inventory.total")
-    with pytest.raises(TargetError, match="FILE::Class.method"):
+    with pytest.raises(TargetError, match=r"FILE::Class\.method"):
         parse_target(f"{shop}/shop.py::a.b.c")
 
 
@@ -138,3 +138,31 @@ async def test_a_method_whose_instance_cannot_be_recorded_is_a_clear_error(
             )
     finally:
         db.close()
+
+
+def test_verify_takes_methods_on_both_sides(shop: Path, tmp_path: Path) -> None:
+    import os
+
+    from tests.cli_runner import cli
+
+    fast = SHOP.replace(
+        "return [w for w in wanted if w not in self.names]",
+        "names = set(self.names)\n        return [w for w in wanted if w not in names]",
+    )
+    (shop / "fast.py").write_text(fast)
+    done = cli(
+        {**os.environ, "PERFSMITH_HOME": str(tmp_path / "home")},
+        "verify",
+        f"{shop}/shop.py::Inventory.missing",
+        f"{shop}/fast.py::Inventory.missing",
+        "--workload",
+        f"{shop}/workload.py::run",
+        "--backend",
+        "process",
+        "--rounds",
+        "4",
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("faster: speedup"), done.stdout
+    assert "correct on 3 inputs" in done.stdout

@@ -493,3 +493,8 @@ async def test_degenerate_plans_fall_back_to_the_default_plan_and_the_catalogue_
     assert result.best.speedup is not None and result.best.speedup > 1.2
     origins = {c.origin for c in result.candidates}
     assert "catalogue:grown-list-membership-to-set" in origins
+    # the JSON names each candidate's source: the rule, the ruff rules, the strategy
+    best = result.as_json()["candidates"][result.best.id - 1]
+    assert best["source"] == {"kind": "catalogue", "rules": ["grown-list-membership-to-set"]}
+    # the answer says what was found in perfsmith's words
+    assert result.answer.startswith(f"best: candidate {result.best.id} (catalogue:")
