@@ -21,12 +21,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# The main job on the embedded local model: plan, parallel proposals, verification, report.
-# fast_set.py is a hand-written candidate verified alongside the model's proposals.
+# The main job on the embedded local model: plan, candidates from the rewrite catalogue,
+# ruff's fixes and the model, verification, report. No hand-written candidate: the winner
+# is perfsmith's own (add --candidate FILE to verify yours alongside).
 demo: install
 	$(BIN)/perfsmith optimize examples/dupes/dupes.py::find_duplicates \
 		--inputs examples/dupes/inputs.py::generate --workload examples/dupes/workload.py::run \
-		--candidate examples/dupes/fast_set.py --llm local --rounds 1 --candidates 3
+		--llm local --rounds 1 --candidates 2
 
 test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)
@@ -46,6 +47,7 @@ bench: install
 	$(BIN)/python bench/verifier.py --out bench/results/verifier.json
 	$(BIN)/python bench/inference.py --out bench/results/inference.json
 	$(BIN)/python bench/kernels.py --device cpu --out bench/results/kernels-cpu.json
+	$(BIN)/python bench/wins.py --out bench/results/wins.json
 
 bench-quick: install
 	$(BIN)/python bench/orchestration.py --quick --out bench/results/orchestration.json
@@ -53,6 +55,7 @@ bench-quick: install
 	$(BIN)/python bench/verifier.py --quick --out bench/results/verifier.json
 	$(BIN)/python bench/inference.py --quick --out bench/results/inference.json
 	$(BIN)/python bench/kernels.py --device cpu --quick --out bench/results/kernels-cpu.json
+	$(BIN)/python bench/wins.py --quick --out bench/results/wins.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -778,9 +778,11 @@ def _print_optimize(result: OptimizeResult, as_json: bool) -> None:
         line = f"candidate {c.id} ({c.origin}): {c.verdict} {speed}"
         if c.failure:
             line += f" · {c.failure.splitlines()[0][:140]}"
-        out.print(line, markup=False, highlight=False)
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     if result.best is None:
-        out.print("no candidate was verified faster; nothing to apply")
+        # perfsmith's summary: every candidate's verdict, or why none was produced
+        summary = result.answer.splitlines()[0] if result.answer else "no candidate was verified"
+        out.print(f"{summary} Nothing to apply.", markup=False, highlight=False, soft_wrap=True)
     else:
         out.print(result.diff, markup=False, highlight=False)
         out.print(

@@ -295,6 +295,7 @@ class RunRecorder:
                 tool=record.tool,
                 deps=list(record.deps),
                 line=record.line,
+                duplicate_of=record.duplicate_of,
             )
         if record.idx is None:
             return

@@ -36,6 +36,7 @@ class CandidateGuard:
         self._verified = verified
         self._default = default_plan
         self.reasons: list[str] = []  # why plans fell short, for the report
+        self.default_ran = False
 
     async def review(self, records: Sequence[TaskRecord]) -> str | None:
         reason = self._review(records)
@@ -65,6 +66,7 @@ class CandidateGuard:
         return None
 
     def default_plan(self) -> str:
+        self.default_ran = True
         return self._default()
 
     def finish_blocker(self) -> str | None:

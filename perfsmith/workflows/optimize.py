@@ -404,6 +404,10 @@ class OptimizeSession:
         return (await self.verify_candidate(cid)).as_dict()
 
     @property
+    def default_plan_ran(self) -> bool:
+        return self._guard is not None and self._guard.default_ran
+
+    @property
     def shortfalls(self) -> list[str]:
         """Why the run's plans fell short, in order."""
         return self._guard.reasons if self._guard is not None else []

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ def markdown(
     result: OptimizeResult,
     tasks: list[tuple[str, str, float | None, float | None]],
     profile: dict[str, Any] | None = None,
+    shortfalls: Sequence[str] = (),
+    default_ran: bool = False,
 ) -> str:
     lines = [f"# perfsmith optimize: {result.target}", "", f"run `{result.run_id}`", ""]
     if result.best is not None:
@@ -59,6 +62,11 @@ def markdown(
         lines.append(f"| {r.id} | {source} | {r.verdict} | {_speed(r)} | {failure} |")
     if result.diff:
         lines += ["", "## Diff", "", "```diff", result.diff.rstrip("\n"), "```"]
+    if shortfalls:
+        lines += ["", "## Plans that fell short", ""]
+        lines += [f"- {reason}" for reason in shortfalls]
+        if default_ran:
+            lines += ["- after two such plans the default plan ran (every candidate source)"]
     hot, tree = _profile_text(profile)
     if hot or tree:
         lines += ["", "## Profile of the workload", ""]
@@ -179,7 +187,14 @@ def write_report(result: OptimizeResult, session: OptimizeSession, folder: Path)
         run_s = t.run_s if t.ended_at is not None else None
         tasks.append((f"{t.round}.{t.idx} {t.tool}", t.status, start, run_s))
     (folder / "report.md").write_text(
-        markdown(result, tasks, session.profile_report), encoding="utf-8"
+        markdown(
+            result,
+            tasks,
+            session.profile_report,
+            session.shortfalls,
+            session.default_plan_ran,
+        ),
+        encoding="utf-8",
     )
     (folder / "report.html").write_text(
         html_page(result, tasks, session.profile_report), encoding="utf-8"

@@ -128,3 +128,36 @@ def test_a_bad_token_and_a_bad_request_are_reported(page: Page, optimize_server:
     page.fill("#prompt", "hello there")
     page.press("#prompt", "Enter")
     expect(page.locator("#messages .msg.error")).to_contain_text("cannot tell what to optimize")
+
+
+def test_the_message_and_a_pending_run_show_before_the_server_answers(
+    page: Page, optimize_server: Server
+) -> None:
+    """Send echoes the message and lists a pending run at once: the request to create
+    the run is held here until both are on screen."""
+    from playwright.sync_api import Route
+
+    page.goto(optimize_server.url + "/")
+    page.fill("#token-input", optimize_server.tokens["alice"])
+    page.press("#token-input", "Enter")
+    expect(page.locator("#token-state")).to_have_text("connected")
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        if route.request.method == "POST":
+            held.append(route)  # answered below, once the page has shown what it must
+        else:
+            route.continue_()
+
+    page.route("**/runs", hold)
+    page.fill("#prompt", MESSAGE)
+    page.press("#prompt", "Enter")
+    expect(page.locator("#messages .msg.user").first).to_have_text(MESSAGE)
+    expect(page.locator("#messages .msg.pending")).to_contain_text("Starting the run")
+    expect(page.locator("#run-list [data-pending=true]")).to_contain_text("pending")
+    page.wait_for_function("() => true")  # let the held request's handler run
+    assert len(held) == 1
+    held[0].continue_()
+    page.unroute("**/runs")
+    expect(page.locator("#run-status")).to_have_text("done", timeout=240_000)
+    expect(page.locator("#run-list [data-pending=true]")).to_have_count(0)

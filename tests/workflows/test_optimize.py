@@ -459,6 +459,7 @@ async def test_degenerate_plans_fall_back_to_the_default_plan_and_the_catalogue_
     import perfsmith
     from perfsmith.llm.scripted import ScriptedChatModel
     from perfsmith.storage.runs import RunStore
+    from perfsmith.workflows.report import write_report
 
     model = ScriptedChatModel(
         {
@@ -477,6 +478,8 @@ async def test_degenerate_plans_fall_back_to_the_default_plan_and_the_catalogue_
             rounds=1,
             database=db,
             verify_rounds=6,
+            write_report=write_report,
+            report_dir=tmp_path / "report",
         )
         events = RunStore(db).events(result.run_id)
     finally:
@@ -489,6 +492,12 @@ async def test_degenerate_plans_fall_back_to_the_default_plan_and_the_catalogue_
     assert kinds.count("plan_default") == 1
     # the joiner was asked once: after the default plan, not after the short ones
     assert [o.purpose for _, o in model.calls].count("joiner") == 1
+    # the model's proposals were guided: the catalogue's findings name the slow lines
+    prompts = [m[-1].content for m, o in model.calls if o.purpose == "propose"]
+    assert prompts and all("Slow spots found" in p and "`word in seen`" in p for p in prompts)
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Plans that fell short" in report and "the default plan ran" in report
+    assert "| catalogue: grown-list-membership-to-set | faster |" in report
     assert result.best is not None and result.best.origin.startswith("catalogue:")
     assert result.best.speedup is not None and result.best.speedup > 1.2
     origins = {c.origin for c in result.candidates}
@@ -498,3 +507,38 @@ async def test_degenerate_plans_fall_back_to_the_default_plan_and_the_catalogue_
     assert best["source"] == {"kind": "catalogue", "rules": ["grown-list-membership-to-set"]}
     # the answer says what was found in perfsmith's words
     assert result.answer.startswith(f"best: candidate {result.best.id} (catalogue:")
+
+
+def test_progress_is_plain_lines_as_it_happens_when_the_output_is_a_log(
+    tmp_path: Path, project: Path
+) -> None:
+    """`perfsmith optimize > log`: one line per step (no live table, nothing wrapped)."""
+    import re
+
+    spec = script(tmp_path, [fence(WRONG), fence(SLOW), fence(FAST)])
+    done = cli(
+        env_for(tmp_path),
+        "optimize",
+        f"{project}/dupes.py::find_duplicates",
+        "--inputs",
+        f"{project}/inputs.py::generate",
+        "--workload",
+        f"{project}/workload.py::run",
+        "--llm",
+        f"scripted:{spec}",
+        "--backend",
+        "process",
+        "--verify-rounds",
+        "4",
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    progress = [line for line in done.stdout.splitlines() if line.startswith("[")]
+    assert re.match(r"\[\s*\d+\.\ds\] run [0-9a-f]{32} started$", progress[0]), progress[:3]
+    assert re.match(r"\[\s*\d+\.\ds\] round 1: planning$", progress[1]), progress[:3]
+    verified = [line for line in progress if re.search(r"round 1 \$\d+ verify done", line)]
+    assert len(verified) == 3
+    assert any("joiner: finish" in line for line in progress)
+    assert "best: candidate" in done.stdout.splitlines()[-2] + done.stdout.splitlines()[-1]
+    # the steps before planning are log lines on stderr
+    assert "profiling the workload" in done.stderr and "planning with" in done.stderr

@@ -136,10 +136,22 @@ function onEvent(ev) {
       break;
     case "task_parsed": {
       if (state.planBubble) state.planBubble.querySelector(".plan-text").textContent += `${p.line}\n`;
+      if (p.duplicate_of != null) {
+        // the same call again runs once: one box, with how many times it was asked for
+        const first = state.tasks.get(`${p.round}.${p.duplicate_of}`);
+        if (first) { first.repeats = (first.repeats || 1) + 1; drawDag(); }
+        break;
+      }
       state.tasks.set(`${p.round}.${p.idx}`, { round: p.round, idx: p.idx, tool: p.tool, deps: p.deps || [], status: "waiting", start: null, run_s: null });
       drawDag();
       break;
     }
+    case "plan_short":
+      addMessage("assistant", `Round ${p.round}: the plan fell short, planning again: ${p.reason}`);
+      break;
+    case "plan_default":
+      addMessage("assistant", `Round ${p.round}: ${p.reason}.`);
+      break;
     case "plan_line_error":
       if (state.planBubble) state.planBubble.querySelector(".plan-text").textContent += `✗ ${p.line}  (${p.error})\n`;
       break;
@@ -189,13 +201,39 @@ async function send(text) {
       state.skipEcho = text;
       follow();
     } else {
+      // the message and a pending run show at once; the run fills in when the server answers
+      resetView();
+      state.run = null;
+      $("#run-title").textContent = text;
+      addMessage("user", text);
+      addMessage("assistant pending", "Starting the run…");
+      addPendingRun(text);
+      $("#send").disabled = true;
       const run = await (await api("/runs", { method: "POST", json: { kind: "chat", message: text } })).json();
       await openRun(run.id);
     }
   } catch (error) {
     if (error.message !== "unauthorized") addMessage("assistant error", error.message);
+    showStatus();
   }
   refreshRuns();
+}
+
+function addPendingRun(text) {
+  const li = document.createElement("li");
+  const button = document.createElement("button");
+  button.setAttribute("aria-current", "true");
+  button.dataset.pending = "true";
+  const req = document.createElement("span");
+  req.className = "req";
+  req.textContent = text;
+  const meta = document.createElement("span");
+  meta.className = "meta";
+  meta.textContent = "chat · pending";
+  button.append(req, meta);
+  li.append(button);
+  for (const other of document.querySelectorAll("#run-list button")) other.removeAttribute("aria-current");
+  $("#run-list").prepend(li);
 }
 
 // ---- runs -----------------------------------------------------------------------------
@@ -374,7 +412,8 @@ function drawDag() {
       const g = svg("g", { class: `node ${t.status}`, "data-task": `${round}.${t.idx}`, "data-status": t.status, tabindex: "0" });
       g.append(svg("title", {}, `$${t.idx} ${t.tool}: ${t.status}`));
       g.append(svg("rect", { x, y, width: W, height: H }));
-      g.append(svg("text", { x: x + 8, y: y + 16 }, `$${t.idx} ${t.tool}`.slice(0, 20)));
+      const times = t.repeats > 1 ? ` ×${t.repeats}` : "";
+      g.append(svg("text", { x: x + 8, y: y + 16 }, `$${t.idx} ${t.tool}`.slice(0, 20 - times.length) + times));
       const time = t.run_s != null ? `${t.run_s.toFixed(2)} s` : t.status;
       g.append(svg("text", { x: x + 8, y: y + 32, class: "time" }, time));
       nodes.push(g);
