@@ -13,7 +13,7 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from perfsmith.tools.rewrites.analysis import Tree, all_names, fresh_name
+from perfsmith.tools.rewrites.analysis import Tree, all_names, bound_names, fresh_name
 
 # Helper functions a rewrite may need, emitted once beside the function (module level).
 HELPERS: dict[str, str] = {
@@ -121,6 +121,11 @@ class ModuleInfo:
                 for t in targets:
                     names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
         return cls(imports, names)
+
+    def builtin_free(self, tree: Tree, name: str) -> bool:
+        """The builtin ``name`` means the builtin here: neither the function nor the
+        module rebinds it."""
+        return name not in bound_names(tree.fn) and name not in self.names
 
     def module_free(self, module: str) -> bool:
         """``import module`` may be added: the name is free or already that module."""

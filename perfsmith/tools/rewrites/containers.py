@@ -56,10 +56,6 @@ def _set_like(tree: Tree, name: str) -> bool:
     return False
 
 
-def _builtin_free(tree: Tree, module: ModuleInfo, name: str) -> bool:
-    return name not in bound_names(tree.fn) and name not in module.names
-
-
 @dataclass
 class HoistedLookup:
     """An expression over a list name, inside a loop that never changes the list,
@@ -167,7 +163,7 @@ def _slice_sum(node: ast.AST, tree: Tree, module: ModuleInfo) -> ast.expr | None
         and isinstance(node.args[0].value, ast.Name)
         and isinstance(node.args[0].slice, ast.Slice)
         and node.args[0].slice.step is None
-        and _builtin_free(tree, module, "sum")
+        and module.builtin_free(tree, "sum")
     ):
         return node.args[0].value
     return None
@@ -336,9 +332,6 @@ class GrownListMembership:
             for test in site.data["tests"]:
                 test.comparators[0] = name_load(shadow)
         return bool(sites)
-
-
-_DEQUE_METHODS = {"append", "extend", "pop", "insert"}
 
 
 class PopFrontToDeque:

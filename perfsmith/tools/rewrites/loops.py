@@ -34,11 +34,6 @@ from perfsmith.tools.rewrites.base import (
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp)
 
 
-def _free(tree: Tree, module: ModuleInfo, name: str) -> bool:
-    """A builtin's name that neither the function nor the module rebinds."""
-    return name not in bound_names(tree.fn) and name not in module.names
-
-
 def _comprehension_vars(node: ast.AST) -> set[str]:
     out: set[str] = set()
     for n in ast.walk(node):
@@ -64,7 +59,7 @@ class HoistInvariant:
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
                 and node.func.id in COSTLY_PURE_CALLS
-                and _free(tree, module, node.func.id)
+                and module.builtin_free(tree, node.func.id)
                 and (node.args or node.keywords)
             )
             if not costly or not is_pure(node):
@@ -405,7 +400,7 @@ class AccumulateToSum:
     title = "a number accumulated one item at a time: sum() over a generator"
 
     def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
-        if not _free(tree, module, "sum"):
+        if not module.builtin_free(tree, "sum"):
             return []
         sites: list[Site] = []
         for loop in ast.walk(tree.fn):
@@ -482,7 +477,7 @@ class IndexLoopToIteration:
     title = "`for i in range(len(xs))` that only reads `xs[i]`: iterate over xs directly"
 
     def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
-        if not (_free(tree, module, "range") and _free(tree, module, "len")):
+        if not (module.builtin_free(tree, "range") and module.builtin_free(tree, "len")):
             return []
         sites: list[Site] = []
         for loop in ast.walk(tree.fn):
