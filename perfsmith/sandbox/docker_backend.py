@@ -76,22 +76,31 @@ def docker_unavailable_reason() -> str | None:
 def _rootfs_tar() -> bytes:
     """The image's whole root filesystem: mount points, users, the loader's cache."""
     buf = io.BytesIO()
+    # each path once: current engines refuse a layer that names a path twice (the
+    # runtime's directories share parents with the mount points)
+    added: set[str] = set()
     with tarfile.open(fileobj=buf, mode="w") as tar:
+
+        def add(info: tarfile.TarInfo, data: bytes | None = None) -> None:
+            if info.name in added:
+                return
+            added.add(info.name)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
 
         def add_dir(name: str, mode: int = 0o755) -> None:
             info = tarfile.TarInfo(name)
             info.type, info.mode = tarfile.DIRTYPE, mode
-            tar.addfile(info)
+            add(info)
 
         def add_file(name: str, data: bytes, mode: int = 0o644) -> None:
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), mode
-            tar.addfile(info, io.BytesIO(data))
+            add(info, data)
 
         def add_link(name: str, target: str) -> None:
             info = tarfile.TarInfo(name)
             info.type, info.linkname = tarfile.SYMTYPE, target
-            tar.addfile(info)
+            add(info)
 
         # sbin is a real directory: the engine mounts its init (docker-init) there.
         for d in ("etc", "usr", "proc", "dev", "sys", "run", "opt", "opt/perfsmith", "var", "sbin"):
