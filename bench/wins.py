@@ -128,10 +128,11 @@ async def main() -> None:
             for target, inputs in chosen:
                 row = await one(target, inputs, args, db)
                 rows.append(row)
-                shown = row.get("best_speedup")
+                speedup = row.get("best_speedup")
+                shown = "none" if speedup is None else f"{speedup:.2f}x"
                 print(
-                    f"{row['target']:<22} best {shown if shown is None else f'{shown:.2f}x':>8}"
-                    f"  {row.get('best_origin') or row.get('error', '')}  ({row['seconds']:.0f} s)",
+                    f"{row['target']:<22} best {shown:>8}  "
+                    f"{row.get('best_origin') or row.get('error', '')}  ({row['seconds']:.0f} s)",
                     flush=True,
                 )
         finally:

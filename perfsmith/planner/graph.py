@@ -19,6 +19,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from perfsmith.errors import LLMError
 from perfsmith.executor.fetching_unit import TaskFetchingUnit
 from perfsmith.executor.observer import FanoutObserver, TaskObserver
 from perfsmith.executor.trace import Trace, build_trace
@@ -144,6 +145,23 @@ def build_graph(
                     dispatch(parser.feed(chunk))
                     if parser.joined:
                         break  # nothing after join() matters; stop paying for tokens
+            except LLMError as exc:
+                # a planner that fails (a prompt past a small model's context, an
+                # endpoint gone) does not end the run when the workflow has a plan of its
+                # own: what streamed so far stands, or the default plan runs
+                if deps.guard is None or fallback:
+                    raise
+                if not unit.records:
+                    fallback = True
+                    parser = StreamingPlanParser(deps.registry)
+                    dispatch(parser.feed(deps.guard.default_plan()))
+                if rec is not None:
+                    rec.emit(
+                        "plan_default" if fallback else "plan_short",
+                        round=round_,
+                        reason=f"the planner failed ({exc})"
+                        + (": running the workflow's default plan" if fallback else ""),
+                    )
             finally:
                 aclose = getattr(source, "aclose", None)
                 if aclose is not None:
@@ -191,10 +209,22 @@ def build_graph(
             )
         else:
             messages = joiner_messages(state["request"], record, rounds[:-1], replans_left)
-            result = await deps.llm.complete(
-                messages, GenerationOptions(purpose="joiner", round=record["round"])
-            )
-            decision = parse_join(result.text)
+            try:
+                result = await deps.llm.complete(
+                    messages, GenerationOptions(purpose="joiner", round=record["round"])
+                )
+                decision = parse_join(result.text)
+            except LLMError as exc:
+                if deps.guard is None:
+                    raise
+                # the workflow concludes from its verdicts: a joiner that fails ends the
+                # planning, not the run
+                decision = JoinDecision(
+                    action="finish",
+                    thought=None,
+                    text=f"(the joiner failed: {exc})",
+                    well_formed=False,
+                )
             blocker = deps.guard.finish_blocker() if deps.guard is not None else None
             if decision.action == "finish" and replans_left > 0 and blocker is not None:
                 overruled = decision.text

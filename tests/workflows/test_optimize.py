@@ -542,3 +542,34 @@ def test_progress_is_plain_lines_as_it_happens_when_the_output_is_a_log(
     assert "best: candidate" in done.stdout.splitlines()[-2] + done.stdout.splitlines()[-1]
     # the steps before planning are log lines on stderr
     assert "profiling the workload" in done.stderr and "planning with" in done.stderr
+
+
+async def test_a_failing_planner_and_joiner_do_not_end_the_run(
+    tmp_path: Path, project: Path
+) -> None:
+    """A planner that fails (a prompt past a small model's context, say) leaves the
+    default plan to run; a failing joiner ends the planning, not the run."""
+    import perfsmith
+    from perfsmith.llm.scripted import ScriptedChatModel
+    from perfsmith.storage.runs import RunStore
+
+    # no planner and no joiner replies: both calls raise LLMError
+    model = ScriptedChatModel({"propose": ["no code"] * 3})
+    db = Database(f"sqlite:///{tmp_path / 'failing.db'}")
+    try:
+        result = await perfsmith.optimize(
+            f"{project}/dupes.py::find_duplicates",
+            llm=model,
+            inputs=f"{project}/inputs.py::generate",
+            rounds=1,
+            database=db,
+            verify_rounds=6,
+        )
+        events = RunStore(db).events(result.run_id)
+    finally:
+        db.close()
+    defaults = [e.payload["reason"] for e in events if e.type == "plan_default"]
+    assert len(defaults) == 1 and defaults[0].startswith("the planner failed (")
+    joins = [e.payload for e in events if e.type == "join"]
+    assert joins[-1]["action"] == "finish" and "the joiner failed" in joins[-1]["text"]
+    assert result.best is not None and result.best.origin.startswith("catalogue:")
