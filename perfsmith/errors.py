@@ -14,10 +14,20 @@ class ConfigError(PerfsmithError):
 class LLMError(PerfsmithError):
     """An LLM call failed for good (after retries, or at once for errors retrying cannot fix)."""
 
-    def __init__(self, message: str, *, attempts: int = 1, status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int = 1,
+        status_code: int | None = None,
+        refused: bool = False,
+    ) -> None:
         super().__init__(message)
         self.attempts = attempts
         self.status_code = status_code
+        # the model was reached and refused this request (a prompt past its context, say):
+        # another request may succeed, unlike an endpoint that cannot be reached
+        self.refused = refused or status_code in (400, 413, 422)
 
 
 class ToolError(PerfsmithError):

@@ -93,7 +93,7 @@ class LocalChatModel:
             prompt = scheduler.engine.encode_chat(chat)
             gen = await scheduler.complete(prompt, params, constraint=constraint)
         except Exception as exc:
-            raise LLMError(f"local model {self.config.model} failed: {exc}") from exc
+            raise LLMError(f"local model {self.config.model} failed: {exc}", refused=True) from exc
         return ChatResult(
             text=gen.text,
             model=self.name,
@@ -117,4 +117,4 @@ class LocalChatModel:
         except LLMError:
             raise
         except Exception as exc:
-            raise LLMError(f"local model {self.config.model} failed: {exc}") from exc
+            raise LLMError(f"local model {self.config.model} failed: {exc}", refused=True) from exc

@@ -149,8 +149,8 @@ def build_graph(
                 # a planner that fails (a prompt past a small model's context, an
                 # endpoint gone) does not end the run when the workflow has a plan of its
                 # own: what streamed so far stands, or the default plan runs
-                if deps.guard is None or fallback:
-                    raise
+                if deps.guard is None or fallback or not exc.refused:
+                    raise  # no plan of its own, or an endpoint that cannot be reached
                 if not unit.records:
                     fallback = True
                     parser = StreamingPlanParser(deps.registry)
@@ -215,7 +215,7 @@ def build_graph(
                 )
                 decision = parse_join(result.text)
             except LLMError as exc:
-                if deps.guard is None:
+                if deps.guard is None or not exc.refused:
                     raise
                 # the workflow concludes from its verdicts: a joiner that fails ends the
                 # planning, not the run

@@ -550,11 +550,19 @@ async def test_a_failing_planner_and_joiner_do_not_end_the_run(
     """A planner that fails (a prompt past a small model's context, say) leaves the
     default plan to run; a failing joiner ends the planning, not the run."""
     import perfsmith
+    from perfsmith.errors import LLMError
+    from perfsmith.llm.base import ChatMessage, GenerationOptions
     from perfsmith.llm.scripted import ScriptedChatModel
     from perfsmith.storage.runs import RunStore
 
-    # no planner and no joiner replies: both calls raise LLMError
-    model = ScriptedChatModel({"propose": ["no code"] * 3})
+    def too_long(messages: list[ChatMessage], options: GenerationOptions) -> str:
+        raise LLMError("the prompt has 2444 tokens; the context is 2048 tokens", refused=True)
+
+    # the planner and the joiner are refused, as a small model's server refuses a prompt
+    # past its context (an endpoint that cannot be reached still ends the run)
+    model = ScriptedChatModel(
+        {"planner": [too_long], "joiner": [too_long], "propose": ["no code"] * 3}
+    )
     db = Database(f"sqlite:///{tmp_path / 'failing.db'}")
     try:
         result = await perfsmith.optimize(
