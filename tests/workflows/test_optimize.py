@@ -71,16 +71,9 @@ def script(tmp_path: Path, proposals: list[str]) -> Path:
     return path
 
 
-def env_for(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "PERFSMITH_HOME": str(tmp_path / "home")}
-
-
-def test_the_faster_candidate_wins_the_wrong_one_is_rejected_and_apply_rewrites(
-    tmp_path: Path, project: Path
-) -> None:
-    spec = script(tmp_path, [fence(WRONG), fence(SLOW), fence(FAST)])
-    original = (project / "dupes.py").read_text()
-    args = [
+def scripted_optimize(project: Path, spec: Path) -> list[str]:
+    """`optimize` on the dupes example with the scripted model, in the process sandbox."""
+    return [
         "optimize",
         f"{project}/dupes.py::find_duplicates",
         "--inputs",
@@ -91,6 +84,20 @@ def test_the_faster_candidate_wins_the_wrong_one_is_rejected_and_apply_rewrites(
         f"scripted:{spec}",
         "--backend",
         "process",
+    ]
+
+
+def env_for(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "PERFSMITH_HOME": str(tmp_path / "home")}
+
+
+def test_the_faster_candidate_wins_the_wrong_one_is_rejected_and_apply_rewrites(
+    tmp_path: Path, project: Path
+) -> None:
+    spec = script(tmp_path, [fence(WRONG), fence(SLOW), fence(FAST)])
+    original = (project / "dupes.py").read_text()
+    args = [
+        *scripted_optimize(project, spec),
         "--verify-rounds",
         "6",
         "--report-dir",
@@ -518,16 +525,7 @@ def test_progress_is_plain_lines_as_it_happens_when_the_output_is_a_log(
     spec = script(tmp_path, [fence(WRONG), fence(SLOW), fence(FAST)])
     done = cli(
         env_for(tmp_path),
-        "optimize",
-        f"{project}/dupes.py::find_duplicates",
-        "--inputs",
-        f"{project}/inputs.py::generate",
-        "--workload",
-        f"{project}/workload.py::run",
-        "--llm",
-        f"scripted:{spec}",
-        "--backend",
-        "process",
+        *scripted_optimize(project, spec),
         "--verify-rounds",
         "4",
         timeout=600,

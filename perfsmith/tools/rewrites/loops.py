@@ -112,7 +112,7 @@ class HoistInvariant:
                 insert_before(tree, point, [guard])
                 done[key] = var
             var = done[key]
-            again = ast.parse(ast.unparse(node), mode="eval").body
+            again = copy.deepcopy(node)  # the original, computed in the loop as before
             replace_node(
                 tree,
                 node,
