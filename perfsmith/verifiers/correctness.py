@@ -235,6 +235,8 @@ async def check_correctness(
 ) -> CorrectnessReport:
     ref_out, ref_error = await run_target(sandbox, reference, inputs, limits)
     if ref_out is None:
+        if ref_error is not None and "perfsmith cannot record" in ref_error:
+            raise InputError(ref_error)  # the wire format's limit, not the reference's fault
         raise InputError(f"the reference itself fails on these inputs: {ref_error}")
     cand_out, cand_error = await run_target(sandbox, candidate, inputs, limits)
     if cand_out is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import dataclass, field
 
 from perfsmith.sandbox.base import Limits, Sandbox
@@ -35,6 +36,21 @@ class Timing:
     flags: list[str] = field(default_factory=list)
     measurement_s: float = 0.0
     peak_mb: tuple[float, float] = (0.0, 0.0)  # reference, candidate
+    # Set when the candidate's calls raised where the reference's did not (or the other
+    # way): its time is not the reference's work, whatever the correctness inputs said.
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class Round:
+    """One side's timing round: what its harness reported and what the outside saw."""
+
+    elapsed_s: float  # the harness's clock over every timed call
+    wall_s: float  # the sandbox run, seen from outside
+    peak_mb: float
+    raised: int = 0  # calls that raised (the function's own behaviour on those inputs)
+    passes: tuple[float, ...] = ()  # the time of each pass over the inputs
+    cold_s: float = 0.0  # calls no earlier call in the process could have answered
 
 
 async def _round(
@@ -45,8 +61,7 @@ async def _round(
     limits: Limits | None,
     *,
     dry: bool = False,
-) -> tuple[float, float, float]:
-    """(time the harness reported, wall time seen outside, peak memory in MB)."""
+) -> Round:
     args = ["time", target.module_file, target.function, str(loops), *(["dry"] if dry else [])]
     result = await run_harness(
         sandbox, target, args, collect="timing.json", inputs=inputs, limits=limits
@@ -56,12 +71,38 @@ async def _round(
             f"timing {target} failed ({result.status.value}): {output_tail(result, 5)}"
         )
     try:
-        elapsed = float(json.loads(result.files["timing.json"])["elapsed_s"])
-    except (ValueError, KeyError, TypeError) as exc:
+        data = json.loads(result.files["timing.json"])
+        elapsed = float(data["elapsed_s"])
+        raised = int(data.get("raised", 0))
+        passes = tuple(float(x) for x in data.get("passes", []))
+        cold = float(data.get("cold_s", 0.0))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise TimingError(f"timing {target} wrote an unreadable time") from exc
     if not math.isfinite(elapsed) or elapsed < 0 or (elapsed == 0 and not dry):
         raise TimingError(f"timing {target} reported an impossible time ({elapsed!r})")
-    return elapsed, result.wall_s, result.max_rss_mb
+    return Round(elapsed, result.wall_s, result.max_rss_mb, raised, passes, cold)
+
+
+def cached_between_calls(rounds: list[tuple[Round, Round]]) -> str | None:
+    """Whether the candidate answers repeated inputs from a cache: in most rounds its first
+    pass over the inputs is over 3x its later passes while the reference's is not (a
+    memo filled by the first pass). Then only cold calls measure its work."""
+    hits = []
+    for ref, cand in rounds:
+        if len(cand.passes) < 3 or len(ref.passes) < 3:
+            continue
+        c_ratio = cand.passes[0] / max(statistics.median(cand.passes[1:]), 1e-9)
+        r_ratio = ref.passes[0] / max(statistics.median(ref.passes[1:]), 1e-9)
+        hits.append((c_ratio > 3.0 and c_ratio > 2.0 * r_ratio, c_ratio, r_ratio))
+    if not hits or sum(h for h, _, _ in hits) * 2 <= len(hits):
+        return None
+    c = statistics.median(x for _, x, _ in hits)
+    r = statistics.median(x for _, _, x in hits)
+    return (
+        f"cache: its first pass over the inputs takes {c:.1f}x its later passes "
+        f"(the reference: {r:.1f}x): repeated inputs are answered from a cache, so only "
+        "calls no earlier call answered are compared"
+    )
 
 
 MIN_ROUNDS = 5
@@ -144,7 +185,7 @@ async def measure_speed(
     one = 0.0
     for seed in (first_seed - 1, first_seed, first_seed + 1)[: 1 + min(2, rounds)]:
         data = await inputs.make(sandbox, [seed], limits)
-        t, _, _ = await _round(sandbox, reference, data, 1, limits)
+        t = (await _round(sandbox, reference, data, 1, limits)).elapsed_s
         if t >= one:
             one, calibration_inputs = t, data
     loops = max(1, math.ceil(target_s / one))
@@ -154,28 +195,40 @@ async def measure_speed(
     overhead: list[float] = []
     baseline_mb: list[float] = []  # peak memory without the calls (inputs, copies)
     for side in (reference, candidate):
-        _, wall, base_mb = await _round(sandbox, side, calibration_inputs, loops, limits, dry=True)
-        overhead.append(wall)
-        baseline_mb.append(base_mb)
+        dry = await _round(sandbox, side, calibration_inputs, loops, limits, dry=True)
+        overhead.append(dry.wall_s)
+        baseline_mb.append(dry.peak_mb)
     ref_times: list[float] = []
     cand_times: list[float] = []
     peaks: tuple[list[float], list[float]] = ([], [])
 
     # Work the timer did not see, per round: (reported, outside) for each side.
     seen: list[tuple[tuple[float, float], tuple[float, float]]] = []
+    pairs: list[tuple[Round, Round]] = []  # (reference, candidate) per round
+    failure: str | None = None
 
     async def one_round(r: int) -> None:
+        nonlocal failure
         round_inputs = await inputs.make(sandbox, [first_seed + r], limits)
         order = [(reference, ref_times, 0), (candidate, cand_times, 1)]
         if r % 2:
             order.reverse()  # A B, B A: drift during a round falls on both sides alike
-        both: list[tuple[float, float]] = [(0.0, 0.0), (0.0, 0.0)]
+        got: dict[int, Round] = {}
         for side, times, idx in order:
-            reported, wall, peak = await _round(sandbox, side, round_inputs, loops, limits)
-            peaks[idx].append(peak)
-            both[idx] = (reported, wall - overhead[idx])
-            times.append(reported)
-        seen.append((both[0], both[1]))
+            got[idx] = res = await _round(sandbox, side, round_inputs, loops, limits)
+            peaks[idx].append(res.peak_mb)
+            times.append(res.elapsed_s)
+        ref, cand = got[0], got[1]
+        seen.append(
+            ((ref.elapsed_s, ref.wall_s - overhead[0]), (cand.elapsed_s, cand.wall_s - overhead[1]))
+        )
+        pairs.append((ref, cand))
+        if failure is None and ref.raised != cand.raised:
+            failure = (
+                f"on the inputs of timing round {r} the candidate's calls raised "
+                f"{cand.raised} time(s) and the reference's {ref.raised}: it does not do "
+                "the reference's work on every input"
+            )
 
     rounds_started = time.perf_counter()
     for r in range(rounds):
@@ -193,6 +246,11 @@ async def measure_speed(
             await one_round(done)
             done += 1
     estimate = paired_speedup(ref_times, cand_times)
+    cache = cached_between_calls(pairs)
+    if cache is not None:
+        cold = [(ref.cold_s, cand.cold_s) for ref, cand in pairs if ref.cold_s and cand.cold_s]
+        estimate = paired_speedup([a for a, _ in cold], [b for _, b in cold])
+        flags.append(cache)
     flags += hidden_work(seen)
     if flags:
         flags = sorted(set(flags))[:3] + ([f"... {len(flags) - 3} more"] if len(flags) > 3 else [])
@@ -206,4 +264,5 @@ async def measure_speed(
         measurement_s=time.perf_counter() - started,
         # What the calls add to the process's peak, beyond the inputs and their copies.
         peak_mb=(max(peaks[0]) - baseline_mb[0], max(peaks[1]) - baseline_mb[1]),
+        failure=failure,
     )

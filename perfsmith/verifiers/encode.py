@@ -64,7 +64,8 @@ def encode(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, int):
         if type(value) is int and abs(value) < 2**53:
             return value
-        return {"~": "int", "v": str(int(value))}
+        # Hex: unlike decimal, not subject to Python's limit on int-to-string digits.
+        return {"~": "int", "x": format(int(value), "x")}
     if isinstance(value, float):
         return (
             _float(float(value))
@@ -122,7 +123,14 @@ def encode(value: Any, _depth: int = 0) -> Any:
     if module == "torch" and hasattr(value, "detach"):
         array = value.detach().cpu().numpy()
         return {"~": "tensor", "device": str(value.device), "v": encode(array, d)}
-    return {"~": "opaque", "t": type(value).__qualname__, "r": repr(value)[:2000]}
+    return {"~": "opaque", "t": type(value).__qualname__, "r": _repr(value)}
+
+
+def _repr(value: Any) -> str:
+    try:
+        return repr(value)[:2000]
+    except Exception as exc:  # a repr that fails (a huge int inside) still leaves a record
+        return f"<repr raised {type(exc).__name__}>"
 
 
 def dumps(value: Any) -> str:
@@ -149,7 +157,7 @@ def decode(tree: Any) -> Any:
         raise ValueError(f"not an encoded value: {str(tree)[:80]}")
     tag = tree["~"]
     if tag == "int":
-        return int(tree["v"])
+        return int(tree["x"], 16) if "x" in tree else int(tree["v"])
     if tag == "float":
         return float(tree["v"])
     if tag == "complex":

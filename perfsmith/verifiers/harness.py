@@ -56,6 +56,9 @@ def read_inputs() -> list[tuple[Any, ...]]:
     return [c[1:] for c in calls] if drop_first else calls
 
 
+RECORD_FAILED = 4  # the exit status when the wire format cannot hold a value
+
+
 def load(path: str, name: str) -> Callable[..., Any]:
     spec = importlib.util.spec_from_file_location("_perfsmith_target", path)
     if spec is None or spec.loader is None:
@@ -166,10 +169,19 @@ def call_once(fn: Callable[..., Any], args: tuple[Any, ...]) -> dict[str, Any]:
         raised = False
     except Exception as exc:  # the reference may raise too: then so must the candidate
         result, raised = exc, True
+    try:
+        encoded_result, encoded_args = wire.encode(result), wire.encode(args)
+    except Exception as exc:  # perfsmith's failure, never the target's
+        print(
+            f"harness: perfsmith cannot record a {type(result).__name__} result: "
+            f"{type(exc).__name__}: {str(exc)[:200]}",
+            file=sys.stderr,
+        )
+        raise SystemExit(RECORD_FAILED) from None
     return {
-        "result": wire.encode(result),
+        "result": encoded_result,
         "raised": raised,
-        "args_after": wire.encode(args),
+        "args_after": encoded_args,
         "leftover": leftovers(),
     }
 
@@ -190,20 +202,55 @@ def time_calls(path: str, name: str, loops: int, dry: bool, clock: bool = True) 
     Without `clock` (instruction counting) no clock is read and nothing is written."""
     fn = load(path, name)
     inputs = read_inputs()
+    n = len(inputs)
     copies = [copy.deepcopy(args) for _ in range(loops) for args in inputs]
+    warm_s = 0.0
     if not dry:  # a dry run is the baseline: no call at all, so no memory from calls
-        fn(*copy.deepcopy(inputs[0]))  # warm-up: first-call caches and lazy imports
+        warm = copy.deepcopy(inputs[0])
+        t0 = _clock() if clock else 0.0
+        try:  # warm-up: first-call caches and lazy imports
+            fn(*warm)
+        except Exception:
+            pass
+        warm_s = _clock() - t0 if clock else 0.0
+    # Inputs on which the function raises are part of its behaviour (correctness compares
+    # the exceptions), so their calls are timed like the others and counted.
+    raised = 0
+    passes: list[float] = []  # the time of each pass over the inputs
+    first_call = 0.0
     gc.collect()
     gc.disable()
     start = _clock() if clock else 0.0
     if not dry:
-        for args in copies:
-            fn(*args)
+        mark = start
+        for i, args in enumerate(copies):
+            try:
+                fn(*args)
+            except Exception:
+                raised += 1
+            if clock and i == 0:
+                first_call = _clock()
+            if clock and (i + 1) % n == 0:
+                now = _clock()
+                passes.append(now - mark)
+                mark = now
     elapsed = _clock() - start if clock else 0.0
     gc.enable()
     if not clock:
         return
-    Path("timing.json").write_text(json.dumps({"elapsed_s": elapsed, "calls": len(copies)}))
+    Path("timing.json").write_text(
+        json.dumps(
+            {
+                "elapsed_s": elapsed,
+                "calls": len(copies),
+                "raised": raised,
+                "passes": passes[:64],
+                # The first pass without its first input (which the warm-up already
+                # called), and the warm-up call: cold calls, whatever the function caches.
+                "cold_s": (start + passes[0] - first_call) if n > 1 and passes else warm_s,
+            }
+        )
+    )
 
 
 def main() -> None:

@@ -115,6 +115,17 @@ async def verify(
         sandbox, reference, candidate, inputs, rounds=rounds, threshold=threshold
     )
     est = timing.estimate
+    if timing.failure is not None:
+        return VerifyResult(
+            correct=False,
+            failure=timing.failure,
+            verdict="incorrect",
+            speedup=None,
+            ci=None,
+            n_inputs=report.n_inputs,
+            mode=mode,
+            details=details,
+        )
     details.update(
         reference_peak_mb=round(timing.peak_mb[0], 3),
         candidate_peak_mb=round(timing.peak_mb[1], 3),

@@ -47,6 +47,18 @@ CANDIDATES = {
         "_main._clock = lambda: next(_ticks) * 1e-7\n" + REFERENCE
     ),
     "zero_clock": "import sys\nsys.modules['__main__']._clock = lambda: 0.0\n" + REFERENCE,
+    # Answers repeated inputs from a memo kept in a default argument (no module state for
+    # the static checks to see): only the first pass over the inputs does the work.
+    "memo": (
+        "def dedupe(items, _memo={}):\n    key = tuple(items)\n    if key not in _memo:\n"
+        "        out = []\n        for x in items:\n            if x not in out:\n"
+        "                out.append(x)\n        _memo[key] = out\n    return list(_memo[key])\n"
+    ),
+    # Correct on small seeds, raises (fast) on the timing rounds' inputs.
+    "dodge": (
+        "def dedupe(items):\n    if len(items) > 1000:\n        raise ValueError('too long')\n"
+        "    return list(dict.fromkeys(items))\n"
+    ),
     "hungry": REFERENCE.replace("    return out", '    hog = b"x" * (200 * 2**20)\n    return out'),
 }
 
@@ -160,3 +172,37 @@ def test_hidden_work_is_flagged_when_most_rounds_show_it_not_for_one_slow_start(
     # the machine, not the candidate: the reference missed as much in the same rounds
     loaded = ((0.10, 0.30), (0.01, 0.21))
     assert hidden_work([loaded] * 4) == []
+
+
+async def test_a_memo_across_calls_earns_no_speedup(sandbox: Sandbox, files: Path) -> None:
+    memo = await timing(sandbox, files, "memo", rounds=6, target_s=0.1)
+    assert memo.loops >= 3
+    assert any(f.startswith("cache:") for f in memo.flags), memo.flags
+    assert memo.verdict != "faster" and memo.estimate.speedup < 1.3, memo.estimate
+    fast = await timing(sandbox, files, "fast", rounds=5)
+    assert not any(f.startswith("cache:") for f in fast.flags), fast.flags
+
+
+GROWING = """
+import random
+
+def inputs(seed):
+    rng = random.Random(seed)
+    n = 300 if seed < 100 else 1500  # the correctness seeds small, the timing seeds large
+    return [([rng.randrange(400) for _ in range(n)],) for _ in range(2)]
+"""
+
+
+async def test_calls_that_raise_only_where_the_reference_does_not_fail_timing(
+    sandbox: Sandbox, files: Path
+) -> None:
+    (files / "growing.py").write_text(GROWING)
+    result = await measure_speed(
+        sandbox,
+        parse_target(f"{files}/ref.py::dedupe"),
+        parse_target(f"{files}/dodge.py::dedupe"),
+        GeneratedInputs(parse_target(f"{files}/growing.py::inputs")),
+        rounds=5,
+        target_s=0.05,
+    )
+    assert result.failure is not None and "raised" in result.failure, result

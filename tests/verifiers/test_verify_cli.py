@@ -178,3 +178,67 @@ def test_workload_calls_are_replayed_as_inputs(work: Path) -> None:
         "--json",
     )
     assert code == 0 and data is not None and data["verdict"] == "incorrect", err
+
+
+SIGNED = (
+    "def total(values):\n    if any(v < 0 for v in values):\n"
+    "        raise ValueError('negative value')\n"
+    "    out = 0\n    for v in values:\n        out = out + sum([v])\n    return out\n"
+)
+SIGNED_FAST = (
+    "def total(values):\n    if any(v < 0 for v in values):\n"
+    "        raise ValueError('negative value')\n    return sum(values)\n"
+)
+SIGNED_GEN = (
+    "import random\ndef gen(seed):\n    r = random.Random(seed)\n"
+    "    return [([r.randrange(-5 if i % 3 == 0 else 0, 100) for _ in range(3000)],)"
+    " for i in range(6)]\n"
+)
+
+
+def test_a_reference_that_raises_on_some_inputs_gets_a_verdict(work: Path) -> None:
+    (work / "signed.py").write_text(SIGNED)
+    (work / "signed_fast.py").write_text(SIGNED_FAST)
+    (work / "signed_gen.py").write_text(SIGNED_GEN)
+    code, data, err = run(
+        work,
+        f"{work}/signed.py::total",
+        f"{work}/signed_fast.py::total",
+        "--inputs",
+        f"{work}/signed_gen.py::gen",
+        "--json",
+    )
+    assert code == 0, err
+    assert data is not None and data["correct"] is True and data["verdict"] == "faster", data
+    assert "Traceback" not in err
+
+
+BIG = (
+    "def sum_product(numbers):\n    total, product = 0, 1\n    for n in numbers:\n"
+    "        total += n\n        product *= n\n    return total, product\n"
+)
+BIG_FAST = "import math\ndef sum_product(numbers):\n    return sum(numbers), math.prod(numbers)\n"
+BIG_WRONG = (
+    "import math\ndef sum_product(numbers):\n"
+    "    return sum(numbers), math.prod(numbers) + (len(numbers) > 1500)\n"
+)
+BIG_GEN = (
+    "import random\ndef gen(seed):\n    r = random.Random(seed)\n"
+    "    return [([r.randrange(10**6, 10**7) for _ in range(2000)],) for _ in range(3)]\n"
+)
+
+
+def test_results_past_the_int_string_limit_are_compared(work: Path) -> None:
+    # Products of 2,000 seven-digit numbers have about 13,000 digits: past Python's
+    # 4,300-digit limit on turning ints into decimal strings.
+    (work / "big.py").write_text(BIG)
+    (work / "big_fast.py").write_text(BIG_FAST)
+    (work / "big_wrong.py").write_text(BIG_WRONG)
+    (work / "big_gen.py").write_text(BIG_GEN)
+    target, gen = f"{work}/big.py::sum_product", f"{work}/big_gen.py::gen"
+    code, data, err = run(work, target, f"{work}/big_fast.py::sum_product", "--inputs", gen, "--json")
+    assert code == 0, err
+    assert data is not None and data["correct"] is True, data
+    code, data, err = run(work, target, f"{work}/big_wrong.py::sum_product", "--inputs", gen, "--json")
+    assert code == 0, err
+    assert data is not None and data["correct"] is False and "input #0" in str(data["failure"])
