@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import os
 import posixpath
 import sys
 from collections.abc import Mapping, Sequence
@@ -61,6 +62,9 @@ class Limits(BaseModel):
     file_size_mb: int = Field(default=64, ge=1, description="largest single file")
     disk_mb: int = Field(default=256, ge=1, description="all files in the working directory")
     open_files: int = Field(default=256, ge=16)
+    files: int = Field(
+        default=20_000, ge=16, description="files and directories the run may create"
+    )
 
 
 class SandboxResult(BaseModel):
@@ -194,6 +198,14 @@ def parse_report(data: bytes) -> dict[str, float] | None:
         return {"status": int(status), "cpu_s": float(cpu), "max_rss_kb": float(rss)}
     except ValueError:
         return None
+
+
+def agrees(report: dict[str, float], launcher_code: int) -> bool:
+    """Whether the launcher's own exit code (code, or 128 + signal) matches the command's
+    wait status it reported."""
+    reported = os.waitstatus_to_exitcode(int(report["status"]))
+    expected = reported if reported >= 0 else 128 - reported
+    return launcher_code == expected
 
 
 def classify_exit(

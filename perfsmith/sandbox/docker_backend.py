@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import io
 import json
 import os
@@ -35,14 +36,22 @@ from perfsmith.sandbox.base import (
     SandboxError,
     SandboxResult,
     Status,
+    agrees,
     base_environment,
     make_result,
     parse_report,
 )
-from perfsmith.sandbox.confine import ADDR_NO_RANDOMIZE, DENIED_SYSCALLS
+from perfsmith.sandbox.confine import (
+    ADDR_NO_RANDOMIZE,
+    DENIED_SYSCALLS,
+    ENOSYS,
+    NAMESPACE_FLAGS,
+)
 from perfsmith.sandbox.files import collect_files, place_files
 from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir, runtime_paths
 
+NAMESPACE_FLAG_BITS = [1 << i for i in range(32) if NAMESPACE_FLAGS >> i & 1]
+_SIGNALS = {int(sig) for sig in signal.Signals}
 IMAGE_REPO = "perfsmith-sandbox"
 SANDBOX_UID = 65534
 _runs = count(1)
@@ -132,14 +141,37 @@ def _rootfs_tar() -> bytes:
     return buf.getvalue()
 
 
+# Kernel objects that outlive a process inside one container's IPC namespace, which every
+# run in a warm container shares: System V shared memory, semaphores, message queues and
+# POSIX message queues. Refused, so that no run can leave state for the next.
+CROSS_RUN_IPC = ["shmget", "semget", "msgget", "mq_open"]
+
+
 def _seccomp_profile() -> str:
     """The engine's seccomp profile: the same syscalls denied as in the process backend
-    (tracing, mounts, namespaces, modules, keys, eBPF, perf), EPERM for each."""
+    (tracing, mounts, namespaces, modules, keys, eBPF, perf, io_uring), clone() with any
+    namespace flag, clone3() as not implemented (its flags are out of a filter's reach;
+    the C library falls back to clone), and the IPC objects that outlive a run."""
+    clone_rules = [
+        {
+            "names": ["clone"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": 1,
+            "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
+        }
+        for flag in NAMESPACE_FLAG_BITS
+    ]
     return json.dumps(
         {
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [
-                {"names": sorted(DENIED_SYSCALLS), "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                {
+                    "names": sorted(DENIED_SYSCALLS | set(CROSS_RUN_IPC)),
+                    "action": "SCMP_ACT_ERRNO",
+                    "errnoRet": 1,
+                },
+                {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS},
+                *clone_rules,
                 {  # personality() only to turn address randomization off
                     "names": ["personality"],
                     "action": "SCMP_ACT_ERRNO",
@@ -175,16 +207,44 @@ def build_image(*, force: bool = False) -> str:
         client.close()
 
 
+# The box's space on the host: `space` is /sandbox (the runs' folders and reports), `tmp`
+# and `shm` are /tmp and /dev/shm, out of /sandbox's sight.
+SPACE = "space"
+PRIVATE_DIRS = {"tmp": "/tmp", "shm": "/dev/shm"}
+
+
 class _Box:
     """One warm container and its working space on the host (a tmpfs of the run's disk
-    limit when perfsmith runs as root), mounted at /sandbox."""
+    limit when perfsmith runs as root), mounted at /sandbox; its /tmp and /dev/shm are
+    folders of that space, emptied after every run. As root, perfsmith holds a lock on
+    the space's `.alive` file for the box's life: the container's main process waits for
+    it, so when perfsmith dies, by any signal, the container ends with every process in
+    it."""
 
-    def __init__(self, container: Any, host_dir: str, mounted: bool) -> None:
+    def __init__(self, container: Any, host_dir: str, mounted: bool, alive: int | None) -> None:
         self.container = container
         self.id: str = container.id
         self.host_dir = host_dir
+        self.space = os.path.join(host_dir, SPACE)
         self.mounted = mounted
+        self.alive = alive  # the locked file descriptor, or None
         self.procs_file: str | None = None
+
+    def clear_private(self) -> None:
+        """Empty /tmp and /dev/shm: nothing a run wrote there reaches the next."""
+        for name in PRIVATE_DIRS:
+            top = os.path.join(self.host_dir, name)
+            try:
+                entries = os.listdir(top)
+            except OSError:
+                continue
+            for entry in entries:
+                path = os.path.join(top, entry)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
 
 
 def _alive(pid: int) -> bool:
@@ -237,23 +297,36 @@ def _uid_of(pid: int) -> int | None:
     return None
 
 
-def _host_space(disk_mb: int) -> tuple[str, bool]:
+def _host_space(limits: Limits) -> tuple[str, bool, int | None]:
+    """The box's space: a root-owned tmpfs (as root) of the disk and file limits, holding
+    /tmp and /dev/shm and the runs' folders, and the locked `.alive` file."""
     host_dir = tempfile.mkdtemp(prefix="docker-", dir=launcher_dir())
-    if os.geteuid() != 0:
-        os.chmod(host_dir, 0o777)
-        return host_dir, False
-    libc = ctypes.CDLL(None, use_errno=True)
-    opts = f"size={disk_mb}m,uid={SANDBOX_UID},gid={SANDBOX_UID},mode=0755".encode()
-    if libc.mount(b"tmpfs", host_dir.encode(), b"tmpfs", 2 | 4, opts) != 0:  # nosuid, nodev
-        err = ctypes.get_errno()
-        raise SandboxError(f"cannot mount the sandbox's tmpfs: {os.strerror(err)}")
-    return host_dir, True
+    root = os.geteuid() == 0
+    if root:
+        libc = ctypes.CDLL(None, use_errno=True)
+        opts = f"size={limits.disk_mb}m,nr_inodes={limits.files},mode=0755".encode()
+        if libc.mount(b"tmpfs", host_dir.encode(), b"tmpfs", 2 | 4, opts) != 0:  # nosuid, nodev
+            err = ctypes.get_errno()
+            raise SandboxError(f"cannot mount the sandbox's tmpfs: {os.strerror(err)}")
+    os.mkdir(os.path.join(host_dir, SPACE))
+    os.chmod(os.path.join(host_dir, SPACE), 0o755 if root else 0o777)
+    for name in PRIVATE_DIRS:
+        os.mkdir(os.path.join(host_dir, name))
+        os.chmod(os.path.join(host_dir, name), 0o1777)
+    if not root:
+        return host_dir, False, None
+    alive = os.open(os.path.join(host_dir, SPACE, ".alive"), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(alive, fcntl.LOCK_EX)
+    return host_dir, True, alive
 
 
 def _release_space(box: _Box) -> None:
     if box.mounted:
         ctypes.CDLL(None, use_errno=True).umount2(box.host_dir.encode(), 2)  # MNT_DETACH
     shutil.rmtree(box.host_dir, ignore_errors=True)
+    if box.alive is not None:
+        os.close(box.alive)
+        box.alive = None
 
 
 class DockerSandbox:
@@ -286,23 +359,32 @@ class DockerSandbox:
                 c.remove(force=True)
             host_dir = c.labels.get("perfsmith.host_dir")
             if host_dir and Path(host_dir).parent == launcher_dir():
-                _release_space(_Box(c, host_dir, mounted=os.path.ismount(host_dir)))
+                _release_space(_Box(c, host_dir, os.path.ismount(host_dir), None))
 
     def _create(self, limits: Limits) -> _Box:
-        host_dir, mounted = _host_space(limits.disk_mb)
+        host_dir, mounted, alive = _host_space(limits)
         volumes = {p: {"bind": p, "mode": "ro"} for p in ["/usr", *runtime_paths()]}
         _, launcher = launcher_command(inside=True)
         volumes[str(launcher)] = {"bind": f"{INSIDE_DIR}/{launcher.name}", "mode": "ro"}
-        volumes[host_dir] = {"bind": "/sandbox", "mode": "rw"}
+        volumes[os.path.join(host_dir, SPACE)] = {"bind": "/sandbox", "mode": "rw"}
+        for name, inside in PRIVATE_DIRS.items():
+            volumes[os.path.join(host_dir, name)] = {"bind": inside, "mode": "rw"}
+        # The main process waits for perfsmith's lock on `.alive` (root-only) and ends
+        # the container when perfsmith is gone; without the lock (not root), it sleeps.
+        main = (
+            ["/usr/bin/flock", "-s", "/sandbox/.alive", "/usr/bin/true"]
+            if alive is not None and os.path.exists("/usr/bin/flock")
+            else ["/usr/bin/sleep", "infinity"]
+        )
         mb = limits.memory_mb
         container = self.client.containers.create(
             self.image,
-            command=["/usr/bin/sleep", "infinity"],
+            command=main,
             init=True,
             network_mode="none",
             read_only=True,
-            # init and its sleep run as (capability-less) root, so the sandbox user's
-            # kill(-1) cannot end the container; every run execs as the sandbox user.
+            # init and its main process run as (capability-less) root, so the sandbox
+            # user's kill(-1) cannot end the container; every run execs as that user.
             user="0:0",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges", f"seccomp={_seccomp_profile()}"],
@@ -310,7 +392,6 @@ class DockerSandbox:
             mem_limit=f"{mb + 64}m",  # + the launcher's interpreter
             memswap_limit=f"{mb + 64}m",
             nano_cpus=int((os.cpu_count() or 1) * 1e9),
-            tmpfs={"/tmp": f"size={limits.disk_mb}m,mode=1777"},
             volumes=volumes,
             working_dir="/sandbox",
             labels={
@@ -320,7 +401,7 @@ class DockerSandbox:
             },
             environment={"PATH": SAFE_PATH},
         )
-        box = _Box(container, host_dir, mounted)
+        box = _Box(container, host_dir, mounted, alive)
         try:
             container.start()
             container.reload()
@@ -431,8 +512,13 @@ class DockerSandbox:
         workdir = f"/sandbox/{run_dir}"
         report = f"/sandbox/.{run_dir}.report"
         api = self.client.api
-        host_run = os.path.join(box.host_dir, run_dir)
+        host_run = os.path.join(box.space, run_dir)
         os.mkdir(host_run)
+        host_report = os.path.join(box.space, f".{run_dir}.report")
+        if box.mounted:  # the space is root's: the run's folder and report are the user's
+            os.chown(host_run, SANDBOX_UID, SANDBOX_UID)
+            os.close(os.open(host_report, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.chown(host_report, SANDBOX_UID, SANDBOX_UID)
         place_files(host_run, files, owner=SANDBOX_UID if box.mounted else None)
         if not box.mounted:
             for dirpath, dirs, _ in os.walk(host_run):
@@ -491,15 +577,22 @@ class DockerSandbox:
         code = api.exec_inspect(exec_id).get("ExitCode")
         # Leftovers (daemons, orphans) die before anything is read or the box is reused.
         self._kill_all(box)
-        usage = _read_report(os.path.join(box.host_dir, f".{run_dir}.report"))
+        box.clear_private()
+        usage = _read_report(host_report)
+        if usage is not None and code is not None and not agrees(usage, code):
+            usage = None  # not the launcher's: its exit status (the engine's) decides
+            if not verdict:
+                verdict.append((Status.KILLED, "the command forged the sandbox's report"))
         collected = collect_files(host_run, collect, limits.file_size_mb * 1024 * 1024)
         shutil.rmtree(host_run, ignore_errors=True)
         with contextlib.suppress(OSError):
-            os.unlink(os.path.join(box.host_dir, f".{run_dir}.report"))
+            os.unlink(host_report)
         cpu_s = float(usage["cpu_s"]) if usage else 0.0
         rss = float(usage["max_rss_kb"]) / 1024 if usage else 0.0
         if usage is not None:
             code = os.waitstatus_to_exitcode(int(usage["status"]))
+        elif code is not None and code > 128 and code - 128 in _SIGNALS:
+            code = -(code - 128)  # the launcher gives death by signal N as 128 + N
         return make_result(
             backend=self.name,
             limits=limits,

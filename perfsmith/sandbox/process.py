@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import selectors
@@ -31,6 +32,7 @@ from perfsmith.sandbox.base import (
     SandboxError,
     SandboxResult,
     Status,
+    agrees,
     base_environment,
     make_result,
     parse_report,
@@ -38,10 +40,12 @@ from perfsmith.sandbox.base import (
 from perfsmith.sandbox.files import collect_files, place_files
 from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir, runtime_paths
 
+log = logging.getLogger(__name__)
 _uids_lock = threading.Lock()
 _uids_in_use: set[int] = set()
 UID_BASE, UID_SPAN = 200_000, 100_000
 FIXED_WORKDIR = "/tmp/sandbox"  # where the working directory appears, as root
+PRIVATE_TMP, PRIVATE_SHM = ".tmp", ".shm"  # under bwrap: /tmp and /dev/shm
 
 
 def _allocate_uid() -> int:
@@ -58,22 +62,62 @@ def _release_uid(uid: int) -> None:
         _uids_in_use.discard(uid)
 
 
-def _dir_size(root: str, limit: int) -> int:
-    total = 0
+def _dir_usage(root: str, byte_limit: int, entry_limit: int) -> tuple[int, int]:
+    """Bytes (allocated blocks) and entries under `root`, counted until either limit."""
+    total = entries = 0
     stack = [root]
     while stack:
         try:
             with os.scandir(stack.pop()) as it:
                 for e in it:
+                    entries += 1
                     if e.is_dir(follow_symlinks=False):
                         stack.append(e.path)
                     elif e.is_file(follow_symlinks=False):
                         total += e.stat(follow_symlinks=False).st_blocks * 512
-                    if total > limit:
-                        return total
+                    if total > byte_limit or entries > entry_limit:
+                        return total, entries
         except OSError:
             continue
-    return total
+    return total, entries
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+RUN_PREFIX = "run-"
+
+
+def remove_stale_runs(root: str | None) -> list[str]:
+    """Working directories of runs whose perfsmith process is gone (killed with -9):
+    named run-<pid>-..., removed at the next start. Returns what was removed."""
+    base = root or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return []
+    for name in names:
+        parts = name.split("-")
+        if len(parts) < 3 or parts[0] + "-" != RUN_PREFIX or not parts[1].isdigit():
+            continue
+        path = os.path.join(base, name)
+        try:
+            if os.stat(path).st_uid != os.geteuid():
+                continue
+        except OSError:
+            continue
+        if not _alive(int(parts[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _workdir_root(is_root: bool) -> str | None:
@@ -123,7 +167,9 @@ class ProcessSandbox:
         if bubblewrap and self.bwrap is None:
             raise SandboxError("bubblewrap is not installed (Debian: apt-get install bubblewrap)")
         self._seccomp = confine.seccomp_program()
-        self._pid_namespace = not self.is_root
+        stale = remove_stale_runs(_workdir_root(self.is_root))
+        if stale:
+            log.info("removed %d working directories of dead runs", len(stale))
 
     @property
     def name(self) -> str:
@@ -165,10 +211,16 @@ class ProcessSandbox:
         env: dict[str, str],
         stdin: bytes | None,
     ) -> SandboxResult:
-        workdir = tempfile.mkdtemp(prefix="run-", dir=_workdir_root(self.is_root))
+        workdir = tempfile.mkdtemp(
+            prefix=f"{RUN_PREFIX}{os.getpid()}-", dir=_workdir_root(self.is_root)
+        )
         uid = _allocate_uid() if self.is_root else None
         try:
             place_files(workdir, files, owner=uid)
+            if self.bwrap:
+                for private in (PRIVATE_TMP, PRIVATE_SHM):
+                    os.mkdir(os.path.join(workdir, private))
+                    os.chmod(os.path.join(workdir, private), 0o1777)
             return self._execute(command, workdir, uid, limits, collect, env, stdin)
         finally:
             if uid is not None:
@@ -184,23 +236,9 @@ class ProcessSandbox:
         self, command: list[str], workdir: str, seccomp_fd: int | None, limits: Limits
     ) -> list[str]:
         assert self.bwrap is not None
-        # As root every run has its own uid, and everything it leaves is killed by uid, so
-        # no pid namespace is needed, and without one bwrap's rusage includes the command.
-        # Otherwise a pid namespace contains leftovers and a launcher reports the rusage.
-        unshare = (
-            ["--unshare-all"]
-            if self._pid_namespace
-            else [
-                "--unshare-user",
-                "--unshare-ipc",
-                "--unshare-net",
-                "--unshare-uts",
-                "--unshare-cgroup-try",
-            ]
-        )
         args = [
             self.bwrap,
-            *unshare,
+            "--unshare-all",
             "--die-with-parent",
             "--new-session",
             "--cap-drop",
@@ -233,39 +271,59 @@ class ProcessSandbox:
             "/proc",
             "--dev",
             "/dev",
-            "--size",
-            str(limits.disk_mb * 1024 * 1024),
-            "--tmpfs",
+            # /tmp and /dev/shm are folders of the working directory: the watch on its
+            # bytes and files covers them, and they go with it.
+            "--bind",
+            f"{workdir}/{PRIVATE_TMP}",
             "/tmp",
+            "--bind",
+            f"{workdir}/{PRIVATE_SHM}",
+            "/dev/shm",
         ]
         for path in runtime_paths():
             args += ["--ro-bind-try", path, path]
         _, launcher = launcher_command(inside=True)
         args += ["--ro-bind", str(launcher), f"{INSIDE_DIR}/{launcher.name}"]
         args += ["--bind", workdir, "/sandbox", "--chdir", "/sandbox"]
+        # bwrap's own root (a tmpfs holding the mount points) read-only: only the binds
+        # above are writable.
+        args += ["--remount-ro", "/dev", "--remount-ro", "/"]
         if seccomp_fd is not None:
             args += ["--seccomp", str(seccomp_fd)]
         return [*args, "--", *command]
 
     def _preexec(self, uid: int | None, limits: Limits, workdir: str) -> Callable[[], None]:
+        """Runs in the child before exec. As root: namespaces (PID included), a read-only
+        view of every mount with private /tmp, /var/tmp and /dev/shm, and the limits; the
+        launcher (root, out of the command's reach) drops to `uid` and installs the
+        filter in the command's process only. Not as root: the limits and the filter."""
         bwrap = self.bwrap is not None
         program = self._seccomp
         runtime = runtime_paths()
         stage = _stage_dir() if uid is not None else ""
 
         def setup() -> None:
-            confine.die_with_parent()
             if uid is not None:
-                # Also under bwrap: bwrap runs as the run's uid and must see the runtime.
-                confine.private_namespaces(tmp_mb=limits.disk_mb, expose=runtime, stage=stage)
-                if not bwrap:
+                # Also under bwrap (which makes its own PID namespace): bwrap runs as the
+                # run's uid and must see the runtime.
+                confine.private_namespaces(
+                    tmp_mb=limits.disk_mb,
+                    inodes=limits.files,
+                    expose=runtime,
+                    stage=stage,
+                    pid_namespace=not bwrap,
+                )
+                if bwrap:
+                    confine.bind_writable(workdir, workdir)  # for bwrap to bind it on
+                else:
                     # The same path every run (as under bwrap): paths end up in hashed
                     # strings, and repeatable runs need repeatable hashes.
                     confine.bind_workdir(workdir, FIXED_WORKDIR)
             confine.apply_limits(limits, per_uid_processes=uid is not None)
-            if uid is not None:
+            if uid is not None and bwrap:
                 confine.drop_privileges(uid)
-            if not bwrap and program is not None:
+            confine.die_with_parent()  # after any uid change, which would clear it
+            if uid is None and not bwrap and program is not None:
                 confine.install_seccomp(program)
 
         return setup
@@ -281,7 +339,8 @@ class ProcessSandbox:
         stdin: bytes | None,
     ) -> SandboxResult:
         seccomp_r = seccomp_w = None
-        if self.bwrap and self._seccomp is not None:
+        confined = uid is not None and not self.bwrap  # the launcher drops to the uid
+        if (self.bwrap or confined) and self._seccomp is not None:
             seccomp_r, seccomp_w = os.pipe()
             os.write(seccomp_w, self._seccomp)
             os.close(seccomp_w)
@@ -291,6 +350,10 @@ class ProcessSandbox:
         # pid namespace would miss the command's CPU time.
         report_r, report_w = os.pipe()
         extra_env = {"PERFSMITH_REPORT_FD": str(report_w)}
+        if confined:
+            extra_env["PERFSMITH_UID"] = str(uid)
+            if seccomp_r is not None:
+                extra_env["PERFSMITH_SECCOMP_FD"] = str(seccomp_r)
         prefix, _ = launcher_command(inside=self.bwrap is not None)
         if self.bwrap:
             argv = self._bwrap_command([*prefix, *command], workdir, seccomp_r, limits)
@@ -330,11 +393,17 @@ class ProcessSandbox:
         code = os.waitstatus_to_exitcode(status_word)
         proc.returncode = code  # reaped here: keep Popen from waiting again
         report = _read_report(report_r)
+        if report is not None and not agrees(report, code):
+            # The launcher's exit mirrors the command's: a report that says otherwise was
+            # not written by the launcher. The kernel's wait status decides.
+            log.warning("sandbox: a report (%s) contradicts the exit status %d", report, code)
+            report = None
+            verdict = verdict or (Status.KILLED, "the command forged the sandbox's report")
         if report is not None:
             cpu, rss = report["cpu_s"], report["max_rss_kb"] / 1024
             code = os.waitstatus_to_exitcode(int(report["status"]))
-        elif self.bwrap and code > 128 and code - 128 in _SIGNALS:
-            code = -(code - 128)  # bwrap reports its child's death by signal N as 128 + N
+        elif code > 128 and code - 128 in _SIGNALS:
+            code = -(code - 128)  # the launcher and bwrap give death by signal N as 128 + N
         if verdict is None and report is None and code == -signal.SIGKILL:
             verdict = (Status.KILLED, "the command killed the sandbox's supervisor")
         return make_result(
@@ -387,10 +456,13 @@ class ProcessSandbox:
                     )
             if verdict is None and now > deadline:
                 verdict = (Status.TIMEOUT, f"wall-clock limit of {limits.wall_s:g} s")
-            if verdict is None and not self.bwrap and now >= next_disk_check:
+            if verdict is None and now >= next_disk_check:
                 next_disk_check = now + 0.05
-                if _dir_size(workdir, disk_limit) > disk_limit:
+                size, entries = _dir_usage(workdir, disk_limit, limits.files)
+                if size > disk_limit:
                     verdict = (Status.OUTPUT_EXCEEDED, f"files over {limits.disk_mb} MB")
+                elif entries > limits.files:
+                    verdict = (Status.OUTPUT_EXCEEDED, f"more than {limits.files} files")
             if verdict is not None:
                 break
             if exited_at is None and _has_exited(proc.pid):

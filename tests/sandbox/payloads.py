@@ -42,6 +42,53 @@ def p(name: str, code: str, *statuses: str, **kw: Any) -> Payload:
 
 DONE = "print('PAYLOAD-DONE', flush=True)\n"
 
+# Every directory a run can create a file in, found by trying: the mount points, the usual
+# shared places, and a walk of the tree (two levels, /proc, /sys and /usr aside).
+WRITABLE = """
+def writable_dirs():
+    seen, found = set(), []
+    dirs = []
+    for line in open('/proc/self/mountinfo'):
+        dirs.append(line.split()[4].replace('\\\\040', ' '))
+    for top in os.listdir('/'):
+        base = '/' + top
+        if base in ('/proc', '/sys', '/usr') or not os.path.isdir(base):
+            continue
+        dirs.append(base)
+        try:
+            for sub in os.listdir(base):
+                path = os.path.join(base, sub)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    dirs.append(path)
+                    try:
+                        dirs += [os.path.join(path, x) for x in os.listdir(path)][:200]
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+    dirs += ['/run/lock', '/var/lock', '/dev/shm', '/dev/mqueue', '/tmp', '/var/tmp', '.']
+    for d in dirs:
+        real = os.path.realpath(d)
+        if real in seen or real.startswith(('/proc', '/sys')) or not os.path.isdir(real):
+            continue
+        seen.add(real)
+        probe = os.path.join(real, TOKEN + '-probe')
+        try:
+            with open(probe, 'w') as f:
+                f.write('x')
+            os.unlink(probe)
+            found.append(real)
+        except OSError:
+            pass
+    return found
+
+
+def private(d):
+    here = os.path.realpath('.')
+    return any(d == top or d.startswith(top + '/') for top in ('/tmp', '/var/tmp', '/dev/shm', here))
+"""
+
+
 PAYLOADS: list[Payload] = [
     p(
         "fork_bomb",
@@ -195,7 +242,8 @@ PAYLOADS: list[Payload] = [
         "attempt('killed the host test process', lambda: os.kill(int(open('hostpid').read()), 9))\n"
         "try:\n    os.kill(os.getppid(), signal.SIGKILL)  # its own jailer at most\nexcept OSError:\n"
         "    pass\n"
-        "attempt('killed init', lambda: os.kill(1, signal.SIGKILL))\n"
+        # PID 1 is the run's own init (a PID namespace): refused, or ignored by the kernel
+        "try:\n    os.kill(1, signal.SIGKILL)\nexcept OSError:\n    pass\n"
         "print('PAYLOAD-DONE', flush=True)\n"
         "os.kill(-1, signal.SIGKILL)  # allowed on its own processes; the host must survive\n",
         "ok",
@@ -315,4 +363,157 @@ PAYLOADS: list[Payload] = [
         "ok",
         expect_stdout="PAYLOAD-DONE",
     ),
+    # -- no state shared with the host or later runs -------------------------------------
+    p(
+        "writable_host_dirs",
+        WRITABLE + "for d in writable_dirs():\n"
+        "    if not private(d):\n        escaped(f'wrote into {d}')\n" + DONE,
+        "ok",
+        expect_stdout="PAYLOAD-DONE",
+        limits={"wall_s": 20, "cpu_s": 20},
+    ),
+    p(
+        "run_lock_cache",
+        "for d in ('/run/lock', '/var/lock', '/run', '/var/crash', '/var/mail', '/var/spool',"
+        " '/var/cache', '/var/lib', '/home', '/opt', '/srv', '/mnt', '/media', '/etc'):\n"
+        "    def put(d=d):\n"
+        "        with open(os.path.join(d, TOKEN + '-cache'), 'w') as f:\n"
+        "            f.write('cached')\n"
+        "        os.unlink(os.path.join(d, TOKEN + '-cache'))\n"
+        "    attempt(f'cached a result in {d}', put)\n" + DONE,
+        "ok",
+        expect_stdout="PAYLOAD-DONE",
+    ),
+    # -- the supervisor's report ----------------------------------------------------------
+    p(
+        "forge_report_by_memory",
+        "def forge():\n"
+        "    with open(f'/proc/{os.getppid()}/mem', 'r+b') as f:\n"
+        "        f.seek(0x400000)\n        f.write(b'0 0.0 0')\n"
+        "attempt('wrote into its supervisor\\'s memory', forge)\n"
+        "attempt('read its supervisor\\'s memory', "
+        "lambda: open(f'/proc/{os.getppid()}/mem', 'rb').read(1))\n"
+        "ctypes.string_at(0)  # then crash: the verdict must say so\n",
+        "killed",
+    ),
+    p(
+        "forge_report_by_fd",
+        "for fd in range(3, 256):\n"
+        "    try:\n        os.write(fd, b'0 0.0 1')\n    except OSError:\n        pass\n"
+        # a daemon keeps rewriting any report file it can reach after the command crashes
+        "reports = [os.path.join('..', n) for n in os.listdir('..') if n.endswith('.report')]\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    for _ in range(400):\n"
+        "        for r in reports:\n"
+        "            try:\n                open(r, 'w').write('0 0.0 1')\n"
+        "            except OSError:\n                pass\n"
+        "        time.sleep(0.005)\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.05)\n"
+        "ctypes.string_at(0)\n",
+        "killed",
+    ),
+    # -- other processes ------------------------------------------------------------------
+    p(
+        "pid_namespace",
+        "pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+        "if len(pids) > 8: escaped(f'sees {len(pids)} processes')\n"
+        "for pid in pids:\n"
+        "    try:\n        cmd = open(f'/proc/{pid}/cmdline', 'rb').read()\n"
+        "    except OSError:\n        continue\n"
+        "    if b'pytest' in cmd: escaped('read the host test run\\'s command line')\n" + DONE,
+        "ok",
+        expect_stdout="PAYLOAD-DONE",
+    ),
+    p(
+        "signal_host_process",
+        "attempt('signalled the host test process', "
+        "lambda: os.kill(int(open('hostpid').read()), 0))\n" + DONE,
+        "ok",
+        expect_stdout="PAYLOAD-DONE",
+    ),
+    # -- namespaces and io_uring ----------------------------------------------------------
+    p(
+        "clone_new_namespaces",
+        "flags = 0x10000000 | 0x00020000 | 0x40000000 | signal.SIGCHLD\n"
+        "pid = libc.syscall(56, flags, 0, 0, 0, 0)\n"
+        "if pid == 0:\n    os._exit(0)\n"
+        "if pid > 0:\n    os.waitpid(pid, 0)\n    escaped('cloned into new namespaces')\n" + DONE,
+        "ok",
+        expect_stdout="PAYLOAD-DONE",
+    ),
+    p(
+        "clone3_new_namespaces",
+        "import struct\n"
+        "args = struct.pack('QQQQQQQQ', 0x10000000 | 0x20000000, 0, 0, 0, signal.SIGCHLD, 0, 0, 0)\n"
+        "buf = ctypes.create_string_buffer(args, len(args))\n"
+        "pid = libc.syscall(435, buf, len(args))\n"
+        "if pid == 0:\n    os._exit(0)\n"
+        "if pid > 0:\n    os.waitpid(pid, 0)\n    escaped('clone3 into new namespaces')\n"
+        "import threading\nt = threading.Thread(target=lambda: None)\nt.start()\nt.join()\n"
+        "child = os.fork()\nif child == 0:\n    os._exit(0)\nos.waitpid(child, 0)\n" + DONE,
+        "ok",
+        expect_stdout="PAYLOAD-DONE",
+    ),
+    p(
+        "io_uring_setup",
+        "params = ctypes.create_string_buffer(120)\n"
+        "fd = libc.syscall(425, 4, params)\n"
+        "if fd >= 0: escaped('set up an io_uring')\n" + DONE,
+        "ok",
+        expect_stdout="PAYLOAD-DONE",
+    ),
+    p(
+        "io_uring_register",
+        "r1 = libc.syscall(427, 0, 0, None, 0)\nr2 = libc.syscall(426, 0, 0, 0, 0, None, 0)\n"
+        "if ctypes.get_errno() != 1: escaped(f'io_uring calls reached the kernel ({ctypes.get_errno()})')\n"
+        + DONE,
+        "ok",
+        expect_stdout="PAYLOAD-DONE",
+    ),
+    # -- file counts (empty files: no bytes for a disk limit to see) ----------------------
+    p(
+        "inode_bomb",
+        "for i in range(150_000):\n    open(f'e{i}', 'w').close()\n"
+        "escaped('made 150,000 files')\n",
+        "output_exceeded",
+        "error",
+        "timeout",
+        limits={"wall_s": 20, "cpu_s": 20, "files": 5000},
+    ),
+    p(
+        "inode_bomb_tmp",
+        "os.makedirs('/tmp/d', exist_ok=True)\n"
+        "for i in range(150_000):\n    os.mkdir(f'/tmp/d/{i}')\n"
+        "escaped('made 150,000 folders in /tmp')\n",
+        "output_exceeded",
+        "error",
+        "timeout",
+        limits={"wall_s": 20, "cpu_s": 20, "files": 5000},
+    ),
 ]
+
+# Writes a marker into every writable place (first run) or reports the markers it finds
+# (second run): nothing the first run wrote may reach the second.
+PLANT = COMMON + WRITABLE + """
+import sys
+planted = []
+for d in writable_dirs():
+    try:
+        with open(os.path.join(d, TOKEN + '-planted'), 'w') as f:
+            f.write('x')
+        planted.append(d)
+    except OSError:
+        pass
+print('PLANTED', len(planted), planted, flush=True)
+"""
+FIND = COMMON + WRITABLE + """
+found = []
+for d in writable_dirs() + ['/tmp', '/var/tmp', '/dev/shm', '/run/lock', '..', '.']:
+    if os.path.exists(os.path.join(d, TOKEN + '-planted')):
+        found.append(d)
+if found:
+    escaped(f'found what an earlier run left in {found}')
+print('PAYLOAD-DONE', flush=True)
+"""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from perfsmith.sandbox.base import Limits, Sandbox, run_python
-from tests.sandbox.payloads import PAYLOADS, TOKEN, Payload
+from tests.sandbox.payloads import FIND, PAYLOADS, PLANT, TOKEN, Payload
 
 
 class Listener:
@@ -120,3 +120,25 @@ async def test_payload_is_contained(sandbox: Sandbox, payload: Payload, listener
     assert socket.gethostname() == hostname
     await asyncio.sleep(0.25)  # let the listener pick up anything that arrived
     assert listener.heard == [], f"{payload.name} reached the host's loopback"
+
+
+async def test_nothing_a_run_writes_reaches_the_next(sandbox: Sandbox) -> None:
+    """Every place a run can write is private to it: markers planted in all of them by one
+    run (SysV shared memory too) are gone for the next run on the same backend."""
+    plant = await run_python(
+        sandbox,
+        PLANT
+        + "try:\n    libc.shmget(0x7F3A, 4096, 0o1666)\nexcept Exception:\n    pass\n",
+        limits=Limits(wall_s=20, cpu_s=20),
+    )
+    assert plant.ok and "PLANTED" in plant.stdout, plant.stderr[-500:]
+    planted = int(plant.stdout.split("PLANTED", 1)[1].split()[0])
+    assert planted >= 2  # the working directory and /tmp at least
+    find = await run_python(
+        sandbox,
+        FIND + "if libc.shmget(0x7F3A, 0, 0) >= 0:\n    escaped('found shared memory')\n",
+        limits=Limits(wall_s=20, cpu_s=20),
+    )
+    assert find.ok and "PAYLOAD-DONE" in find.stdout, find.stderr[-500:]
+    assert "ESCAPED" not in find.stdout, find.stdout
+    assert token_files() == []

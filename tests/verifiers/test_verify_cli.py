@@ -236,9 +236,13 @@ def test_results_past_the_int_string_limit_are_compared(work: Path) -> None:
     (work / "big_wrong.py").write_text(BIG_WRONG)
     (work / "big_gen.py").write_text(BIG_GEN)
     target, gen = f"{work}/big.py::sum_product", f"{work}/big_gen.py::gen"
-    code, data, err = run(work, target, f"{work}/big_fast.py::sum_product", "--inputs", gen, "--json")
+    code, data, err = run(
+        work, target, f"{work}/big_fast.py::sum_product", "--inputs", gen, "--json"
+    )
     assert code == 0, err
     assert data is not None and data["correct"] is True, data
-    code, data, err = run(work, target, f"{work}/big_wrong.py::sum_product", "--inputs", gen, "--json")
+    code, data, err = run(
+        work, target, f"{work}/big_wrong.py::sum_product", "--inputs", gen, "--json"
+    )
     assert code == 0, err
     assert data is not None and data["correct"] is False and "input #0" in str(data["failure"])
