@@ -109,8 +109,8 @@ def remove_stale_runs(root: str | None) -> list[str]:
         if len(parts) < 3 or parts[0] + "-" != RUN_PREFIX or not parts[1].isdigit():
             continue
         path = os.path.join(base, name)
-        try:
-            if os.stat(path).st_uid != os.geteuid():
+        try:  # as root a run's folder belongs to the run's uid; otherwise to us
+            if os.geteuid() != 0 and os.stat(path).st_uid != os.geteuid():
                 continue
         except OSError:
             continue

@@ -475,8 +475,7 @@ PAYLOADS: list[Payload] = [
     # -- file counts (empty files: no bytes for a disk limit to see) ----------------------
     p(
         "inode_bomb",
-        "for i in range(150_000):\n    open(f'e{i}', 'w').close()\n"
-        "escaped('made 150,000 files')\n",
+        "for i in range(150_000):\n    open(f'e{i}', 'w').close()\nescaped('made 150,000 files')\n",
         "output_exceeded",
         "error",
         "timeout",
@@ -496,7 +495,10 @@ PAYLOADS: list[Payload] = [
 
 # Writes a marker into every writable place (first run) or reports the markers it finds
 # (second run): nothing the first run wrote may reach the second.
-PLANT = COMMON + WRITABLE + """
+PLANT = (
+    COMMON
+    + WRITABLE
+    + """
 import sys
 planted = []
 for d in writable_dirs():
@@ -508,7 +510,11 @@ for d in writable_dirs():
         pass
 print('PLANTED', len(planted), planted, flush=True)
 """
-FIND = COMMON + WRITABLE + """
+)
+FIND = (
+    COMMON
+    + WRITABLE
+    + """
 found = []
 for d in writable_dirs() + ['/tmp', '/var/tmp', '/dev/shm', '/run/lock', '..', '.']:
     if os.path.exists(os.path.join(d, TOKEN + '-planted')):
@@ -517,3 +523,4 @@ if found:
     escaped(f'found what an earlier run left in {found}')
 print('PAYLOAD-DONE', flush=True)
 """
+)

@@ -127,8 +127,7 @@ async def test_nothing_a_run_writes_reaches_the_next(sandbox: Sandbox) -> None:
     run (SysV shared memory too) are gone for the next run on the same backend."""
     plant = await run_python(
         sandbox,
-        PLANT
-        + "try:\n    libc.shmget(0x7F3A, 4096, 0o1666)\nexcept Exception:\n    pass\n",
+        PLANT + "try:\n    libc.shmget(0x7F3A, 4096, 0o1666)\nexcept Exception:\n    pass\n",
         limits=Limits(wall_s=20, cpu_s=20),
     )
     assert plant.ok and "PLANTED" in plant.stdout, plant.stderr[-500:]

@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from perfsmith.sandbox import launch
 from perfsmith.sandbox.base import Limits, Sandbox, SandboxError, Status, run_python
-from tests.cli_runner import cli
+from perfsmith.sandbox.process import remove_stale_runs
+from tests.cli_runner import PERFSMITH, cli
 
 
 async def test_files_in_and_out_and_exit_codes(sandbox: Sandbox) -> None:
@@ -145,3 +151,84 @@ def test_cli_usage_errors_exit_2(args: list[str], message: str) -> None:
     done = cli(dict(os.environ), *args)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr
+
+
+def _token_pids(token: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(int(pid))
+            except OSError:
+                continue
+    return found
+
+
+def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.mark.parametrize("backend", ["process", "bubblewrap", "docker"])
+def test_nothing_outlives_a_killed_perfsmith(backend: str) -> None:
+    """kill -9 of `perfsmith sandbox run` takes its command, and the daemon that command
+    started, with it; the run's working directory is removed by the next start."""
+    if backend == "bubblewrap" and shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    if backend == "docker":
+        from perfsmith.sandbox.docker_backend import docker_unavailable_reason
+
+        reason = docker_unavailable_reason()
+        if reason:
+            pytest.skip(f"docker backend: {reason}")
+    token = f"outlive-{backend}-{os.getpid()}"
+    code = (
+        "import os, subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)',"
+        f" '{token}-daemon'], start_new_session=True)\n"
+        "open('started', 'w').write('1')\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [
+            *PERFSMITH,
+            "sandbox",
+            "run",
+            "--backend",
+            backend,
+            "--timeout",
+            "300",
+            "--",
+            sys.executable,
+            "-c",
+            code,
+            token,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert _wait_for(lambda: len(_token_pids(token)) >= 2, 60), "the command never started"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _wait_for(lambda: not _token_pids(token), 20), f"left running: {_token_pids(token)}"
+    if backend == "docker":  # the next start removes the dead run's container and space
+        from perfsmith.sandbox.docker_backend import DockerSandbox
+
+        box = DockerSandbox()
+        labels = {"label": f"perfsmith.owner={proc.pid}"}
+        assert box.client.containers.list(all=True, filters=labels) == []
+        asyncio.run(box.close())
+        return
+    root = launch.launcher_dir()
+    left = sorted(p.name for p in root.iterdir() if p.name.startswith(f"run-{proc.pid}-"))
+    assert left, "the killed run left no working directory to clean"
+    removed = remove_stale_runs(str(root))
+    assert set(left) <= {Path(r).name for r in removed}
+    assert not [p for p in root.iterdir() if p.name.startswith(f"run-{proc.pid}-")]

@@ -206,3 +206,41 @@ async def test_calls_that_raise_only_where_the_reference_does_not_fail_timing(
         target_s=0.05,
     )
     assert result.failure is not None and "raised" in result.failure, result
+
+
+DISK_CACHE = """
+import hashlib, os
+
+PLACES = ('/run/lock', '/var/lock', '/dev/shm', '/tmp', '/var/tmp', '.')
+
+def dedupe(items):
+    key = 'perfsmith-cache-' + hashlib.sha1(repr(items).encode()).hexdigest()
+    for d in PLACES:
+        try:
+            with open(os.path.join(d, key)) as f:
+                return [int(x) for x in f.read().split(',') if x]
+        except OSError:
+            pass
+    out = []
+    for x in items:
+        if x not in out:
+            out.append(x)
+    for d in PLACES:
+        try:
+            with open(os.path.join(d, key), 'w') as f:
+                f.write(','.join(map(str, out)))
+        except OSError:
+            pass
+    return out
+"""
+
+
+async def test_a_cache_on_disk_earns_no_speedup_across_runs(sandbox: Sandbox, files: Path) -> None:
+    """Results stored on disk by one measurement (same seeds, so the same inputs) are gone
+    for the next: every timed process starts from writable places it never wrote."""
+    (files / "disk.py").write_text(DISK_CACHE)
+    runs = [await timing(sandbox, files, "disk", rounds=5, target_s=0.05) for _ in range(2)]
+    for run in runs:
+        assert run.verdict != "faster" and run.estimate.speedup < 1.3, run.estimate
+    assert not list(Path("/run/lock").glob("perfsmith-cache-*"))
+    assert not list(Path("/tmp").glob("perfsmith-cache-*"))
