@@ -46,6 +46,7 @@ from perfsmith.storage.models import Event, Run
 MAX_BODY_BYTES = 1_000_000
 RUN_ID = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="a run's id")]
 _PROBLEM_JSON = "application/problem+json"
+MAX_SEQ = 2**62  # every integer the database is asked about fits its 64-bit integers
 _UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "description": text, "content": {_PROBLEM_JSON: {}}}
@@ -288,7 +289,10 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
     async def create_run(body: RunCreate, who: Auth, response: Response) -> RunOut:
         """Start a run from a chat message or a typed request; returns at once, the work
         goes on in the server (follow it on `/runs/{id}/events`)."""
-        req = typed(body, manager.config.workspace, has_tools=bool(manager.config.tools))
+        # Reading a megabyte of chat is CPU work: off the event loop.
+        req = await asyncio.to_thread(
+            typed, body, manager.config.workspace, has_tools=bool(manager.config.tools)
+        )
         message = getattr(body, "message", None)
         row = await manager.create(req, tenant=who.tenant, message=message)
         response.headers["Location"] = f"/runs/{row.id}"
@@ -463,7 +467,9 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
     async def events(
         run_id: RUN_ID,
         who: Auth,
-        after: Annotated[int, Query(ge=0, le=2**62, description="send events after this seq")] = 0,
+        after: Annotated[
+            int, Query(ge=0, le=MAX_SEQ, description="send events after this seq")
+        ] = 0,
         follow: Annotated[bool, Query(description="keep streaming until the run ends")] = True,
         last_event_id: Annotated[str | None, Header(max_length=20)] = None,
     ) -> StreamingResponse:
@@ -473,14 +479,22 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
         await owned(run_id, who)
         start = after
         if last_event_id is not None:
-            if not last_event_id.strip().isdigit():
+            seq = last_event_id.strip()
+            if not (seq.isascii() and seq.isdigit()):
                 raise ApiError(
                     422,
                     "Invalid request",
                     "Last-Event-ID must be the seq of the last event received",
                     errors=[{"field": "header.last-event-id", "message": "not a number"}],
                 )
-            start = max(start, int(last_event_id))
+            if int(seq) > MAX_SEQ:
+                raise ApiError(
+                    400,
+                    "Bad request",
+                    f"Last-Event-ID {seq} is past any event's seq (at most {MAX_SEQ})",
+                    errors=[{"field": "header.last-event-id", "message": "out of range"}],
+                )
+            start = max(start, int(seq))
         return StreamingResponse(
             _stream(manager, run_id, start, follow),
             media_type="text/event-stream",

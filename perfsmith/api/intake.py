@@ -17,10 +17,53 @@ from perfsmith.errors import PerfsmithError
 
 TypedRequest = OptimizeRunCreate | KernelRunCreate | PlanRunCreate
 
-_TARGET = re.compile(r"(?P<path>[\w./-]+\.py)::(?P<func>[A-Za-z_]\w*)")
-_FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(?P<code>.*?)```", re.DOTALL)
-_DEF = re.compile(r"^\s*(?:async\s+)?def\s+(?P<name>[A-Za-z_]\w*)\s*\(", re.MULTILINE)
+# Every pattern here runs in time linear in the message (a megabyte of adversarial text
+# included): no pattern can restart a scan of unbounded length at each position.
+_FUNC = re.compile(r"[A-Za-z_]\w*")
+_FENCE_OPEN = re.compile(r"```(?:python|py)?[ \t]*\n")
+_DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+(?P<name>[A-Za-z_]\w*)[ \t]*\(", re.MULTILINE)
 _ROLE = re.compile(r"\b(?P<role>inputs?|generator|workload)\b\W{0,3}$", re.IGNORECASE)
+_ROLE_WINDOW = 16  # "generator" and up to three separators before a target
+MAX_PATH = 4096
+
+
+@dataclass(frozen=True)
+class _Named:
+    """A FILE::FUNC in a message, with where it starts."""
+
+    start: int
+    path: str
+    func: str
+
+
+def _path_char(c: str) -> bool:
+    return c.isalnum() or c in "_./-"
+
+
+def find_targets(message: str) -> list[_Named]:
+    """Every `FILE.py::FUNC` in the message: from each `::`, the path is read backwards
+    (path characters, at most MAX_PATH) and the function forwards."""
+    found = []
+    at = message.find("::")
+    while at != -1:
+        begin = at
+        while begin > 0 and at - begin < MAX_PATH and _path_char(message[begin - 1]):
+            begin -= 1
+        path = message[begin:at]
+        func = _FUNC.match(message, at + 2)
+        if path.endswith(".py") and len(path) > 3 and func is not None:
+            found.append(_Named(begin, path, func.group()))
+        at = message.find("::", at + 2)
+    return found
+
+
+def find_fenced_code(message: str) -> str | None:
+    """The code of the first ```python block that is closed."""
+    opening = _FENCE_OPEN.search(message)
+    if opening is None:
+        return None
+    end = message.find("```", opening.end())
+    return message[opening.end() : end] if end != -1 else None
 _BACKENDS = {"cuda": "cuda", "triton": "triton", "c++": "cpp", "cpp": "cpp", "openmp": "cpp"}
 
 EXAMPLES = (
@@ -83,13 +126,13 @@ class Workspace:
 
 def interpret(message: str, workspace: Workspace, *, has_tools: bool) -> TypedRequest:
     """Read a chat message as a typed request (see EXAMPLES)."""
-    targets = list(_TARGET.finditer(message))
+    targets = find_targets(message)
     if targets:
         roles: dict[str, str] = {}
         main: str | None = None
         for m in targets:
-            role = _ROLE.search(message[: m.start()])
-            spec = f"{m['path']}::{m['func']}"
+            role = _ROLE.search(message[max(0, m.start - _ROLE_WINDOW) : m.start])
+            spec = f"{m.path}::{m.func}"
             if role is not None:
                 key = "workload" if role["role"].lower() == "workload" else "inputs"
                 roles.setdefault(key, spec)
@@ -103,8 +146,8 @@ def interpret(message: str, workspace: Workspace, *, has_tools: bool) -> TypedRe
         return OptimizeRunCreate(
             target=main, inputs=roles.get("inputs"), workload=roles.get("workload")
         )
-    fence = _FENCE.search(message)
-    code = fence["code"] if fence else (message if _DEF.search(message) else None)
+    fence = find_fenced_code(message)
+    code = fence if fence is not None else (message if _DEF.search(message) else None)
     if code is not None:
         defined = _DEF.search(code)
         if defined is None:

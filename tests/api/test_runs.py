@@ -246,3 +246,70 @@ async def test_fifty_concurrent_runs_stream_every_event(plan_server: Server) -> 
             assert sum(e.type == "task_finished" for e in streamed) == 4
         page = await client.runs.list(status="done", limit=100)
         assert {r.id for r in runs} <= {r.id for r in page.items}
+
+
+N = 199_000  # characters: the longest message a request may carry
+ADVERSARIAL = {
+    "path characters, no target": "a" * N,
+    "colons after path characters": ("a" * 999 + ":") * (N // 1000),
+    "targets without functions": "x.py::" * (N // 6),
+    "many targets with roles": "inputs: g.py::f " * (N // 16),
+    "unclosed fences": "```python\n" * (N // 10),
+    "blank lines": "\n" * (N - 1) + "x",
+    "indentation without def": " " * (N - 2) + "de",
+    # escaped in JSON, six bytes a character: a body near the 1 MB limit
+    "control characters": "\x01" * (N // 6 * 5),
+}
+
+
+async def test_adversarial_megabyte_messages_do_not_stall_the_server(plan_server: Server) -> None:
+    """Messages of the longest length shaped against the intake's patterns (quadratic
+    before: 40,000 characters took 16 s) are read in linear time
+    off the event loop: /health keeps answering in under a second while they are read."""
+    async with httpx.AsyncClient(
+        base_url=plan_server.url, headers=plan_server.headers(), timeout=120
+    ) as http:
+        health_s: list[float] = []
+        done = asyncio.Event()
+
+        async def watch_health() -> None:
+            while not done.is_set():
+                started = asyncio.get_running_loop().time()
+                assert (await http.get("/health")).status_code == 200
+                health_s.append(asyncio.get_running_loop().time() - started)
+                await asyncio.sleep(0.05)
+
+        async def send(message: str) -> int:
+            response = await http.post("/runs", json={"kind": "chat", "message": message})
+            return response.status_code
+
+        watcher = asyncio.create_task(watch_health())
+        started = asyncio.get_running_loop().time()
+        codes = await asyncio.gather(*(send(m) for m in ADVERSARIAL.values()))
+        elapsed = asyncio.get_running_loop().time() - started
+        done.set()
+        await watcher
+    assert all(code in (201, 422) for code in codes), dict(zip(ADVERSARIAL, codes, strict=True))
+    assert health_s and max(health_s) < 1.0, (max(health_s), elapsed)
+
+
+async def test_integer_parameters_out_of_range_are_refused(plan_server: Server) -> None:
+    async with Client(plan_server.url, plan_server.tokens["alice"]) as client:
+        run = await client.runs.create({"kind": "plan", "request": "bounded ids"})
+        await client.runs.wait(run.id, within_s=60)
+    async with httpx.AsyncClient(base_url=plan_server.url, headers=plan_server.headers()) as http:
+        far = await http.get(
+            f"/runs/{run.id}/events", headers={"Last-Event-ID": "99999999999999999999"}
+        )
+        assert far.status_code == 400 and "Last-Event-ID" in far.json()["detail"]
+        for header in ("٣".encode(), "²".encode(), b"-1", b"1e3"):
+            odd = await http.get(f"/runs/{run.id}/events", headers={"Last-Event-ID": header})
+            assert odd.status_code == 422, header
+        after = await http.get(f"/runs/{run.id}/events", params={"after": 2**70})
+        assert after.status_code == 422
+        offset = await http.get("/runs", params={"offset": 10**30})
+        assert offset.status_code == 422
+        ok = await http.get(
+            f"/runs/{run.id}/events", params={"follow": "false"}, headers={"Last-Event-ID": "1"}
+        )
+        assert ok.status_code == 200 and "id: 2" in ok.text
