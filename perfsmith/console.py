@@ -23,6 +23,7 @@ STATUS_STYLE = {
     "invalid": "red",
     "skipped": "magenta",
     "cancelled": "magenta",
+    "interrupted": "magenta",
 }
 
 

@@ -20,7 +20,8 @@ from perfsmith.storage.db import Database
 from perfsmith.storage.runs import EventListener, RunRecorder, RunStore
 from perfsmith.tools.registry import Tool, ToolRegistry
 
-TERMINAL = frozenset({"done", "failed", "cancelled"})
+# `interrupted`: its process died (a server killed with -9); `runs resume` finishes it.
+TERMINAL = frozenset({"done", "failed", "cancelled", "interrupted"})
 
 
 @dataclass
@@ -146,6 +147,21 @@ async def fail_run(db: Database, run_id: str, *, error: str, status: str = "fail
     recorder.emit("run_finished", status=status, error=error)
     await asyncio.to_thread(db.flush)
     await asyncio.to_thread(RunStore(db).set_status, run_id, status, error=error)
+
+
+async def interrupt_orphaned_runs(db: Database) -> list[str]:
+    """Runs left pending or running by a process of this machine that is gone become
+    `interrupted`, each with its `run_finished` event (so that their streams end);
+    `runs resume` finishes them, reusing every finished task."""
+    orphans = await asyncio.to_thread(RunStore(db).orphaned_runs)
+    for run_id in orphans:
+        await fail_run(
+            db,
+            run_id,
+            error="interrupted: the process working on it stopped; resume it to finish",
+            status="interrupted",
+        )
+    return orphans
 
 
 async def run(

@@ -135,7 +135,15 @@ class Server:
         return {**os.environ, "PERFSMITH_HOME": str(self.home)}
 
 
-def start_server(folder: Path, script: object, *extra: str, db_url: str | None = None) -> Server:
+def start_server(
+    folder: Path,
+    script: object,
+    *extra: str,
+    db_url: str | None = None,
+    tokens: dict[str, str] | None = None,
+) -> Server:
+    """A server on a fresh database, or on `db_url` whose `tokens` exist already (a
+    restart)."""
     home = folder / "home"
     workspace = folder / "ws"
     shutil.copytree(EXAMPLES / "dupes", workspace / "dupes")
@@ -143,18 +151,19 @@ def start_server(folder: Path, script: object, *extra: str, db_url: str | None =
     script_file = folder / "script.json"
     script_file.write_text(json.dumps(script))
     db_url = db_url or f"sqlite:///{home / 'perfsmith.db'}"
-    db = Database(db_url)
-    store = TokenStore(db)
-    tokens = {
-        who: store.create(who, tenant=tenant)
-        for who, tenant in (
-            ("alice", "acme"),
-            ("alice2", "acme"),
-            ("bob", "globex"),
-            ("fuzz", "fuzz"),
-        )
-    }
-    db.close()
+    if tokens is None:
+        db = Database(db_url)
+        store = TokenStore(db)
+        tokens = {
+            who: store.create(who, tenant=tenant)
+            for who, tenant in (
+                ("alice", "acme"),
+                ("alice2", "acme"),
+                ("bob", "globex"),
+                ("fuzz", "fuzz"),
+            )
+        }
+        db.close()
     port = free_port()
     env = {**os.environ, "PERFSMITH_HOME": str(home), "PERFSMITH_DATABASE_URL": db_url}
     log = (folder / "server.log").open("wb")

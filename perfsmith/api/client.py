@@ -37,7 +37,7 @@ from perfsmith.api.schemas import (
 )
 from perfsmith.errors import PerfsmithError
 
-TERMINAL = frozenset({"done", "failed", "cancelled"})
+TERMINAL = frozenset({"done", "failed", "cancelled", "interrupted"})
 AnyRunCreate = ChatRunCreate | OptimizeRunCreate | KernelRunCreate | PlanRunCreate
 
 

@@ -16,7 +16,7 @@ from perfsmith.config import Settings, data_dir
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.base import ChatModel
 from perfsmith.llm.factory import model_from_spec
-from perfsmith.orchestrate import TERMINAL, fail_run
+from perfsmith.orchestrate import TERMINAL, fail_run, interrupt_orphaned_runs
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage import runs as run_events
 from perfsmith.storage.db import Database
@@ -69,6 +69,14 @@ class RunManager:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         run_events.COMMITTED.append(self._on_committed)
+        orphans = await interrupt_orphaned_runs(self.db)
+        if orphans:
+            log.warning(
+                "%d run(s) left running by a process that stopped are now interrupted "
+                "(resume them to finish): %s",
+                len(orphans),
+                ", ".join(orphans),
+            )
 
     async def shutdown(self) -> None:
         """Cancel the runs in flight (they are stored as cancelled and can be resumed)."""

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-RunStatus = Literal["pending", "running", "done", "failed", "cancelled"]
+RunStatus = Literal["pending", "running", "done", "failed", "cancelled", "interrupted"]
 MAX_SOURCE_CHARS = 200_000
 _TARGET = r"^[^\s:][^:]*::[A-Za-z_][A-Za-z0-9_]*$"
 

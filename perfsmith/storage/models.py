@@ -45,6 +45,9 @@ class Run(Base):
     # How to rebuild the run elsewhere (tool modules, LLM spec, limits) for `runs resume`.
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     tenant: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    # The process working on it (storage.owners): a run left `running` by a process that
+    # is gone becomes `interrupted` when a server starts.
+    owner: Mapped[str | None] = mapped_column(String(160), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -18,6 +18,7 @@ from perfsmith.executor.observer import Cached
 from perfsmith.executor.records import TaskRecord, TaskStatus
 from perfsmith.planner.plan import TaskSpec, as_text, render_args
 from perfsmith.storage.db import Database
+from perfsmith.storage import owners
 from perfsmith.storage.models import Artifact, Candidate, Event, Plan, Run, Task
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,13 @@ class RunStore:
         tenant: str | None = None,
     ) -> str:
         with self.db.session() as s:
-            run = Run(request=request, kind=kind, config=config or {}, tenant=tenant)
+            run = Run(
+                request=request,
+                kind=kind,
+                config=config or {},
+                tenant=tenant,
+                owner=owners.this_process(),
+            )
             s.add(run)
             s.flush()
             return run.id
@@ -82,6 +89,16 @@ class RunStore:
                 raise RunNotFoundError(run_id)
             run.request, run.kind = request, kind
             run.config = {**run.config, **(config or {})}
+
+    def orphaned_runs(self) -> list[str]:
+        """Runs left pending or running by a process of this machine that is gone."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Run.id, Run.owner).where(
+                    Run.status.in_(("pending", "running")), Run.owner.is_not(None)
+                )
+            ).all()
+        return [run_id for run_id, owner in rows if owners.is_gone(str(owner))]
 
     def get_run(self, run_id: str) -> Run:
         with self.db.session() as s:
@@ -155,6 +172,8 @@ class RunStore:
     ) -> None:
         with self.db.session() as s:
             values: dict[str, Any] = {"status": status}
+            if status == "running":  # whoever works on it now
+                values["owner"] = owners.this_process()
             if answer is not None:
                 values["answer"] = answer
             if error is not None:

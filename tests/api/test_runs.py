@@ -4,13 +4,14 @@ validation as problem details, event streams (order, resumption, 50 runs at once
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
 import pytest
 
 from perfsmith.api.client import ApiError, Client
 from perfsmith.api.schemas import EventOut
-from tests.servers import Server
+from tests.servers import PLAN_TOOLS, Server, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -313,3 +314,44 @@ async def test_integer_parameters_out_of_range_are_refused(plan_server: Server) 
             f"/runs/{run.id}/events", params={"follow": "false"}, headers={"Last-Event-ID": "1"}
         )
         assert ok.status_code == 200 and "id: 2" in ok.text
+
+
+SLOW_PLAN_SCRIPT = {
+    "replies": {
+        "planner": ["1. pause(ms=1500)\n2. total(a=$1, b=1, c=2)\njoin()\n"],
+        "joiner": ["Thought: done.\nAction: Finish(finished after the restart)"],
+    }
+}
+
+
+async def test_runs_of_a_killed_server_are_interrupted_and_resumable(tmp_path: Path) -> None:
+    first = start_server(tmp_path / "a", SLOW_PLAN_SCRIPT, "--tools", str(PLAN_TOOLS))
+    try:
+        async with Client(first.url, first.tokens["alice"]) as client:
+            run = await client.runs.create({"kind": "plan", "request": "cut short"})
+            async for event in client.runs.events(run.id):
+                if event.type == "task_started":
+                    break
+    finally:
+        first.proc.kill()  # -9: nothing settles the run
+        first.proc.wait()
+    second = start_server(
+        tmp_path / "b",
+        SLOW_PLAN_SCRIPT,
+        "--tools",
+        str(PLAN_TOOLS),
+        db_url=first.db_url,
+        tokens=first.tokens,
+    )
+    try:
+        async with Client(second.url, second.tokens["alice"]) as client:
+            row = await client.runs.get(run.id)
+            assert row.status == "interrupted" and not row.active, row
+            events = [e async for e in client.runs.events(run.id)]  # ends: no hang
+            assert events[-1].type == "run_finished"
+            assert events[-1].payload["status"] == "interrupted"
+            await client.runs.resume(run.id)
+            done = await client.runs.wait(run.id, within_s=60)
+            assert done.status == "done" and done.answer == "finished after the restart"
+    finally:
+        stop_server(second)

@@ -4,7 +4,7 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const TERMINAL = new Set(["done", "failed", "cancelled"]);
+const TERMINAL = new Set(["done", "failed", "cancelled", "interrupted"]);
 const state = {
   token: localStorage.getItem("perfsmith.token") || "",
   run: null,          // the open run (RunOut)
