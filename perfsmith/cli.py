@@ -840,8 +840,6 @@ def optimize_repo_cmd(
     model_spec = None if llm == "none" else (llm or default_spec(settings))
     if model_spec is not None:
         _guard(lambda: model_from_spec(model_spec, settings))
-    elif not given:
-        _fail("nothing to verify: give --candidate FILE::FUNC=PATH or an LLM")
 
     async def go() -> Any:
         box = await open_sandbox(backend)

@@ -176,6 +176,13 @@ def serve_cmd(
         raise _fail(f"--kernels {kernels} is not a folder", 2)
     settings = load_settings(database_url=db)
     spec = llm or default_spec(settings)
+    if spec == "none":
+        raise _fail(
+            "perfsmith serve needs a model: chat messages, plans and kernel runs are planned "
+            "by one. Give --llm local (the embedded model), an OpenAI-compatible URL, or "
+            "run model-free optimizations with `perfsmith optimize TARGET --llm none`",
+            2,
+        )
     try:
         if spec.startswith("scripted:"):
             model_from_spec(spec, settings)  # a bad script file fails here, not per run

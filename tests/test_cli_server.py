@@ -52,6 +52,8 @@ def test_serve_refuses_bad_options_before_listening(tmp_path: Path) -> None:
     assert script.returncode == 2 and "does not exist" in script.stderr
     folder = cli(env, "serve", "--llm", f"scripted:{tmp_path}")
     assert folder.returncode == 2 and "cannot read script file" in folder.stderr
+    model_free = cli(env, "serve", "--llm", "none")
+    assert model_free.returncode == 2 and "needs a model" in model_free.stderr
     tools = cli(env, "serve", "--tools", str(tmp_path / "none.py"))
     assert tools.returncode == 2 and "does not exist" in tools.stderr
     with socket.socket() as busy:

@@ -487,6 +487,34 @@ def default_plan(k: int, has_workload: bool) -> str:
     return thought + "\n".join(lines) + "\njoin()\n"
 
 
+MODEL_FREE_NAME = "no model (the rewrite catalogue and ruff's fixes)"
+MODEL_FREE_FINISH = (
+    "Thought: the model-free plan ran.\n"
+    "Action: Finish(the catalogue's rewrites and ruff's fixes were verified)"
+)
+
+
+def model_free_plan(has_workload: bool) -> str:
+    """What runs without a model (`--llm none`): the rewrite catalogue and ruff's fixes,
+    each candidate verified."""
+    lines = ["profile()"] if has_workload else []
+    lines += ["read_source()", "rewrite()", "ruff_fix()"]
+    first = len(lines) - 1  # rewrite's task number
+    lines += [f"verify(candidate=${first})", f"verify(candidate=${first + 1})"]
+    numbered = "\n".join(f"{i}. {call}" for i, call in enumerate(lines, start=1))
+    return f"Thought: no model: the catalogue's rewrites and ruff's fixes.\n{numbered}\njoin()\n"
+
+
+def model_free_model(has_workload: bool) -> ChatModel:
+    """The planner and joiner of a run without a model: the fixed plan, then finish."""
+    from perfsmith.llm.scripted import ScriptedChatModel
+
+    return ScriptedChatModel(
+        {"planner": [model_free_plan(has_workload)], "joiner": [MODEL_FREE_FINISH]},
+        name=MODEL_FREE_NAME,
+    )
+
+
 def outcome_summary(
     best: CandidateResult | None, results: list[CandidateResult], shortfalls: list[str]
 ) -> str:
@@ -603,8 +631,9 @@ async def optimize(
     work = _load(workload, "workload function")
     gen = _load(inputs, "input generator")
     user_codes = await _read_candidates(ref, candidates)
-    if llm is None and not user_codes:
-        raise PerfsmithError("nothing to verify: give --candidate files or an LLM")
+    model_free = llm is None
+    if llm is None:
+        llm = model_free_model(work is not None)
     db = database or Database(settings.resolved_database_url())
     session = OptimizeSession(
         target=ref,
@@ -641,36 +670,23 @@ async def optimize(
             if gen is None:
                 log.info("recording the calls the workload makes to %s", ref.function)
             await session.replay_inputs()
-        if llm is not None:
-            log.info("planning with %s", getattr(llm, "name", "the LLM"))
-        if llm is not None:
-            result = await run(
-                request_text(ref, k, work is not None),
-                tools=session.tools(),
-                llm=llm,
-                database=db,
-                settings=settings,
-                max_replans=max(0, rounds - 1),
-                listeners=[session.on_event, *listeners],
-                kind="optimize",
-                resume_config=config,
-                run_id=run_id,
-                settle=False,
-                guard=session.guard(k),
-            )
-            run_id, answer = result.run_id, result.answer
-        else:
-            store = RunStore(db)
-            request = f"verify candidates for {ref}"
-            if run_id is None:
-                run_id = await asyncio.to_thread(
-                    store.create_run, request, kind="optimize", config=config
-                )
-            else:
-                await asyncio.to_thread(
-                    store.claim_run, run_id, request, kind="optimize", config=config
-                )
-            session.run_id = run_id
+        log.info("planning with %s", getattr(llm, "name", "the LLM"))
+        result = await run(
+            request_text(ref, k, work is not None),
+            tools=session.tools(),
+            llm=llm,
+            database=db,
+            settings=settings,
+            # the model-free plan is the whole plan: nothing to replan with
+            max_replans=0 if model_free else max(0, rounds - 1),
+            listeners=[session.on_event, *listeners],
+            kind="optimize",
+            resume_config=config,
+            run_id=run_id,
+            settle=False,
+            guard=None if model_free else session.guard(k),
+        )
+        run_id, answer = result.run_id, result.answer
         return await _conclude(
             session,
             run_id,
@@ -849,6 +865,9 @@ async def resume_optimize(
             model = model_from_spec(spec, settings)
         else:
             model = spec
+        planned = bool(await asyncio.to_thread(RunStore(db).plans, run_id))
+        if model is None and planned and message is None:  # a model-free run
+            model = model_free_model(config.get("workload") is not None)
         if box is None:
             from perfsmith.sandbox.select import open_sandbox
 
@@ -866,7 +885,6 @@ async def resume_optimize(
         await session.replay_inputs()
         await _restore(session, run_id)
         answer = ""
-        planned = bool(await asyncio.to_thread(RunStore(db).plans, run_id))
         if message is not None and model is None:
             raise PerfsmithError("a follow-up needs an LLM to plan with")
         # a follow-up plans anew with the message; a resume finishes the stored plan

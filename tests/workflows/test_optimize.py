@@ -170,11 +170,21 @@ def test_user_candidates_without_an_llm_and_duplicates_verified_once(
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert [c["origin"] for c in result["candidates"]] == [
+    # no model: the catalogue's and ruff's candidates, then the user's (a copy of one
+    # of them verified once)
+    origins = [c["origin"] for c in result["candidates"]]
+    assert [o for o in origins if o.startswith("user:")] == [
         "user:fast_set.py",
         "user:wrong_sorted.py",
     ]
-    assert result["best"]["origin"] == "user:fast_set.py"
+    assert any(o.startswith("catalogue:") for o in origins), origins
+    assert result["best"]["speedup"] > 1.5, result["best"]
+    # the run is recorded like any other: its plan's tasks and its events
+    shown = cli(env_for(tmp_path), "runs", "show", result["run_id"], "--json")
+    assert shown.returncode == 0, shown.stderr
+    run = json.loads(shown.stdout)
+    assert run["status"] == "done"
+    assert {"read_source", "rewrite", "ruff_fix", "verify"} <= {t["tool"] for t in run["tasks"]}
 
 
 @pytest.mark.parametrize(
@@ -183,7 +193,6 @@ def test_user_candidates_without_an_llm_and_duplicates_verified_once(
         (["{p}/missing.py::f"], 2, "does not exist"),
         (["{p}/dupes.py::nope"], 2, "defines no function 'nope'"),
         (["{p}/bad.py::f"], 2, "syntax error"),
-        (["{p}/dupes.py::find_duplicates", "--llm", "none"], 1, "nothing to verify"),
         (
             [
                 "{p}/dupes.py::find_duplicates",
@@ -346,10 +355,13 @@ async def test_the_python_api_verifies_given_candidates(tmp_path: Path, project:
             metas = [m.meta for m in s.scalars(select(Measurement)).all()]
     finally:
         db.close()
-    assert len(metas) == 1 and metas[0]["inputs"].startswith("3 calls recorded while")
+    # no model: the catalogue's candidates are measured beside the user's, all on the
+    # recorded calls
+    assert metas and all(m["inputs"].startswith("3 calls recorded while") for m in metas)
     assert isinstance(result, perfsmith.OptimizeResult)
-    assert result.best is not None and result.best.origin == "user:fast_set.py"
-    assert [c.verdict for c in result.candidates][1] == "incorrect"
+    assert result.best is not None and result.best.verdict == "faster"
+    user = {c.origin: c.verdict for c in result.candidates if c.origin.startswith("user:")}
+    assert user == {"user:fast_set.py": "faster", "user:wrong_sorted.py": "incorrect"}
     assert result.report is None and not result.applied
 
 

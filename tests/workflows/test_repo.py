@@ -101,7 +101,6 @@ def test_bad_repositories_and_commands_are_clear_errors(tmp_path: Path, repo: Pa
             [str(repo), "--command", "false", "--llm", "none", "--candidate", "a.py::f=b.py"],
             "fails before any change",
         ),
-        ([str(repo), "--command", COMMAND, "--llm", "none"], "nothing to verify"),
         (
             [
                 str(repo),
