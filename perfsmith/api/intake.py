@@ -64,6 +64,8 @@ def find_fenced_code(message: str) -> str | None:
         return None
     end = message.find("```", opening.end())
     return message[opening.end() : end] if end != -1 else None
+
+
 _BACKENDS = {"cuda": "cuda", "triton": "triton", "c++": "cpp", "cpp": "cpp", "openmp": "cpp"}
 
 EXAMPLES = (

@@ -7,11 +7,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from perfsmith.storage.db import Database
+from perfsmith.storage.db import BUSY_TIMEOUT_S, Database
 
 # any 64-bit number unique to perfsmith: serializes checkpointer migrations across processes
 _PG_SETUP_LOCK = 0x70657266636B7074
@@ -48,6 +49,9 @@ async def open_checkpointer(db: Database) -> AsyncIterator[BaseCheckpointSaver[s
             await _setup_postgres(pg, target)
             yield pg
         return
-    async with AsyncSqliteSaver.from_conn_string(target) as lite:
+    # Many runs at once each hold a connection: wait for the write lock as long as
+    # perfsmith's own database does, not the driver's 5 s.
+    async with aiosqlite.connect(target, timeout=BUSY_TIMEOUT_S) as conn:
+        lite = AsyncSqliteSaver(conn)
         await lite.setup()  # CREATE TABLE IF NOT EXISTS: safe to repeat and to race
         yield lite

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from filelock import FileLock, Timeout
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,15 +35,29 @@ def normalize_url(url: str) -> str:
     return url
 
 
+BUSY_TIMEOUT_S = 60  # how long a transaction waits for SQLite's write lock
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # perfsmith opens its transactions itself (_sqlite_begin): not the driver.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     # WAL lets readers (the CLI, the API) read while a run writes; NORMAL sync is durable
     # across process crashes (not power loss), which is what resume needs.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """Transactions take the write lock when they begin (BEGIN IMMEDIATE), waiting for it
+    up to the busy timeout. A deferred transaction that reads and then writes fails at
+    once with "database is locked" when another connection wrote in between (the busy
+    timeout does not apply to that upgrade); read-only sessions stay deferred."""
+    mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+    conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 class Database:
@@ -62,7 +76,7 @@ class Database:
                     "in-memory SQLite cannot be shared between perfsmith's threads and "
                     "processes; give a file path (sqlite:///path/to/perfsmith.db)"
                 )
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_S}
         else:
             kwargs["pool_pre_ping"] = True
         try:
@@ -71,6 +85,7 @@ class Database:
             raise StorageError(f"cannot use database URL {parsed!r}: {exc}") from exc
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfsmith-db")
         if migrate:
@@ -117,8 +132,11 @@ class Database:
         return sorted(inspect(self.engine).get_table_names())
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        """One transaction. `readonly` ones do not wait for writers (SQLite)."""
         with self.sessions() as s, s.begin():
+            if readonly and self.is_sqlite:
+                s.connection(execution_options={"sqlite_begin": "DEFERRED"})
             yield s
 
     def submit(self, fn: Callable[[Session], T]) -> Future[T]:

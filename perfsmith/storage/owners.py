@@ -7,12 +7,12 @@ from __future__ import annotations
 import functools
 import os
 import socket
+from pathlib import Path
 
 
 def _start_ticks(pid: int) -> str | None:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
     # the command name (field 2) may hold spaces: fields after its closing parenthesis

@@ -17,8 +17,8 @@ from perfsmith.errors import RunNotFoundError
 from perfsmith.executor.observer import Cached
 from perfsmith.executor.records import TaskRecord, TaskStatus
 from perfsmith.planner.plan import TaskSpec, as_text, render_args
-from perfsmith.storage.db import Database
 from perfsmith.storage import owners
+from perfsmith.storage.db import Database
 from perfsmith.storage.models import Artifact, Candidate, Event, Plan, Run, Task
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class RunStore:
 
     def orphaned_runs(self) -> list[str]:
         """Runs left pending or running by a process of this machine that is gone."""
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             rows = s.execute(
                 select(Run.id, Run.owner).where(
                     Run.status.in_(("pending", "running")), Run.owner.is_not(None)
@@ -101,7 +101,7 @@ class RunStore:
         return [run_id for run_id, owner in rows if owners.is_gone(str(owner))]
 
     def get_run(self, run_id: str) -> Run:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             run = s.get(Run, run_id)
             if run is None:
                 raise RunNotFoundError(run_id)
@@ -118,7 +118,7 @@ class RunStore:
         tenant: str | None = None,
     ) -> list[Run]:
         """Newest first; `tenant` limits the list to one tenant's runs (the API's view)."""
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             q = _filtered(select(Run), status=status, kind=kind, tenant=tenant)
             q = q.order_by(Run.created_at.desc(), Run.id)
             runs = list(s.scalars(q.limit(limit).offset(offset)))
@@ -128,13 +128,13 @@ class RunStore:
     def count_runs(
         self, *, status: str | None = None, kind: str | None = None, tenant: str | None = None
     ) -> int:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             q = _filtered(select(func.count(Run.id)), status=status, kind=kind, tenant=tenant)
             return int(s.scalar(q) or 0)
 
     def candidates(self, run_id: str) -> list[Candidate]:
         """A run's candidates in the order they were proposed, with their measurements."""
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             rows = list(
                 s.scalars(
                     select(Candidate)
@@ -148,7 +148,7 @@ class RunStore:
 
     def artifacts(self, run_id: str) -> list[tuple[Artifact, int]]:
         """A run's artifacts (without loading their content) and each one's size in bytes."""
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             rows = s.execute(
                 select(Artifact, func.length(Artifact.content))
                 .where(Artifact.run_id == run_id)
@@ -159,7 +159,7 @@ class RunStore:
             return [(a, int(size or 0)) for a, size in rows]
 
     def artifact(self, run_id: str, artifact_id: int) -> Artifact | None:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             row = s.scalar(
                 select(Artifact).where(Artifact.run_id == run_id, Artifact.id == artifact_id)
             )
@@ -181,20 +181,20 @@ class RunStore:
             s.execute(update(Run).where(Run.id == run_id).values(**values))
 
     def plans(self, run_id: str) -> list[Plan]:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             plans = list(s.scalars(select(Plan).where(Plan.run_id == run_id).order_by(Plan.round)))
             s.expunge_all()
             return plans
 
     def plan(self, run_id: str, round_: int) -> Plan | None:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             plan = s.scalar(select(Plan).where(Plan.run_id == run_id, Plan.round == round_))
             if plan is not None:
                 s.expunge(plan)
             return plan
 
     def tasks(self, run_id: str) -> list[Task]:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             tasks = list(
                 s.scalars(select(Task).where(Task.run_id == run_id).order_by(Task.round, Task.idx))
             )
@@ -202,7 +202,7 @@ class RunStore:
             return tasks
 
     def events(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             q = select(Event).where(Event.run_id == run_id, Event.seq > after).order_by(Event.seq)
             if limit is not None:
                 q = q.limit(limit)

@@ -19,6 +19,7 @@ elapsed time; `dry` does all but the calls (start-up, imports, copies).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import importlib.util
@@ -208,10 +209,8 @@ def time_calls(path: str, name: str, loops: int, dry: bool, clock: bool = True) 
     if not dry:  # a dry run is the baseline: no call at all, so no memory from calls
         warm = copy.deepcopy(inputs[0])
         t0 = _clock() if clock else 0.0
-        try:  # warm-up: first-call caches and lazy imports
+        with contextlib.suppress(Exception):  # warm-up: first-call caches, lazy imports
             fn(*warm)
-        except Exception:
-            pass
         warm_s = _clock() - t0 if clock else 0.0
     # Inputs on which the function raises are part of its behaviour (correctness compares
     # the exceptions), so their calls are timed like the others and counted.

@@ -233,7 +233,8 @@ async def test_cancel_resume_and_follow_up(plan_server: Server) -> None:
         assert "user_message" in types and types[-1] == "run_finished"
 
 
-async def test_fifty_concurrent_runs_stream_every_event(plan_server: Server) -> None:
+@pytest.mark.parametrize("attempt", range(3))  # SQLite under load, more than once
+async def test_fifty_concurrent_runs_stream_every_event(plan_server: Server, attempt: int) -> None:
     async with Client(plan_server.url, plan_server.tokens["bob"], timeout=120) as client:
         runs = await asyncio.gather(
             *(client.runs.create({"kind": "plan", "request": f"run {i}"}) for i in range(50))
