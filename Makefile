@@ -44,6 +44,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/orchestration.py --out bench/results/orchestration.json
 	$(BIN)/python bench/sandbox.py --out bench/results/sandbox.json
+	$(BIN)/python bench/sandbox_hardening.py --out bench/results/sandbox_hardening.json
 	$(BIN)/python bench/verifier.py --out bench/results/verifier.json
 	$(BIN)/python bench/inference.py --out bench/results/inference.json
 	$(BIN)/python bench/kernels.py --device cpu --out bench/results/kernels-cpu.json
@@ -52,6 +53,7 @@ bench: install
 bench-quick: install
 	$(BIN)/python bench/orchestration.py --quick --out bench/results/orchestration.json
 	$(BIN)/python bench/sandbox.py --quick --out bench/results/sandbox.json
+	$(BIN)/python bench/sandbox_hardening.py --runs 20 --out bench/results/sandbox_hardening.json
 	$(BIN)/python bench/verifier.py --quick --out bench/results/verifier.json
 	$(BIN)/python bench/inference.py --quick --out bench/results/inference.json
 	$(BIN)/python bench/kernels.py --device cpu --quick --out bench/results/kernels-cpu.json

@@ -275,6 +275,7 @@ def private_namespaces(
     for target in private:
         _check(libc.mount(b"tmpfs", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts), "tmpfs")
     for top in sorted({t for t in hidden.values() if t is not None}):
+        os.makedirs(top, exist_ok=True)  # gone when it was under a private /tmp
         _check(
             libc.mount(b"tmpfs", top.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=755"), "hide"
         )
