@@ -92,18 +92,16 @@ def encode(value: Any, _depth: int = 0) -> Any:
             "t": type(value).__qualname__,
             "v": {f.name: encode(getattr(value, f.name), d) for f in dataclasses.fields(value)},
         }
-    if (
-        type(value).__repr__ is _DEFAULT_REPR
-        and isinstance(getattr(value, "__dict__", None), dict)
-        and not isinstance(value, type)
-    ):
-        # a plain object (a method's instance, say): its repr is an address, so it is
-        # compared by its attributes, like a dataclass
-        return {
-            "~": "record",
-            "t": type(value).__qualname__,
-            "v": {str(k): encode(v, d) for k, v in vars(value).items()},
-        }
+    if type(value).__repr__ is _DEFAULT_REPR and not isinstance(value, type):
+        fields = _attributes(value)
+        if fields is not None:
+            # a plain object (a method's instance, say): its repr is an address, so it is
+            # compared by its attributes (its __dict__ and __slots__), like a dataclass
+            return {
+                "~": "record",
+                "t": type(value).__qualname__,
+                "v": {k: encode(v, d) for k, v in fields.items()},
+            }
     module = type(value).__module__
     if (module == "numpy" or module.startswith("numpy.")) and (
         hasattr(value, "tobytes")
@@ -124,6 +122,28 @@ def encode(value: Any, _depth: int = 0) -> Any:
         array = value.detach().cpu().numpy()
         return {"~": "tensor", "device": str(value.device), "v": encode(array, d)}
     return {"~": "opaque", "t": type(value).__qualname__, "r": _repr(value)}
+
+
+def _attributes(value: Any) -> dict[str, Any] | None:
+    """An object's attributes from its __dict__ and every class's __slots__, or None when
+    it has neither (then its repr stands for it)."""
+    found: dict[str, Any] = {}
+    has_any = False
+    state = getattr(value, "__dict__", None)
+    if isinstance(state, dict):
+        has_any = True
+        found.update((str(k), v) for k, v in state.items())
+    for cls in type(value).__mro__:
+        if "__slots__" not in cls.__dict__:
+            continue
+        has_any = True  # a Python class that declares its state (maybe none)
+        slots = cls.__dict__["__slots__"]
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            if hasattr(value, name):
+                found[name] = getattr(value, name)
+    return found if has_any else None
 
 
 def _repr(value: Any) -> str:

@@ -82,3 +82,29 @@ def test_hostile_values_are_carried_as_data_only() -> None:
     back = loads(dumps(Evil([1])))
     assert back == [1]  # encoded as the plain list it contains, the lie is gone
     assert first_difference([2], back) is not None
+
+
+class _Slotted:
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: int, b: object) -> None:
+        self.a, self.b = a, b
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Slotted) and (self.a, self.b) == (other.a, other.b)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Marker:
+    __slots__ = ()
+
+
+def test_objects_compare_by_state_not_by_address() -> None:
+    # the same state in two objects (two processes): equal, whatever their addresses
+    assert dumps(_Slotted(1, [2, 3])) == dumps(_Slotted(1, [2, 3]))
+    assert dumps(_Slotted(1, [2, 3])) != dumps(_Slotted(1, [2, 4]))
+    assert dumps(_Marker()) == dumps(_Marker())
+    # integers past Python's 4,300-digit limit on decimal strings round-trip exactly
+    big = 7**20_000
+    assert loads(dumps(big)) == big and dumps(big) != dumps(big + 1)
