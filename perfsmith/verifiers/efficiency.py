@@ -16,14 +16,16 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
+from perfsmith.errors import PerfsmithError
 from perfsmith.sandbox.base import Limits, Sandbox
 from perfsmith.verifiers.correctness import InputSource, output_tail, run_harness
 from perfsmith.verifiers.stats import SpeedEstimate, Verdict, paired_speedup, verdict
 from perfsmith.verifiers.target import Target
 
 
-class TimingError(Exception):
-    """A timing round did not produce a time."""
+class TimingError(PerfsmithError):
+    """A timing round did not produce a time (the candidate crashed or ran out of time
+    while it was timed): one line for the user, exit status 1."""
 
 
 @dataclass

@@ -246,3 +246,26 @@ def test_results_past_the_int_string_limit_are_compared(work: Path) -> None:
     )
     assert code == 0, err
     assert data is not None and data["correct"] is False and "input #0" in str(data["failure"])
+
+
+def test_a_candidate_that_crashes_while_timed_is_one_line_and_exit_1(work: Path) -> None:
+    # correct on the correctness inputs; ends its process once it has been called often
+    (work / "fragile.py").write_text(
+        "import os\n"
+        "def dedupe(items: list[int], _calls: list[int] = []) -> list[int]:\n"
+        "    _calls.append(1)\n"
+        "    if len(_calls) > 60:\n"
+        "        os.abort()\n"
+        "    return list(dict.fromkeys(items))\n"
+    )
+    code, _, err = run(
+        work,
+        f"{work}/ref.py::dedupe",
+        f"{work}/fragile.py::dedupe",
+        "--inputs",
+        f"{work}/gen.py::gen",
+        "--json",
+    )
+    assert code == 1, err
+    assert "Traceback" not in err and "timing" in err, err
+    assert len(err.strip().splitlines()) <= 3, err
