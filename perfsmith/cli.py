@@ -624,14 +624,15 @@ def verify_cmd(
         finally:
             await box.close()
 
-    try:
-        result = asyncio.run(go())
-    except InputError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
-    except PerfsmithError as exc:
-        _fail(str(exc))
-        return
+    def checked() -> Any:
+        try:
+            return asyncio.run(go())
+        except InputError as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(2) from exc
+
+    # any other failure: one line and exit 1 (a traceback with PERFSMITH_DEBUG=1)
+    result = _guard(checked)
     if as_json:
         sys.stdout.write(result.model_dump_json() + "\n")
         return

@@ -12,8 +12,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from perfsmith.errors import PerfsmithError
-
 kernel_app = typer.Typer(
     help="Kernels for PyTorch operators (KernelBench problems): verify, tune, optimize.",
     no_args_is_help=True,
@@ -131,11 +129,9 @@ def verify_cmd(
         finally:
             await box.close()
 
-    try:
-        result = asyncio.run(go())
-    except PerfsmithError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
+    from perfsmith.cli import _guard
+
+    result = _guard(lambda: asyncio.run(go()))  # one line and exit 1 on any failure
     print_result(result, as_json)
 
 
@@ -192,11 +188,9 @@ def tune_cmd(
         finally:
             await box.close()
 
-    try:
-        best, tried = asyncio.run(go())
-    except PerfsmithError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
+    from perfsmith.cli import _guard
+
+    best, tried = _guard(lambda: asyncio.run(go()))
     if best is not None and out_file is not None:
         out_file.write_text(best.source, encoding="utf-8")
     rows = [{"values": v.values, **(v.result.model_dump() if v.result else {})} for v in tried]

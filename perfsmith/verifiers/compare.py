@@ -33,8 +33,20 @@ class Difference:
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer past Python's limit on decimal digits, maybe inside
+        text = _big(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _big(value: Any) -> str:
+    """An integer too long to print, by its length and last digits."""
+    if isinstance(value, int):
+        digits = int(abs(value).bit_length() * 0.30103) + 1
+        tail = abs(value) % 10**12
+        return f"{'-' if value < 0 else ''}<an integer of about {digits} digits ending {tail:012d}>"
+    return f"<a {type(value).__name__} holding integers too long to print>"
 
 
 def _is_array(value: Any) -> bool:
