@@ -11,9 +11,11 @@ from perfsmith.sandbox.base import Limits, Sandbox
 from perfsmith.verifiers.correctness import GeneratedInputs
 from perfsmith.verifiers.efficiency import (
     MIN_ROUNDS,
+    Round,
     Timing,
     TimingError,
     adapt_to_slow_calls,
+    cached_between_calls,
     hidden_work,
     measure_speed,
     undecided,
@@ -244,3 +246,20 @@ async def test_a_cache_on_disk_earns_no_speedup_across_runs(sandbox: Sandbox, fi
         assert run.verdict != "faster" and run.estimate.speedup < 1.3, run.estimate
     assert not list(Path("/run/lock").glob("perfsmith-cache-*"))
     assert not list(Path("/tmp").glob("perfsmith-cache-*"))
+
+
+def test_a_cache_is_told_from_a_warm_up_by_the_passes() -> None:
+    def rnd(*passes: float) -> Round:
+        return Round(sum(passes), sum(passes) + 0.05, 10.0, 0, passes, passes[0])
+
+    honest = [(rnd(0.010, 0.010), rnd(0.004, 0.0041)) for _ in range(5)]
+    assert cached_between_calls(honest) is None
+    # two loops are enough for a memo to halve the time: two passes are enough to see it
+    memo = [(rnd(0.010, 0.010), rnd(0.009, 0.0001)) for _ in range(5)]
+    found = cached_between_calls(memo)
+    assert found is not None and found.startswith("cache:")
+    # a reference that itself speeds up after its first pass (its own caches) excuses it
+    both = [(rnd(0.010, 0.002, 0.002), rnd(0.009, 0.0015, 0.0015)) for _ in range(5)]
+    assert cached_between_calls(both) is None
+    one_round = [memo[0], *honest[:4]]  # one odd round is not a pattern
+    assert cached_between_calls(one_round) is None
