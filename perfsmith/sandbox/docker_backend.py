@@ -229,22 +229,43 @@ class _Box:
         self.mounted = mounted
         self.alive = alive  # the locked file descriptor, or None
         self.procs_file: str | None = None
+        self.binds: list[str] = []  # where read-only host folders appear inside
 
     def clear_private(self) -> None:
-        """Empty /tmp and /dev/shm: nothing a run wrote there reaches the next."""
-        for name in PRIVATE_DIRS:
-            top = os.path.join(self.host_dir, name)
-            try:
-                entries = os.listdir(top)
-            except OSError:
-                continue
-            for entry in entries:
-                path = os.path.join(top, entry)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
+        """Empty /tmp and /dev/shm: nothing a run wrote there reaches the next. The
+        folders the engine made as mount points for read-only binds inside them (a
+        virtualenv under /tmp) stay, and what is mounted on them is never touched:
+        removing a mount point from the host would unmount it in the container."""
+        for name, inside in PRIVATE_DIRS.items():
+            mounts = {
+                os.path.relpath(p, inside) for p in self.binds if _under(p, inside) and p != inside
+            }
+            _clear(os.path.join(self.host_dir, name), "", mounts)
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _clear(folder: str, rel: str, mounts: set[str]) -> None:
+    """Remove everything under `folder` (at `rel` from the private root) but the mount
+    points in `mounts` and the folders that lead to them."""
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        path, sub = os.path.join(folder, entry), os.path.join(rel, entry) if rel else entry
+        if sub in mounts:
+            continue
+        if any(_under(m, sub) for m in mounts):  # a folder on the way to a mount point
+            _clear(path, sub, mounts)
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def _alive(pid: int) -> bool:
@@ -402,6 +423,7 @@ class DockerSandbox:
             environment={"PATH": SAFE_PATH},
         )
         box = _Box(container, host_dir, mounted, alive)
+        box.binds = [v["bind"] for v in volumes.values() if v["mode"] == "ro"]
         try:
             container.start()
             container.reload()

@@ -232,3 +232,23 @@ def test_nothing_outlives_a_killed_perfsmith(backend: str) -> None:
     removed = remove_stale_runs(str(root))
     assert set(left) <= {Path(r).name for r in removed}
     assert not [p for p in root.iterdir() if p.name.startswith(f"run-{proc.pid}-")]
+
+
+def test_emptying_docker_tmp_keeps_the_mount_points_of_runtime_binds(tmp_path: Path) -> None:
+    """A virtualenv under /tmp is bound into the container at a folder the engine made in
+    the box's /tmp: emptying /tmp after a run must leave that folder (removing it from the
+    host would unmount the virtualenv in the container) and remove everything else."""
+    from perfsmith.sandbox.docker_backend import _clear
+
+    (tmp_path / "ci" / ".venv").mkdir(parents=True)
+    (tmp_path / "ci" / ".venv" / "marker").write_text("the bind's content")
+    (tmp_path / "ci" / "written").write_text("x")
+    (tmp_path / "ci" / "made").mkdir()
+    (tmp_path / "cache").write_text("x")
+    (tmp_path / "planted").mkdir()
+    _clear(str(tmp_path), "", {"ci/.venv"})
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "ci",
+        "ci/.venv",
+        "ci/.venv/marker",
+    ]
