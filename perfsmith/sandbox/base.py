@@ -200,6 +200,17 @@ def parse_report(data: bytes) -> dict[str, float] | None:
         return None
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours or another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def agrees(report: dict[str, float], launcher_code: int) -> bool:
     """Whether the launcher's own exit code (code, or 128 + signal) matches the command's
     wait status it reported."""

@@ -40,6 +40,7 @@ from perfsmith.sandbox.base import (
     base_environment,
     make_result,
     parse_report,
+    pid_alive,
 )
 from perfsmith.sandbox.confine import (
     ADDR_NO_RANDOMIZE,
@@ -268,16 +269,6 @@ def _clear(folder: str, rel: str, mounts: set[str]) -> None:
                 os.unlink(path)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _cgroup_procs_file(init_pid: int) -> str | None:
     """The host path of the cgroup.procs file of the cgroup a process is in (v1 or v2)."""
     try:
@@ -374,7 +365,7 @@ class DockerSandbox:
         """Containers (and their tmpfs) left by perfsmith processes that died."""
         for c in self.client.containers.list(all=True, filters={"label": "perfsmith.sandbox"}):
             owner = int(c.labels.get("perfsmith.owner", "0") or 0)
-            if owner and _alive(owner):
+            if owner and pid_alive(owner):
                 continue
             with contextlib.suppress(Exception):
                 c.remove(force=True)

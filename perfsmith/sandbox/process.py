@@ -36,6 +36,7 @@ from perfsmith.sandbox.base import (
     base_environment,
     make_result,
     parse_report,
+    pid_alive,
 )
 from perfsmith.sandbox.files import collect_files, place_files
 from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir, runtime_paths
@@ -82,16 +83,6 @@ def _dir_usage(root: str, byte_limit: int, entry_limit: int) -> tuple[int, int]:
     return total, entries
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 RUN_PREFIX = "run-"
 
 
@@ -114,7 +105,7 @@ def remove_stale_runs(root: str | None) -> list[str]:
                 continue
         except OSError:
             continue
-        if not _alive(int(parts[1])):
+        if not pid_alive(int(parts[1])):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
