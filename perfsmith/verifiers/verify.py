@@ -82,10 +82,11 @@ async def verify(
     data = await inputs.make(sandbox, seeds)
     report = await check_correctness(sandbox, reference, candidate, data, tol=tol)
     details: dict[str, Any] = {"inputs": inputs.description, "backend": sandbox.name}
-    if not report.correct:
+
+    def incorrect(failure: str | None) -> VerifyResult:
         return VerifyResult(
             correct=False,
-            failure=report.failure,
+            failure=failure,
             verdict="incorrect",
             speedup=None,
             ci=None,
@@ -93,6 +94,9 @@ async def verify(
             mode=mode,
             details=details,
         )
+
+    if not report.correct:
+        return incorrect(report.failure)
     if mode == "instructions":
         count = await count_instructions(sandbox, reference, candidate, inputs)
         details.update(
@@ -115,17 +119,8 @@ async def verify(
         sandbox, reference, candidate, inputs, rounds=rounds, threshold=threshold
     )
     est = timing.estimate
-    if timing.failure is not None:
-        return VerifyResult(
-            correct=False,
-            failure=timing.failure,
-            verdict="incorrect",
-            speedup=None,
-            ci=None,
-            n_inputs=report.n_inputs,
-            mode=mode,
-            details=details,
-        )
+    if timing.failure is not None:  # raised where the reference did not, or the reverse
+        return incorrect(timing.failure)
     details.update(
         reference_peak_mb=round(timing.peak_mb[0], 3),
         candidate_peak_mb=round(timing.peak_mb[1], 3),

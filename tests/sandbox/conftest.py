@@ -20,17 +20,22 @@ def _docker_reason() -> str | None:
 BACKENDS = ["process", "bubblewrap", "docker"]
 
 
-@pytest.fixture(params=BACKENDS)
-async def sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
-    from perfsmith.sandbox.select import open_sandbox
-
-    name = request.param
+def skip_unless_available(name: str) -> None:
+    """Skip the test, with the reason, when backend `name` cannot run here."""
     if name == "bubblewrap" and shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
     if name == "docker":
         reason = _docker_reason()
         if reason:
             pytest.skip(f"docker backend: {reason}")
+
+
+@pytest.fixture(params=BACKENDS)
+async def sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
+    from perfsmith.sandbox.select import open_sandbox
+
+    name = request.param
+    skip_unless_available(name)
     box = await open_sandbox(name)
     try:
         yield box

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from perfsmith.sandbox import launch
 from perfsmith.sandbox.base import Limits, Sandbox, SandboxError, Status, run_python
 from perfsmith.sandbox.process import remove_stale_runs
 from tests.cli_runner import PERFSMITH, cli
+from tests.sandbox.conftest import skip_unless_available
 
 
 async def test_files_in_and_out_and_exit_codes(sandbox: Sandbox) -> None:
@@ -178,14 +178,7 @@ def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
 def test_nothing_outlives_a_killed_perfsmith(backend: str) -> None:
     """kill -9 of `perfsmith sandbox run` takes its command, and the daemon that command
     started, with it; the run's working directory is removed by the next start."""
-    if backend == "bubblewrap" and shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed")
-    if backend == "docker":
-        from perfsmith.sandbox.docker_backend import docker_unavailable_reason
-
-        reason = docker_unavailable_reason()
-        if reason:
-            pytest.skip(f"docker backend: {reason}")
+    skip_unless_available(backend)
     token = f"outlive-{backend}-{os.getpid()}"
     code = (
         "import os, subprocess, sys, time\n"
