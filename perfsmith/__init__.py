@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from perfsmith.tools.registry import tool
-
 if TYPE_CHECKING:
     from perfsmith.api.client import Client
     from perfsmith.orchestrate import RunResult, resume, run
+    from perfsmith.tools.registry import tool
     from perfsmith.workflows.optimize import OptimizeResult, optimize
 
 __version__ = "0.1.0"
@@ -25,8 +24,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The orchestrator pulls in LangGraph and the openai SDK: load it on first use so that
-    # light commands (`perfsmith runs list`) start fast.
+    # Everything is loaded on first use (the orchestrator pulls in LangGraph and the openai
+    # SDK, the tool registry pydantic) so that `perfsmith --help` and light commands start
+    # fast.
+    if name == "tool":
+        from perfsmith.tools.registry import tool
+
+        return tool
     if name in ("run", "resume", "RunResult"):
         from perfsmith import orchestrate
 

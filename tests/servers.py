@@ -54,15 +54,18 @@ Thought: profile, propose two rewrites at once, verify each.
 join()
 """
 FOLLOW_OPTIMIZE_PLAN = '1. propose(strategy="data structure")\n2. verify(candidate=$1)\njoin()\n'
+# The quadratic lookups done three times over: decisively slower than the reference even
+# on a loaded machine (its verdict must read "slower", never "same").
 SLOW = """def find_duplicates(words: list[str]) -> list[str]:
-    seen = []
-    dupes = []
-    for word in words:
-        if seen.count(word):
-            if dupes.count(word) == 0:
-                dupes.append(word)
-        else:
-            seen.append(word)
+    for _ in range(3):
+        seen = []
+        dupes = []
+        for word in words:
+            if seen.count(word):
+                if dupes.count(word) == 0:
+                    dupes.append(word)
+            else:
+                seen.append(word)
     return dupes
 """
 COUNTING = """def find_duplicates(words: list[str]) -> list[str]:

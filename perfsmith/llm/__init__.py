@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from perfsmith.llm.base import ChatMessage, ChatModel, ChatResult, GenerationOptions, Usage
-from perfsmith.llm.scripted import ScriptedChatModel
-
 if TYPE_CHECKING:
+    from perfsmith.llm.base import ChatMessage, ChatModel, ChatResult, GenerationOptions, Usage
     from perfsmith.llm.factory import model_from_settings, model_from_spec
     from perfsmith.llm.openai_compatible import OpenAICompatible
+    from perfsmith.llm.scripted import ScriptedChatModel
 
 __all__ = [
     "ChatMessage",
@@ -25,7 +24,16 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The openai SDK takes a noticeable time to import: only when a client is wanted.
+    # Loaded on first use: `perfsmith --help` and the light commands import
+    # `perfsmith.llm.specs` alone; the openai SDK takes a noticeable time to import.
+    if name in ("ChatMessage", "ChatModel", "ChatResult", "GenerationOptions", "Usage"):
+        from perfsmith.llm import base
+
+        return getattr(base, name)
+    if name == "ScriptedChatModel":
+        from perfsmith.llm import scripted
+
+        return scripted.ScriptedChatModel
     if name == "OpenAICompatible":
         from perfsmith.llm import openai_compatible
 

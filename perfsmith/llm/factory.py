@@ -9,12 +9,7 @@ from perfsmith.config import Settings
 from perfsmith.errors import ConfigError
 from perfsmith.llm.base import ChatModel
 from perfsmith.llm.scripted import ScriptedChatModel
-
-SPEC_HELP = (
-    "'local' (perfsmith's own engine; 'local:MODEL' for another model), an OpenAI-compatible "
-    "base URL (http://host:port/v1), or 'scripted:FILE' where FILE is a "
-    'JSON object {"planner": [...], "joiner": [...]} of replies by purpose (or a JSON list)'
-)
+from perfsmith.llm.specs import SPEC_HELP
 
 
 def load_script(path: Path) -> ScriptedChatModel:

@@ -146,6 +146,24 @@ class RunStore:
             s.expunge_all()
             return rows
 
+    def verdicts_by_run(
+        self, *, kind: str, last: int
+    ) -> list[list[tuple[str | None, float | None]]]:
+        """The (verdict, speedup) of every candidate of the `last` most recent runs of
+        `kind`, run by run (newest first): the samples of a suite's eff@k."""
+        recent = select(Run.id).where(Run.kind == kind).order_by(Run.created_at.desc()).limit(last)
+        with self.db.session(readonly=True) as s:
+            run_ids = s.scalars(recent).all()
+            rows = s.execute(
+                select(Candidate.run_id, Candidate.verdict, Candidate.speedup)
+                .where(Candidate.run_id.in_(recent.subquery().select()))
+                .order_by(Candidate.id)
+            ).all()
+        by_run: dict[str, list[tuple[str | None, float | None]]] = {r: [] for r in run_ids}
+        for run_id, verdict, speedup in rows:
+            by_run.setdefault(run_id, []).append((verdict, speedup))
+        return [by_run[r] for r in run_ids]
+
     def artifacts(self, run_id: str) -> list[tuple[Artifact, int]]:
         """A run's artifacts (without loading their content) and each one's size in bytes."""
         with self.db.session(readonly=True) as s:

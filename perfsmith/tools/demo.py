@@ -7,10 +7,13 @@ import asyncio
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfsmith.errors import ToolError
 from perfsmith.tools.registry import tool
+
+if TYPE_CHECKING:
+    from perfsmith.llm.base import ChatModel
 
 _TIMER = """
 import json, sys, timeit
@@ -110,4 +113,18 @@ def demo_joiner(text: str) -> str:
         "Thought: all variants were timed in parallel and ranked.\n"
         f"Action: Finish({best['variant']} is fastest, {best['speedup']}x the nested loop. "
         f"{listing})"
+    )
+
+
+def demo_model() -> ChatModel:
+    """The demo's planner and joiner: the scripted plan above and a joiner that reads the
+    ranking (the demo and its resume build the same one)."""
+    from perfsmith.llm.scripted import ScriptedChatModel
+
+    return ScriptedChatModel(
+        {
+            "planner": [demo_plan()],
+            "joiner": [lambda msgs, _opts: demo_joiner(msgs[-1].content)],
+        },
+        name="demo-script",
     )

@@ -10,36 +10,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from perfsmith.config import load_settings
+from perfsmith.cli.common import DbOption, err, fail, out, settings_for
 from perfsmith.errors import PerfsmithError
 
 if TYPE_CHECKING:
     from perfsmith.api.tokens import TokenStore
 
 tokens_app = typer.Typer(help="API tokens for `perfsmith serve`.", no_args_is_help=True)
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", help="SQLAlchemy database URL (default: PERFSMITH_DATABASE_URL)"),
-]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(message)}")
-    return typer.Exit(code)
 
 
 def _tokens(db: str | None) -> TokenStore:
     from perfsmith.api.tokens import TokenStore
     from perfsmith.storage.db import Database
 
-    return TokenStore(Database(load_settings(database_url=db).resolved_database_url()))
+    return TokenStore(Database(settings_for(db).resolved_database_url()))
 
 
 @tokens_app.command("create")
@@ -54,7 +40,7 @@ def tokens_create(
     try:
         secret = _tokens(db).create(name, tenant=tenant)
     except PerfsmithError as exc:
-        raise _fail(str(exc)) from exc
+        fail(str(exc))
     sys.stdout.write(secret + "\n")
     err.print(
         f"token {escape(name)} for tenant {escape(tenant or name)}: keep it, it is not shown again"
@@ -70,7 +56,7 @@ def tokens_list(
     try:
         rows = _tokens(db).list()
     except PerfsmithError as exc:
-        raise _fail(str(exc)) from exc
+        fail(str(exc))
     if as_json:
         sys.stdout.write(
             json.dumps(
@@ -89,6 +75,8 @@ def tokens_list(
             + "\n"
         )
         return
+    from rich.table import Table
+
     table = Table("name", "tenant", "starts with", "created", "last used", "state")
     for r in rows:
         table.add_row(
@@ -108,7 +96,7 @@ def tokens_revoke(name: str, db: DbOption = None) -> None:
     try:
         _tokens(db).revoke(name)
     except PerfsmithError as exc:
-        raise _fail(str(exc)) from exc
+        fail(str(exc))
     out.print(f"revoked {escape(name)}")
 
 
@@ -162,22 +150,22 @@ def serve_cmd(
     from perfsmith.tools.loader import load_tools
 
     if not _loopback(host) and not allow_remote:
-        raise _fail(
+        fail(
             f"--host {host} is reachable from other machines; pass --allow-remote to bind it "
             "(every request still needs a token)",
             2,
         )
     if sandbox not in BACKENDS:
-        raise _fail(f"--sandbox must be one of {', '.join(BACKENDS)}, not {sandbox!r}", 2)
+        fail(f"--sandbox must be one of {', '.join(BACKENDS)}, not {sandbox!r}", 2)
     if not workspace.is_dir():
-        raise _fail(f"--workspace {workspace} is not a folder", 2)
+        fail(f"--workspace {workspace} is not a folder", 2)
     suite = kernels if kernels is not None else workspace / "examples" / "kernels"
     if kernels is not None and not kernels.is_dir():
-        raise _fail(f"--kernels {kernels} is not a folder", 2)
-    settings = load_settings(database_url=db)
+        fail(f"--kernels {kernels} is not a folder", 2)
+    settings = settings_for(db)
     spec = llm or default_spec(settings)
     if spec == "none":
-        raise _fail(
+        fail(
             "perfsmith serve needs a model: chat messages, plans and kernel runs are planned "
             "by one. Give --llm local (the embedded model), an OpenAI-compatible URL, or "
             "run model-free optimizations with `perfsmith optimize TARGET --llm none`",
@@ -190,13 +178,13 @@ def serve_cmd(
             load_tools(list(tools))
         database = Database(settings.resolved_database_url())
     except PerfsmithError as exc:
-        raise _fail(str(exc), 2) from exc
+        fail(str(exc), 2)
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise _fail(f"cannot listen on {host}:{port}: {exc.strerror}", 2) from exc
+            fail(f"cannot listen on {host}:{port}: {exc.strerror}", 2)
     manager = RunManager(
         database,
         settings,

@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,19 +20,6 @@ from perfsmith.api.schemas import EventOut, OptimizeRunCreate, RunOut
 from perfsmith.console import LiveProgress, dag_rows, dag_table
 
 T = TypeVar("T")
-
-ServerOption = Annotated[
-    str | None,
-    typer.Option(
-        "--server",
-        envvar="PERFSMITH_SERVER",
-        help="Drive a remote `perfsmith serve` at this URL instead of working here.",
-    ),
-]
-TokenOption = Annotated[
-    str | None,
-    typer.Option("--token", envvar="PERFSMITH_TOKEN", help="API token for --server."),
-]
 
 
 class RemoteUsageError(Exception):

@@ -12,32 +12,27 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from perfsmith.cli.common import JsonOption, err, execute, guard, usage_error
+
 kernel_app = typer.Typer(
     help="Kernels for PyTorch operators (KernelBench problems): verify, tune, optimize.",
     no_args_is_help=True,
 )
 out = Console(soft_wrap=True)  # one result, one line: easy to grep
-err = Console(stderr=True, soft_wrap=True)
 
 DeviceOption = Annotated[str, typer.Option(help="cpu (C++/OpenMP) or cuda.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 SandboxOption = Annotated[
     str, typer.Option("--sandbox", help="Sandbox: auto, process, bubblewrap, docker.")
 ]
-
-
-def usage_error(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/] {escape(message)}")
-    return typer.Exit(2)
 
 
 def check_device(device: str, compile_only: bool) -> None:
     from perfsmith.kernels.verify import cuda_available
 
     if device not in ("cpu", "cuda"):
-        raise usage_error(f"--device must be cpu or cuda, not {device!r}")
+        usage_error(f"--device must be cpu or cuda, not {device!r}")
     if device == "cuda" and not compile_only and not cuda_available():
-        raise usage_error(
+        usage_error(
             "--device cuda: no CUDA device is visible to torch here; "
             "--compile-only checks that the CUDA sources compile without running them"
         )
@@ -47,7 +42,7 @@ def check_sandbox(name: str) -> None:
     from perfsmith.sandbox.select import BACKENDS
 
     if name not in BACKENDS:
-        raise usage_error(f"--sandbox must be one of {', '.join(BACKENDS)}, not {name!r}")
+        usage_error(f"--sandbox must be one of {', '.join(BACKENDS)}, not {name!r}")
 
 
 def print_result(result: Any, as_json: bool) -> None:
@@ -109,7 +104,7 @@ def verify_cmd(
         problem_source = read_problem(problem)
         candidate_source = read_candidate(candidate)
     except KernelInputError as exc:
-        raise usage_error(str(exc)) from exc
+        usage_error(str(exc))
     settings = KernelSettings(
         device="cuda" if device == "cuda" else "cpu",
         trials=trials,
@@ -129,9 +124,7 @@ def verify_cmd(
         finally:
             await box.close()
 
-    from perfsmith.cli import _guard
-
-    result = _guard(lambda: asyncio.run(go()))  # one line and exit 1 on any failure
+    result = guard(lambda: asyncio.run(go()))  # one line and exit 1 on any failure
     print_result(result, as_json)
 
 
@@ -168,9 +161,9 @@ def tune_cmd(
         source = read_candidate(candidate)
         found = variants(source)
     except (KernelInputError, TuneError) as exc:
-        raise usage_error(str(exc)) from exc
+        usage_error(str(exc))
     if not found:
-        raise usage_error(f"{candidate} declares no tunables (`// perfsmith: tune NAME=[a,b]`)")
+        usage_error(f"{candidate} declares no tunables (`// perfsmith: tune NAME=[a,b]`)")
     settings = KernelSettings(device="cuda" if device == "cuda" else "cpu", rounds=rounds)
     if not as_json:
         err.print(f"{len(found)} variants of {candidate.name}")
@@ -188,9 +181,7 @@ def tune_cmd(
         finally:
             await box.close()
 
-    from perfsmith.cli import _guard
-
-    best, tried = _guard(lambda: asyncio.run(go()))
+    best, tried = guard(lambda: asyncio.run(go()))
     if best is not None and out_file is not None:
         out_file.write_text(best.source, encoding="utf-8")
     rows = [{"values": v.values, **(v.result.model_dump() if v.result else {})} for v in tried]
@@ -239,7 +230,6 @@ def optimize_cmd(
 ) -> None:
     """Write faster kernels for PROBLEM's operator: plan, propose kernels with the LLM,
     compile, verify and time each in the sandbox, tune, report the fastest verified."""
-    from perfsmith.cli import _execute, _guard
     from perfsmith.config import load_settings
     from perfsmith.kernels.verify import (
         KernelInputError,
@@ -255,19 +245,19 @@ def optimize_cmd(
     check_sandbox(sandbox)
     language = backend or ("cpp" if device == "cpu" else "cuda")
     if language not in BACKENDS:
-        raise usage_error(f"--backend must be one of {', '.join(BACKENDS)}, not {language!r}")
+        usage_error(f"--backend must be one of {', '.join(BACKENDS)}, not {language!r}")
     if (language == "cpp") != (device == "cpu"):
-        raise usage_error(f"--backend {language} does not write kernels for --device {device}")
+        usage_error(f"--backend {language} does not write kernels for --device {device}")
     try:
         read_problem(problem)
         for path in candidate or []:
             read_candidate(path)
     except KernelInputError as exc:
-        raise usage_error(str(exc)) from exc
+        usage_error(str(exc))
     settings = load_settings(database_url=db)
     spec = None if llm == "none" else (llm or default_spec(settings))
     if spec is not None:
-        _guard(lambda: model_from_spec(spec, settings))
+        guard(lambda: model_from_spec(spec, settings))
     kernel_settings = KernelSettings(
         device="cuda" if device == "cuda" else "cpu", rounds=verify_rounds
     )
@@ -292,9 +282,9 @@ def optimize_cmd(
             await box.close()
 
     try:
-        result = _execute(go, as_json)
+        result = execute(go, as_json)
     except KernelInputError as exc:
-        raise usage_error(str(exc)) from exc
+        usage_error(str(exc))
     if as_json:
         sys.stdout.write(json.dumps(result.as_json()) + "\n")
         return

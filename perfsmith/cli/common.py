@@ -1,0 +1,134 @@
+"""What every command shares: the consoles, the options, errors as one line, progress.
+
+Light on purpose: a command module imports this and typer at load time and everything
+else inside its command, so `perfsmith --help` and a usage error pay for nothing they do
+not use."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from perfsmith.llm.specs import SPEC_HELP
+
+if TYPE_CHECKING:
+    from perfsmith.config import Settings
+    from perfsmith.storage.db import Database
+
+T = TypeVar("T")
+
+# Exit codes: 0 done, 1 the work failed (one line on stderr), 2 the command line is wrong
+# (a missing file or function, a bad option), 130 interrupted.
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+out = Console()
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    out = Console(width=120)  # logs and pipes: wide enough for the task table
+err = Console(stderr=True, soft_wrap=True)  # error messages stay on one line: easy to grep
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="SQLAlchemy database URL (default: PERFSMITH_DATABASE_URL or "
+        "SQLite under the data directory)",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="PERFSMITH_SERVER",
+        help="Drive a remote `perfsmith serve` at this URL instead of working here.",
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", envvar="PERFSMITH_TOKEN", help="API token for --server."),
+]
+BackendOption = Annotated[str, typer.Option(help="Sandbox: auto, process, bubblewrap, docker.")]
+LLM_HELP = SPEC_HELP
+LLM_OR_NONE_HELP = "none, or " + SPEC_HELP
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """One line on stderr, then exit with `code`."""
+    err.print(f"[red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def usage_error(message: str) -> NoReturn:
+    """The command line cannot work as given: one line, exit code 2."""
+    fail(message, EXIT_USAGE)
+
+
+def guard(fn: Callable[[], T]) -> T:
+    """Run a command body; known errors become a message and exit code 1."""
+    from perfsmith.errors import PerfsmithError
+
+    try:
+        return fn()
+    except PerfsmithError as exc:
+        fail(str(exc))
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if os.environ.get("PERFSMITH_DEBUG"):
+            raise
+        fail(f"{type(exc).__name__}: {exc} (set PERFSMITH_DEBUG=1 for a traceback)")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return guard(lambda: asyncio.run(coro))
+
+
+def check_backend(name: str, option: str = "--backend") -> None:
+    from perfsmith.sandbox.select import BACKENDS
+
+    if name not in BACKENDS:
+        raise typer.BadParameter(f"choose one of {', '.join(BACKENDS)}", param_hint=option)
+
+
+def settings_for(db: str | None) -> Settings:
+    from perfsmith.config import load_settings
+
+    return load_settings(database_url=db)
+
+
+def open_database(db: str | None) -> Database:
+    from perfsmith.storage.db import Database
+
+    return Database(settings_for(db).resolved_database_url())
+
+
+def plain_line(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+def execute(
+    coro_factory: Callable[[list[Listener]], Coroutine[Any, Any, T]],
+    as_json: bool,
+) -> T:
+    """Run a run's coroutine with progress: the live task table in a terminal, one plain
+    line per step in a log or a pipe, nothing with --json."""
+    from perfsmith.console import LiveProgress, PlainProgress
+
+    if as_json:
+        return run_async(coro_factory([]))
+    if not out.is_terminal:  # a log or a pipe: one plain line per step, as it happens
+        return run_async(coro_factory([PlainProgress(plain_line)]))
+    with LiveProgress(out) as live:
+        return run_async(coro_factory([live]))

@@ -1,0 +1,61 @@
+"""`perfsmith serve-model`: perfsmith's own engine behind an OpenAI-compatible API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from perfsmith.cli.common import guard, out
+
+
+def serve_model(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", help="embedded (SmolLM2-135M), gemma3-270m, a .gguf file or an HF dir"
+        ),
+    ] = "embedded",
+    compress: Annotated[
+        str, typer.Option("--compress", help="none, int8, bf16, drop=N, or a comma list")
+    ] = "none",
+    speculate: Annotated[
+        str, typer.Option("--speculate", help="none, ngram, adaptive or draft")
+    ] = "adaptive",
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8008,
+    context: Annotated[int, typer.Option("--context", min=16, help="tokens per sequence")] = 2048,
+    slots: Annotated[
+        int, typer.Option("--slots", min=1, max=64, help="sequences decoded together")
+    ] = 8,
+    threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", min=1, help="default max_tokens of a request")
+    ] = 512,
+    chat_template: Annotated[
+        Path | None, typer.Option("--chat-template", help="Jinja chat template file")
+    ] = None,
+) -> None:
+    """Serve a local model over an OpenAI-compatible API (/v1/chat/completions)."""
+    from perfsmith.inference.build import EngineConfig
+    from perfsmith.inference.serve import serve
+
+    config = EngineConfig(
+        model=model,
+        compress=compress,
+        speculate=speculate,
+        context=context,
+        slots=slots,
+        threads=threads,
+        chat_template=chat_template,
+    )
+    guard(
+        lambda: serve(
+            config,
+            host=host,
+            port=port,
+            default_max_tokens=max_tokens,
+            announce=lambda line: out.print(line, markup=False, highlight=False),
+        )
+    )

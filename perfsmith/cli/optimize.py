@@ -1,0 +1,260 @@
+"""`perfsmith optimize` (one function) and `perfsmith optimize-repo` (a repository's
+hottest functions, kept as commits on a new branch)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from perfsmith.cli.common import (
+    LLM_OR_NONE_HELP,
+    BackendOption,
+    DbOption,
+    JsonOption,
+    Listener,
+    ServerOption,
+    TokenOption,
+    check_backend,
+    err,
+    execute,
+    guard,
+    out,
+    settings_for,
+    usage_error,
+)
+
+if TYPE_CHECKING:
+    from perfsmith.workflows.optimize import OptimizeResult
+
+
+def optimize_cmd(
+    target: Annotated[str, typer.Argument(help="The function to speed up: FILE::FUNCTION.")],
+    workload: Annotated[
+        str | None,
+        typer.Option("--workload", help="FILE::FUNC of no arguments that exercises the target."),
+    ] = None,
+    inputs: Annotated[
+        str | None,
+        typer.Option(
+            "--inputs",
+            help="Input generator FILE::FUNC; FUNC(seed) returns a list "
+            "of argument tuples. Default: drawn from the type hints.",
+        ),
+    ] = None,
+    candidate: Annotated[
+        list[Path] | None,
+        typer.Option("--candidate", help="A file defining the same function (repeatable)."),
+    ] = None,
+    llm: Annotated[str | None, typer.Option("--llm", help=LLM_OR_NONE_HELP)] = None,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, max=10)] = 2,
+    candidates_k: Annotated[
+        int, typer.Option("--candidates", min=1, max=8, help="Proposals per round.")
+    ] = 3,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Rewrite FILE with the best verified candidate.")
+    ] = False,
+    report_dir: Annotated[Path | None, typer.Option("--report-dir")] = None,
+    backend: BackendOption = "auto",
+    verify_rounds: Annotated[int, typer.Option("--verify-rounds", min=3, max=200)] = 12,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Make FUNCTION faster: plan, propose candidates with the LLM, verify each in the
+    sandbox, report the fastest verified one (and apply it with --apply)."""
+    if server:
+        unsupported = [
+            flag
+            for flag, given in (
+                ("--workload", workload),
+                ("--candidate", candidate),
+                ("--llm", llm),
+                ("--apply", apply),
+                ("--report-dir", report_dir),
+            )
+            if given
+        ]
+        if unsupported:
+            usage_error(
+                f"{', '.join(unsupported)} cannot be used with --server: the server runs its "
+                "own LLM and sandbox on the code sent to it (the diff comes back)"
+            )
+        from perfsmith.cli import remote
+
+        try:
+            remote.optimize(
+                server,
+                token,
+                out,
+                err,
+                target=target,
+                inputs=inputs,
+                rounds=rounds,
+                k=candidates_k,
+                verify_rounds=verify_rounds,
+                as_json=as_json,
+            )
+        except remote.RemoteUsageError as exc:
+            usage_error(str(exc))
+        return
+    from perfsmith.llm.factory import default_spec, model_from_spec
+    from perfsmith.sandbox.select import open_sandbox
+    from perfsmith.verifiers.target import TargetError, parse_target
+    from perfsmith.workflows.optimize import optimize
+    from perfsmith.workflows.report import write_report
+
+    check_backend(backend)
+    settings = settings_for(db)
+    try:
+        ref = parse_target(target, what="function")
+        work = parse_target(workload, what="workload function") if workload else None
+        gen = parse_target(inputs, what="input generator") if inputs else None
+    except TargetError as exc:
+        usage_error(str(exc))
+    spec = None if llm == "none" else (llm or default_spec(settings))
+    if spec is not None:
+        guard(lambda: model_from_spec(spec, settings))  # a bad spec fails before any work
+
+    async def go(listeners: list[Listener]) -> OptimizeResult:
+        box = await open_sandbox(backend)
+        try:
+            return await optimize(
+                ref,
+                sandbox=box,
+                llm=spec,
+                workload=work,
+                inputs=gen,
+                candidates=candidate or [],
+                rounds=rounds,
+                k=candidates_k,
+                apply=apply,
+                settings=settings,
+                report_dir=report_dir,
+                verify_rounds=verify_rounds,
+                write_report=write_report,
+                listeners=listeners,
+            )
+        finally:
+            await box.close()
+
+    # the live task table while the plan runs (not with --json or when piped)
+    result = execute(go, as_json)
+    print_optimize(result, as_json)
+
+
+def print_optimize(result: OptimizeResult, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json()) + "\n")
+        return
+    for c in result.candidates:
+        speed = "-" if c.speedup is None else f"{c.speedup:.2f}x"
+        if c.ci:
+            speed += f" [{c.ci[0]:.2f}, {c.ci[1]:.2f}]"
+        line = f"candidate {c.id} ({c.origin}): {c.verdict} {speed}"
+        if c.failure:
+            line += f" · {c.failure.splitlines()[0][:140]}"
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.best is None:
+        # perfsmith's summary: every candidate's verdict, or why none was produced
+        summary = result.answer.splitlines()[0] if result.answer else "no candidate was verified"
+        out.print(f"{summary} Nothing to apply.", markup=False, highlight=False, soft_wrap=True)
+    else:
+        out.print(result.diff, markup=False, highlight=False)
+        out.print(
+            f"best: candidate {result.best.id}, {result.best.speedup:.2f}x"
+            + (" (applied)" if result.applied else " (not applied: pass --apply)"),
+            markup=False,
+            highlight=False,
+        )
+    if result.report:
+        out.print(f"report: {result.report}", markup=False, highlight=False, soft_wrap=True)
+
+
+def optimize_repo_cmd(
+    path: Annotated[Path, typer.Argument(help="A git repository.")],
+    command: Annotated[
+        str, typer.Option("--command", help="The project's own check, e.g. 'pytest -q'.")
+    ],
+    top: Annotated[int, typer.Option("--top", min=1, max=20, help="Functions to optimize.")] = 3,
+    branch: Annotated[str | None, typer.Option("--branch", help="New branch name.")] = None,
+    llm: Annotated[str | None, typer.Option("--llm", help=LLM_OR_NONE_HELP)] = None,
+    candidate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--candidate",
+            help="FILE::FUNC=PATH: a candidate for one function, FILE relative to the "
+            "repository (repeatable).",
+        ),
+    ] = None,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, max=10)] = 1,
+    candidates_k: Annotated[int, typer.Option("--candidates", min=1, max=8)] = 3,
+    backend: BackendOption = "auto",
+    verify_rounds: Annotated[int, typer.Option("--verify-rounds", min=3, max=200)] = 12,
+    report_dir: Annotated[Path | None, typer.Option("--report-dir")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Profile COMMAND in the repository, optimize its hottest functions, and commit each
+    verified speedup that COMMAND still accepts to a new branch (the working tree is not
+    touched)."""
+    from perfsmith.llm.factory import default_spec, model_from_spec
+    from perfsmith.sandbox.select import open_sandbox
+    from perfsmith.storage.db import Database
+    from perfsmith.workflows.repo import optimize_repo
+
+    check_backend(backend)
+    settings = settings_for(db)
+    given: dict[str, list[Path]] = {}
+    for item in candidate or []:
+        spec, sep, file = item.partition("=")
+        if not sep or "::" not in spec or not file:
+            raise typer.BadParameter(f"{item!r} is not FILE::FUNC=PATH", param_hint="--candidate")
+        given.setdefault(spec, []).append(Path(file))
+    model_spec = None if llm == "none" else (llm or default_spec(settings))
+    if model_spec is not None:
+        guard(lambda: model_from_spec(model_spec, settings))
+
+    async def go() -> Any:
+        box = await open_sandbox(backend)
+        database = Database(settings.resolved_database_url())
+        try:
+            return await optimize_repo(
+                path,
+                command=command,
+                sandbox=box,
+                llm=model_spec,
+                top=top,
+                branch=branch,
+                rounds=rounds,
+                k=candidates_k,
+                candidates=given,
+                database=database,
+                verify_rounds=verify_rounds,
+                report_dir=report_dir,
+            )
+        finally:
+            database.close()
+            await box.close()
+
+    result = guard(lambda: asyncio.run(go()))
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json()) + "\n")
+        return
+    for o in result.outcomes:
+        mark = f"kept {o.commit[:10]}" if o.kept and o.commit else "not kept"
+        out.print(
+            f"{o.hotspot.file}::{o.hotspot.function} ({o.hotspot.total_s:.3f} s): "
+            f"{mark} · {o.note}",
+            markup=False,
+            highlight=False,
+        )
+    kept = sum(o.kept for o in result.outcomes)
+    out.print(f"branch {result.branch}: {kept} commit(s) on {result.base[:10]}", markup=False)
+    if result.report:
+        out.print(f"report: {result.report}", markup=False, highlight=False, soft_wrap=True)

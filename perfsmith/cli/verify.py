@@ -1,0 +1,102 @@
+"""`perfsmith verify`: is a candidate correct and faster than the original?"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from perfsmith.cli.common import BackendOption, JsonOption, check_backend, guard, out, usage_error
+
+
+def verify_cmd(
+    reference: Annotated[str, typer.Argument(help="The original: FILE::FUNCTION.")],
+    candidate: Annotated[str, typer.Argument(help="The candidate: FILE::FUNCTION.")],
+    inputs: Annotated[
+        str | None,
+        typer.Option(
+            "--inputs",
+            help="Input generator FILE::FUNC; FUNC(seed) returns a list "
+            "of argument tuples. Default: drawn from the reference's type hints.",
+        ),
+    ] = None,
+    workload: Annotated[
+        str | None,
+        typer.Option(
+            "--workload",
+            help="FILE::FUNC of no arguments that calls the reference: its calls, recorded "
+            "in the sandbox, are replayed as the inputs.",
+        ),
+    ] = None,
+    mode: Annotated[str, typer.Option(help="time (seconds) or instructions (callgrind).")] = "time",
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=10.0, help="Smallest speedup that counts.")
+    ] = 0.05,
+    rounds: Annotated[int, typer.Option(min=3, max=1000, help="Timing rounds.")] = 12,
+    rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance for floats.")] = 1e-9,
+    atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance for floats.")] = 0.0,
+    backend: BackendOption = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Is CANDIDATE correct (same results as REFERENCE on every input) and faster?"""
+    from perfsmith.sandbox.select import open_sandbox
+    from perfsmith.verifiers.compare import Tolerance
+    from perfsmith.verifiers.correctness import InputError
+    from perfsmith.verifiers.target import TargetError, parse_target
+    from perfsmith.verifiers.verify import verify
+
+    if mode not in ("time", "instructions"):
+        raise typer.BadParameter("choose time or instructions", param_hint="--mode")
+    check_backend(backend)
+    try:
+        ref = parse_target(reference, what="function")
+        cand = parse_target(candidate, what="function")
+        gen = parse_target(inputs, what="input generator") if inputs else None
+        work = parse_target(workload, what="workload function") if workload else None
+    except TargetError as exc:
+        usage_error(str(exc))
+    if gen is not None and work is not None:
+        usage_error("give --inputs or --workload, not both")
+
+    async def go() -> Any:
+        box = await open_sandbox(backend)
+        try:
+            return await verify(
+                box,
+                ref,
+                cand,
+                generator=gen,
+                workload=work,
+                mode=mode,  # type: ignore[arg-type]
+                threshold=threshold,
+                rounds=rounds,
+                tol=Tolerance(rtol=rtol, atol=atol),
+            )
+        finally:
+            await box.close()
+
+    def checked() -> Any:
+        try:
+            return asyncio.run(go())
+        except InputError as exc:
+            usage_error(str(exc))
+
+    # any other failure: one line and exit 1 (a traceback with PERFSMITH_DEBUG=1)
+    result = guard(checked)
+    if as_json:
+        sys.stdout.write(result.model_dump_json() + "\n")
+        return
+    if not result.correct:
+        out.print(f"[red]incorrect[/]: {escape(result.failure or '')}")
+        return
+    low, high = result.ci or (0.0, 0.0)
+    out.print(
+        f"[bold]{result.verdict}[/]: speedup {result.speedup:.3f}x "
+        f"(95% interval {low:.3f}-{high:.3f}, {result.mode}), correct on "
+        f"{result.n_inputs} inputs"
+    )
+    for flag in result.flags:
+        out.print(f"[yellow]flag:[/] {escape(flag)}")
