@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT / "bench" / "wins"))
 import classics  # noqa: E402
 
 from perfsmith.sandbox.select import open_sandbox  # noqa: E402
+from perfsmith.service.library import optimize  # noqa: E402
 from perfsmith.storage.db import Database  # noqa: E402
 from perfsmith.storage.runs import RunStore  # noqa: E402
-from perfsmith.workflows.optimize import optimize  # noqa: E402
 
 WIN = 1.2
 CLASSICS = ROOT / "bench" / "wins" / "classics.py"
@@ -88,6 +88,7 @@ async def one(target: str, inputs: str, args: argparse.Namespace, db: Database) 
                 k=args.k,
                 database=db,
                 verify_rounds=args.verify_rounds,
+                report=False,
             )
         finally:
             await box.close()

@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from perfsmith.api.client import Client
-    from perfsmith.orchestrate import RunResult, resume, run
+    from perfsmith.orchestrate import RunResult
+    from perfsmith.service.library import kernel_optimize, optimize, resume, run
     from perfsmith.tools.registry import tool
-    from perfsmith.workflows.optimize import OptimizeResult, optimize
+    from perfsmith.workflows.optimize import OptimizeResult
 
 __version__ = "0.1.0"
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "OptimizeResult",
     "RunResult",
     "__version__",
+    "kernel_optimize",
     "optimize",
     "resume",
     "run",
@@ -31,14 +33,18 @@ def __getattr__(name: str) -> Any:
         from perfsmith.tools.registry import tool
 
         return tool
-    if name in ("run", "resume", "RunResult"):
-        from perfsmith import orchestrate
+    if name in ("run", "resume", "optimize", "kernel_optimize"):
+        from perfsmith.service import library
 
-        return getattr(orchestrate, name)
-    if name in ("optimize", "OptimizeResult"):
-        from perfsmith.workflows import optimize
+        return getattr(library, name)
+    if name == "RunResult":
+        from perfsmith.orchestrate import RunResult
 
-        return getattr(optimize, name)
+        return RunResult
+    if name == "OptimizeResult":
+        from perfsmith.workflows.optimize import OptimizeResult
+
+        return OptimizeResult
     if name == "Client":
         from perfsmith.api.client import Client
 

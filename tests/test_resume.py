@@ -112,3 +112,100 @@ def test_sigkill_mid_run_then_resume_runs_each_task_once(tmp_path: Path, db_url:
 
     again = cli(env, "runs", "resume", run_id)
     assert again.returncode == 1 and "already finished" in again.stderr
+
+
+KERNELS = Path(__file__).resolve().parents[1] / "examples" / "kernels"
+KERNEL_PLAN = """\
+Thought: read the problem, propose a kernel, verify it.
+1. read_problem()
+2. propose(strategy="fuse the passes", feedback=$1)
+3. verify(candidate=$2)
+join()
+"""
+
+
+def _kill_when(proc: subprocess.Popen[str], store: RunStore, tool: str, status: str) -> str:
+    """SIGKILL the CLI once the task calling ``tool`` has ``status``; the run's id."""
+    deadline = time.monotonic() + 300
+    while True:
+        assert time.monotonic() < deadline, f"the run never had {tool} {status}"
+        runs = store.list_runs()
+        if runs and any(t.tool == tool and t.status == status for t in store.tasks(runs[0].id)):
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return runs[0].id
+
+
+def test_a_killed_kernel_run_resumes_reusing_its_proposal(tmp_path: Path) -> None:
+    """kill -9 while the kernel is verified; `runs resume` verifies it once more and ends
+    the run with its verdict and report: the proposal is reused, not asked for again."""
+    # a kernel that does not compile: the compiler's verdict is quick and certain
+    good = (KERNELS / "cpp" / "softmax.py").read_text()
+    broken = good.replace("const float inv = 1.f / s;", "const float inv = 1.f / missing_sum;")
+    script = tmp_path / "script.json"
+    script.write_text(
+        json.dumps(
+            {
+                "planner": [KERNEL_PLAN],
+                "propose": [f"```python\n{broken}```"],
+                "joiner": ["Thought: verified.\nAction: Finish(the kernel does not compile)"],
+            }
+        )
+    )
+    db_url = f"sqlite:///{tmp_path / 'runs.db'}"
+    env = {**os.environ, "PERFSMITH_HOME": str(tmp_path / "home"), "PERFSMITH_DATABASE_URL": db_url}
+    proc = subprocess.Popen(
+        [
+            *PERFSMITH,
+            "kernel",
+            "optimize",
+            str(KERNELS / "softmax.py"),
+            "--llm",
+            f"scripted:{script}",
+            "--sandbox",
+            "process",
+            "--json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    store = RunStore(Database(db_url))
+    run_id = _kill_when(proc, store, "verify", "running")
+    assert store.get_run(run_id).status == "running"  # as the kill left it
+
+    resumed = cli(env, "runs", "resume", run_id, "--json", timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert result["run_id"] == run_id
+    [candidate] = result["candidates"]
+    assert candidate["verdict"] == "uncompiled" and "missing_sum" in candidate["failure"]
+    assert Path(result["report"]).is_file()
+    row = store.get_run(run_id)
+    assert row.status == "done" and row.answer == "the kernel does not compile"
+    tasks = {t.tool: t for t in store.tasks(run_id)}
+    assert tasks["propose"].reused and tasks["read_problem"].reused
+    assert tasks["verify"].status == "done" and not tasks["verify"].reused
+    events = [e.type for e in store.events(run_id)]
+    assert "run_resumed" in events and events[-1] == "run_finished"
+
+
+def test_a_killed_demo_resumes_with_its_own_plan_and_model(tmp_path: Path) -> None:
+    """The demo stores no LLM: its resume rebuilds the demo's own plan and joiner."""
+    db_url = f"sqlite:///{tmp_path / 'runs.db'}"
+    env = {**os.environ, "PERFSMITH_HOME": str(tmp_path / "home"), "PERFSMITH_DATABASE_URL": db_url}
+    proc = subprocess.Popen(
+        [*PERFSMITH, "demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    store = RunStore(Database(db_url))
+    run_id = _kill_when(proc, store, "time_snippet", "done")
+    resumed = cli(env, "runs", "resume", run_id, "--json", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    out = json.loads(resumed.stdout)
+    assert out["status"] == "done" and "fastest" in out["answer"].lower()
+    tasks = store.tasks(run_id)
+    assert any(t.reused for t in tasks) and all(t.status == "done" for t in tasks)

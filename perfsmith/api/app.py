@@ -40,7 +40,7 @@ from perfsmith.api.schemas import (
 )
 from perfsmith.api.tokens import Principal, TokenStore, hash_token
 from perfsmith.errors import RunNotFoundError, StorageError
-from perfsmith.orchestrate import TERMINAL
+from perfsmith.events import TERMINAL
 from perfsmith.storage.models import Event, Run
 
 MAX_BODY_BYTES = 1_000_000

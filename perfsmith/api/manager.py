@@ -1,11 +1,13 @@
-"""The server's runs: each one an asyncio task on the server's loop, started, cancelled,
-resumed and continued (follow-ups) here, and woken event streams when their events land."""
+"""The server's runs: each one an asyncio task on the server's loop working through the
+run service (which stores, settles and resumes every kind of run); requests are turned into
+run configs and event streams woken when their events land."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,12 @@ from perfsmith.api.intake import RequestError, TypedRequest, Workspace
 from perfsmith.api.schemas import KernelRunCreate, OptimizeRunCreate, PlanRunCreate
 from perfsmith.config import Settings, data_dir
 from perfsmith.errors import PerfsmithError
+from perfsmith.events import TERMINAL
 from perfsmith.llm.base import ChatModel
 from perfsmith.llm.factory import model_from_spec
-from perfsmith.orchestrate import TERMINAL, fail_run, interrupt_orphaned_runs
 from perfsmith.sandbox.base import Sandbox
+from perfsmith.service.resources import Resources
+from perfsmith.service.runs import RunService, error_text
 from perfsmith.storage import runs as run_events
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Run
@@ -40,20 +44,15 @@ class ServerConfig:
     sandbox: str = "auto"
 
 
-def describe(req: TypedRequest) -> tuple[str, str]:
-    """The run's stored (kind, request text)."""
-    if isinstance(req, OptimizeRunCreate):
-        what = req.target or f"the pasted function {req.function}"
-        return "optimize", f"make {what} faster"
-    if isinstance(req, KernelRunCreate):
-        return "kernel", f"write a faster {req.backend} kernel for {req.problem}"
-    return "orchestrate", req.request
+def plan_config(req: PlanRunCreate, config: ServerConfig, max_replans: int) -> dict[str, Any]:
+    return {"tools": list(config.tools), "llm": config.llm, "max_replans": max_replans}
 
 
 class RunManager:
     def __init__(self, db: Database, settings: Settings, config: ServerConfig) -> None:
         self.db = db
         self.store = RunStore(db)
+        self.service = RunService(db, settings)
         self.settings = settings
         self.config = config
         self.active: dict[str, asyncio.Task[None]] = {}
@@ -69,7 +68,7 @@ class RunManager:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         run_events.COMMITTED.append(self._on_committed)
-        orphans = await interrupt_orphaned_runs(self.db)
+        orphans = await self.service.interrupt_orphans()
         if orphans:
             log.warning(
                 "%d run(s) left running by a process that stopped are now interrupted "
@@ -167,100 +166,97 @@ class RunManager:
 
     async def create(self, req: TypedRequest, *, tenant: str, message: str | None = None) -> Run:
         await asyncio.to_thread(self.check, req)
-        kind, text = describe(req)
-        config: dict[str, Any] = {"api": req.model_dump(mode="json")}
+        kind, config, request = await asyncio.to_thread(self._config, req)
+        extra: dict[str, Any] = {"api": req.model_dump(mode="json")}
         if message is not None:
-            config["message"] = message
-        run_id = await asyncio.to_thread(
-            self.store.create_run, text, kind=kind, config=config, tenant=tenant
+            extra["message"] = message
+        run_id = await self.service.create(
+            kind, config, request=request, tenant=tenant, extra=extra
         )
-        self._spawn(run_id, self._execute(run_id, req, text))
+        self._spawn(
+            run_id,
+            lambda resources: self.service.start(kind, config, run_id=run_id, resources=resources),
+        )
         return await asyncio.to_thread(self.store.get_run, run_id)
 
-    def _spawn(self, run_id: str, work: Coroutine[Any, Any, Any]) -> None:
+    def _config(self, req: TypedRequest) -> tuple[str, dict[str, Any], str | None]:
+        """A request as a run: its kind, its config and its text (None: the workflow's)."""
+        ws = self.config.workspace
+        if isinstance(req, OptimizeRunCreate):
+            from perfsmith.workflows.optimize import optimize_config
+
+            folder = uuid.uuid4().hex  # pasted code becomes modules of their own
+            if req.target is not None:
+                target = ws.target(req.target, field="target")
+            else:
+                assert req.source is not None
+                target = _write_source(folder, "pasted.py", req.source, req.function)
+            inputs = ws.target(req.inputs, field="inputs") if req.inputs else None
+            if req.inputs_source is not None:
+                inputs = _write_source(
+                    folder, "pasted_inputs.py", req.inputs_source, req.inputs_function
+                )
+            users = [
+                _write_source(folder, f"user_candidate_{i + 1}.py", code, None).split("::")[0]
+                for i, code in enumerate(req.user_candidates)
+            ]
+            return (
+                "optimize",
+                optimize_config(
+                    target,
+                    llm=self.config.llm,
+                    workload=ws.target(req.workload, field="workload") if req.workload else None,
+                    inputs=inputs,
+                    candidates=users,
+                    rounds=req.rounds,
+                    k=req.candidates,
+                    verify_rounds=req.verify_rounds,
+                ),
+                None,
+            )
+        if isinstance(req, KernelRunCreate):
+            from perfsmith.workflows.kernels import kernel_config
+
+            return (
+                "kernel",
+                kernel_config(
+                    ws.problem(req.problem, field="problem"),
+                    llm=self.config.llm,
+                    backend=req.backend,
+                    rounds=req.rounds,
+                    k=req.candidates,
+                ),
+                None,
+            )
+        assert isinstance(req, PlanRunCreate)
+        return (
+            "orchestrate",
+            plan_config(req, self.config, self.settings.max_replans),
+            req.request,
+        )
+
+    def _spawn(self, run_id: str, work: Callable[[Resources], Coroutine[Any, Any, Any]]) -> None:
+        """Work on a run in a task of the server's loop, with the server's sandbox and its
+        model for the run; the service settles the run however the work ends."""
+
         async def guarded() -> None:
             try:
-                await work
+                resources = Resources(
+                    self.settings, sandbox=await self.sandbox(), llm=self.model(run_id)
+                )
+                await work(resources)
             except asyncio.CancelledError:
-                await asyncio.shield(
-                    fail_run(self.db, run_id, error="cancelled", status="cancelled")
-                )
+                pass  # settled `cancelled` by the service
             except Exception as exc:
-                message = (
-                    str(exc) if isinstance(exc, PerfsmithError) else f"{type(exc).__name__}: {exc}"
-                )
                 if not isinstance(exc, PerfsmithError):
                     log.exception("run %s failed", run_id)
-                await fail_run(self.db, run_id, error=message)
+                # settled `failed` by the service; a failure before it started is settled here
+                await self.service.settle(run_id, "failed", error=error_text(exc))
             finally:
                 self.active.pop(run_id, None)
                 self._wake(run_id)
 
         self.active[run_id] = asyncio.create_task(guarded(), name=f"run-{run_id}")
-
-    async def _execute(self, run_id: str, req: TypedRequest, request: str) -> None:
-        ws = self.config.workspace
-        if isinstance(req, OptimizeRunCreate):
-            from perfsmith.workflows.optimize import optimize
-            from perfsmith.workflows.report import write_report
-
-            if req.target is not None:
-                target = ws.target(req.target, field="target")
-            else:
-                assert req.source is not None
-                target = _write_source(run_id, "pasted.py", req.source, req.function)
-            inputs = ws.target(req.inputs, field="inputs") if req.inputs else None
-            if req.inputs_source is not None:
-                inputs = _write_source(
-                    run_id, "pasted_inputs.py", req.inputs_source, req.inputs_function
-                )
-            users = [
-                _write_source(run_id, f"user_candidate_{i + 1}.py", code, None).split("::")[0]
-                for i, code in enumerate(req.user_candidates)
-            ]
-            await optimize(
-                target,
-                candidates=users,
-                sandbox=await self.sandbox(),
-                llm=self.model(run_id),
-                workload=ws.target(req.workload, field="workload") if req.workload else None,
-                inputs=inputs,
-                rounds=req.rounds,
-                k=req.candidates,
-                database=self.db,
-                settings=self.settings,
-                verify_rounds=req.verify_rounds,
-                write_report=write_report,
-                run_id=run_id,
-            )
-        elif isinstance(req, KernelRunCreate):
-            from perfsmith.workflows.kernels import kernel_optimize
-
-            await kernel_optimize(
-                ws.problem(req.problem, field="problem"),
-                sandbox=await self.sandbox(),
-                llm=self.model(run_id),
-                backend=req.backend,
-                rounds=req.rounds,
-                k=req.candidates,
-                database=self.db,
-                app_settings=self.settings,
-                run_id=run_id,
-            )
-        else:
-            assert isinstance(req, PlanRunCreate)
-            from perfsmith.orchestrate import run
-            from perfsmith.tools.loader import load_tools
-
-            await run(
-                request,
-                tools=load_tools(self.config.tools),
-                llm=self.model(run_id),
-                database=self.db,
-                settings=self.settings,
-                resume_config={"tools": self.config.tools},
-                run_id=run_id,
-            )
 
     async def cancel(self, run_id: str) -> None:
         task = self.active.get(run_id)
@@ -272,7 +268,7 @@ class RunManager:
         if row.status in TERMINAL:
             raise ConflictError(f"run {run_id} has already ended ({row.status})")
         # left running by a server or CLI process that is gone: it ends here
-        await fail_run(self.db, run_id, error="cancelled", status="cancelled")
+        await self.service.cancel(run_id)
 
     async def resume(self, run_id: str) -> None:
         """Finish an interrupted run; finished tasks and verdicts are reused."""
@@ -281,11 +277,9 @@ class RunManager:
             raise ConflictError(
                 f"run {run_id} has finished; send a follow-up message to continue it"
             )
-        work = await self._continuation(
-            row, None, refusal="cannot be resumed; start the request again as a new run"
-        )
+        self._resumable(row)
         await asyncio.to_thread(self.store.set_status, run_id, "running")
-        self._spawn(run_id, work)
+        self._spawn(run_id, lambda resources: self.service.resume(run_id, resources=resources))
 
     async def follow_up(self, run_id: str, text: str) -> None:
         """Continue an ended run with the user's new instruction (a chat follow-up)."""
@@ -294,42 +288,24 @@ class RunManager:
             raise ConflictError(
                 f"run {run_id} is {row.status} but not in progress here; resume it first"
             )
-        work = await self._continuation(
-            row, text, refusal="take no follow-ups; start a new run with the new request"
+        self._resumable(row)
+        self._spawn(
+            run_id,
+            lambda resources: self.service.resume(run_id, resources=resources, follow_up=text),
         )
-        self._spawn(run_id, work)
 
-    async def _continuation(
-        self, row: Run, message: str | None, *, refusal: str
-    ) -> Coroutine[Any, Any, Any]:
-        """The work that resumes a stored run (`message` None) or continues it with a
-        follow-up; kinds that support neither are refused with `refusal`."""
-        if row.kind == "optimize":
-            from perfsmith.workflows.optimize import resume_optimize
-            from perfsmith.workflows.report import write_report
-
-            return resume_optimize(
-                row.id,
-                sandbox=await self.sandbox(),
-                llm=self.model(row.id),
-                database=self.db,
-                settings=self.settings,
-                write_report=write_report,
-                message=message,
+    def _resumable(self, row: Run) -> None:
+        """Refuse, before any work, a run no workflow here can go on with: a kind this
+        server has no workflow for, or a free-form run whose tools were in-process."""
+        try:
+            self.service.workflow(row.kind)
+        except PerfsmithError as exc:
+            raise ConflictError(str(exc)) from exc
+        if row.kind in ("orchestrate", "demo") and not row.config.get("tools"):
+            raise ConflictError(
+                f"{row.kind} run {row.id} was started with in-process tools; "
+                "resume it from Python with perfsmith.resume(run_id, tools=...)"
             )
-        if row.kind == "orchestrate" and row.config.get("tools"):
-            from perfsmith.orchestrate import resume
-            from perfsmith.tools.loader import load_tools
-
-            return resume(
-                row.id,
-                tools=load_tools(list(row.config["tools"])),
-                llm=self.model(row.id),
-                database=self.db,
-                settings=self.settings,
-                follow_up=message,
-            )
-        raise ConflictError(f"{row.kind} runs {refusal}")
 
     async def _idle_run(self, run_id: str) -> Run:
         if run_id in self.active:
@@ -376,12 +352,12 @@ def _check_source(source: str, function: str | None, *, field: str) -> None:
         )
 
 
-def _write_source(run_id: str, name: str, source: str, function: str | None) -> str:
+def _write_source(folder_name: str, name: str, source: str, function: str | None) -> str:
     """Pasted code becomes a module in the run's folder; returns its FILE::FUNC."""
     import ast
 
     chosen = function or _functions(ast.parse(source))[0]
-    folder = data_dir() / "api-sources" / run_id
+    folder = data_dir() / "api-sources" / folder_name
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     path.write_text(source if source.endswith("\n") else source + "\n", encoding="utf-8")

@@ -6,13 +6,16 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from perfsmith.cli.common import JsonOption, err, execute, guard, usage_error
+
+if TYPE_CHECKING:
+    from perfsmith.workflows.kernels import KernelOptimizeResult
 
 kernel_app = typer.Typer(
     help="Kernels for PyTorch operators (KernelBench problems): verify, tune, optimize.",
@@ -239,7 +242,8 @@ def optimize_cmd(
     )
     from perfsmith.llm.factory import default_spec, model_from_spec
     from perfsmith.sandbox.select import open_sandbox
-    from perfsmith.workflows.kernels import BACKENDS, kernel_optimize
+    from perfsmith.service.library import kernel_optimize
+    from perfsmith.workflows.kernels import BACKENDS
 
     check_device(device, compile_only=False)
     check_sandbox(sandbox)
@@ -285,6 +289,10 @@ def optimize_cmd(
         result = execute(go, as_json)
     except KernelInputError as exc:
         usage_error(str(exc))
+    print_kernel_optimize(result, as_json)
+
+
+def print_kernel_optimize(result: KernelOptimizeResult, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result.as_json()) + "\n")
         return

@@ -105,9 +105,8 @@ def optimize_cmd(
         return
     from perfsmith.llm.factory import default_spec, model_from_spec
     from perfsmith.sandbox.select import open_sandbox
+    from perfsmith.service.library import optimize
     from perfsmith.verifiers.target import TargetError, parse_target
-    from perfsmith.workflows.optimize import optimize
-    from perfsmith.workflows.report import write_report
 
     check_backend(backend)
     settings = settings_for(db)
@@ -137,7 +136,6 @@ def optimize_cmd(
                 settings=settings,
                 report_dir=report_dir,
                 verify_rounds=verify_rounds,
-                write_report=write_report,
                 listeners=listeners,
             )
         finally:
@@ -205,6 +203,7 @@ def optimize_repo_cmd(
     touched)."""
     from perfsmith.llm.factory import default_spec, model_from_spec
     from perfsmith.sandbox.select import open_sandbox
+    from perfsmith.service.library import optimize
     from perfsmith.storage.db import Database
     from perfsmith.workflows.repo import optimize_repo
 
@@ -237,6 +236,7 @@ def optimize_repo_cmd(
                 database=database,
                 verify_rounds=verify_rounds,
                 report_dir=report_dir,
+                optimize=optimize,
             )
         finally:
             database.close()

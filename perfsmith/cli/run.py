@@ -56,7 +56,7 @@ def run_cmd(
 ) -> None:
     """Plan and execute a request with the given tools, storing every step."""
     from perfsmith.llm.factory import default_spec, model_from_spec
-    from perfsmith.orchestrate import run
+    from perfsmith.service.library import run
     from perfsmith.tools.loader import load_tools
 
     settings = settings_for(db)
@@ -83,7 +83,7 @@ def demo(db: DbOption = None) -> None:
     """Orchestration demo: a plan that times four ways to deduplicate a list in parallel
     interpreters, ranks them, and prints the DAG with its timings."""
     from perfsmith.cli.runs import dag_table_of
-    from perfsmith.orchestrate import run
+    from perfsmith.service.library import run
     from perfsmith.tools import demo as demo_tools
 
     settings = settings_for(db)

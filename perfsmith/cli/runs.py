@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -17,7 +17,6 @@ from perfsmith.cli.common import (
     TokenOption,
     err,
     execute,
-    fail,
     guard,
     open_database,
     out,
@@ -239,14 +238,10 @@ def runs_cancel(
         run = remote.call(server, token, err, lambda c: c.runs.cancel(run_id))
         out.print(f"{run.id}: {run.status}")
         return
-    from perfsmith.orchestrate import TERMINAL, fail_run
-    from perfsmith.storage.runs import RunStore
+    from perfsmith.service.runs import RunService
 
     database = guard(lambda: open_database(db))
-    row = guard(lambda: RunStore(database).get_run(run_id))
-    if row.status in TERMINAL:
-        fail(f"run {run_id} has already ended ({row.status})")
-    run_async(fail_run(database, run_id, error="cancelled", status="cancelled"))
+    run_async(RunService(database, settings_for(db)).cancel(run_id))
     out.print(f"{run_id}: cancelled")
 
 
@@ -277,59 +272,29 @@ def runs_resume(
         if done.status != "done":
             raise typer.Exit(1)
         return
-    from perfsmith.errors import PerfsmithError
-    from perfsmith.llm.factory import model_from_settings, model_from_spec
-    from perfsmith.orchestrate import resume
-    from perfsmith.storage.runs import RunStore
-    from perfsmith.tools.loader import load_tools
+    from perfsmith.service.library import resume
 
     settings = settings_for(db)
-
-    def prepare() -> tuple[list[Any], Any]:
-        from perfsmith.storage.db import Database
-
-        row = RunStore(Database(settings.resolved_database_url())).get_run(run_id)
-        if row.kind == "optimize":
-            return [], None
-        tool_specs = row.config.get("tools")
-        if not tool_specs:
-            raise PerfsmithError(
-                f"run {run_id} was started from Python with in-process tools; resume it with "
-                "`await perfsmith.resume(run_id, tools=..., llm=...)`"
-            )
-        spec = llm or row.config.get("llm")
-        if row.kind == "demo" and not spec:
-            from perfsmith.tools.demo import demo_model
-
-            model: Any = demo_model()
-        else:
-            model = model_from_spec(spec, settings) if spec else model_from_settings(settings)
-        return load_tools(list(tool_specs)), model
-
-    tool_list, model = guard(prepare)
-    if model is None:  # an optimize run: its tools are rebuilt from its stored config
-        from perfsmith.cli.optimize import print_optimize
-        from perfsmith.workflows.optimize import resume_optimize
-        from perfsmith.workflows.report import write_report
-
-        outcome = execute(
-            lambda listeners: resume_optimize(
-                run_id,
-                llm=llm,
-                settings=settings,
-                listeners=listeners,
-                write_report=write_report,
-            ),
-            as_json,
-        )
-        print_optimize(outcome, as_json)
-        return
-    from perfsmith.cli.run import print_result
-
     result = execute(
-        lambda listeners: resume(
-            run_id, tools=tool_list, llm=model, settings=settings, listeners=listeners
-        ),
+        lambda listeners: resume(run_id, llm=llm, settings=settings, listeners=listeners),
         as_json,
     )
-    print_result(result, as_json)
+    print_outcome(result, as_json)
+
+
+def print_outcome(result: object, as_json: bool) -> None:
+    """A finished run's result, as the command that started it prints it."""
+    from perfsmith.cli.kernel import print_kernel_optimize
+    from perfsmith.cli.optimize import print_optimize
+    from perfsmith.cli.run import print_result
+    from perfsmith.orchestrate import RunResult
+    from perfsmith.workflows.kernels import KernelOptimizeResult
+    from perfsmith.workflows.optimize import OptimizeResult
+
+    if isinstance(result, OptimizeResult):
+        print_optimize(result, as_json)
+    elif isinstance(result, KernelOptimizeResult):
+        print_kernel_optimize(result, as_json)
+    else:
+        assert isinstance(result, RunResult)
+        print_result(result, as_json)

@@ -13,6 +13,7 @@ is stored with its source, verdict and measurements.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from perfsmith.config import Settings, data_dir, load_settings
+from perfsmith.config import data_dir
 from perfsmith.errors import PerfsmithError
 from perfsmith.kernels.autotune import TuneError, autotune, tunables
 from perfsmith.kernels.verify import (
@@ -34,16 +35,17 @@ from perfsmith.kernels.verify import (
     verify_kernel,
 )
 from perfsmith.llm.base import ChatModel
-from perfsmith.orchestrate import fail_run, finish_run, run
+from perfsmith.orchestrate import drive
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.artifacts import report_artifacts
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Artifact, Measurement
 from perfsmith.storage.models import Candidate as CandidateRow
-from perfsmith.storage.runs import EventListener, RunStore
+from perfsmith.storage.runs import RunStore
 from perfsmith.tools.registry import Tool, make_tool
+from perfsmith.workflows.base import Finished, Job
 from perfsmith.workflows.candidates import CandidateError, ask_for_code, source_hash
-from perfsmith.workflows.pool import CandidatePool
+from perfsmith.workflows.pool import CandidatePool, stored_ci
 
 STRATEGIES = (
     "fuse the operations into one pass over memory",
@@ -342,97 +344,151 @@ def write_report(result: KernelOptimizeResult, folder: Path) -> Path:
     return path
 
 
-async def kernel_optimize(
+def kernel_config(
     problem: str | Path,
     *,
-    sandbox: Sandbox,
-    llm: ChatModel | str | None = "local",
+    llm: str | None,
     settings: KernelSettings | None = None,
     backend: str = "cpp",
     candidates: Iterable[str | Path] = (),
     rounds: int = 2,
     k: int = 3,
-    database: Database | None = None,
-    app_settings: Settings | None = None,
     report_dir: Path | None = None,
-    listeners: Iterable[EventListener] = (),
-    run_id: str | None = None,
-) -> KernelOptimizeResult:
-    """Optimize the operator of ``problem`` (a KernelBench file); see the module docstring.
-    ``run_id`` names a run created ahead to fill in (the API's runs)."""
-    if backend not in BACKENDS:
-        raise KernelInputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+) -> dict[str, Any]:
+    """A kernel run's config: everything `resume` needs to rebuild it."""
     settings = settings or KernelSettings(device="cuda" if backend in ("cuda", "triton") else "cpu")
-    if backend == "cpp" and settings.device != "cpu":
-        raise KernelInputError("the cpp backend writes CPU kernels: use --device cpu")
-    if backend in ("cuda", "triton") and settings.device != "cuda":
-        raise KernelInputError(f"the {backend} backend writes GPU kernels: use --device cuda")
-    app_settings = app_settings or load_settings()
-    path = Path(problem)
-    source = read_problem(path)
-    user = [(Path(p), read_candidate(p)) for p in candidates]
-    if isinstance(llm, str):
-        from perfsmith.llm.factory import model_from_spec
+    return {
+        "problem": str(problem),
+        "backend": backend,
+        "settings": dataclasses.asdict(settings),
+        "candidates": [str(p) for p in candidates],
+        "rounds": rounds,
+        "k": k,
+        "llm": llm,
+        "report_dir": str(report_dir) if report_dir else None,
+    }
 
-        llm = model_from_spec(llm, app_settings)
-    if llm is None and not user:
-        raise PerfsmithError("nothing to verify: give --candidate files or an LLM")
-    db = database or Database(app_settings.resolved_database_url())
-    session = KernelSession(
-        problem_path=path,
-        problem=source,
-        sandbox=sandbox,
-        db=db,
-        settings=settings,
-        backend=backend,
-        llm=llm,
-    )
-    session.pool.run_id = run_id
-    try:
+
+class KernelWorkflow:
+    """``perfsmith kernel optimize``'s runs; see the module docstring. Its config is
+    `kernel_config`'s."""
+
+    kind = "kernel"
+
+    def request_text(self, config: dict[str, Any]) -> str:
+        settings = KernelSettings(**config["settings"])
+        return request_text(
+            Path(config["problem"]), config["backend"], settings.device, int(config.get("k", 3))
+        )
+
+    def check(self, config: dict[str, Any]) -> dict[str, Any]:
+        backend = config.get("backend", "cpp")
+        if backend not in BACKENDS:
+            raise KernelInputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        device = KernelSettings(**config["settings"]).device
+        if backend == "cpp" and device != "cpu":
+            raise KernelInputError("the cpp backend writes CPU kernels: use --device cpu")
+        if backend in ("cuda", "triton") and device != "cuda":
+            raise KernelInputError(f"the {backend} backend writes GPU kernels: use --device cuda")
+        read_problem(config["problem"])
+        for path in config.get("candidates") or []:
+            read_candidate(path)
+        return config
+
+    def _session(self, job: Job, sandbox: Sandbox, llm: ChatModel | None) -> KernelSession:
+        config = job.config
+        path = Path(config["problem"])
+        session = KernelSession(
+            problem_path=path,
+            problem=read_problem(path),
+            sandbox=sandbox,
+            db=job.db,
+            settings=KernelSettings(**config["settings"]),
+            backend=config.get("backend", "cpp"),
+            llm=llm,
+        )
+        session.pool.run_id = job.run_id
+        return session
+
+    async def start(self, job: Job) -> Finished:
+        config = job.config
+        llm = job.resources.model(config.get("llm"))
+        if llm is None and not config.get("candidates"):
+            raise PerfsmithError("nothing to verify: give --candidate files or an LLM")
+        session = self._session(job, await job.resources.sandbox(), llm)
         answer = ""
         if llm is not None:
-            outcome = await run(
-                request_text(path, backend, settings.device, k),
+            outcome = await drive(
+                db=job.db,
+                run_id=job.run_id,
+                request=job.request,
                 tools=session.tools(),
                 llm=llm,
-                database=db,
-                settings=app_settings,
-                max_replans=max(0, rounds - 1),
-                listeners=[session.on_event, *listeners],
-                kind="kernel",
-                run_id=run_id,
-                settle=False,
+                settings=job.settings,
+                max_replans=max(0, int(config.get("rounds", 2)) - 1),
+                listeners=job.listeners,
             )
-            run_id, answer = outcome.run_id, outcome.answer
-        else:
-            request = f"verify kernels for {path}"
-            if run_id is None:
-                run_id = await asyncio.to_thread(RunStore(db).create_run, request, kind="kernel")
-            else:
-                await asyncio.to_thread(RunStore(db).claim_run, run_id, request, kind="kernel")
-            session.pool.run_id = run_id
-        for p, code in user:
-            cand = await session.add_candidate(code, f"user:{p.name}")
+            answer = outcome.answer
+        return await self._conclude(job, session, answer)
+
+    async def resume(self, job: Job, follow_up: str | None) -> Finished:
+        config = job.config
+        llm = job.resources.model(config.get("llm"))
+        if follow_up is not None and llm is None:
+            raise PerfsmithError("a follow-up needs an LLM to plan with")
+        session = self._session(job, await job.resources.sandbox(), llm)
+        device = session.settings.device
+        await session.pool.restore_run(
+            job.run_id,
+            lambda cid, row: KernelCandidate(cid, row.origin, row.source, row.source_hash),
+            lambda cid, row: KernelCandidateResult(
+                cid, row.origin, _stored_result(row, device), row.source
+            ),
+        )
+        answer = ""
+        planned = bool(await asyncio.to_thread(RunStore(job.db).plans, job.run_id))
+        if llm is not None and (follow_up is not None or (job.status != "done" and planned)):
+            outcome = await drive(
+                db=job.db,
+                run_id=job.run_id,
+                request=job.request,
+                tools=session.tools(),
+                llm=llm,
+                settings=job.settings,
+                max_replans=max(0, int(config.get("rounds", 2)) - 1),
+                listeners=job.listeners,
+                resuming=follow_up is None,
+                follow_up=follow_up,
+            )
+            answer = outcome.answer
+        return await self._conclude(job, session, answer)
+
+    async def _conclude(self, job: Job, session: KernelSession, answer: str) -> Finished:
+        """Verify the user's kernels and whatever is left, keep the best, write the
+        report."""
+        config, run_id, db = job.config, job.run_id, job.db
+        path = session.problem_path
+        for p in config.get("candidates") or []:
+            cand = await session.add_candidate(read_candidate(p), f"user:{Path(p).name}")
             await session.verify_candidate(cand.id)
         for cid in sorted(session.candidates):  # every candidate gets a verdict
             await session.verify_candidate(cid)
         results = sorted(session.results.values(), key=lambda r: r.id)
         best = best_of(results)
-        folder = report_dir or data_dir() / "reports" / run_id
+        report_dir = config.get("report_dir")
+        folder = Path(report_dir) if report_dir else data_dir() / "reports" / run_id
         folder.mkdir(parents=True, exist_ok=True)
         best_file = None
         if best is not None:
             best_file = folder / f"{path.stem}_best.py"
             best_file.write_text(best.source, encoding="utf-8")
             row = await session.pool.row_id(best.id)
+            name = best_file.name
+            source = best.source.encode()
             await db.write(
                 lambda s: s.add(
                     Artifact(
-                        run_id=run_id,
-                        candidate_id=row,
-                        kind="kernel",
-                        name=best_file.name if best_file else "best.py",
-                        content=best.source.encode(),
+                        run_id=run_id, candidate_id=row, kind="kernel", name=name, content=source
                     )
                 )
             )
@@ -454,22 +510,27 @@ async def kernel_optimize(
             if best is not None and best.result.speedup is not None
             else "no kernel was verified faster"
         )
-        await finish_run(
-            db,
-            run_id,
+        return Finished(
             answer=answer or summary,
-            best=best.id if best is not None else None,
-            speedup=best.result.speedup if best is not None else None,
-            candidates=len(results),
+            result=result,
+            summary={
+                "best": best.id if best is not None else None,
+                "speedup": best.result.speedup if best is not None else None,
+                "candidates": len(results),
+            },
         )
-        return result
-    except BaseException as exc:
-        if session.pool.run_id is not None:
-            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
-            await fail_run(
-                db, session.pool.run_id, error=str(exc) or type(exc).__name__, status=status
-            )
-        raise
-    finally:
-        if database is None:
-            db.close()
+
+
+def _stored_result(row: CandidateRow, device: str) -> KernelResult:
+    """A verdict read back from the database (resuming a run)."""
+    meta = row.measurements[-1].meta if row.measurements else {}
+    return KernelResult(
+        compiled=row.verdict != "uncompiled",
+        correct=row.verdict not in ("incorrect", "uncompiled"),
+        failure=row.failure,
+        verdict=row.verdict,
+        speedup=row.speedup,
+        ci=stored_ci(row),
+        flags=list(meta.get("flags") or []),
+        device=device,
+    )

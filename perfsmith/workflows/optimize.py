@@ -22,20 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from perfsmith.config import Settings, data_dir, load_settings
+from perfsmith.config import data_dir
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.base import ChatModel
 from perfsmith.llm.degenerate import cut_repetition
-from perfsmith.orchestrate import fail_run, finish_run, run
+from perfsmith.orchestrate import drive
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.artifacts import report_artifacts
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Artifact, Measurement
 from perfsmith.storage.models import Candidate as CandidateRow
-from perfsmith.storage.runs import EventListener, RunStore
+from perfsmith.storage.runs import RunStore
 from perfsmith.tools.registry import Tool, make_tool
 from perfsmith.tools.rewrites import RewriteError, findings, rewrites
 from perfsmith.tools.ruff_fixes import RuffError, ruff_fix
@@ -48,6 +47,7 @@ from perfsmith.verifiers.capture import (
 from perfsmith.verifiers.efficiency import TimingError
 from perfsmith.verifiers.target import Target, parse_target
 from perfsmith.verifiers.verify import VerifyResult, verify
+from perfsmith.workflows.base import Finished, Job
 from perfsmith.workflows.candidates import (
     Candidate,
     CandidateError,
@@ -57,7 +57,7 @@ from perfsmith.workflows.candidates import (
     splice,
 )
 from perfsmith.workflows.guard import CandidateGuard
-from perfsmith.workflows.pool import CandidatePool
+from perfsmith.workflows.pool import CandidatePool, stored_ci
 from perfsmith.workflows.profiling import ProfileError, describe, profile_workload
 
 Strategy = Literal["algorithm", "data structure", "builtins", "vectorize with numpy", "caching"]
@@ -567,143 +567,212 @@ def apply_atomically(path: Path, text: str) -> None:
         raise
 
 
-async def optimize(
+ReportWriter = Callable[["OptimizeResult", OptimizeSession, Path], Path]
+
+
+def optimize_config(
     target: str | Target,
     *,
-    sandbox: Sandbox | None = None,
-    llm: ChatModel | str | None = "local",
+    llm: str | None,
     workload: str | Target | None = None,
     inputs: str | Target | None = None,
     candidates: Iterable[str | Path] = (),
     rounds: int = 2,
     k: int = 3,
     apply: bool = False,
-    database: Database | None = None,
-    settings: Settings | None = None,
     report_dir: Path | None = None,
-    listeners: Iterable[EventListener] = (),
     verify_rounds: int = 12,
-    write_report: Callable[[OptimizeResult, OptimizeSession, Path], Path] | None = None,
-    run_id: str | None = None,
     profile_note: str | None = None,
-    recorded: RecordedCalls | None = None,
-) -> OptimizeResult:
-    """Optimize ``target`` (``FILE::FUNC`` or ``FILE::Class.method``); see the module
-    docstring. ``profile_note`` is what ``profile`` answers without a workload (the cost
-    of the target as measured elsewhere); ``recorded`` are calls to the target recorded
-    elsewhere (optimize-repo: from the project's command), replayed as the inputs. ``llm`` is a
-    ChatModel, a spec (``local``, a URL, ``scripted:FILE``) or None (verify only the
-    ``candidates``); without a ``sandbox`` the best available one is opened and closed."""
-    settings = settings or load_settings()
-    if sandbox is None:
-        from perfsmith.sandbox.select import open_sandbox
-
-        box = await open_sandbox("auto")
-        try:
-            return await optimize(
-                target,
-                sandbox=box,
-                llm=llm,
-                workload=workload,
-                inputs=inputs,
-                candidates=candidates,
-                rounds=rounds,
-                k=k,
-                apply=apply,
-                database=database,
-                settings=settings,
-                report_dir=report_dir,
-                listeners=listeners,
-                verify_rounds=verify_rounds,
-                write_report=write_report,
-                run_id=run_id,
-                profile_note=profile_note,
-                recorded=recorded,
-            )
-        finally:
-            await box.close()
-    llm_spec = llm if isinstance(llm, str) else None
-    if isinstance(llm, str):
-        from perfsmith.llm.factory import model_from_spec
-
-        llm = model_from_spec(llm, settings)
-    ref = target if isinstance(target, Target) else parse_target(target)
-    work = _load(workload, "workload function")
-    gen = _load(inputs, "input generator")
-    user_codes = await _read_candidates(ref, candidates)
-    model_free = llm is None
-    if llm is None:
-        llm = model_free_model(work is not None)
-    db = database or Database(settings.resolved_database_url())
-    session = OptimizeSession(
-        target=ref,
-        sandbox=sandbox,
-        db=db,
-        workload=work,
-        generator=gen,
-        llm=llm,
-        verify_rounds=verify_rounds,
-        profile_note=profile_note,
-    )
-    if recorded is not None:
-        session.replayed = ReplayedInputs(ref, recorded, "the project's command")
-    # everything `perfsmith runs resume` needs to rebuild this run
-    config = {
-        "target": str(ref),
-        "workload": str(work) if work else None,
-        "inputs": str(gen) if gen else None,
-        "candidates": [str(p) for p, _ in user_codes],
+    report: bool = True,
+) -> dict[str, Any]:
+    """An optimize run's config: everything `resume` needs to rebuild it (``llm`` is a
+    spec, or None for a run with an in-process model or none)."""
+    return {
+        "target": str(target),
+        "workload": str(workload) if workload else None,
+        "inputs": str(inputs) if inputs else None,
+        "candidates": [str(p) for p in candidates],
         "rounds": rounds,
         "k": k,
-        "llm": llm_spec,
+        "llm": llm,
         "verify_rounds": verify_rounds,
         "apply": apply,
         "report_dir": str(report_dir) if report_dir else None,
         "profile_note": profile_note,
+        "report": report,
     }
-    session.run_id = run_id
-    try:
-        answer = ""
+
+
+class OptimizeWorkflow:
+    """``perfsmith optimize``'s runs; see the module docstring. Its config is
+    `optimize_config`'s; ``extras["recorded"]`` are calls to the target recorded elsewhere
+    (optimize-repo: from the project's command), replayed as the inputs."""
+
+    kind = "optimize"
+
+    def __init__(self, write_report: ReportWriter | None = None) -> None:
+        self.write_report = write_report
+
+    def request_text(self, config: dict[str, Any]) -> str:
+        ref = parse_target(str(config["target"]))
+        return request_text(ref, int(config.get("k", 3)), config.get("workload") is not None)
+
+    def check(self, config: dict[str, Any]) -> dict[str, Any]:
+        ref = parse_target(str(config["target"]))
+        _load(config.get("workload"), "workload function")
+        _load(config.get("inputs"), "input generator")
+        for path in config.get("candidates") or []:
+            _read_candidate(ref, path)
+        return config
+
+    def _session(self, job: Job, sandbox: Sandbox, llm: ChatModel | None) -> OptimizeSession:
+        config = job.config
+        session = OptimizeSession(
+            target=parse_target(str(config["target"])),
+            sandbox=sandbox,
+            db=job.db,
+            workload=_load(config.get("workload"), "workload function"),
+            generator=_load(config.get("inputs"), "input generator"),
+            llm=llm,
+            verify_rounds=int(config.get("verify_rounds", 12)),
+            profile_note=config.get("profile_note"),
+        )
+        session.run_id = job.run_id
+        recorded: RecordedCalls | None = job.extras.get("recorded")
+        if recorded is not None:
+            session.replayed = ReplayedInputs(session.target, recorded, "the project's command")
+        return session
+
+    async def start(self, job: Job) -> Finished:
+        config = job.config
+        llm = job.resources.model(config.get("llm"))
+        model_free = llm is None
+        if llm is None:
+            llm = model_free_model(config.get("workload") is not None)
+        session = self._session(job, await job.resources.sandbox(), llm)
+        ref, work = session.target, session.workload
+        user_codes = await _read_candidates(ref, config.get("candidates") or [])
         if work is not None:
             log.info("profiling the workload %s in the sandbox", work)
             session.profile_report = await session.check_workload()
-            if gen is None:
+            if session.generator is None:
                 log.info("recording the calls the workload makes to %s", ref.function)
             await session.replay_inputs()
         log.info("planning with %s", getattr(llm, "name", "the LLM"))
-        result = await run(
-            request_text(ref, k, work is not None),
+        rounds = int(config.get("rounds", 2))
+        result = await drive(
+            db=job.db,
+            run_id=job.run_id,
+            request=job.request,
             tools=session.tools(),
             llm=llm,
-            database=db,
-            settings=settings,
+            settings=job.settings,
             # the model-free plan is the whole plan: nothing to replan with
             max_replans=0 if model_free else max(0, rounds - 1),
-            listeners=[session.on_event, *listeners],
-            kind="optimize",
-            resume_config=config,
+            listeners=job.listeners,
+            guard=None if model_free else session.guard(int(config.get("k", 3))),
+        )
+        return await self._conclude(job, session, result.answer, user_codes)
+
+    async def resume(self, job: Job, follow_up: str | None) -> Finished:
+        config = job.config
+        model = job.resources.model(config.get("llm"))
+        planned = bool(await asyncio.to_thread(RunStore(job.db).plans, job.run_id))
+        if model is None and planned and follow_up is None:  # a model-free run
+            model = model_free_model(config.get("workload") is not None)
+        if follow_up is not None and model is None:
+            raise PerfsmithError("a follow-up needs an LLM to plan with")
+        session = self._session(job, await job.resources.sandbox(), model)
+        await session.replay_inputs()
+        await _restore(session, job.run_id)
+        answer = ""
+        # a follow-up plans anew with the message; a resume finishes the stored plan
+        unfinished = job.status != "done" and (planned or config.get("llm"))
+        if model is not None and (follow_up is not None or unfinished):
+            result = await drive(
+                db=job.db,
+                run_id=job.run_id,
+                request=job.request,
+                tools=session.tools(),
+                llm=model,
+                settings=job.settings,
+                max_replans=max(0, int(config.get("rounds", 2)) - 1),
+                listeners=job.listeners,
+                resuming=follow_up is None,
+                follow_up=follow_up,
+                guard=session.guard(int(config.get("k", 3))),
+            )
+            answer = result.answer
+        user_codes = await _read_candidates(session.target, config.get("candidates") or [])
+        return await self._conclude(job, session, answer, user_codes)
+
+    async def _conclude(
+        self,
+        job: Job,
+        session: OptimizeSession,
+        answer: str,
+        user_codes: list[tuple[Path, str]],
+    ) -> Finished:
+        """Verify the user's candidates and whatever is left, pick the best, write the
+        report, apply it if asked."""
+        config, run_id = job.config, job.run_id
+        ref, db = session.target, session.db
+        for path, code in user_codes:
+            candidate = await session.add_candidate(code, f"user:{path.name}")
+            await session.verify_candidate(candidate.id)
+        # every candidate gets a verdict, also those the plan proposed but never verified
+        for cid in sorted(session.candidates):
+            await session.verify_candidate(cid)
+        results = sorted(session.results.values(), key=lambda r: r.id)
+        best = best_of(results)
+        diff = unified_diff(ref, best.module) if best else ""
+        # perfsmith's own words first (what won, or why nothing did), then the model's
+        summary = outcome_summary(best, results, session.shortfalls)
+        note = cut_repetition(answer).text if answer else ""
+        final = summary + (f"\n{note}" if note and note != summary else "")
+        outcome = OptimizeResult(
             run_id=run_id,
-            settle=False,
-            guard=None if model_free else session.guard(k),
+            target=str(ref),
+            best=best,
+            candidates=results,
+            diff=diff,
+            report=None,
+            applied=False,
+            answer=final,
         )
-        run_id, answer = result.run_id, result.answer
-        return await _conclude(
-            session,
-            run_id,
-            answer,
-            user_codes,
-            apply=apply,
-            report_dir=report_dir,
-            write_report=write_report,
+        if self.write_report is not None and config.get("report", True):
+            report_dir = config.get("report_dir")
+            folder = Path(report_dir) if report_dir else data_dir() / "reports" / run_id
+            outcome.report = self.write_report(outcome, session, folder)
+        if config.get("apply") and best is not None:
+            apply_atomically(ref.path, best.module)
+            outcome.applied = True
+        artifacts: list[Artifact] = []
+        if best is not None:
+            best_row = await session.pool.row_id(best.id)
+            artifacts.append(
+                Artifact(
+                    run_id=run_id,
+                    candidate_id=best_row,
+                    kind="diff",
+                    name=f"{ref.path.name}.diff",
+                    media_type="text/x-diff",
+                    content=diff.encode(),
+                )
+            )
+        if outcome.report is not None:
+            artifacts.extend(report_artifacts(run_id, outcome.report.parent))
+        if artifacts:
+            await db.write(lambda s: s.add_all(artifacts))
+        return Finished(
+            answer=final,
+            result=outcome,
+            summary={
+                "best": best.id if best is not None else None,
+                "speedup": best.speedup if best is not None else None,
+                "candidates": len(results),
+            },
         )
-    except BaseException as exc:
-        if session.run_id is not None:  # the run row says how it ended, also off the graph
-            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"
-            await fail_run(db, session.run_id, error=str(exc) or type(exc).__name__, status=status)
-        raise
-    finally:
-        if database is None:
-            db.close()
 
 
 def _load(spec: str | Target | None, what: str) -> Target | None:
@@ -712,209 +781,39 @@ def _load(spec: str | Target | None, what: str) -> Target | None:
     return parse_target(spec, what=what)
 
 
+def _read_candidate(ref: Target, path: str | Path) -> tuple[Path, str]:
+    """A user's candidate file, checked to define the function."""
+    try:
+        code = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CandidateError(f"cannot read candidate {path}: {exc}") from exc
+    splice(ref.source, ref.function, code)
+    return Path(path), code
+
+
 async def _read_candidates(ref: Target, paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
-    """The user's candidate files, each checked to define the function (before any run)."""
-    codes: list[tuple[Path, str]] = []
-    for path in paths:
-        try:
-            code = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
-        except OSError as exc:
-            raise CandidateError(f"cannot read candidate {path}: {exc}") from exc
-        splice(ref.source, ref.function, code)
-        codes.append((Path(path), code))
-    return codes
-
-
-async def _conclude(
-    session: OptimizeSession,
-    run_id: str,
-    answer: str,
-    user_codes: list[tuple[Path, str]],
-    *,
-    apply: bool,
-    report_dir: Path | None,
-    write_report: Callable[[OptimizeResult, OptimizeSession, Path], Path] | None,
-) -> OptimizeResult:
-    """Verify the user's candidates and whatever is left, pick the best, write the report,
-    apply it if asked; the run is marked done."""
-    ref, db = session.target, session.db
-    for path, code in user_codes:
-        candidate = await session.add_candidate(code, f"user:{path.name}")
-        await session.verify_candidate(candidate.id)
-    # every candidate gets a verdict, also those the plan proposed but never verified
-    for cid in sorted(session.candidates):
-        await session.verify_candidate(cid)
-    results = sorted(session.results.values(), key=lambda r: r.id)
-    best = best_of(results)
-    diff = unified_diff(ref, best.module) if best else ""
-    # perfsmith's own words first (what won, or why nothing did), then the model's
-    summary = outcome_summary(best, results, session.shortfalls)
-    note = cut_repetition(answer).text if answer else ""
-    final = summary + (f"\n{note}" if note and note != summary else "")
-    outcome = OptimizeResult(
-        run_id=run_id,
-        target=str(ref),
-        best=best,
-        candidates=results,
-        diff=diff,
-        report=None,
-        applied=False,
-        answer=final,
-    )
-    if write_report is not None:
-        folder = report_dir or data_dir() / "reports" / run_id
-        outcome.report = write_report(outcome, session, folder)
-    if apply and best is not None:
-        apply_atomically(ref.path, best.module)
-        outcome.applied = True
-    artifacts: list[Artifact] = []
-    if best is not None:
-        best_row = await session.pool.row_id(best.id)
-        artifacts.append(
-            Artifact(
-                run_id=run_id,
-                candidate_id=best_row,
-                kind="diff",
-                name=f"{ref.path.name}.diff",
-                media_type="text/x-diff",
-                content=diff.encode(),
-            )
-        )
-    if outcome.report is not None:
-        artifacts.extend(report_artifacts(run_id, outcome.report.parent))
-    if artifacts:
-        await db.write(lambda s: s.add_all(artifacts))
-    await finish_run(
-        db,
-        run_id,
-        answer=final,
-        best=best.id if best is not None else None,
-        speedup=best.speedup if best is not None else None,
-        candidates=len(results),
-    )
-    return outcome
+    """The user's candidate files, each checked to define the function."""
+    return [await asyncio.to_thread(_read_candidate, ref, path) for path in paths]
 
 
 async def _restore(session: OptimizeSession, run_id: str) -> None:
-    """Load a run's stored candidates (ids by insertion order) and their verdicts."""
+    """Load a run's stored candidates and their verdicts."""
     ref = session.target
 
-    def read(s: Session) -> list[CandidateRow]:
-        rows = s.scalars(
-            select(CandidateRow).where(CandidateRow.run_id == run_id).order_by(CandidateRow.id)
-        ).all()
-        for row in rows:
-            s.expunge(row)
-        return list(rows)
-
-    rows = await session.db.write(read)
-    session.run_id = run_id
-    for cid, row in enumerate(rows, start=1):
+    def item(cid: int, row: CandidateRow) -> Candidate:
         module = splice(ref.source, ref.function, row.source)
-        item = Candidate(cid, row.origin, row.source, module, row.source_hash)
-        session.pool.restore(cid, row.source_hash, item, int(row.id))
-        if row.verdict is not None:
-            ci = (
-                (row.ci_low, row.ci_high)
-                if row.ci_low is not None and row.ci_high is not None
-                else None
-            )
-            session.results[cid] = CandidateResult(
-                id=cid,
-                origin=row.origin,
-                verdict=row.verdict,
-                speedup=row.speedup,
-                ci=ci,
-                failure=row.failure,
-                code=row.source,
-                module=module,
-            )
+        return Candidate(cid, row.origin, row.source, module, row.source_hash)
 
-
-async def resume_optimize(
-    run_id: str,
-    *,
-    sandbox: Sandbox | None = None,
-    llm: ChatModel | str | None = None,
-    database: Database | None = None,
-    settings: Settings | None = None,
-    listeners: Iterable[EventListener] = (),
-    write_report: Callable[[OptimizeResult, OptimizeSession, Path], Path] | None = None,
-    message: str | None = None,
-) -> OptimizeResult:
-    """Finish an interrupted optimize run: completed tasks are reused and candidates that
-    already have a verdict are not verified again. With ``message``, continue an ended
-    run instead: the planner plans again with the user's instruction, and the best of all
-    the run's candidates wins."""
-    from perfsmith.orchestrate import resume
-
-    settings = settings or load_settings()
-    db = database or Database(settings.resolved_database_url())
-    box = sandbox
-    try:
-        row = await asyncio.to_thread(RunStore(db).get_run, run_id)
-        if row.kind != "optimize":
-            raise PerfsmithError(f"run {run_id} is a {row.kind} run, not an optimize run")
-        config = row.config
-        ref = parse_target(str(config["target"]))
-        spec = llm if llm is not None else config.get("llm")
-        model: ChatModel | None
-        if isinstance(spec, str):
-            from perfsmith.llm.factory import model_from_spec
-
-            model = model_from_spec(spec, settings)
-        else:
-            model = spec
-        planned = bool(await asyncio.to_thread(RunStore(db).plans, run_id))
-        if model is None and planned and message is None:  # a model-free run
-            model = model_free_model(config.get("workload") is not None)
-        if box is None:
-            from perfsmith.sandbox.select import open_sandbox
-
-            box = await open_sandbox("auto")
-        session = OptimizeSession(
-            target=ref,
-            sandbox=box,
-            db=db,
-            workload=_load(config.get("workload"), "workload function"),
-            generator=_load(config.get("inputs"), "input generator"),
-            llm=model,
-            verify_rounds=int(config.get("verify_rounds", 12)),
-            profile_note=config.get("profile_note"),
+    def result(cid: int, row: CandidateRow) -> CandidateResult:
+        return CandidateResult(
+            id=cid,
+            origin=row.origin,
+            verdict=row.verdict or "",
+            speedup=row.speedup,
+            ci=stored_ci(row),
+            failure=row.failure,
+            code=row.source,
+            module=session.pool.items[cid].module,
         )
-        await session.replay_inputs()
-        await _restore(session, run_id)
-        answer = ""
-        if message is not None and model is None:
-            raise PerfsmithError("a follow-up needs an LLM to plan with")
-        # a follow-up plans anew with the message; a resume finishes the stored plan
-        unfinished = row.status != "done" and (planned or config.get("llm"))
-        if model is not None and (message is not None or unfinished):
-            result = await resume(
-                run_id,
-                tools=session.tools(),
-                llm=model,
-                database=db,
-                settings=settings,
-                listeners=list(listeners),
-                settle=False,
-                follow_up=message,
-                guard=session.guard(int(config.get("k", 3))),
-            )
-            answer = result.answer
-        user_codes = await _read_candidates(ref, config.get("candidates") or [])
-        report_dir = Path(config["report_dir"]) if config.get("report_dir") else None
-        return await _conclude(
-            session,
-            run_id,
-            answer,
-            user_codes,
-            apply=bool(config.get("apply")),
-            report_dir=report_dir,
-            write_report=write_report,
-        )
-    finally:
-        if sandbox is None and box is not None:
-            await box.close()
-        if database is None:
-            db.close()
+
+    await session.pool.restore_run(run_id, item, result)

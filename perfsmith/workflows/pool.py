@@ -13,7 +13,8 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from perfsmith.errors import PerfsmithError
 from perfsmith.storage.db import Database
@@ -21,6 +22,13 @@ from perfsmith.storage.models import Candidate as CandidateRow
 
 C = TypeVar("C")
 R = TypeVar("R")
+
+
+def stored_ci(row: CandidateRow) -> tuple[float, float] | None:
+    """A stored candidate's speedup interval, if it was timed."""
+    if row.ci_low is None or row.ci_high is None:
+        return None
+    return (row.ci_low, row.ci_high)
 
 
 class CandidatePool(Generic[C, R]):
@@ -70,6 +78,35 @@ class CandidatePool(Generic[C, R]):
         done.set_result(row_id)
         self.rows[cid] = done
         self.next_id = max(self.next_id, cid + 1)
+
+    async def restore_run(
+        self,
+        run_id: str,
+        item: Callable[[int, CandidateRow], C],
+        result: Callable[[int, CandidateRow], R | None],
+    ) -> None:
+        """Load a run's stored candidates (ids by insertion order, as the plan named them)
+        and the verdicts they have (``result`` None: none yet), to resume the run."""
+
+        def read(s: Session) -> list[CandidateRow]:
+            rows = list(
+                s.scalars(
+                    select(CandidateRow)
+                    .where(CandidateRow.run_id == run_id)
+                    .options(selectinload(CandidateRow.measurements))
+                    .order_by(CandidateRow.id)
+                )
+            )
+            s.expunge_all()
+            return rows
+
+        self.run_id = run_id
+        for cid, row in enumerate(await self.db.write(read), start=1):
+            self.restore(cid, row.source_hash, item(cid, row), int(row.id))
+            if row.verdict is not None:
+                verdict = result(cid, row)
+                if verdict is not None:
+                    self.results[cid] = verdict
 
     async def verified(self, cid: int) -> R:
         """The candidate's result, verifying it once (concurrent askers share the run)."""

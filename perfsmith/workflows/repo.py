@@ -14,10 +14,10 @@ import shlex
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from perfsmith.config import data_dir
 from perfsmith.errors import PerfsmithError
@@ -26,7 +26,30 @@ from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.db import Database
 from perfsmith.storage.runs import EventListener
 from perfsmith.verifiers.capture import RECORDER, RecordedCalls
-from perfsmith.workflows.optimize import OptimizeResult, optimize
+from perfsmith.workflows.optimize import OptimizeResult
+
+
+class OptimizeOne(Protocol):
+    """How a repository run optimizes one function: an optimize run of its own (the run
+    service's `optimize`)."""
+
+    def __call__(
+        self,
+        target: str,
+        *,
+        sandbox: Sandbox,
+        llm: ChatModel | str | None,
+        candidates: Iterable[str | Path],
+        recorded: RecordedCalls | None,
+        profile_note: str,
+        rounds: int,
+        k: int,
+        apply: bool,
+        database: Database | None,
+        listeners: Iterable[EventListener],
+        verify_rounds: int,
+    ) -> Awaitable[OptimizeResult]: ...
+
 
 # Imported by every Python process the command starts (through PYTHONPATH): profiles the
 # whole process and leaves one pstats file per process.
@@ -284,9 +307,11 @@ async def optimize_repo(
     listeners: Iterable[EventListener] = (),
     verify_rounds: int = 12,
     report_dir: Path | None = None,
+    optimize: OptimizeOne,
 ) -> RepoResult:
     """See the module docstring. ``candidates`` maps ``FILE::FUNC`` (relative to the
-    repository) to candidate files verified alongside the LLM's."""
+    repository) to candidate files verified alongside the LLM's; ``optimize`` optimizes
+    each hot function as a run of its own."""
     base, name = await asyncio.to_thread(_check_repo, repo, branch)
     repo = await asyncio.to_thread(repo.resolve)
     with tempfile.TemporaryDirectory(prefix="perfsmith-repo-") as tmp:
@@ -311,6 +336,7 @@ async def optimize_repo(
                 verify_rounds=verify_rounds,
                 report_dir=report_dir,
                 profile_dir=Path(tmp) / "profile",
+                optimize=optimize,
             )
             failed = False
             return outcome
@@ -346,6 +372,7 @@ async def _in_worktree(
     verify_rounds: int,
     report_dir: Path | None,
     profile_dir: Path,
+    optimize: OptimizeOne,
 ) -> RepoResult:
     await asyncio.to_thread(profile_dir.mkdir, parents=True)
     code, seconds, tail = await asyncio.to_thread(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from perfsmith.api.client import ApiError, Client
+from perfsmith.api.client import Client
 from tests.cli_runner import cli
 from tests.servers import COUNTING, EXAMPLES, Server
 
@@ -145,18 +145,26 @@ def test_the_cli_drives_a_remote_server(optimize_server: Server, tmp_path: Path)
 async def test_a_kernel_problem_picked_by_name_runs_through_the_api(
     kernel_server: Server,
 ) -> None:
+    """A kernel run cancelled while its kernel is verified resumes through the API: the
+    proposal is reused, the kernel verified once, the run done."""
     async with Client(kernel_server.url, kernel_server.tokens["alice"]) as client:
         run = await client.runs.create("write a faster softmax kernel in C++")
         assert run.kind == "kernel"
+        async for event in client.runs.events(run.id):
+            if event.type == "task_started" and event.payload["tool"] == "verify":
+                break
+        cancelled = await client.runs.cancel(run.id)
+        assert cancelled.status == "cancelled"
+        resumed = await client.runs.resume(run.id)
+        assert resumed.active
         done = await client.runs.wait(run.id, within_s=600)
         assert done.status == "done", done.error
         assert done.answer == "the fused kernel is verified"
         [candidate] = await client.runs.candidates(run.id)
         assert candidate.language == "cpp" and candidate.verdict in ("faster", "same", "slower")
         assert candidate.speedup is not None and candidate.measurements
+        tasks = {t.tool: t for t in await client.runs.tasks(run.id)}
+        assert tasks["propose"].reused and not tasks["verify"].reused
         kinds = {a.kind for a in await client.runs.artifacts(run.id)}
         assert "report-md" in kinds
         assert ("kernel" in kinds) == (candidate.verdict == "faster")
-        with pytest.raises(ApiError) as info:
-            await client.runs.message(run.id, "try AVX-512")
-        assert info.value.status == 409 and "no follow-ups" in info.value.detail

@@ -363,7 +363,8 @@ async def test_the_python_api_verifies_given_candidates(tmp_path: Path, project:
     assert result.best is not None and result.best.verdict == "faster"
     user = {c.origin: c.verdict for c in result.candidates if c.origin.startswith("user:")}
     assert user == {"user:fast_set.py": "faster", "user:wrong_sorted.py": "incorrect"}
-    assert result.report is None and not result.applied
+    # the Python API writes the report like the CLI; nothing is applied unless asked
+    assert result.report is not None and result.report.is_file() and not result.applied
 
 
 def test_a_killed_run_resumes_without_reverifying_verified_candidates(
@@ -479,7 +480,6 @@ async def test_degenerate_plans_fall_back_to_the_default_plan_and_the_catalogue_
     import perfsmith
     from perfsmith.llm.scripted import ScriptedChatModel
     from perfsmith.storage.runs import RunStore
-    from perfsmith.workflows.report import write_report
 
     model = ScriptedChatModel(
         {
@@ -498,7 +498,6 @@ async def test_degenerate_plans_fall_back_to_the_default_plan_and_the_catalogue_
             rounds=1,
             database=db,
             verify_rounds=6,
-            write_report=write_report,
             report_dir=tmp_path / "report",
         )
         events = RunStore(db).events(result.run_id)

@@ -1,0 +1,212 @@
+"""What `import perfsmith` offers: `run`, `resume`, `optimize` and `kernel_optimize` as
+coroutines, each a run through the `RunService` (stored, settled, resumable)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perfsmith.config import Settings, load_settings
+from perfsmith.service.resources import Resources, open_database
+from perfsmith.service.runs import RunService
+
+if TYPE_CHECKING:
+    from perfsmith.executor.observer import TaskObserver
+    from perfsmith.kernels.verify import KernelSettings
+    from perfsmith.llm.base import ChatModel
+    from perfsmith.orchestrate import RunResult
+    from perfsmith.planner.guard import PlanGuard
+    from perfsmith.sandbox.base import Sandbox
+    from perfsmith.storage.db import Database
+    from perfsmith.storage.runs import EventListener
+    from perfsmith.tools.registry import Tool
+    from perfsmith.verifiers.capture import RecordedCalls
+    from perfsmith.verifiers.target import Target
+    from perfsmith.workflows.kernels import KernelOptimizeResult
+    from perfsmith.workflows.optimize import OptimizeResult
+
+
+async def run(
+    request: str,
+    *,
+    tools: Iterable[Tool | Callable[..., Any]],
+    llm: ChatModel | str,
+    database: Database | str | None = None,
+    settings: Settings | None = None,
+    max_replans: int | None = None,
+    resume_config: dict[str, Any] | None = None,
+    listeners: Iterable[EventListener] = (),
+    observers: Iterable[TaskObserver] = (),
+    kind: str = "orchestrate",
+    guard: PlanGuard | None = None,
+) -> RunResult:
+    """Plan, execute and join `request` with `tools` and `llm`; every step is stored.
+
+    `resume_config` is stored with the run so that `perfsmith runs resume` can rebuild it
+    (`{"tools": [module specs], "llm": spec}`); runs started with in-process tools are
+    resumed from Python with `resume(run_id, tools=..., llm=...)`. `guard` says what the
+    caller needs of a plan (see planner.guard)."""
+    settings = settings or load_settings()
+    db, owned = open_database(database, settings)
+    replans = settings.max_replans if max_replans is None else max_replans
+    config = {"tools": None, "llm": None, **(resume_config or {}), "max_replans": replans}
+    try:
+        outcome = await RunService(db, settings).start(
+            kind,
+            config,
+            request=request,
+            resources=Resources(settings, llm=llm),
+            listeners=listeners,
+            extras={"tools": list(tools), "observers": list(observers), "guard": guard},
+        )
+        result: RunResult = outcome.result
+        return result
+    finally:
+        if owned:
+            db.close()
+
+
+async def resume(
+    run_id: str,
+    *,
+    tools: Iterable[Tool | Callable[..., Any]] | None = None,
+    llm: ChatModel | str | None = None,
+    database: Database | str | None = None,
+    settings: Settings | None = None,
+    sandbox: Sandbox | None = None,
+    listeners: Iterable[EventListener] = (),
+    observers: Iterable[TaskObserver] = (),
+    follow_up: str | None = None,
+    guard: PlanGuard | None = None,
+) -> Any:
+    """Finish an interrupted run of any kind: completed tasks and verdicts are reused, not
+    done again. With ``follow_up``, continue an ended run with the user's new instruction
+    instead: the planner sees the earlier rounds and plans again. ``tools``: the
+    in-process tools a run started from Python had. Returns the kind's result (a
+    `RunResult`, an `OptimizeResult`, a `KernelOptimizeResult`)."""
+    settings = settings or load_settings()
+    db, owned = open_database(database, settings)
+    resources = Resources(settings, sandbox=sandbox, llm=llm)
+    extras: dict[str, Any] = {"observers": list(observers), "guard": guard}
+    if tools is not None:
+        extras["tools"] = list(tools)
+    try:
+        outcome = await RunService(db, settings).resume(
+            run_id,
+            resources=resources,
+            follow_up=follow_up,
+            listeners=listeners,
+            extras=extras,
+        )
+        return outcome.result
+    finally:
+        await resources.close()
+        if owned:
+            db.close()
+
+
+async def optimize(
+    target: str | Target,
+    *,
+    sandbox: Sandbox | None = None,
+    llm: ChatModel | str | None = "local",
+    workload: str | Target | None = None,
+    inputs: str | Target | None = None,
+    candidates: Iterable[str | Path] = (),
+    rounds: int = 2,
+    k: int = 3,
+    apply: bool = False,
+    database: Database | str | None = None,
+    settings: Settings | None = None,
+    report_dir: Path | None = None,
+    report: bool = True,
+    listeners: Iterable[EventListener] = (),
+    verify_rounds: int = 12,
+    profile_note: str | None = None,
+    recorded: RecordedCalls | None = None,
+) -> OptimizeResult:
+    """Make ``target`` (``FILE::FUNC`` or ``FILE::Class.method``) faster: plan, propose
+    candidates, verify each in the sandbox, keep the fastest verified one (written over
+    FILE with ``apply``). ``llm``: a ChatModel, a spec (``local``, a URL,
+    ``scripted:FILE``) or None (perfsmith's own rewrites and the ``candidates`` only).
+    ``profile_note`` is what ``profile`` answers without a workload (the target's cost
+    measured elsewhere); ``recorded`` are calls to the target recorded elsewhere, replayed
+    as the inputs. Without a ``sandbox`` the best available one is opened and closed."""
+    from perfsmith.workflows.optimize import optimize_config
+
+    settings = settings or load_settings()
+    db, owned = open_database(database, settings)
+    resources = Resources(settings, sandbox=sandbox, llm=llm)
+    config = optimize_config(
+        target,
+        llm=llm if isinstance(llm, str) else None,
+        workload=workload,
+        inputs=inputs,
+        candidates=candidates,
+        rounds=rounds,
+        k=k,
+        apply=apply,
+        report_dir=report_dir,
+        verify_rounds=verify_rounds,
+        profile_note=profile_note,
+        report=report,
+    )
+    try:
+        outcome = await RunService(db, settings).start(
+            "optimize",
+            config,
+            resources=resources,
+            listeners=listeners,
+            extras={"recorded": recorded} if recorded is not None else None,
+        )
+        result: OptimizeResult = outcome.result
+        return result
+    finally:
+        await resources.close()
+        if owned:
+            db.close()
+
+
+async def kernel_optimize(
+    problem: str | Path,
+    *,
+    sandbox: Sandbox | None = None,
+    llm: ChatModel | str | None = "local",
+    settings: KernelSettings | None = None,
+    backend: str = "cpp",
+    candidates: Iterable[str | Path] = (),
+    rounds: int = 2,
+    k: int = 3,
+    database: Database | str | None = None,
+    app_settings: Settings | None = None,
+    report_dir: Path | None = None,
+    listeners: Iterable[EventListener] = (),
+) -> KernelOptimizeResult:
+    """A faster kernel for the operator of ``problem`` (a KernelBench file), verified
+    against eager PyTorch; see `perfsmith.workflows.kernels`."""
+    from perfsmith.workflows.kernels import kernel_config
+
+    app_settings = app_settings or load_settings()
+    db, owned = open_database(database, app_settings)
+    resources = Resources(app_settings, sandbox=sandbox, llm=llm)
+    config = kernel_config(
+        problem,
+        llm=llm if isinstance(llm, str) else None,
+        settings=settings,
+        backend=backend,
+        candidates=candidates,
+        rounds=rounds,
+        k=k,
+        report_dir=report_dir,
+    )
+    try:
+        outcome = await RunService(db, app_settings).start(
+            "kernel", config, resources=resources, listeners=listeners
+        )
+        result: KernelOptimizeResult = outcome.result
+        return result
+    finally:
+        await resources.close()
+        if owned:
+            db.close()
