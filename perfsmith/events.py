@@ -2,15 +2,192 @@
 
 At the bottom of the house (it imports nothing of perfsmith): the engine and the
 workflows write events in these shapes, the service writes the statuses, the console, the
-API's event stream, its OpenAPI document and the web UI read them.
+API's event stream, its OpenAPI document and the web UI read them (a test checks that the
+UI's script reads only fields defined here).
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
 
 RunStatus = Literal["pending", "running", "done", "failed", "cancelled", "interrupted"]
 STATUSES: tuple[str, ...] = get_args(RunStatus)
 # `interrupted`: its process died (a server killed with -9); `runs resume` finishes it.
 TERMINAL = frozenset({"done", "failed", "cancelled", "interrupted"})
 ACTIVE = frozenset({"pending", "running"})
+
+
+class EventPayload(BaseModel):
+    """What an event says. Subclasses name their `type`; stored payloads hold the other
+    fields (written in full, None included), the API's event stream adds `type` back.
+    Readers written against a dict (`payload["tool"]`) may index it."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    def fields(self) -> dict[str, Any]:
+        """The payload as stored (JSON values, without `type`)."""
+        return self.model_dump(mode="json", exclude={"type"})
+
+
+class RunStarted(EventPayload):
+    type: Literal["run_started"] = "run_started"
+    request: str
+
+
+class UserMessage(EventPayload):
+    """A follow-up: the user's new instruction, planned for after round `after_round`."""
+
+    type: Literal["user_message"] = "user_message"
+    text: str
+    after_round: int
+
+
+class RunResumed(EventPayload):
+    type: Literal["run_resumed"] = "run_resumed"
+    from_nodes: list[str]
+
+
+class RunFinished(EventPayload):
+    """A run's last event, stored before its status changes. `done` runs carry their
+    answer and the workflow's summary (best candidate, its speedup, how many)."""
+
+    type: Literal["run_finished"] = "run_finished"
+    status: RunStatus
+    answer: str | None = None
+    error: str | None = None
+    best: int | None = None
+    speedup: float | None = None
+    candidates: int | None = None
+    rounds: int | None = None
+
+
+class PlanStarted(EventPayload):
+    type: Literal["plan_started"] = "plan_started"
+    round: int
+    reused: bool  # a stored plan (a resumed run) rather than a new one
+
+
+class PlanFinished(EventPayload):
+    type: Literal["plan_finished"] = "plan_finished"
+    round: int
+    tasks: int
+
+
+class PlanShort(EventPayload):
+    """The plan guard's verdict: the plan cannot do what the workflow needs."""
+
+    type: Literal["plan_short"] = "plan_short"
+    round: int
+    reason: str
+
+
+class PlanDefault(EventPayload):
+    """The workflow's default plan runs instead of the planner's."""
+
+    type: Literal["plan_default"] = "plan_default"
+    round: int
+    reason: str
+
+
+class InvalidPlanLine(EventPayload):
+    type: Literal["plan_line_error"] = "plan_line_error"
+    round: int
+    idx: int | None
+    line: str
+    error: str | None
+
+
+class TaskParsed(EventPayload):
+    type: Literal["task_parsed"] = "task_parsed"
+    round: int
+    idx: int | None
+    tool: str
+    deps: list[int]
+    line: str
+    duplicate_of: int | None  # the same call earlier in the plan: it runs once
+
+
+class TaskStarted(EventPayload):
+    type: Literal["task_started"] = "task_started"
+    round: int
+    idx: int | None
+    tool: str
+
+
+class TaskFinished(EventPayload):
+    type: Literal["task_finished"] = "task_finished"
+    round: int
+    idx: int | None
+    tool: str
+    status: str
+    error: str | None
+    result: str  # the first 500 characters
+    run_s: float
+    wait_s: float
+    reused: bool  # finished before a resume: not run again
+
+
+class JoinDecided(EventPayload):
+    """The joiner's decision after a round."""
+
+    type: Literal["join"] = "join"
+    round: int
+    action: str  # finish or replan
+    thought: str | None
+    text: str
+    forced_finish: bool
+    well_formed: bool
+    short: bool
+    overruled: str | None  # a finish the guard turned into a replan: the joiner's text
+    repetition_cut: bool
+    latency_s: float
+
+
+Event = Annotated[
+    RunStarted
+    | UserMessage
+    | RunResumed
+    | RunFinished
+    | PlanStarted
+    | PlanFinished
+    | PlanShort
+    | PlanDefault
+    | InvalidPlanLine
+    | TaskParsed
+    | TaskStarted
+    | TaskFinished
+    | JoinDecided,
+    Field(discriminator="type"),
+]
+EVENT_TYPES: dict[str, type[EventPayload]] = {
+    model.model_fields["type"].default: model
+    for model in (
+        RunStarted,
+        UserMessage,
+        RunResumed,
+        RunFinished,
+        PlanStarted,
+        PlanFinished,
+        PlanShort,
+        PlanDefault,
+        InvalidPlanLine,
+        TaskParsed,
+        TaskStarted,
+        TaskFinished,
+        JoinDecided,
+    )
+}
+
+
+def read_event(type_: str, payload: dict[str, Any]) -> EventPayload:
+    """A stored event's payload as its model."""
+    return EVENT_TYPES[type_].model_validate({**payload, "type": type_})

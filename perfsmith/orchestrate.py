@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perfsmith.config import Settings
+from perfsmith.events import RunResumed, RunStarted, UserMessage
 from perfsmith.executor.observer import TaskObserver
 from perfsmith.executor.trace import Trace
 from perfsmith.llm.base import ChatModel
@@ -86,14 +87,14 @@ async def drive(
                 "answer": None,
                 "first_round": len(earlier),
             }
-            recorder.emit("user_message", text=follow_up, after_round=len(earlier))
+            recorder.emit(UserMessage(text=follow_up, after_round=len(earlier)))
         elif resuming:
             snapshot = await graph.aget_state(config)
             if snapshot.next or snapshot.values.get("answer") is not None:
                 state_input = None  # continue from the last checkpoint
-            recorder.emit("run_resumed", from_nodes=list(snapshot.next))
+            recorder.emit(RunResumed(from_nodes=list(snapshot.next)))
         else:
-            recorder.emit("run_started", request=request)
+            recorder.emit(RunStarted(request=request))
         final = await graph.ainvoke(state_input, config, durability="sync")
     answer = final.get("answer") or ""
     rounds = len(final.get("rounds") or [])

@@ -18,6 +18,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,12 +36,11 @@ from perfsmith.api.schemas import (
     RunCreate,
     RunOut,
     RunPage,
-    RunStatus,
     TaskOut,
 )
 from perfsmith.api.tokens import Principal, TokenStore, hash_token
 from perfsmith.errors import RunNotFoundError, StorageError
-from perfsmith.events import TERMINAL
+from perfsmith.events import TERMINAL, RunStatus, read_event
 from perfsmith.storage.models import Event, Run
 
 MAX_BODY_BYTES = 1_000_000
@@ -159,7 +159,12 @@ def run_out(row: Run, manager: RunManager) -> RunOut:
 
 
 def event_out(row: Event) -> EventOut:
-    return EventOut(seq=row.seq, type=row.type, payload=row.payload, time=utc(row.created_at))
+    return EventOut(
+        seq=row.seq,
+        type=row.type,
+        payload=read_event(row.type, row.payload),
+        time=utc(row.created_at),
+    )
 
 
 def sse(event: EventOut) -> str:
@@ -505,7 +510,34 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
         from fastapi.staticfiles import StaticFiles
 
         app.mount("/", StaticFiles(directory=_UI_DIR, html=True), name="ui")
+    _describe_the_event_stream(app)
     return app
+
+
+def _describe_the_event_stream(app: FastAPI) -> None:
+    """The OpenAPI document gives the event stream's items their schema: `EventOut`, its
+    payload one model per event type (perfsmith.events), told apart by `type`."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = generate()
+        _, defs = models_json_schema(
+            [(EventOut, "serialization")], ref_template="#/components/schemas/{model}"
+        )
+        doc.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+        ok = doc["paths"]["/runs/{run_id}/events"]["get"]["responses"]["200"]
+        ok["content"]["text/event-stream"] = {
+            "schema": {"$ref": "#/components/schemas/EventOut"},
+        }
+        ok["description"] = (
+            "Server-sent events: `id:` the event's seq, `event:` its type, `data:` an "
+            "EventOut as JSON."
+        )
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _stream(manager: RunManager, run_id: str, after: int, follow: bool) -> AsyncIterator[str]:

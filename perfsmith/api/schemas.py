@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-RunStatus = Literal["pending", "running", "done", "failed", "cancelled", "interrupted"]
+from perfsmith.events import Event as EventPayloadOut
+from perfsmith.events import RunStatus
+
 MAX_SOURCE_CHARS = 200_000
 _TARGET = r"^[^\s:][^:]*::[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -198,7 +200,9 @@ class ArtifactOut(BaseModel):
 class EventOut(BaseModel):
     seq: int
     type: str
-    payload: dict[str, Any]
+    payload: EventPayloadOut = Field(
+        description="the event's fields, by type (perfsmith.events); `type` repeats the event's"
+    )
     time: datetime
 
 

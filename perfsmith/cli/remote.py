@@ -47,7 +47,8 @@ def call(
 
 
 def as_event(run_id: str, event: EventOut) -> dict[str, Any]:
-    return {"run_id": run_id, **event.model_dump(mode="json")}
+    """An event from the server in the shape local listeners get."""
+    return {**event.model_dump(mode="json"), "run_id": run_id, "payload": event.payload.fields()}
 
 
 async def follow(

@@ -20,6 +20,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from perfsmith.errors import LLMError
+from perfsmith.events import JoinDecided, PlanDefault, PlanFinished, PlanShort, PlanStarted
 from perfsmith.executor.fetching_unit import TaskFetchingUnit
 from perfsmith.executor.observer import FanoutObserver, TaskObserver
 from perfsmith.executor.trace import Trace, build_trace
@@ -102,13 +103,14 @@ def build_graph(
             stored = deps.guard.default_plan()
             if rec is not None:
                 rec.emit(
-                    "plan_default",
-                    round=round_,
-                    reason=f"{MAX_SHORT_PLANS} plans in a row fell short: running the "
-                    "workflow's default plan",
+                    PlanDefault(
+                        round=round_,
+                        reason=f"{MAX_SHORT_PLANS} plans in a row fell short: running the "
+                        "workflow's default plan",
+                    )
                 )
         if rec is not None:
-            rec.emit("plan_started", round=round_, reused=stored is not None and not fallback)
+            rec.emit(PlanStarted(round=round_, reused=stored is not None and not fallback))
         unit = TaskFetchingUnit(
             deps.registry,
             max_concurrency=deps.max_concurrency,
@@ -156,11 +158,13 @@ def build_graph(
                     parser = StreamingPlanParser(deps.registry)
                     dispatch(parser.feed(deps.guard.default_plan()))
                 if rec is not None:
+                    reason = f"the planner failed ({exc})"
                     rec.emit(
-                        "plan_default" if fallback else "plan_short",
-                        round=round_,
-                        reason=f"the planner failed ({exc})"
-                        + (": running the workflow's default plan" if fallback else ""),
+                        PlanDefault(
+                            round=round_, reason=reason + ": running the workflow's default plan"
+                        )
+                        if fallback
+                        else PlanShort(round=round_, reason=reason)
                     )
             finally:
                 aclose = getattr(source, "aclose", None)
@@ -169,7 +173,7 @@ def build_graph(
             dispatch(parser.close())
             if rec is not None:
                 rec.save_plan(round_, parser.text, complete=True)
-                rec.emit("plan_finished", round=round_, tasks=len(unit.records))
+                rec.emit(PlanFinished(round=round_, tasks=len(unit.records)))
             unit.close()
             records = await unit.wait()
         except BaseException:
@@ -182,7 +186,7 @@ def build_graph(
         if deps.guard is not None and not fallback:
             short = await deps.guard.review(records)
             if short is not None and rec is not None:
-                rec.emit("plan_short", round=round_, reason=short)
+                rec.emit(PlanShort(round=round_, reason=short))
         rounds.append(
             {
                 "round": round_,
@@ -252,17 +256,18 @@ def build_graph(
         if deps.recorder is not None:
             deps.recorder.save_decision(record["round"], decision.action, decision.thought)
             deps.recorder.emit(
-                "join",
-                round=record["round"],
-                action=decision.action,
-                thought=decision.thought,
-                text=decision.text,
-                forced_finish=decision.action == "replan" and answer is not None,
-                well_formed=decision.well_formed,
-                short=bool(record.get("short")),
-                overruled=overruled,
-                repetition_cut=repetition_cut,
-                latency_s=round(time.perf_counter() - started, 4),
+                JoinDecided(
+                    round=record["round"],
+                    action=decision.action,
+                    thought=decision.thought,
+                    text=decision.text,
+                    forced_finish=decision.action == "replan" and answer is not None,
+                    well_formed=decision.well_formed,
+                    short=bool(record.get("short")),
+                    overruled=overruled,
+                    repetition_cut=repetition_cut,
+                    latency_s=round(time.perf_counter() - started, 4),
+                )
             )
         return {"rounds": rounds, "answer": answer}
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from perfsmith.config import Settings
 from perfsmith.errors import PerfsmithError, StorageError
-from perfsmith.events import TERMINAL
+from perfsmith.events import TERMINAL, RunFinished
 from perfsmith.storage.db import Database
 from perfsmith.storage.runs import EventListener, RunRecorder, RunStore
 from perfsmith.workflows.base import Finished, Job, RunResources, Workflow
@@ -175,12 +175,11 @@ class RunService:
         # the work's own events first: the recorder numbers its event after the last stored
         await asyncio.to_thread(self.db.flush)
         recorder = await asyncio.to_thread(RunRecorder, self.db, run_id)
-        payload: dict[str, Any] = {"status": status, **(summary or {})}
-        if answer is not None:
-            payload["answer"] = answer
-        if error is not None:
-            payload["error"] = error
-        recorder.emit("run_finished", **payload)
+        recorder.emit(
+            RunFinished.model_validate(
+                {"status": status, "answer": answer, "error": error, **(summary or {})}
+            )
+        )
         await asyncio.to_thread(self.db.flush)
         await asyncio.to_thread(self.store.set_status, run_id, status, answer=answer, error=error)
 

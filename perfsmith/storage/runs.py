@@ -14,6 +14,13 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, defer, selectinload
 
 from perfsmith.errors import RunNotFoundError
+from perfsmith.events import (
+    EventPayload,
+    InvalidPlanLine,
+    TaskFinished,
+    TaskParsed,
+    TaskStarted,
+)
 from perfsmith.executor.observer import Cached
 from perfsmith.executor.records import TaskRecord, TaskStatus
 from perfsmith.planner.plan import TaskSpec, as_text, render_args
@@ -248,10 +255,10 @@ class RunRecorder:
 
     # -- events --------------------------------------------------------------------
 
-    def emit(self, type_: str, **payload: Any) -> None:
+    def emit(self, payload: EventPayload) -> None:
         self._seq += 1
         seq = self._seq
-        row = {"run_id": self.run_id, "seq": seq, "type": type_, "payload": payload}
+        row = {"run_id": self.run_id, "seq": seq, "type": payload.type, "payload": payload.fields()}
         event = {**row, "time": time.time()}
         for listener in self.listeners:
             try:
@@ -318,21 +325,20 @@ class RunRecorder:
     def task_parsed(self, record: TaskRecord) -> None:
         if record.status is TaskStatus.INVALID:
             self.emit(
-                "plan_line_error",
-                round=self.round,
-                idx=record.idx,
-                line=record.line,
-                error=record.error,
+                InvalidPlanLine(
+                    round=self.round, idx=record.idx, line=record.line, error=record.error
+                )
             )
         else:
             self.emit(
-                "task_parsed",
-                round=self.round,
-                idx=record.idx,
-                tool=record.tool,
-                deps=list(record.deps),
-                line=record.line,
-                duplicate_of=record.duplicate_of,
+                TaskParsed(
+                    round=self.round,
+                    idx=record.idx,
+                    tool=record.tool,
+                    deps=list(record.deps),
+                    line=record.line,
+                    duplicate_of=record.duplicate_of,
+                )
             )
         if record.idx is None:
             return
@@ -363,7 +369,7 @@ class RunRecorder:
         self._background(write)
 
     def task_started(self, record: TaskRecord) -> None:
-        self.emit("task_started", round=self.round, idx=record.idx, tool=record.tool)
+        self.emit(TaskStarted(round=self.round, idx=record.idx, tool=record.tool))
         round_, idx = self.round, record.idx
         started = time.time()
 
@@ -394,16 +400,17 @@ class RunRecorder:
     def _end_event(self, record: TaskRecord) -> None:
         text = as_text(record.value) if record.ok else ""
         self.emit(
-            "task_finished",
-            round=self.round,
-            idx=record.idx,
-            tool=record.tool,
-            status=record.status.value,
-            error=record.error,
-            result=text[:500],
-            run_s=round(record.run_s, 6),
-            wait_s=round(record.wait_s, 6),
-            reused=record.reused,
+            TaskFinished(
+                round=self.round,
+                idx=record.idx,
+                tool=record.tool,
+                status=record.status.value,
+                error=record.error,
+                result=text[:500],
+                run_s=round(record.run_s, 6),
+                wait_s=round(record.wait_s, 6),
+                reused=record.reused,
+            )
         )
 
     def task_settled(self, record: TaskRecord) -> None:

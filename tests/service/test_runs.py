@@ -106,7 +106,7 @@ class Failing:
         raise RuntimeError("the disk is full")
 
     async def resume(self, job: Job, follow_up: str | None) -> Finished:
-        return Finished(answer=f"resumed {job.request}", result=None, summary={"n": 1})
+        return Finished(answer=f"resumed {job.request}", result=None, summary={"rounds": 1})
 
 
 async def test_failures_are_stored_once_with_their_reason_and_unknown_kinds_refused(
@@ -128,4 +128,9 @@ async def test_failures_are_stored_once_with_their_reason_and_unknown_kinds_refu
     resumed = await service.resume(row.id, resources=resources)
     assert resumed.answer == "resumed fail please"
     end = RunStore(db).events(row.id)[-1]
-    assert end.payload == {"status": "done", "n": 1, "answer": "resumed fail please"}
+    assert end.type == "run_finished"
+    assert (end.payload["status"], end.payload["answer"], end.payload["rounds"]) == (
+        "done",
+        "resumed fail please",
+        1,
+    )
