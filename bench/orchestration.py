@@ -37,9 +37,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import perfsmith
+from perfsmith.engine.graph import GraphDeps, build_graph
 from perfsmith.executor.fetching_unit import TaskFetchingUnit
 from perfsmith.llm.scripted import ScriptedChatModel, split_tokens
-from perfsmith.planner.graph import GraphDeps, build_graph
 from perfsmith.planner.parser import parse_plan
 from perfsmith.planner.plan import Join, TaskSpec, substitute
 from perfsmith.planner.stream import StreamingPlanParser

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from perfsmith.api.client import Client
-    from perfsmith.orchestrate import RunResult
+    from perfsmith.engine.drive import RunResult
     from perfsmith.service.library import kernel_optimize, optimize, resume, run
     from perfsmith.tools.registry import tool
     from perfsmith.workflows.optimize import OptimizeResult
@@ -38,7 +38,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(library, name)
     if name == "RunResult":
-        from perfsmith.orchestrate import RunResult
+        from perfsmith.engine.drive import RunResult
 
         return RunResult
     if name == "OptimizeResult":

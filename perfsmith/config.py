@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
@@ -15,11 +14,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from perfsmith.paths import data_dir
 
-def data_dir() -> Path:
-    """Where perfsmith keeps its database and artifacts unless told otherwise."""
-    override = os.environ.get("PERFSMITH_HOME")
-    return Path(override) if override else Path(platformdirs.user_data_dir("perfsmith"))
+__all__ = ["Settings", "data_dir", "load_settings"]
 
 
 def _toml_file() -> Path:

@@ -8,6 +8,7 @@ UI's script reads only fields defined here).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +18,9 @@ STATUSES: tuple[str, ...] = get_args(RunStatus)
 # `interrupted`: its process died (a server killed with -9); `runs resume` finishes it.
 TERMINAL = frozenset({"done", "failed", "cancelled", "interrupted"})
 ACTIVE = frozenset({"pending", "running"})
+# What a run's listeners are called with, per event as it happens:
+# {"run_id", "seq", "type", "payload" (the fields of its model), "time"}.
+EventListener = Callable[[dict[str, Any]], None]
 
 
 class EventPayload(BaseModel):

@@ -37,7 +37,6 @@ from perfsmith.api.schemas import (
 )
 from perfsmith.errors import PerfsmithError
 
-TERMINAL = frozenset({"done", "failed", "cancelled", "interrupted"})
 AnyRunCreate = ChatRunCreate | OptimizeRunCreate | KernelRunCreate | PlanRunCreate
 
 

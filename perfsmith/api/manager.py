@@ -22,7 +22,6 @@ from perfsmith.llm.factory import model_from_spec
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.service.resources import Resources
 from perfsmith.service.runs import RunService, error_text
-from perfsmith.storage import runs as run_events
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Run
 from perfsmith.storage.runs import RunStore
@@ -67,7 +66,7 @@ class RunManager:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        run_events.COMMITTED.append(self._on_committed)
+        self.db.event_hooks.append(self._on_committed)
         orphans = await self.service.interrupt_orphans()
         if orphans:
             log.warning(
@@ -79,8 +78,8 @@ class RunManager:
 
     async def shutdown(self) -> None:
         """Cancel the runs in flight (they are stored as cancelled and can be resumed)."""
-        if self._on_committed in run_events.COMMITTED:
-            run_events.COMMITTED.remove(self._on_committed)
+        if self._on_committed in self.db.event_hooks:
+            self.db.event_hooks.remove(self._on_committed)
         tasks = list(self.active.values())
         for task in tasks:
             task.cancel()

@@ -20,7 +20,7 @@ from perfsmith.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from perfsmith.orchestrate import RunResult
+    from perfsmith.engine.drive import RunResult
 
 
 def print_result(result: RunResult, as_json: bool) -> None:

@@ -287,7 +287,7 @@ def print_outcome(result: object, as_json: bool) -> None:
     from perfsmith.cli.kernel import print_kernel_optimize
     from perfsmith.cli.optimize import print_optimize
     from perfsmith.cli.run import print_result
-    from perfsmith.orchestrate import RunResult
+    from perfsmith.engine.drive import RunResult
     from perfsmith.workflows.kernels import KernelOptimizeResult
     from perfsmith.workflows.optimize import OptimizeResult
 

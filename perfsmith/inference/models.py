@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from perfsmith.errors import ConfigError
+from perfsmith.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +44,6 @@ def known_template(name: str) -> tuple[str, tuple[str, ...]] | None:
 
 class ModelLoadError(ConfigError):
     """A model could not be found or loaded."""
-
-
-def cache_dir() -> Path:
-    override = os.environ.get("PERFSMITH_CACHE_DIR")
-    return Path(override) if override else Path(platformdirs.user_cache_dir("perfsmith"))
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ def _build(cache: Path) -> Path:
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The loaded kernels, or None (logged once) where they cannot be built here."""
-    from perfsmith.inference.models import cache_dir
+    from perfsmith.paths import cache_dir
 
     try:
         path = _build(cache_dir() / "native")

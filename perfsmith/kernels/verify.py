@@ -137,7 +137,7 @@ def cache_root() -> Path:
     given = os.environ.get("PERFSMITH_KERNEL_CACHE_DIR")
     if given:
         return Path(given)
-    from perfsmith.inference.models import cache_dir
+    from perfsmith.paths import cache_dir
 
     return cache_dir() / "kernels"
 

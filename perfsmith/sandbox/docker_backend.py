@@ -25,11 +25,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from importlib.metadata import version
 from itertools import count
 from pathlib import Path
 from typing import Any
 
-from perfsmith import __version__
 from perfsmith.sandbox.base import (
     SAFE_PATH,
     Limits,
@@ -59,7 +59,7 @@ _runs = count(1)
 
 
 def image_tag() -> str:
-    return f"{IMAGE_REPO}:{__version__}"
+    return f"{IMAGE_REPO}:{version('perfsmith')}"
 
 
 def _client(timeout: float = 30) -> Any:

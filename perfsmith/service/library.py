@@ -12,14 +12,14 @@ from perfsmith.service.resources import Resources, open_database
 from perfsmith.service.runs import RunService
 
 if TYPE_CHECKING:
+    from perfsmith.engine.drive import RunResult
+    from perfsmith.engine.guard import PlanGuard
+    from perfsmith.events import EventListener
     from perfsmith.executor.observer import TaskObserver
     from perfsmith.kernels.verify import KernelSettings
     from perfsmith.llm.base import ChatModel
-    from perfsmith.orchestrate import RunResult
-    from perfsmith.planner.guard import PlanGuard
     from perfsmith.sandbox.base import Sandbox
     from perfsmith.storage.db import Database
-    from perfsmith.storage.runs import EventListener
     from perfsmith.tools.registry import Tool
     from perfsmith.verifiers.capture import RecordedCalls
     from perfsmith.verifiers.target import Target

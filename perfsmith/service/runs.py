@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfsmith.config import Settings
+from perfsmith.engine.recorder import RunRecorder
 from perfsmith.errors import PerfsmithError, StorageError
-from perfsmith.events import TERMINAL, RunFinished
+from perfsmith.events import TERMINAL, EventListener, RunFinished
 from perfsmith.storage.db import Database
-from perfsmith.storage.runs import EventListener, RunRecorder, RunStore
+from perfsmith.storage.runs import RunStore
 from perfsmith.workflows.base import Finished, Job, RunResources, Workflow
 
 INTERRUPTED = "interrupted: the process working on it stopped; resume it to finish"

@@ -88,6 +88,9 @@ class Database:
             event.listen(self.engine, "begin", _sqlite_begin)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfsmith-db")
+        # Called on the writer thread with each run event once its row is committed (the
+        # API's server wakes the event streams of its runs with it).
+        self.event_hooks: list[Callable[[dict[str, Any]], None]] = []
         if migrate:
             self.upgrade()
 

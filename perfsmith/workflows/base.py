@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from perfsmith.config import Settings
+    from perfsmith.events import EventListener
     from perfsmith.llm.base import ChatModel
     from perfsmith.sandbox.base import Sandbox
     from perfsmith.storage.db import Database
-    from perfsmith.storage.runs import EventListener
 
 
 class RunResources(Protocol):

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from perfsmith.config import data_dir
+from perfsmith.engine.drive import drive
 from perfsmith.errors import PerfsmithError
 from perfsmith.kernels.autotune import TuneError, autotune, tunables
 from perfsmith.kernels.verify import (
@@ -35,7 +36,6 @@ from perfsmith.kernels.verify import (
     verify_kernel,
 )
 from perfsmith.llm.base import ChatModel
-from perfsmith.orchestrate import drive
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.artifacts import report_artifacts
 from perfsmith.storage.db import Database

@@ -25,10 +25,10 @@ from typing import Any, Literal, get_args
 from sqlalchemy.orm import Session
 
 from perfsmith.config import data_dir
+from perfsmith.engine.drive import drive
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.base import ChatModel
 from perfsmith.llm.degenerate import cut_repetition
-from perfsmith.orchestrate import drive
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.artifacts import report_artifacts
 from perfsmith.storage.db import Database

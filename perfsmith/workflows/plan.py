@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from perfsmith.engine.drive import drive
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.base import ChatModel
-from perfsmith.orchestrate import drive
 from perfsmith.workflows.base import Finished, Job
 
 

@@ -21,10 +21,10 @@ from typing import Any, Protocol
 
 from perfsmith.config import data_dir
 from perfsmith.errors import PerfsmithError
+from perfsmith.events import EventListener
 from perfsmith.llm.base import ChatModel
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.db import Database
-from perfsmith.storage.runs import EventListener
 from perfsmith.verifiers.capture import RECORDER, RecordedCalls
 from perfsmith.workflows.optimize import OptimizeResult
 

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from perfsmith.engine.recorder import RunRecorder
 from perfsmith.errors import RunNotFoundError, StorageError
+from perfsmith.events import PlanFinished, TaskParsed
 from perfsmith.storage.db import Database, normalize_url
 from perfsmith.storage.models import Artifact, Candidate, Event, Measurement
-from perfsmith.storage.runs import RunRecorder, RunStore
+from perfsmith.storage.runs import RunStore
 
 TABLES = {
     "alembic_version",
@@ -80,14 +82,14 @@ async def test_events_are_append_only_and_ordered_across_recorders(db: Database)
     seen: list[int] = []
     first.listeners.append(lambda e: seen.append(e["seq"]))
     for i in range(50):
-        first.emit("tick", i=i)
+        first.emit(PlanFinished(round=1, tasks=i))
     await asyncio.to_thread(db.flush)
     second = RunRecorder(db, run_id)  # e.g. after a resume: continues the sequence
-    second.emit("tick", i=50)
+    second.emit(PlanFinished(round=1, tasks=50))
     await asyncio.to_thread(db.flush)
     events = store.events(run_id)
     assert [e.seq for e in events] == list(range(1, 52))
-    assert [e.payload["i"] for e in events] == list(range(51))
+    assert [e.payload["tasks"] for e in events] == list(range(51))
     assert seen == list(range(1, 51))
     assert [e.seq for e in store.events(run_id, after=48)] == [49, 50, 51]
 
@@ -149,8 +151,16 @@ def test_event_rows_keep_their_payload_types(db: Database) -> None:
     store = RunStore(db)
     run_id = store.create_run("r")
     rec = RunRecorder(db, run_id)
-    rec.emit("x", nested={"a": [1, 2.5, None, True]}, text="é")
+    rec.emit(TaskParsed(round=1, idx=2, tool="t", deps=[1], line="é", duplicate_of=None))
     db.flush()
     with db.session() as s:
         event = s.scalars(select(Event)).one()
-    assert event.payload == {"nested": {"a": [1, 2.5, None, True]}, "text": "é"}
+    assert event.type == "task_parsed"
+    assert event.payload == {
+        "round": 1,
+        "idx": 2,
+        "tool": "t",
+        "deps": [1],
+        "line": "é",
+        "duplicate_of": None,
+    }

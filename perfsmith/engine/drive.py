@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perfsmith.config import Settings
-from perfsmith.events import RunResumed, RunStarted, UserMessage
+from perfsmith.engine.graph import GraphDeps, RunState, build_graph, graph_config
+from perfsmith.engine.guard import PlanGuard
+from perfsmith.engine.recorder import RunRecorder
+from perfsmith.events import EventListener, RunResumed, RunStarted, UserMessage
 from perfsmith.executor.observer import TaskObserver
 from perfsmith.executor.trace import Trace
 from perfsmith.llm.base import ChatModel
-from perfsmith.planner.graph import GraphDeps, RunState, build_graph, graph_config
-from perfsmith.planner.guard import PlanGuard
 from perfsmith.storage.checkpoints import open_checkpointer
 from perfsmith.storage.db import Database
-from perfsmith.storage.runs import EventListener, RunRecorder, RunStore
+from perfsmith.storage.runs import RunStore
 from perfsmith.tools.registry import Tool, ToolRegistry
 
 

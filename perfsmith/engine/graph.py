@@ -12,27 +12,33 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from perfsmith.engine.guard import MAX_SHORT_PLANS, PlanGuard
 from perfsmith.errors import LLMError
-from perfsmith.events import JoinDecided, PlanDefault, PlanFinished, PlanShort, PlanStarted
+from perfsmith.events import (
+    EventPayload,
+    JoinDecided,
+    PlanDefault,
+    PlanFinished,
+    PlanShort,
+    PlanStarted,
+)
 from perfsmith.executor.fetching_unit import TaskFetchingUnit
 from perfsmith.executor.observer import FanoutObserver, TaskObserver
 from perfsmith.executor.trace import Trace, build_trace
 from perfsmith.llm.base import ChatModel, GenerationOptions
 from perfsmith.llm.degenerate import cut_repetition
 from perfsmith.planner.grammar import plan_grammar
-from perfsmith.planner.guard import MAX_SHORT_PLANS, PlanGuard
 from perfsmith.planner.joiner import JoinDecision, parse_join
 from perfsmith.planner.plan import Join, PlanItem
 from perfsmith.planner.prompts import joiner_messages, planner_messages
 from perfsmith.planner.stream import StreamingPlanParser
-from perfsmith.storage.runs import RunRecorder
 from perfsmith.tools.registry import ToolRegistry
 
 
@@ -45,13 +51,26 @@ class RunState(TypedDict, total=False):
     first_round: int
 
 
+class RunRecording(TaskObserver, Protocol):
+    """Where the graph records a run (the engine's `RunRecorder` over the database):
+    its plans, the joiner's decisions and its events, beside the tasks it observes."""
+
+    async def load_round(self, round_: int) -> None: ...
+
+    def emit(self, payload: EventPayload) -> None: ...
+
+    def save_plan(self, round_: int, text: str, *, complete: bool) -> None: ...
+
+    def save_decision(self, round_: int, decision: str, thought: str | None) -> None: ...
+
+
 @dataclass
 class GraphDeps:
     """What the nodes need that is not graph state (and must not be checkpointed)."""
 
     llm: ChatModel
     registry: ToolRegistry
-    recorder: RunRecorder | None = None
+    recorder: RunRecording | None = None
     # Returns a complete stored plan for a round (resume), or None to ask the planner.
     stored_plan: Callable[[int], str | None] | None = None
     observers: list[TaskObserver] = field(default_factory=list)
