@@ -19,6 +19,8 @@ from rich.markup import escape
 from perfsmith.llm.specs import SPEC_HELP
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from perfsmith.config import Settings
     from perfsmith.storage.db import Database
 
@@ -132,3 +134,13 @@ def execute(
         return run_async(coro_factory([PlainProgress(plain_line)]))
     with LiveProgress(out) as live:
         return run_async(coro_factory([live]))
+
+
+def dag_table_of(url: str, run_id: str) -> Table:
+    """A stored run's task DAG as the table the live view draws."""
+    from perfsmith.console import dag_rows, dag_table
+    from perfsmith.storage.db import Database
+    from perfsmith.storage.runs import RunStore
+
+    tasks = RunStore(Database(url)).tasks(run_id)
+    return dag_table(dag_rows(tasks, [t.result_text for t in tasks]), title="tasks")

@@ -13,6 +13,7 @@ from perfsmith.cli.common import (
     LLM_HELP,
     DbOption,
     JsonOption,
+    dag_table_of,
     execute,
     guard,
     out,
@@ -82,7 +83,6 @@ def run_cmd(
 def demo(db: DbOption = None) -> None:
     """Orchestration demo: a plan that times four ways to deduplicate a list in parallel
     interpreters, ranks them, and prints the DAG with its timings."""
-    from perfsmith.cli.runs import dag_table_of
     from perfsmith.service.library import run
     from perfsmith.tools import demo as demo_tools
 

@@ -25,22 +25,10 @@ from perfsmith.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from perfsmith.api.client import Client
     from perfsmith.api.schemas import RunOut
 
 runs_app = typer.Typer(help="Inspect and resume stored runs.", no_args_is_help=True)
-
-
-def dag_table_of(url: str, run_id: str) -> Table:
-    """A stored run's task DAG as the table the live view draws."""
-    from perfsmith.console import dag_rows, dag_table
-    from perfsmith.storage.db import Database
-    from perfsmith.storage.runs import RunStore
-
-    tasks = RunStore(Database(url)).tasks(run_id)
-    return dag_table(dag_rows(tasks, [t.result_text for t in tasks]), title="tasks")
 
 
 @runs_app.command("list")

@@ -1,4 +1,4 @@
-"""Plans: the plan model, the (streaming) parser, prompts, joiner, and the LangGraph graph."""
+"""Plans: the plan language (its model), the (streaming) parser, the prompts and the joiner."""
 
 from perfsmith.planner.parser import PlanParser, parse_plan
 from perfsmith.planner.plan import Join, PlanItem, PlanLineError, Ref, TaskSpec, Template

@@ -4,6 +4,8 @@ anything runs, with errors that say what to fix."""
 from __future__ import annotations
 
 import ast
+import hashlib
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,3 +131,25 @@ def parse_target(spec: str, *, what: str = "function") -> Target:
         listed = ", ".join(n for n in names if not n.startswith("_")) or "nothing"
         raise TargetError(f"{path} defines no {what} {function!r} (it defines: {listed})")
     return Target(path=path, function=function, source=source)
+
+
+def source_hash(code: str) -> str:
+    """Equal for sources that differ only in comments, blank lines and formatting."""
+    try:
+        normalized = ast.dump(ast.parse(code))
+    except SyntaxError:
+        normalized = code
+    return hashlib.sha256(normalized.encode()).hexdigest()
+
+
+def function_source(module_source: str, function: str) -> str:
+    """The source of ``function`` (or of method ``Class.method``, dedented), with its
+    decorators."""
+    tree = ast.parse(module_source)
+    node = find_definition(tree, function)
+    if node is not None:
+        segment = ast.get_source_segment(module_source, node, padded=True)
+        if segment is not None:
+            decorators = "".join(f"@{ast.unparse(d)}\n" for d in node.decorator_list)
+            return decorators + textwrap.dedent(segment) + "\n"
+    raise TargetError(f"no function {function!r}")

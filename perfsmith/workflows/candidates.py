@@ -4,7 +4,6 @@ that its imports and helpers stay, and deduplicated by a hash of the normalized 
 from __future__ import annotations
 
 import ast
-import hashlib
 import re
 import textwrap
 from dataclasses import dataclass
@@ -12,7 +11,11 @@ from pathlib import Path
 
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.base import ChatMessage, ChatModel, GenerationOptions
-from perfsmith.verifiers.target import Target, defined_names, find_definition
+from perfsmith.verifiers.target import (
+    Target,
+    defined_names,
+    find_definition,
+)
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
@@ -118,15 +121,6 @@ def _splice_method(
     return "".join(lines)
 
 
-def source_hash(code: str) -> str:
-    """Equal for sources that differ only in comments, blank lines and formatting."""
-    try:
-        normalized = ast.dump(ast.parse(code))
-    except SyntaxError:
-        normalized = code
-    return hashlib.sha256(normalized.encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class Candidate:
     """A module defining the target function, ready for the verifiers."""
@@ -141,19 +135,6 @@ class Candidate:
         return Target(
             path=Path(f"perfsmith_candidate_{self.id}.py"), function=function, source=self.module
         )
-
-
-def function_source(module_source: str, function: str) -> str:
-    """The source of ``function`` (or of method ``Class.method``, dedented), with its
-    decorators."""
-    tree = ast.parse(module_source)
-    node = find_definition(tree, function)
-    if node is not None:
-        segment = ast.get_source_segment(module_source, node, padded=True)
-        if segment is not None:
-            decorators = "".join(f"@{ast.unparse(d)}\n" for d in node.decorator_list)
-            return decorators + textwrap.dedent(segment) + "\n"
-    raise CandidateError(f"no function {function!r}")
 
 
 async def ask_for_code(llm: ChatModel, system: str, prompt: str, max_tokens: int) -> str:

@@ -43,8 +43,9 @@ from perfsmith.storage.models import Artifact, Measurement
 from perfsmith.storage.models import Candidate as CandidateRow
 from perfsmith.storage.runs import RunStore
 from perfsmith.tools.registry import Tool, make_tool
+from perfsmith.verifiers.target import source_hash
 from perfsmith.workflows.base import Finished, Job
-from perfsmith.workflows.candidates import CandidateError, ask_for_code, source_hash
+from perfsmith.workflows.candidates import CandidateError, ask_for_code
 from perfsmith.workflows.pool import CandidatePool, stored_ci
 
 STRATEGIES = (

@@ -45,15 +45,13 @@ from perfsmith.verifiers.capture import (
     capture_calls,
 )
 from perfsmith.verifiers.efficiency import TimingError
-from perfsmith.verifiers.target import Target, parse_target
+from perfsmith.verifiers.target import Target, function_source, parse_target, source_hash
 from perfsmith.verifiers.verify import VerifyResult, verify
 from perfsmith.workflows.base import Finished, Job
 from perfsmith.workflows.candidates import (
     Candidate,
     CandidateError,
     ask_for_code,
-    function_source,
-    source_hash,
     splice,
 )
 from perfsmith.workflows.guard import CandidateGuard

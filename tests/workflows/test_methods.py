@@ -12,8 +12,8 @@ import pytest
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.scripted import ScriptedChatModel
 from perfsmith.storage.db import Database
-from perfsmith.verifiers.target import TargetError, parse_target
-from perfsmith.workflows.candidates import function_source, splice
+from perfsmith.verifiers.target import TargetError, function_source, parse_target
+from perfsmith.workflows.candidates import splice
 
 SHOP = textwrap.dedent(
     '''
