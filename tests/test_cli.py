@@ -129,6 +129,13 @@ def test_demo_runs_real_tools_and_prints_the_dag(env: dict[str, str]) -> None:
             2,
             "Invalid value",
         ),
+        (["optimize", "{tmp}/nope.py::add", "--llm", "none"], 2, "does not exist"),
+        (["optimize", "{tmp}/tools.py::sub", "--llm", "none"], 2, "defines no function 'sub'"),
+        (
+            ["optimize", "{tmp}/tools.py::add", "--llm", "none", "--candidate", "{tmp}/c.py"],
+            2,
+            "is not a readable file",
+        ),
         (["runs", "show", "0123"], 1, "no run with id '0123'"),
         (["runs", "resume", "0123"], 1, "no run with id '0123'"),
         (["runs", "list", "--limit", "0"], 2, "Invalid value"),

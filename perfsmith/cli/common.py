@@ -106,6 +106,17 @@ def settings_for(db: str | None) -> Settings:
     return load_settings(database_url=db)
 
 
+def model_spec(llm: str | None, settings: Settings) -> str | None:
+    """The LLM spec a command runs with (None for `--llm none`), checked before any work:
+    a bad spec or script file is one line and exit 1 here."""
+    from perfsmith.llm.factory import default_spec, model_from_spec
+
+    spec = None if llm == "none" else (llm or default_spec(settings))
+    if spec is not None:
+        guard(lambda: model_from_spec(spec, settings))
+    return spec
+
+
 def open_database(db: str | None) -> Database:
     from perfsmith.storage.db import Database
 

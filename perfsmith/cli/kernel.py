@@ -12,7 +12,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from perfsmith.cli.common import JsonOption, err, execute, guard, usage_error
+from perfsmith.cli.common import (
+    JsonOption,
+    err,
+    execute,
+    guard,
+    model_spec,
+    settings_for,
+    usage_error,
+)
 
 if TYPE_CHECKING:
     from perfsmith.workflows.kernels import KernelOptimizeResult
@@ -233,15 +241,12 @@ def optimize_cmd(
 ) -> None:
     """Write faster kernels for PROBLEM's operator: plan, propose kernels with the LLM,
     compile, verify and time each in the sandbox, tune, report the fastest verified."""
-    from perfsmith.config import load_settings
     from perfsmith.kernels.verify import (
         KernelInputError,
         KernelSettings,
         read_candidate,
         read_problem,
     )
-    from perfsmith.llm.factory import default_spec, model_from_spec
-    from perfsmith.sandbox.select import open_sandbox
     from perfsmith.service.library import kernel_optimize
     from perfsmith.workflows.kernels import BACKENDS
 
@@ -258,37 +263,28 @@ def optimize_cmd(
             read_candidate(path)
     except KernelInputError as exc:
         usage_error(str(exc))
-    settings = load_settings(database_url=db)
-    spec = None if llm == "none" else (llm or default_spec(settings))
-    if spec is not None:
-        guard(lambda: model_from_spec(spec, settings))
+    settings = settings_for(db)
+    spec = model_spec(llm, settings)
     kernel_settings = KernelSettings(
         device="cuda" if device == "cuda" else "cpu", rounds=verify_rounds
     )
 
-    async def go(listeners: list[Any]) -> Any:
-        box = await open_sandbox(sandbox)
-        try:
-            return await kernel_optimize(
-                problem,
-                sandbox=box,
-                llm=spec,
-                settings=kernel_settings,
-                backend=language,
-                candidates=candidate or [],
-                rounds=rounds,
-                k=candidates_k,
-                app_settings=settings,
-                report_dir=report_dir,
-                listeners=listeners,
-            )
-        finally:
-            await box.close()
-
-    try:
-        result = execute(go, as_json)
-    except KernelInputError as exc:
-        usage_error(str(exc))
+    result = execute(
+        lambda listeners: kernel_optimize(
+            problem,
+            sandbox_backend=sandbox,
+            llm=spec,
+            settings=kernel_settings,
+            backend=language,
+            candidates=candidate or [],
+            rounds=rounds,
+            k=candidates_k,
+            app_settings=settings,
+            report_dir=report_dir,
+            listeners=listeners,
+        ),
+        as_json,
+    )
     print_kernel_optimize(result, as_json)
 
 

@@ -16,13 +16,13 @@ from perfsmith.cli.common import (
     BackendOption,
     DbOption,
     JsonOption,
-    Listener,
     ServerOption,
     TokenOption,
     check_backend,
     err,
     execute,
     guard,
+    model_spec,
     out,
     settings_for,
     usage_error,
@@ -103,8 +103,6 @@ def optimize_cmd(
         except remote.RemoteUsageError as exc:
             usage_error(str(exc))
         return
-    from perfsmith.llm.factory import default_spec, model_from_spec
-    from perfsmith.sandbox.select import open_sandbox
     from perfsmith.service.library import optimize
     from perfsmith.verifiers.target import TargetError, parse_target
 
@@ -116,33 +114,30 @@ def optimize_cmd(
         gen = parse_target(inputs, what="input generator") if inputs else None
     except TargetError as exc:
         usage_error(str(exc))
-    spec = None if llm == "none" else (llm or default_spec(settings))
-    if spec is not None:
-        guard(lambda: model_from_spec(spec, settings))  # a bad spec fails before any work
-
-    async def go(listeners: list[Listener]) -> OptimizeResult:
-        box = await open_sandbox(backend)
-        try:
-            return await optimize(
-                ref,
-                sandbox=box,
-                llm=spec,
-                workload=work,
-                inputs=gen,
-                candidates=candidate or [],
-                rounds=rounds,
-                k=candidates_k,
-                apply=apply,
-                settings=settings,
-                report_dir=report_dir,
-                verify_rounds=verify_rounds,
-                listeners=listeners,
-            )
-        finally:
-            await box.close()
+    for path in candidate or []:
+        if not path.is_file():
+            usage_error(f"--candidate {path} is not a readable file")
+    spec = model_spec(llm, settings)
 
     # the live task table while the plan runs (not with --json or when piped)
-    result = execute(go, as_json)
+    result = execute(
+        lambda listeners: optimize(
+            ref,
+            backend=backend,
+            llm=spec,
+            workload=work,
+            inputs=gen,
+            candidates=candidate or [],
+            rounds=rounds,
+            k=candidates_k,
+            apply=apply,
+            settings=settings,
+            report_dir=report_dir,
+            verify_rounds=verify_rounds,
+            listeners=listeners,
+        ),
+        as_json,
+    )
     print_optimize(result, as_json)
 
 
@@ -201,7 +196,6 @@ def optimize_repo_cmd(
     """Profile COMMAND in the repository, optimize its hottest functions, and commit each
     verified speedup that COMMAND still accepts to a new branch (the working tree is not
     touched)."""
-    from perfsmith.llm.factory import default_spec, model_from_spec
     from perfsmith.sandbox.select import open_sandbox
     from perfsmith.service.library import optimize
     from perfsmith.storage.db import Database
@@ -211,13 +205,11 @@ def optimize_repo_cmd(
     settings = settings_for(db)
     given: dict[str, list[Path]] = {}
     for item in candidate or []:
-        spec, sep, file = item.partition("=")
-        if not sep or "::" not in spec or not file:
+        function, sep, file = item.partition("=")
+        if not sep or "::" not in function or not file:
             raise typer.BadParameter(f"{item!r} is not FILE::FUNC=PATH", param_hint="--candidate")
-        given.setdefault(spec, []).append(Path(file))
-    model_spec = None if llm == "none" else (llm or default_spec(settings))
-    if model_spec is not None:
-        guard(lambda: model_from_spec(model_spec, settings))
+        given.setdefault(function, []).append(Path(file))
+    spec = model_spec(llm, settings)
 
     async def go() -> Any:
         box = await open_sandbox(backend)
@@ -227,7 +219,7 @@ def optimize_repo_cmd(
                 path,
                 command=command,
                 sandbox=box,
-                llm=model_spec,
+                llm=spec,
                 top=top,
                 branch=branch,
                 rounds=rounds,

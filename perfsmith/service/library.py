@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from perfsmith.config import Settings, load_settings
 from perfsmith.service.resources import Resources, open_database
-from perfsmith.service.runs import RunService
+from perfsmith.service.runs import Outcome, RunService
 
 if TYPE_CHECKING:
     from perfsmith.engine.drive import RunResult
@@ -119,6 +119,7 @@ async def optimize(
     apply: bool = False,
     database: Database | str | None = None,
     settings: Settings | None = None,
+    backend: str = "auto",
     report_dir: Path | None = None,
     report: bool = True,
     listeners: Iterable[EventListener] = (),
@@ -132,12 +133,10 @@ async def optimize(
     ``scripted:FILE``) or None (perfsmith's own rewrites and the ``candidates`` only).
     ``profile_note`` is what ``profile`` answers without a workload (the target's cost
     measured elsewhere); ``recorded`` are calls to the target recorded elsewhere, replayed
-    as the inputs. Without a ``sandbox`` the best available one is opened and closed."""
+    as the inputs. Without a ``sandbox`` one of ``backend`` (auto: the best available) is
+    opened and closed."""
     from perfsmith.workflows.optimize import optimize_config
 
-    settings = settings or load_settings()
-    db, owned = open_database(database, settings)
-    resources = Resources(settings, sandbox=sandbox, llm=llm)
     config = optimize_config(
         target,
         llm=llm if isinstance(llm, str) else None,
@@ -152,20 +151,20 @@ async def optimize(
         profile_note=profile_note,
         report=report,
     )
-    try:
-        outcome = await RunService(db, settings).start(
-            "optimize",
-            config,
-            resources=resources,
-            listeners=listeners,
-            extras={"recorded": recorded} if recorded is not None else None,
-        )
-        result: OptimizeResult = outcome.result
-        return result
-    finally:
-        await resources.close()
-        if owned:
-            db.close()
+    extras = {"recorded": recorded} if recorded is not None else None
+    outcome = await _start(
+        "optimize",
+        config,
+        database=database,
+        settings=settings,
+        sandbox=sandbox,
+        backend=backend,
+        llm=llm,
+        listeners=listeners,
+        extras=extras,
+    )
+    result: OptimizeResult = outcome.result
+    return result
 
 
 async def kernel_optimize(
@@ -180,6 +179,7 @@ async def kernel_optimize(
     k: int = 3,
     database: Database | str | None = None,
     app_settings: Settings | None = None,
+    sandbox_backend: str = "auto",
     report_dir: Path | None = None,
     listeners: Iterable[EventListener] = (),
 ) -> KernelOptimizeResult:
@@ -187,9 +187,6 @@ async def kernel_optimize(
     against eager PyTorch; see `perfsmith.workflows.kernels`."""
     from perfsmith.workflows.kernels import kernel_config
 
-    app_settings = app_settings or load_settings()
-    db, owned = open_database(database, app_settings)
-    resources = Resources(app_settings, sandbox=sandbox, llm=llm)
     config = kernel_config(
         problem,
         llm=llm if isinstance(llm, str) else None,
@@ -200,12 +197,41 @@ async def kernel_optimize(
         k=k,
         report_dir=report_dir,
     )
+    outcome = await _start(
+        "kernel",
+        config,
+        database=database,
+        settings=app_settings,
+        sandbox=sandbox,
+        backend=sandbox_backend,
+        llm=llm,
+        listeners=listeners,
+    )
+    result: KernelOptimizeResult = outcome.result
+    return result
+
+
+async def _start(
+    kind: str,
+    config: dict[str, Any],
+    *,
+    database: Database | str | None,
+    settings: Settings | None,
+    sandbox: Sandbox | None,
+    backend: str,
+    llm: ChatModel | str | None,
+    listeners: Iterable[EventListener],
+    extras: dict[str, Any] | None = None,
+) -> Outcome:
+    """A run of ``kind`` through the service, with the database, sandbox and model opened
+    here unless given (and closed here when they were opened here)."""
+    settings = settings or load_settings()
+    db, owned = open_database(database, settings)
+    resources = Resources(settings, sandbox=sandbox, backend=backend, llm=llm)
     try:
-        outcome = await RunService(db, app_settings).start(
-            "kernel", config, resources=resources, listeners=listeners
+        return await RunService(db, settings).start(
+            kind, config, resources=resources, listeners=listeners, extras=extras
         )
-        result: KernelOptimizeResult = outcome.result
-        return result
     finally:
         await resources.close()
         if owned:

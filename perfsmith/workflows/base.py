@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from perfsmith.config import Settings
+    from perfsmith.engine.drive import RunResult
+    from perfsmith.engine.guard import PlanGuard
     from perfsmith.events import EventListener
     from perfsmith.llm.base import ChatModel
     from perfsmith.sandbox.base import Sandbox
     from perfsmith.storage.db import Database
+    from perfsmith.tools.registry import Tool
 
 
 class RunResources(Protocol):
@@ -84,3 +87,32 @@ class Workflow(Protocol):
         """Finish an interrupted run (``follow_up`` None: reusing every finished task and
         verdict), or continue an ended one with the user's new instruction."""
         ...
+
+
+async def drive_job(
+    job: Job,
+    *,
+    tools: list[Tool],
+    llm: ChatModel,
+    max_replans: int,
+    resuming: bool = False,
+    follow_up: str | None = None,
+    guard: PlanGuard | None = None,
+) -> RunResult:
+    """The engine's plan-execute-join rounds for the job's run, with its tools and LLM:
+    a fresh start, a resume (finished tasks reused) or a follow-up."""
+    from perfsmith.engine.drive import drive
+
+    return await drive(
+        db=job.db,
+        run_id=job.run_id,
+        request=job.request,
+        tools=tools,
+        llm=llm,
+        settings=job.settings,
+        max_replans=max_replans,
+        listeners=job.listeners,
+        resuming=resuming,
+        follow_up=follow_up,
+        guard=guard,
+    )

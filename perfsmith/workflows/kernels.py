@@ -23,7 +23,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from perfsmith.config import data_dir
-from perfsmith.engine.drive import drive
 from perfsmith.errors import PerfsmithError
 from perfsmith.kernels.autotune import TuneError, autotune, tunables
 from perfsmith.kernels.verify import (
@@ -44,7 +43,7 @@ from perfsmith.storage.models import Candidate as CandidateRow
 from perfsmith.storage.runs import RunStore
 from perfsmith.tools.registry import Tool, make_tool
 from perfsmith.verifiers.target import source_hash
-from perfsmith.workflows.base import Finished, Job
+from perfsmith.workflows.base import Finished, Job, drive_job
 from perfsmith.workflows.candidates import CandidateError, ask_for_code
 from perfsmith.workflows.pool import CandidatePool, stored_ci
 
@@ -419,15 +418,11 @@ class KernelWorkflow:
         session = self._session(job, await job.resources.sandbox(), llm)
         answer = ""
         if llm is not None:
-            outcome = await drive(
-                db=job.db,
-                run_id=job.run_id,
-                request=job.request,
+            outcome = await drive_job(
+                job,
                 tools=session.tools(),
                 llm=llm,
-                settings=job.settings,
                 max_replans=max(0, int(config.get("rounds", 2)) - 1),
-                listeners=job.listeners,
             )
             answer = outcome.answer
         return await self._conclude(job, session, answer)
@@ -449,15 +444,11 @@ class KernelWorkflow:
         answer = ""
         planned = bool(await asyncio.to_thread(RunStore(job.db).plans, job.run_id))
         if llm is not None and (follow_up is not None or (job.status != "done" and planned)):
-            outcome = await drive(
-                db=job.db,
-                run_id=job.run_id,
-                request=job.request,
+            outcome = await drive_job(
+                job,
                 tools=session.tools(),
                 llm=llm,
-                settings=job.settings,
                 max_replans=max(0, int(config.get("rounds", 2)) - 1),
-                listeners=job.listeners,
                 resuming=follow_up is None,
                 follow_up=follow_up,
             )

@@ -25,7 +25,6 @@ from typing import Any, Literal, get_args
 from sqlalchemy.orm import Session
 
 from perfsmith.config import data_dir
-from perfsmith.engine.drive import drive
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.base import ChatModel
 from perfsmith.llm.degenerate import cut_repetition
@@ -47,7 +46,7 @@ from perfsmith.verifiers.capture import (
 from perfsmith.verifiers.efficiency import TimingError
 from perfsmith.verifiers.target import Target, function_source, parse_target, source_hash
 from perfsmith.verifiers.verify import VerifyResult, verify
-from perfsmith.workflows.base import Finished, Job
+from perfsmith.workflows.base import Finished, Job, drive_job
 from perfsmith.workflows.candidates import (
     Candidate,
     CandidateError,
@@ -658,16 +657,12 @@ class OptimizeWorkflow:
             await session.replay_inputs()
         log.info("planning with %s", getattr(llm, "name", "the LLM"))
         rounds = int(config.get("rounds", 2))
-        result = await drive(
-            db=job.db,
-            run_id=job.run_id,
-            request=job.request,
+        result = await drive_job(
+            job,
             tools=session.tools(),
             llm=llm,
-            settings=job.settings,
             # the model-free plan is the whole plan: nothing to replan with
             max_replans=0 if model_free else max(0, rounds - 1),
-            listeners=job.listeners,
             guard=None if model_free else session.guard(int(config.get("k", 3))),
         )
         return await self._conclude(job, session, result.answer, user_codes)
@@ -687,15 +682,11 @@ class OptimizeWorkflow:
         # a follow-up plans anew with the message; a resume finishes the stored plan
         unfinished = job.status != "done" and (planned or config.get("llm"))
         if model is not None and (follow_up is not None or unfinished):
-            result = await drive(
-                db=job.db,
-                run_id=job.run_id,
-                request=job.request,
+            result = await drive_job(
+                job,
                 tools=session.tools(),
                 llm=model,
-                settings=job.settings,
                 max_replans=max(0, int(config.get("rounds", 2)) - 1),
-                listeners=job.listeners,
                 resuming=follow_up is None,
                 follow_up=follow_up,
                 guard=session.guard(int(config.get("k", 3))),

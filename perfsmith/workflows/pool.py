@@ -13,12 +13,12 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from perfsmith.errors import PerfsmithError
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Candidate as CandidateRow
+from perfsmith.storage.runs import RunStore
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -88,20 +88,9 @@ class CandidatePool(Generic[C, R]):
         """Load a run's stored candidates (ids by insertion order, as the plan named them)
         and the verdicts they have (``result`` None: none yet), to resume the run."""
 
-        def read(s: Session) -> list[CandidateRow]:
-            rows = list(
-                s.scalars(
-                    select(CandidateRow)
-                    .where(CandidateRow.run_id == run_id)
-                    .options(selectinload(CandidateRow.measurements))
-                    .order_by(CandidateRow.id)
-                )
-            )
-            s.expunge_all()
-            return rows
-
+        rows = await asyncio.to_thread(RunStore(self.db).candidates, run_id)
         self.run_id = run_id
-        for cid, row in enumerate(await self.db.write(read), start=1):
+        for cid, row in enumerate(rows, start=1):
             self.restore(cid, row.source_hash, item(cid, row), int(row.id))
             if row.verdict is not None:
                 verdict = result(cid, row)
