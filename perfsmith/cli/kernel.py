@@ -38,15 +38,16 @@ SandboxOption = Annotated[
 
 
 def check_device(device: str, compile_only: bool) -> None:
-    from perfsmith.kernels.verify import cuda_available
-
     if device not in ("cpu", "cuda"):
         usage_error(f"--device must be cpu or cuda, not {device!r}")
-    if device == "cuda" and not compile_only and not cuda_available():
-        usage_error(
-            "--device cuda: no CUDA device is visible to torch here; "
-            "--compile-only checks that the CUDA sources compile without running them"
-        )
+    if device == "cuda" and not compile_only:
+        from perfsmith.kernels.verify import cuda_available  # imports torch
+
+        if not cuda_available():
+            usage_error(
+                "--device cuda: no CUDA device is visible to torch here; "
+                "--compile-only checks that the CUDA sources compile without running them"
+            )
 
 
 def check_sandbox(name: str) -> None:
@@ -242,13 +243,12 @@ def optimize_cmd(
     """Write faster kernels for PROBLEM's operator: plan, propose kernels with the LLM,
     compile, verify and time each in the sandbox, tune, report the fastest verified."""
     from perfsmith.kernels.verify import (
+        BACKENDS,
         KernelInputError,
         KernelSettings,
         read_candidate,
         read_problem,
     )
-    from perfsmith.service.library import kernel_optimize
-    from perfsmith.workflows.kernels import BACKENDS
 
     check_device(device, compile_only=False)
     check_sandbox(sandbox)
@@ -263,6 +263,9 @@ def optimize_cmd(
             read_candidate(path)
     except KernelInputError as exc:
         usage_error(str(exc))
+    # the command line is right: now load what the run needs
+    from perfsmith.service.library import kernel_optimize
+
     settings = settings_for(db)
     spec = model_spec(llm, settings)
     kernel_settings = KernelSettings(

@@ -103,11 +103,9 @@ def optimize_cmd(
         except remote.RemoteUsageError as exc:
             usage_error(str(exc))
         return
-    from perfsmith.service.library import optimize
     from perfsmith.verifiers.target import TargetError, parse_target
 
     check_backend(backend)
-    settings = settings_for(db)
     try:
         ref = parse_target(target, what="function")
         work = parse_target(workload, what="workload function") if workload else None
@@ -117,6 +115,10 @@ def optimize_cmd(
     for path in candidate or []:
         if not path.is_file():
             usage_error(f"--candidate {path} is not a readable file")
+    # the command line is right: now load what the run needs
+    from perfsmith.service.library import optimize
+
+    settings = settings_for(db)
     spec = model_spec(llm, settings)
 
     # the live task table while the plan runs (not with --json or when piped)

@@ -58,6 +58,10 @@ class KernelResult(BaseModel):
         return self.verdict == "faster" and not self.flags
 
 
+# the kernel languages perfsmith writes and verifies, and how they are named to the LLM
+BACKENDS = {"cpp": "C++ with OpenMP and SIMD", "cuda": "CUDA C++", "triton": "Triton"}
+
+
 @dataclass
 class KernelSettings:
     device: Device = "cpu"

@@ -26,6 +26,7 @@ from perfsmith.config import data_dir
 from perfsmith.errors import PerfsmithError
 from perfsmith.kernels.autotune import TuneError, autotune, tunables
 from perfsmith.kernels.verify import (
+    BACKENDS,
     KernelInputError,
     KernelResult,
     KernelSettings,
@@ -55,7 +56,6 @@ STRATEGIES = (
     "declare tunables for block sizes",
 )
 
-BACKENDS = {"cpp": "C++ with OpenMP and SIMD", "cuda": "CUDA C++", "triton": "Triton"}
 
 PROPOSE_SYSTEM = """\
 You write fast kernels for PyTorch operators. You are given a Python file with \
