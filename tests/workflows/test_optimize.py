@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Candidate, Measurement, Task
 from tests.cli_runner import cli
+from tests.servers import SLOW  # decisively slower than the reference, even under load
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -31,20 +32,6 @@ join()
 """
 WRONG = (EXAMPLES / "dupes" / "wrong_sorted.py").read_text()
 FAST = (EXAMPLES / "dupes" / "fast_set.py").read_text()
-# The quadratic lookups done three times over: slower than the reference by far more
-# than a loaded machine's noise.
-SLOW = """def find_duplicates(words: list[str]) -> list[str]:
-    for _ in range(3):
-        seen = []
-        dupes = []
-        for word in words:
-            if seen.count(word):
-                if dupes.count(word) == 0:
-                    dupes.append(word)
-            else:
-                seen.append(word)
-    return dupes
-"""
 
 
 def fence(code: str) -> str:
