@@ -3,7 +3,8 @@ coroutines, each a run through the `RunService` (stored, settled, resumable)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,23 +49,22 @@ async def run(
     resumed from Python with `resume(run_id, tools=..., llm=...)`. `guard` says what the
     caller needs of a plan (see planner.guard)."""
     settings = settings or load_settings()
-    db, owned = open_database(database, settings)
     replans = settings.max_replans if max_replans is None else max_replans
     config = {"tools": None, "llm": None, **(resume_config or {}), "max_replans": replans}
-    try:
-        outcome = await RunService(db, settings).start(
-            kind,
-            config,
-            request=request,
-            resources=Resources(settings, llm=llm),
-            listeners=listeners,
-            extras={"tools": list(tools), "observers": list(observers), "guard": guard},
-        )
-        result: RunResult = outcome.result
-        return result
-    finally:
-        if owned:
-            db.close()
+    outcome = await _start(
+        kind,
+        config,
+        request=request,
+        database=database,
+        settings=settings,
+        sandbox=None,
+        backend="auto",
+        llm=llm,
+        listeners=listeners,
+        extras={"tools": list(tools), "observers": list(observers), "guard": guard},
+    )
+    result: RunResult = outcome.result
+    return result
 
 
 async def resume(
@@ -86,24 +86,15 @@ async def resume(
     in-process tools a run started from Python had. Returns the kind's result (a
     `RunResult`, an `OptimizeResult`, a `KernelOptimizeResult`)."""
     settings = settings or load_settings()
-    db, owned = open_database(database, settings)
     resources = Resources(settings, sandbox=sandbox, llm=llm)
     extras: dict[str, Any] = {"observers": list(observers), "guard": guard}
     if tools is not None:
         extras["tools"] = list(tools)
-    try:
-        outcome = await RunService(db, settings).resume(
-            run_id,
-            resources=resources,
-            follow_up=follow_up,
-            listeners=listeners,
-            extras=extras,
+    async with _service(database, settings, resources) as service:
+        outcome = await service.resume(
+            run_id, resources=resources, follow_up=follow_up, listeners=listeners, extras=extras
         )
-        return outcome.result
-    finally:
-        await resources.close()
-        if owned:
-            db.close()
+    return outcome.result
 
 
 async def optimize(
@@ -222,16 +213,27 @@ async def _start(
     llm: ChatModel | str | None,
     listeners: Iterable[EventListener],
     extras: dict[str, Any] | None = None,
+    request: str | None = None,
 ) -> Outcome:
     """A run of ``kind`` through the service, with the database, sandbox and model opened
-    here unless given (and closed here when they were opened here)."""
+    here unless given."""
     settings = settings or load_settings()
-    db, owned = open_database(database, settings)
     resources = Resources(settings, sandbox=sandbox, backend=backend, llm=llm)
-    try:
-        return await RunService(db, settings).start(
-            kind, config, resources=resources, listeners=listeners, extras=extras
+    async with _service(database, settings, resources) as service:
+        return await service.start(
+            kind, config, request=request, resources=resources, listeners=listeners, extras=extras
         )
+
+
+@asynccontextmanager
+async def _service(
+    database: Database | str | None, settings: Settings, resources: Resources
+) -> AsyncIterator[RunService]:
+    """The run service over ``database``; on the way out the sandbox ``resources`` opened
+    and the database opened here are closed (those given by the caller stay open)."""
+    db, owned = open_database(database, settings)
+    try:
+        yield RunService(db, settings)
     finally:
         await resources.close()
         if owned:
