@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy.orm import Session
 
 from perfsmith.config import data_dir
 from perfsmith.errors import PerfsmithError
@@ -38,15 +35,19 @@ from perfsmith.kernels.verify import (
 from perfsmith.llm.base import ChatModel
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.artifacts import report_artifacts
-from perfsmith.storage.db import Database
-from perfsmith.storage.models import Artifact, Measurement
+from perfsmith.storage.models import Artifact
 from perfsmith.storage.models import Candidate as CandidateRow
-from perfsmith.storage.runs import RunStore
 from perfsmith.tools.registry import Tool, make_tool
 from perfsmith.verifiers.target import source_hash
-from perfsmith.workflows.base import Finished, Job, drive_job
-from perfsmith.workflows.candidates import CandidateError, ask_for_code
-from perfsmith.workflows.pool import CandidatePool, stored_ci
+from perfsmith.workflows.base import Finished, Job
+from perfsmith.workflows.candidates import CandidateError
+from perfsmith.workflows.pool import stored_ci
+from perfsmith.workflows.session import (
+    CandidateSession,
+    CandidateWorkflow,
+    feedback_text,
+    record_verdict,
+)
 
 STRATEGIES = (
     "fuse the operations into one pass over memory",
@@ -126,57 +127,35 @@ class KernelOptimizeResult:
         }
 
 
-@dataclass
-class KernelSession:
+@dataclass(kw_only=True)
+class KernelSession(CandidateSession[KernelCandidate, KernelCandidateResult]):
     """The state the tools of one kernel optimize run share."""
 
     problem_path: Path
     problem: str
-    sandbox: Sandbox
-    db: Database
     settings: KernelSettings
     backend: str = "cpp"
-    llm: ChatModel | None = None
-    pool: CandidatePool[KernelCandidate, KernelCandidateResult] = field(init=False)
     _timing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def __post_init__(self) -> None:
-        self.pool = CandidatePool(self.db, self._verify)
-
-    @property
-    def candidates(self) -> dict[int, KernelCandidate]:
-        return self.pool.items
-
-    @property
-    def results(self) -> dict[int, KernelCandidateResult]:
-        return self.pool.results
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        if self.pool.run_id is None:
-            self.pool.run_id = str(event["run_id"])
-
-    async def add_candidate(self, source: str, origin: str) -> KernelCandidate:
-        """Store ``source`` (a ModelNew file); a duplicate returns the one stored."""
+    async def add_candidate(self, code: str, origin: str) -> KernelCandidate:
+        """Store ``code`` (a ModelNew file); a duplicate returns the one stored."""
         try:
-            check_candidate_source(source)
+            check_candidate_source(code)
         except KernelInputError as exc:
             raise CandidateError(str(exc)) from exc
-        digest = source_hash(source)
+        digest = source_hash(code)
         language = self.backend
         return await self.pool.add(
             digest,
-            lambda cid: KernelCandidate(cid, origin, source, digest),
+            lambda cid: KernelCandidate(cid, origin, code, digest),
             lambda run_id: CandidateRow(
                 run_id=run_id,
                 origin=origin[:64],
                 language=language,
-                source=source,
+                source=code,
                 source_hash=digest,
             ),
         )
-
-    async def verify_candidate(self, cid: int) -> KernelCandidateResult:
-        return await self.pool.verified(cid)
 
     async def _verify(self, cid: int) -> KernelCandidateResult:
         candidate = self.candidates[cid]
@@ -190,7 +169,19 @@ class KernelSession:
         candidate = self.candidates[cid]
         result = KernelCandidateResult(cid, candidate.origin, outcome, candidate.source)
         self.results[cid] = result
-        await self.pool.store(cid, lambda s, row_id: _store_verdict(s, row_id, outcome))
+        await self.pool.store(
+            cid,
+            lambda s, row_id: record_verdict(
+                s,
+                row_id,
+                verdict=outcome.verdict,
+                speedup=outcome.speedup,
+                ci=outcome.ci,
+                failure=outcome.failure,
+                kind=f"kernel-{outcome.device}",
+                meta={"flags": outcome.flags, **outcome.details},
+            ),
+        )
         return result
 
     # -- tools -----------------------------------------------------------------------
@@ -209,31 +200,21 @@ class KernelSession:
         """Ask the LLM for one ModelNew with its own kernel, following `strategy` and
         learning from `feedback` (earlier verdicts: compiler errors, mismatches, timings).
         Returns the candidate's id."""
-        if self.llm is None:
-            raise PerfsmithError("no LLM configured: propose needs one")
-        async with self.pool.proposing():
-            if not isinstance(feedback, str):
-                feedback = json.dumps(feedback, default=str)[:3000]
-            prompt = (
-                f"Strategy: {strategy}.\nDevice: {self.settings.device}.\n"
-                + (f"What earlier attempts showed:\n{feedback}\n" if feedback else "")
-                + f"The problem:\n```python\n{self.problem[:5000]}\n```"
-            )
-            system = PROPOSE_SYSTEM.format(backend=BACKENDS[self.backend])
-            try:
-                code = await ask_for_code(self.llm, system, prompt, max_tokens=1500)
-                candidate = await self.add_candidate(code, f"llm:{strategy}"[:64])
-            except CandidateError as exc:
-                raise PerfsmithError(f"proposal ({strategy}) unusable: {exc}") from exc
-            return candidate.id
+        feedback = feedback_text(feedback)
+        prompt = (
+            f"Strategy: {strategy}.\nDevice: {self.settings.device}.\n"
+            + (f"What earlier attempts showed:\n{feedback}\n" if feedback else "")
+            + f"The problem:\n```python\n{self.problem[:5000]}\n```"
+        )
+        system = PROPOSE_SYSTEM.format(backend=BACKENDS[self.backend])
+        return await self.ask_model(strategy, system, prompt, max_tokens=1500)
 
     async def verify_tool(self, candidate: int) -> dict[str, Any]:
         """Verify candidate `candidate` (an id from propose): compile it in the sandbox,
         check it on fresh random inputs, time it against the reference. Returns whether
         it compiled (else the trimmed compiler errors), whether it is correct (else the
         first mismatching elements), the speedup with its 95% interval, and flags."""
-        await self.pool.wait_for(candidate)
-        return (await self.verify_candidate(candidate)).as_dict()
+        return (await self.verify_named(candidate)).as_dict()
 
     async def tune(self, candidate: int) -> dict[str, Any]:
         """Autotune candidate `candidate`: compile and time every combination of the
@@ -270,28 +251,6 @@ class KernelSession:
             make_tool(self.verify_tool, name="verify", max_concurrency=1, timeout_s=1800),
             make_tool(self.tune, name="tune", max_concurrency=1, timeout_s=3600),
         ]
-
-
-def _store_verdict(s: Session, cid: int, outcome: KernelResult) -> None:
-    row = s.get(CandidateRow, cid)
-    if row is None:
-        return
-    row.verdict = outcome.verdict
-    row.speedup = outcome.speedup
-    row.failure = outcome.failure
-    if outcome.ci is not None:
-        row.ci_low, row.ci_high = outcome.ci
-    if outcome.speedup is not None:
-        s.add(
-            Measurement(
-                candidate_id=cid,
-                kind=f"kernel-{outcome.device}",
-                subject="ratio",
-                value=outcome.speedup,
-                unit="x",
-                meta={"ci": outcome.ci, "flags": outcome.flags, **outcome.details},
-            )
-        )
 
 
 def best_of(results: Iterable[KernelCandidateResult]) -> KernelCandidateResult | None:
@@ -369,7 +328,7 @@ def kernel_config(
     }
 
 
-class KernelWorkflow:
+class KernelWorkflow(CandidateWorkflow[KernelSession]):
     """``perfsmith kernel optimize``'s runs; see the module docstring. Its config is
     `kernel_config`'s."""
 
@@ -395,7 +354,7 @@ class KernelWorkflow:
             read_candidate(path)
         return config
 
-    def _session(self, job: Job, sandbox: Sandbox, llm: ChatModel | None) -> KernelSession:
+    def session(self, job: Job, sandbox: Sandbox, llm: ChatModel | None) -> KernelSession:
         config = job.config
         path = Path(config["problem"])
         session = KernelSession(
@@ -407,32 +366,15 @@ class KernelWorkflow:
             backend=config.get("backend", "cpp"),
             llm=llm,
         )
-        session.pool.run_id = job.run_id
+        session.run_id = job.run_id
         return session
 
-    async def start(self, job: Job) -> Finished:
-        config = job.config
-        llm = job.resources.model(config.get("llm"))
-        if llm is None and not config.get("candidates"):
+    def planner(self, job: Job, llm: ChatModel | None, *, resuming: bool) -> ChatModel | None:
+        if llm is None and not resuming and not job.config.get("candidates"):
             raise PerfsmithError("nothing to verify: give --candidate files or an LLM")
-        session = self._session(job, await job.resources.sandbox(), llm)
-        answer = ""
-        if llm is not None:
-            outcome = await drive_job(
-                job,
-                tools=session.tools(),
-                llm=llm,
-                max_replans=max(0, int(config.get("rounds", 2)) - 1),
-            )
-            answer = outcome.answer
-        return await self._conclude(job, session, answer)
+        return llm
 
-    async def resume(self, job: Job, follow_up: str | None) -> Finished:
-        config = job.config
-        llm = job.resources.model(config.get("llm"))
-        if follow_up is not None and llm is None:
-            raise PerfsmithError("a follow-up needs an LLM to plan with")
-        session = self._session(job, await job.resources.sandbox(), llm)
+    async def restore(self, job: Job, session: KernelSession) -> None:
         device = session.settings.device
         await session.pool.restore_run(
             job.run_id,
@@ -441,47 +383,38 @@ class KernelWorkflow:
                 cid, row.origin, _stored_result(row, device), row.source
             ),
         )
-        answer = ""
-        planned = bool(await asyncio.to_thread(RunStore(job.db).plans, job.run_id))
-        if llm is not None and (follow_up is not None or (job.status != "done" and planned)):
-            outcome = await drive_job(
-                job,
-                tools=session.tools(),
-                llm=llm,
-                max_replans=max(0, int(config.get("rounds", 2)) - 1),
-                resuming=follow_up is None,
-                follow_up=follow_up,
-            )
-            answer = outcome.answer
-        return await self._conclude(job, session, answer)
 
-    async def _conclude(self, job: Job, session: KernelSession, answer: str) -> Finished:
-        """Verify the user's kernels and whatever is left, keep the best, write the
-        report."""
-        config, run_id, db = job.config, job.run_id, job.db
+    async def given(self, job: Job, session: KernelSession) -> list[tuple[str, str]]:
+        paths = job.config.get("candidates") or []
+        return [(f"user:{Path(p).name}", read_candidate(p)) for p in paths]
+
+    async def conclude(
+        self,
+        job: Job,
+        session: KernelSession,
+        results: list[KernelCandidateResult],
+        answer: str,
+    ) -> Finished:
+        """Keep the best kernel and write the report."""
+        config, run_id = job.config, job.run_id
         path = session.problem_path
-        for p in config.get("candidates") or []:
-            cand = await session.add_candidate(read_candidate(p), f"user:{Path(p).name}")
-            await session.verify_candidate(cand.id)
-        for cid in sorted(session.candidates):  # every candidate gets a verdict
-            await session.verify_candidate(cid)
-        results = sorted(session.results.values(), key=lambda r: r.id)
         best = best_of(results)
         report_dir = config.get("report_dir")
         folder = Path(report_dir) if report_dir else data_dir() / "reports" / run_id
         folder.mkdir(parents=True, exist_ok=True)
         best_file = None
+        artifacts: list[Artifact] = []
         if best is not None:
             best_file = folder / f"{path.stem}_best.py"
             best_file.write_text(best.source, encoding="utf-8")
             row = await session.pool.row_id(best.id)
-            name = best_file.name
-            source = best.source.encode()
-            await db.write(
-                lambda s: s.add(
-                    Artifact(
-                        run_id=run_id, candidate_id=row, kind="kernel", name=name, content=source
-                    )
+            artifacts.append(
+                Artifact(
+                    run_id=run_id,
+                    candidate_id=row,
+                    kind="kernel",
+                    name=best_file.name,
+                    content=best.source.encode(),
                 )
             )
         result = KernelOptimizeResult(
@@ -494,9 +427,7 @@ class KernelWorkflow:
             answer=answer,
         )
         result.report = write_report(result, folder)
-        reports = report_artifacts(run_id, folder)
-        if reports:
-            await db.write(lambda s: s.add_all(reports))
+        await session.keep([*artifacts, *report_artifacts(run_id, folder)])
         summary = (
             f"best: candidate {best.id} ({best.origin}), {best.result.speedup:.2f}x"
             if best is not None and best.result.speedup is not None

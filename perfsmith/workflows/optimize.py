@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import json
 import logging
 import os
 import tempfile
@@ -22,18 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from sqlalchemy.orm import Session
-
 from perfsmith.config import data_dir
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.base import ChatModel
 from perfsmith.llm.degenerate import cut_repetition
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.artifacts import report_artifacts
-from perfsmith.storage.db import Database
-from perfsmith.storage.models import Artifact, Measurement
+from perfsmith.storage.models import Artifact
 from perfsmith.storage.models import Candidate as CandidateRow
-from perfsmith.storage.runs import RunStore
 from perfsmith.tools.registry import Tool, make_tool
 from perfsmith.tools.rewrites import RewriteError, findings, rewrites
 from perfsmith.tools.ruff_fixes import RuffError, ruff_fix
@@ -46,16 +41,21 @@ from perfsmith.verifiers.capture import (
 from perfsmith.verifiers.efficiency import TimingError
 from perfsmith.verifiers.target import Target, function_source, parse_target, source_hash
 from perfsmith.verifiers.verify import VerifyResult, verify
-from perfsmith.workflows.base import Finished, Job, drive_job
+from perfsmith.workflows.base import Finished, Job
 from perfsmith.workflows.candidates import (
     Candidate,
     CandidateError,
-    ask_for_code,
     splice,
 )
 from perfsmith.workflows.guard import CandidateGuard
-from perfsmith.workflows.pool import CandidatePool, stored_ci
+from perfsmith.workflows.pool import stored_ci
 from perfsmith.workflows.profiling import ProfileError, describe, profile_workload
+from perfsmith.workflows.session import (
+    CandidateSession,
+    CandidateWorkflow,
+    feedback_text,
+    record_verdict,
+)
 
 Strategy = Literal["algorithm", "data structure", "builtins", "vectorize with numpy", "caching"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
@@ -149,48 +149,21 @@ class OptimizeResult:
         }
 
 
-@dataclass
-class OptimizeSession:
+@dataclass(kw_only=True)
+class OptimizeSession(CandidateSession[Candidate, CandidateResult]):
     """The state the tools of one optimize run share."""
 
     target: Target
-    sandbox: Sandbox
-    db: Database
     workload: Target | None = None
     generator: Target | None = None
-    llm: ChatModel | None = None
     verify_rounds: int = 12
     profile_report: dict[str, Any] | None = None
     replayed: ReplayedInputs | None = None  # the workload's calls, when no generator
     # what is known of the target's cost from outside (optimize-repo: the project's command)
     profile_note: str | None = None
-    pool: CandidatePool[Candidate, CandidateResult] = field(init=False)
     _findings: list[dict[str, Any]] | None = field(default=None, init=False)
     _guard: CandidateGuard | None = field(default=None, init=False)
     rule_sets: dict[int, tuple[str, ...]] = field(default_factory=dict, init=False)
-
-    def __post_init__(self) -> None:
-        self.pool = CandidatePool(self.db, self._verify)
-
-    @property
-    def run_id(self) -> str | None:
-        return self.pool.run_id
-
-    @run_id.setter
-    def run_id(self, value: str | None) -> None:
-        self.pool.run_id = value
-
-    @property
-    def candidates(self) -> dict[int, Candidate]:
-        return self.pool.items
-
-    @property
-    def results(self) -> dict[int, CandidateResult]:
-        return self.pool.results
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        if self.run_id is None:
-            self.run_id = str(event["run_id"])
 
     # -- candidates ------------------------------------------------------------------
 
@@ -208,9 +181,6 @@ class OptimizeSession:
                 run_id=run_id, origin=origin[:64], source=code, source_hash=digest
             ),
         )
-
-    async def verify_candidate(self, cid: int) -> CandidateResult:
-        return await self.pool.verified(cid)
 
     async def _verify(self, cid: int) -> CandidateResult:
         candidate = self.candidates[cid]
@@ -236,10 +206,11 @@ class OptimizeSession:
                 mode="time",
                 flags=["unmeasured"],
             )
+        verdict = "unmeasured" if "unmeasured" in outcome.flags else outcome.verdict
         result = CandidateResult(
             id=cid,
             origin=candidate.origin,
-            verdict="unmeasured" if "unmeasured" in outcome.flags else outcome.verdict,
+            verdict=verdict,
             speedup=outcome.speedup,
             ci=outcome.ci,
             failure=outcome.failure,
@@ -248,7 +219,19 @@ class OptimizeSession:
             source=describe_source(candidate.origin, self.rule_sets.get(cid, ())),
         )
         self.results[cid] = result
-        await self.pool.store(cid, lambda s, row_id: _store_verdict(s, row_id, outcome))
+        await self.pool.store(
+            cid,
+            lambda s, row_id: record_verdict(
+                s,
+                row_id,
+                verdict=verdict,
+                speedup=outcome.speedup,
+                ci=outcome.ci,
+                failure=outcome.failure,
+                kind=outcome.mode,
+                meta={"n_inputs": outcome.n_inputs, **outcome.details},
+            ),
+        )
         return result
 
     # -- tools -----------------------------------------------------------------------
@@ -351,15 +334,7 @@ class OptimizeSession:
         """Ask the LLM for one faster version of the target, following `strategy`
         (algorithm, data structure, builtins, vectorize with numpy or caching) and
         learning from `feedback` (earlier verdicts). Returns the candidate's id."""
-        if self.llm is None:
-            raise PerfsmithError("no LLM configured: propose needs one")
-        async with self.pool.proposing():
-            return await self._propose(strategy, feedback)
-
-    async def _propose(self, strategy: str, feedback: Any) -> int:
-        assert self.llm is not None
-        if not isinstance(feedback, str):  # a `$N` result: earlier verdicts, a profile
-            feedback = json.dumps(feedback, default=str)[:3000]
+        feedback = feedback_text(feedback)
         # the catalogue's findings name the slow lines, so even a small model edits them
         found = self.findings()
         hints = "".join(f"- line {f['line']}: {f['note']}\n" for f in found[:8])
@@ -376,12 +351,7 @@ class OptimizeSession:
             + f"```python\n{self.read_source()['function']}```\n"
             + f"Its module (for context):\n```python\n{self.target.source[:4000]}\n```"
         )
-        try:
-            code = await ask_for_code(self.llm, PROPOSE_SYSTEM, prompt, max_tokens=700)
-            candidate = await self.add_candidate(code, f"llm:{strategy}"[:64])
-        except CandidateError as exc:
-            raise PerfsmithError(f"proposal ({strategy}) unusable: {exc}") from exc
-        return candidate.id
+        return await self.ask_model(strategy, PROPOSE_SYSTEM, prompt, max_tokens=700)
 
     async def verify_tool(
         self, candidate: int | list[int]
@@ -395,10 +365,7 @@ class OptimizeSession:
         return await self._verify_one(candidate)
 
     async def _verify_one(self, cid: int) -> dict[str, Any]:
-        # A plan may name a candidate by its id instead of `$N`: wait for proposals still
-        # running to deliver it.
-        await self.pool.wait_for(cid)
-        return (await self.verify_candidate(cid)).as_dict()
+        return (await self.verify_named(cid)).as_dict()
 
     @property
     def default_plan_ran(self) -> bool:
@@ -429,28 +396,6 @@ class OptimizeSession:
             make_tool(self.propose, name="propose"),
             make_tool(self.verify_tool, name="verify", max_concurrency=1, timeout_s=600),
         ]
-
-
-def _store_verdict(s: Session, cid: int, outcome: VerifyResult) -> None:
-    row = s.get(CandidateRow, cid)
-    if row is None:
-        return
-    row.verdict = "unmeasured" if "unmeasured" in outcome.flags else outcome.verdict
-    row.speedup = outcome.speedup
-    row.failure = outcome.failure
-    if outcome.ci is not None:
-        row.ci_low, row.ci_high = outcome.ci
-    if outcome.speedup is not None:
-        s.add(
-            Measurement(
-                candidate_id=cid,
-                kind=outcome.mode,
-                subject="ratio",
-                value=outcome.speedup,
-                unit="x",
-                meta={"ci": outcome.ci, "n_inputs": outcome.n_inputs, **outcome.details},
-            )
-        )
 
 
 def request_text(target: Target, k: int, has_workload: bool) -> str:
@@ -600,7 +545,7 @@ def optimize_config(
     }
 
 
-class OptimizeWorkflow:
+class OptimizeWorkflow(CandidateWorkflow[OptimizeSession]):
     """``perfsmith optimize``'s runs; see the module docstring. Its config is
     `optimize_config`'s; ``extras["recorded"]`` are calls to the target recorded elsewhere
     (optimize-repo: from the project's command), replayed as the inputs."""
@@ -622,7 +567,7 @@ class OptimizeWorkflow:
             _read_candidate(ref, path)
         return config
 
-    def _session(self, job: Job, sandbox: Sandbox, llm: ChatModel | None) -> OptimizeSession:
+    def session(self, job: Job, sandbox: Sandbox, llm: ChatModel | None) -> OptimizeSession:
         config = job.config
         session = OptimizeSession(
             target=parse_target(str(config["target"])),
@@ -640,79 +585,60 @@ class OptimizeWorkflow:
             session.replayed = ReplayedInputs(session.target, recorded, "the project's command")
         return session
 
-    async def start(self, job: Job) -> Finished:
-        config = job.config
-        llm = job.resources.model(config.get("llm"))
-        model_free = llm is None
-        if llm is None:
-            llm = model_free_model(config.get("workload") is not None)
-        session = self._session(job, await job.resources.sandbox(), llm)
-        ref, work = session.target, session.workload
-        user_codes = await _read_candidates(ref, config.get("candidates") or [])
-        if work is not None:
+    def planner(self, job: Job, llm: ChatModel | None, *, resuming: bool) -> ChatModel | None:
+        # without a model, the model-free plan: the catalogue and ruff's fixes
+        return llm or model_free_model(job.config.get("workload") is not None)
+
+    def guard(self, job: Job, session: OptimizeSession, llm: ChatModel) -> CandidateGuard | None:
+        # the model-free plan is the whole plan: nothing to guard or replan
+        return None if _model_free(llm) else session.guard(int(job.config.get("k", 3)))
+
+    def max_replans(self, job: Job, llm: ChatModel) -> int:
+        return 0 if _model_free(llm) else super().max_replans(job, llm)
+
+    async def prepare(self, job: Job, session: OptimizeSession, *, resuming: bool) -> None:
+        work = session.workload
+        if work is not None and not resuming:
             log.info("profiling the workload %s in the sandbox", work)
             session.profile_report = await session.check_workload()
             if session.generator is None:
-                log.info("recording the calls the workload makes to %s", ref.function)
-            await session.replay_inputs()
-        log.info("planning with %s", getattr(llm, "name", "the LLM"))
-        rounds = int(config.get("rounds", 2))
-        result = await drive_job(
-            job,
-            tools=session.tools(),
-            llm=llm,
-            # the model-free plan is the whole plan: nothing to replan with
-            max_replans=0 if model_free else max(0, rounds - 1),
-            guard=None if model_free else session.guard(int(config.get("k", 3))),
-        )
-        return await self._conclude(job, session, result.answer, user_codes)
-
-    async def resume(self, job: Job, follow_up: str | None) -> Finished:
-        config = job.config
-        model = job.resources.model(config.get("llm"))
-        planned = bool(await asyncio.to_thread(RunStore(job.db).plans, job.run_id))
-        if model is None and planned and follow_up is None:  # a model-free run
-            model = model_free_model(config.get("workload") is not None)
-        if follow_up is not None and model is None:
-            raise PerfsmithError("a follow-up needs an LLM to plan with")
-        session = self._session(job, await job.resources.sandbox(), model)
+                log.info("recording the calls the workload makes to %s", session.target.function)
         await session.replay_inputs()
-        await _restore(session, job.run_id)
-        answer = ""
-        # a follow-up plans anew with the message; a resume finishes the stored plan
-        unfinished = job.status != "done" and (planned or config.get("llm"))
-        if model is not None and (follow_up is not None or unfinished):
-            result = await drive_job(
-                job,
-                tools=session.tools(),
-                llm=model,
-                max_replans=max(0, int(config.get("rounds", 2)) - 1),
-                resuming=follow_up is None,
-                follow_up=follow_up,
-                guard=session.guard(int(config.get("k", 3))),
-            )
-            answer = result.answer
-        user_codes = await _read_candidates(session.target, config.get("candidates") or [])
-        return await self._conclude(job, session, answer, user_codes)
+        if not resuming:
+            log.info("planning with %s", getattr(session.llm, "name", None) or MODEL_FREE_NAME)
 
-    async def _conclude(
-        self,
-        job: Job,
-        session: OptimizeSession,
-        answer: str,
-        user_codes: list[tuple[Path, str]],
+    async def restore(self, job: Job, session: OptimizeSession) -> None:
+        ref = session.target
+
+        def item(cid: int, row: CandidateRow) -> Candidate:
+            module = splice(ref.source, ref.function, row.source)
+            return Candidate(cid, row.origin, row.source, module, row.source_hash)
+
+        def result(cid: int, row: CandidateRow) -> CandidateResult:
+            return CandidateResult(
+                id=cid,
+                origin=row.origin,
+                verdict=row.verdict or "",
+                speedup=row.speedup,
+                ci=stored_ci(row),
+                failure=row.failure,
+                code=row.source,
+                module=session.pool.items[cid].module,
+            )
+
+        await session.pool.restore_run(job.run_id, item, result)
+
+    async def given(self, job: Job, session: OptimizeSession) -> list[tuple[str, str]]:
+        paths = job.config.get("candidates") or []
+        read = [await asyncio.to_thread(_read_candidate, session.target, p) for p in paths]
+        return [(f"user:{path.name}", code) for path, code in read]
+
+    async def conclude(
+        self, job: Job, session: OptimizeSession, results: list[CandidateResult], answer: str
     ) -> Finished:
-        """Verify the user's candidates and whatever is left, pick the best, write the
-        report, apply it if asked."""
+        """Pick the best, write the report, apply it if asked."""
         config, run_id = job.config, job.run_id
-        ref, db = session.target, session.db
-        for path, code in user_codes:
-            candidate = await session.add_candidate(code, f"user:{path.name}")
-            await session.verify_candidate(candidate.id)
-        # every candidate gets a verdict, also those the plan proposed but never verified
-        for cid in sorted(session.candidates):
-            await session.verify_candidate(cid)
-        results = sorted(session.results.values(), key=lambda r: r.id)
+        ref = session.target
         best = best_of(results)
         diff = unified_diff(ref, best.module) if best else ""
         # perfsmith's own words first (what won, or why nothing did), then the model's
@@ -751,8 +677,7 @@ class OptimizeWorkflow:
             )
         if outcome.report is not None:
             artifacts.extend(report_artifacts(run_id, outcome.report.parent))
-        if artifacts:
-            await db.write(lambda s: s.add_all(artifacts))
+        await session.keep(artifacts)
         return Finished(
             answer=final,
             result=outcome,
@@ -762,6 +687,10 @@ class OptimizeWorkflow:
                 "candidates": len(results),
             },
         )
+
+
+def _model_free(llm: ChatModel) -> bool:
+    return getattr(llm, "name", None) == MODEL_FREE_NAME
 
 
 def _load(spec: str | Target | None, what: str) -> Target | None:
@@ -778,31 +707,3 @@ def _read_candidate(ref: Target, path: str | Path) -> tuple[Path, str]:
         raise CandidateError(f"cannot read candidate {path}: {exc}") from exc
     splice(ref.source, ref.function, code)
     return Path(path), code
-
-
-async def _read_candidates(ref: Target, paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
-    """The user's candidate files, each checked to define the function."""
-    return [await asyncio.to_thread(_read_candidate, ref, path) for path in paths]
-
-
-async def _restore(session: OptimizeSession, run_id: str) -> None:
-    """Load a run's stored candidates and their verdicts."""
-    ref = session.target
-
-    def item(cid: int, row: CandidateRow) -> Candidate:
-        module = splice(ref.source, ref.function, row.source)
-        return Candidate(cid, row.origin, row.source, module, row.source_hash)
-
-    def result(cid: int, row: CandidateRow) -> CandidateResult:
-        return CandidateResult(
-            id=cid,
-            origin=row.origin,
-            verdict=row.verdict or "",
-            speedup=row.speedup,
-            ci=stored_ci(row),
-            failure=row.failure,
-            code=row.source,
-            module=session.pool.items[cid].module,
-        )
-
-    await session.pool.restore_run(run_id, item, result)

@@ -1,0 +1,258 @@
+"""What the tools of every candidate workflow share, and the workflow they run in.
+
+A `CandidateSession` holds one run's candidate pool (ids, deduplication, verification once,
+rows in the database) and the tools common to every kind: ``propose`` through the LLM and
+``verify`` by id. A `CandidateWorkflow` is the run's life around it: the planner's rounds
+(fresh, resumed or a follow-up), then every candidate verified (the user's and the plan's
+leftovers), the best picked and the workflow's own report written. The Python and kernel
+workflows specialise both by supplying their candidates, their verify and their report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy.orm import Session
+
+from perfsmith.engine.guard import PlanGuard
+from perfsmith.errors import PerfsmithError
+from perfsmith.llm.base import ChatModel
+from perfsmith.sandbox.base import Sandbox
+from perfsmith.storage.db import Database
+from perfsmith.storage.models import Artifact, Measurement
+from perfsmith.storage.models import Candidate as CandidateRow
+from perfsmith.storage.runs import RunStore
+from perfsmith.tools.registry import Tool
+from perfsmith.workflows.base import Finished, Job, drive_job
+from perfsmith.workflows.candidates import CandidateError, ask_for_code
+from perfsmith.workflows.pool import CandidatePool
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+C = TypeVar("C", bound=HasId)
+R = TypeVar("R")
+
+
+def feedback_text(feedback: Any, limit: int = 3000) -> str:
+    """A proposal's feedback as text: a `$N` result (earlier verdicts, a profile) as JSON."""
+    if isinstance(feedback, str):
+        return feedback
+    return json.dumps(feedback, default=str)[:limit]
+
+
+def record_verdict(
+    s: Session,
+    row_id: int,
+    *,
+    verdict: str,
+    speedup: float | None,
+    ci: tuple[float, float] | None,
+    failure: str | None,
+    kind: str,
+    meta: dict[str, Any],
+) -> None:
+    """Store a candidate's verdict on its row, with the speedup as a measurement."""
+    row = s.get(CandidateRow, row_id)
+    if row is None:
+        return
+    row.verdict = verdict
+    row.speedup = speedup
+    row.failure = failure
+    if ci is not None:
+        row.ci_low, row.ci_high = ci
+    if speedup is not None:
+        s.add(
+            Measurement(
+                candidate_id=row_id,
+                kind=kind,
+                subject="ratio",
+                value=speedup,
+                unit="x",
+                meta={"ci": ci, **meta},
+            )
+        )
+
+
+@dataclass(kw_only=True)
+class CandidateSession(Generic[C, R]):
+    """The state the tools of one candidate run share: its sandbox, its LLM and its pool.
+    Subclasses supply `add_candidate` (check and store one candidate), `_verify` (verify
+    one, store and return its result) and `tools`."""
+
+    db: Database
+    sandbox: Sandbox
+    llm: ChatModel | None = None
+    pool: CandidatePool[C, R] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pool = CandidatePool(self.db, self._verify)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.pool.run_id
+
+    @run_id.setter
+    def run_id(self, value: str | None) -> None:
+        self.pool.run_id = value
+
+    @property
+    def candidates(self) -> dict[int, C]:
+        return self.pool.items
+
+    @property
+    def results(self) -> dict[int, R]:
+        return self.pool.results
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if self.run_id is None:
+            self.run_id = str(event["run_id"])
+
+    async def add_candidate(self, code: str, origin: str) -> C:
+        raise NotImplementedError
+
+    async def _verify(self, cid: int) -> R:
+        raise NotImplementedError
+
+    def tools(self) -> list[Tool]:
+        raise NotImplementedError
+
+    async def verify_candidate(self, cid: int) -> R:
+        """The candidate's result, verified once however many ask."""
+        return await self.pool.verified(cid)
+
+    async def verify_named(self, cid: int) -> R:
+        """Verify a candidate a plan names by id: a proposal still running may deliver
+        it, so wait for those first."""
+        await self.pool.wait_for(cid)
+        return await self.verify_candidate(cid)
+
+    async def ask_model(self, strategy: str, system: str, prompt: str, max_tokens: int) -> int:
+        """One candidate from the LLM, following ``strategy``; returns its id."""
+        if self.llm is None:
+            raise PerfsmithError("no LLM configured: propose needs one")
+        async with self.pool.proposing():
+            try:
+                code = await ask_for_code(self.llm, system, prompt, max_tokens=max_tokens)
+                candidate = await self.add_candidate(code, f"llm:{strategy}"[:64])
+            except CandidateError as exc:
+                raise PerfsmithError(f"proposal ({strategy}) unusable: {exc}") from exc
+            return candidate.id
+
+    async def verify_all(self, given: Sequence[tuple[str, str]] = ()) -> list[R]:
+        """Every candidate's result, by id: the user's ``given`` (origin, code) added and
+        verified, and those the plan produced but never verified."""
+        for origin, code in given:
+            candidate = await self.add_candidate(code, origin)
+            await self.verify_candidate(candidate.id)
+        for cid in sorted(self.candidates):
+            await self.verify_candidate(cid)
+        return [self.results[cid] for cid in sorted(self.results)]
+
+    async def keep(self, artifacts: Iterable[Artifact]) -> None:
+        """Store the run's artifacts (a diff, a kernel file, the report)."""
+        rows = list(artifacts)
+        if rows:
+            await self.db.write(lambda s: s.add_all(rows))
+
+
+S = TypeVar("S", bound=CandidateSession[Any, Any])
+
+
+class CandidateWorkflow(Generic[S]):
+    """The life of a candidate run, for every kind that has candidates. Subclasses supply
+    `session` (the run's tools, built from its config), `planner` (the LLM that plans, or
+    None), `guard`, `given` (the user's candidates) and `conclude` (best, report)."""
+
+    kind: str
+
+    def session(self, job: Job, sandbox: Sandbox, llm: ChatModel | None) -> S:
+        raise NotImplementedError
+
+    def planner(self, job: Job, llm: ChatModel | None, *, resuming: bool) -> ChatModel | None:
+        """The LLM that plans this run: ``llm`` (the run's model) unless the kind plans
+        without one; None: no planning, only the given candidates are verified."""
+        return llm
+
+    def guard(self, job: Job, session: S, llm: ChatModel) -> PlanGuard | None:
+        return None
+
+    def max_replans(self, job: Job, llm: ChatModel) -> int:
+        return max(0, int(job.config.get("rounds", 2)) - 1)
+
+    async def prepare(self, job: Job, session: S, *, resuming: bool) -> None:
+        """What runs before the first plan (profiling, recording inputs)."""
+
+    async def restore(self, job: Job, session: S) -> None:
+        """Load the run's stored candidates and verdicts into ``session``."""
+        raise NotImplementedError
+
+    async def given(self, job: Job, session: S) -> list[tuple[str, str]]:
+        """The user's candidates: (origin, code) for each."""
+        return []
+
+    async def conclude(self, job: Job, session: S, results: list[Any], answer: str) -> Finished:
+        raise NotImplementedError
+
+    async def start(self, job: Job) -> Finished:
+        model = job.resources.model(job.config.get("llm"))
+        llm = self.planner(job, model, resuming=False)
+        session = self.session(job, await job.resources.sandbox(), model)
+        given = await self.given(job, session)
+        await self.prepare(job, session, resuming=False)
+        answer = ""
+        if llm is not None:
+            answer = (await self._drive(job, session, llm)).answer
+        return await self._finish(job, session, answer, given)
+
+    async def resume(self, job: Job, follow_up: str | None) -> Finished:
+        model = job.resources.model(job.config.get("llm"))
+        if follow_up is not None and model is None:
+            raise PerfsmithError("a follow-up needs an LLM to plan with")
+        llm = model if follow_up is not None else self.planner(job, model, resuming=True)
+        session = self.session(job, await job.resources.sandbox(), model)
+        await self.prepare(job, session, resuming=True)
+        await self.restore(job, session)
+        answer = ""
+        planned = bool(await asyncio.to_thread(RunStore(job.db).plans, job.run_id))
+        # a follow-up plans anew with the message; a resume finishes the stored plan
+        unfinished = job.status != "done" and (planned or bool(job.config.get("llm")))
+        if llm is not None and (follow_up is not None or unfinished):
+            answer = (
+                await self._drive(
+                    job, session, llm, resuming=follow_up is None, follow_up=follow_up
+                )
+            ).answer
+        return await self._finish(job, session, answer, await self.given(job, session))
+
+    async def _drive(
+        self,
+        job: Job,
+        session: S,
+        llm: ChatModel,
+        *,
+        resuming: bool = False,
+        follow_up: str | None = None,
+    ) -> Any:
+        return await drive_job(
+            job,
+            tools=session.tools(),
+            llm=llm,
+            max_replans=self.max_replans(job, llm),
+            resuming=resuming,
+            follow_up=follow_up,
+            guard=self.guard(job, session, llm),
+        )
+
+    async def _finish(
+        self, job: Job, session: S, answer: str, given: list[tuple[str, str]]
+    ) -> Finished:
+        results = await session.verify_all(given)
+        return await self.conclude(job, session, results, answer)
