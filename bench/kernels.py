@@ -23,15 +23,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfsmith.kernels.autotune import autotune, tunables, variants
-from perfsmith.kernels.verify import (
+from perfsmith.sandbox.process import ProcessSandbox
+from perfsmith.verifiers.kernel.autotune import autotune, tunables, variants
+from perfsmith.verifiers.kernel.verify import (
     KernelResult,
     KernelSettings,
     compile_candidate,
     read_problem,
     verify_kernel,
 )
-from perfsmith.sandbox.process import ProcessSandbox
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "kernels"
 P_VALUES = (1.0, 1.5, 2.0)

@@ -27,10 +27,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from perfsmith.sandbox.process import ProcessSandbox
-from perfsmith.verifiers.correctness import GeneratedInputs
-from perfsmith.verifiers.instructions import count_instructions
-from perfsmith.verifiers.target import parse_target
-from perfsmith.verifiers.verify import verify
+from perfsmith.verifiers.python.correctness import GeneratedInputs
+from perfsmith.verifiers.python.instructions import count_instructions
+from perfsmith.verifiers.python.target import parse_target
+from perfsmith.verifiers.python.verify import verify
 
 RATIOS = [1.0, 1.05, 1.10, 1.5, 3.0, 0.8]
 BURN = 300_000

@@ -331,7 +331,7 @@ def _functions(tree: Any) -> list[str]:
 def _check_source(source: str, function: str | None, *, field: str) -> None:
     import ast
 
-    from perfsmith.verifiers.target import defined_names
+    from perfsmith.verifiers.python.target import defined_names
 
     try:
         tree = ast.parse(source)

@@ -41,7 +41,7 @@ def check_device(device: str, compile_only: bool) -> None:
     if device not in ("cpu", "cuda"):
         usage_error(f"--device must be cpu or cuda, not {device!r}")
     if device == "cuda" and not compile_only:
-        from perfsmith.kernels.verify import cuda_available  # imports torch
+        from perfsmith.verifiers.kernel.verify import cuda_available  # imports torch
 
         if not cuda_available():
             usage_error(
@@ -101,14 +101,14 @@ def verify_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Does CANDIDATE compile, match PROBLEM's Model on fresh inputs, and run faster?"""
-    from perfsmith.kernels.verify import (
+    from perfsmith.sandbox.select import open_sandbox
+    from perfsmith.verifiers.kernel.verify import (
         KernelInputError,
         KernelSettings,
         read_candidate,
         read_problem,
         verify_kernel,
     )
-    from perfsmith.sandbox.select import open_sandbox
 
     check_device(device, compile_only)
     check_sandbox(sandbox)
@@ -157,14 +157,14 @@ def tune_cmd(
 ) -> None:
     """Compile and time every combination of the tunables CANDIDATE declares
     (`// perfsmith: tune BLOCK=[32,64]` above `#define BLOCK 64`); keep the best verified."""
-    from perfsmith.kernels.autotune import TuneError, autotune, variants
-    from perfsmith.kernels.verify import (
+    from perfsmith.sandbox.select import open_sandbox
+    from perfsmith.verifiers.kernel.autotune import TuneError, autotune, variants
+    from perfsmith.verifiers.kernel.verify import (
         KernelInputError,
         KernelSettings,
         read_candidate,
         read_problem,
     )
-    from perfsmith.sandbox.select import open_sandbox
 
     check_device(device, compile_only=False)
     check_sandbox(sandbox)
@@ -242,7 +242,7 @@ def optimize_cmd(
 ) -> None:
     """Write faster kernels for PROBLEM's operator: plan, propose kernels with the LLM,
     compile, verify and time each in the sandbox, tune, report the fastest verified."""
-    from perfsmith.kernels.verify import (
+    from perfsmith.verifiers.kernel.verify import (
         BACKENDS,
         KernelInputError,
         KernelSettings,

@@ -103,7 +103,7 @@ def optimize_cmd(
         except remote.RemoteUsageError as exc:
             usage_error(str(exc))
         return
-    from perfsmith.verifiers.target import TargetError, parse_target
+    from perfsmith.verifiers.python.target import TargetError, parse_target
 
     check_backend(backend)
     try:

@@ -158,7 +158,7 @@ def runs_eff_at_k(
     samples; a wrong candidate scores 0, a timed one its efficiency (1 at the original's
     speed, up to 2)."""
     from perfsmith.storage.runs import RunStore
-    from perfsmith.verifiers.suite import candidate_efficiency, suite_eff_at_k
+    from perfsmith.verifiers.python.suite import candidate_efficiency, suite_eff_at_k
 
     if kind not in ("optimize", "kernel"):
         raise typer.BadParameter("choose optimize or kernel", param_hint="--kind")

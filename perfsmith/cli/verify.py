@@ -43,10 +43,10 @@ def verify_cmd(
 ) -> None:
     """Is CANDIDATE correct (same results as REFERENCE on every input) and faster?"""
     from perfsmith.sandbox.select import open_sandbox
-    from perfsmith.verifiers.compare import Tolerance
-    from perfsmith.verifiers.correctness import InputError
-    from perfsmith.verifiers.target import TargetError, parse_target
-    from perfsmith.verifiers.verify import verify
+    from perfsmith.verifiers.python.compare import Tolerance
+    from perfsmith.verifiers.python.correctness import InputError
+    from perfsmith.verifiers.python.target import TargetError, parse_target
+    from perfsmith.verifiers.python.verify import verify
 
     if mode not in ("time", "instructions"):
         raise typer.BadParameter("choose time or instructions", param_hint="--mode")

@@ -17,13 +17,13 @@ if TYPE_CHECKING:
     from perfsmith.engine.guard import PlanGuard
     from perfsmith.events import EventListener
     from perfsmith.executor.observer import TaskObserver
-    from perfsmith.kernels.verify import KernelSettings
     from perfsmith.llm.base import ChatModel
     from perfsmith.sandbox.base import Sandbox
     from perfsmith.storage.db import Database
     from perfsmith.tools.registry import Tool
-    from perfsmith.verifiers.capture import RecordedCalls
-    from perfsmith.verifiers.target import Target
+    from perfsmith.verifiers.kernel.verify import KernelSettings
+    from perfsmith.verifiers.python.capture import RecordedCalls
+    from perfsmith.verifiers.python.target import Target
     from perfsmith.workflows.kernels import KernelOptimizeResult
     from perfsmith.workflows.optimize import OptimizeResult
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perfsmith.errors import PerfsmithError
-from perfsmith.verifiers.target import function_source, source_hash
+from perfsmith.verifiers.python.target import function_source, source_hash
 
 SELECT = "PERF,FURB,C4,SIM,UP"
 _TIMEOUT_S = 60.0

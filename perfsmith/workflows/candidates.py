@@ -11,7 +11,7 @@ from pathlib import Path
 
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.base import ChatMessage, ChatModel, GenerationOptions
-from perfsmith.verifiers.target import (
+from perfsmith.verifiers.python.target import (
     Target,
     defined_names,
     find_definition,

@@ -21,8 +21,14 @@ from typing import Any
 
 from perfsmith.config import data_dir
 from perfsmith.errors import PerfsmithError
-from perfsmith.kernels.autotune import TuneError, autotune, tunables
-from perfsmith.kernels.verify import (
+from perfsmith.llm.base import ChatModel
+from perfsmith.sandbox.base import Sandbox
+from perfsmith.storage.artifacts import report_artifacts
+from perfsmith.storage.models import Artifact
+from perfsmith.storage.models import Candidate as CandidateRow
+from perfsmith.tools.registry import Tool, make_tool
+from perfsmith.verifiers.kernel.autotune import TuneError, autotune, tunables
+from perfsmith.verifiers.kernel.verify import (
     BACKENDS,
     KernelInputError,
     KernelResult,
@@ -32,13 +38,7 @@ from perfsmith.kernels.verify import (
     read_problem,
     verify_kernel,
 )
-from perfsmith.llm.base import ChatModel
-from perfsmith.sandbox.base import Sandbox
-from perfsmith.storage.artifacts import report_artifacts
-from perfsmith.storage.models import Artifact
-from perfsmith.storage.models import Candidate as CandidateRow
-from perfsmith.tools.registry import Tool, make_tool
-from perfsmith.verifiers.target import source_hash
+from perfsmith.verifiers.python.target import source_hash
 from perfsmith.workflows.base import Finished, Job
 from perfsmith.workflows.candidates import CandidateError
 from perfsmith.workflows.pool import stored_ci

@@ -32,15 +32,15 @@ from perfsmith.storage.models import Candidate as CandidateRow
 from perfsmith.tools.registry import Tool, make_tool
 from perfsmith.tools.rewrites import RewriteError, findings, rewrites
 from perfsmith.tools.ruff_fixes import RuffError, ruff_fix
-from perfsmith.verifiers.capture import (
+from perfsmith.verifiers.python.capture import (
     CaptureError,
     RecordedCalls,
     ReplayedInputs,
     capture_calls,
 )
-from perfsmith.verifiers.efficiency import TimingError
-from perfsmith.verifiers.target import Target, function_source, parse_target, source_hash
-from perfsmith.verifiers.verify import VerifyResult, verify
+from perfsmith.verifiers.python.efficiency import TimingError
+from perfsmith.verifiers.python.target import Target, function_source, parse_target, source_hash
+from perfsmith.verifiers.python.verify import VerifyResult, verify
 from perfsmith.workflows.base import Finished, Job
 from perfsmith.workflows.candidates import (
     Candidate,

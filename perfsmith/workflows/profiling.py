@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 from perfsmith.sandbox.base import Limits, Sandbox
-from perfsmith.verifiers.target import Target
+from perfsmith.verifiers.python.target import Target
 
 _PROFILER = r"""
 import importlib, json, sys, time

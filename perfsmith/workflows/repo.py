@@ -25,7 +25,7 @@ from perfsmith.events import EventListener
 from perfsmith.llm.base import ChatModel
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.db import Database
-from perfsmith.verifiers.capture import RECORDER, RecordedCalls
+from perfsmith.verifiers.python.capture import RECORDER, RecordedCalls
 from perfsmith.workflows.optimize import OptimizeResult
 
 

@@ -12,7 +12,7 @@ import pytest
 from perfsmith.errors import PerfsmithError
 from perfsmith.llm.scripted import ScriptedChatModel
 from perfsmith.storage.db import Database
-from perfsmith.verifiers.target import TargetError, function_source, parse_target
+from perfsmith.verifiers.python.target import TargetError, function_source, parse_target
 from perfsmith.workflows.candidates import splice
 
 SHOP = textwrap.dedent(

@@ -10,7 +10,7 @@ import pytest
 
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.sandbox.process import ProcessSandbox
-from perfsmith.verifiers.target import parse_target
+from perfsmith.verifiers.python.target import parse_target
 from perfsmith.workflows.profiling import ProfileError, describe, profile_workload
 
 TARGET = """

@@ -35,7 +35,7 @@ from perfsmith.tools.rewrites.loops import (
 from perfsmith.tools.rewrites.ordering import SortedEndToMinMax, SortedPrefixToHeap
 from perfsmith.tools.rewrites.recursion import MemoizeRecursion
 from perfsmith.tools.rewrites.regex import PrecompileRegex
-from perfsmith.verifiers.target import find_definition
+from perfsmith.verifiers.python.target import find_definition
 
 # In the order a combined rewrite applies them: rules that change what a loop does come
 # before those that tune what is left inside it; the cache for recursion wraps the body

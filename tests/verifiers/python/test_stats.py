@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from perfsmith.verifiers.stats import (
+from perfsmith.verifiers.python.stats import (
     SpeedEstimate,
     eff_at_k,
     efficiency,

@@ -8,19 +8,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from perfsmith.sandbox.base import Sandbox
-from perfsmith.verifiers.capture import CaptureError, ReplayedInputs, capture_calls
-from perfsmith.verifiers.cheats import static_findings
-from perfsmith.verifiers.compare import Tolerance
-from perfsmith.verifiers.correctness import (
+from perfsmith.verifiers.python.capture import CaptureError, ReplayedInputs, capture_calls
+from perfsmith.verifiers.python.cheats import static_findings
+from perfsmith.verifiers.python.compare import Tolerance
+from perfsmith.verifiers.python.correctness import (
     GeneratedInputs,
     InferredInputs,
     InputError,
     InputSource,
     check_correctness,
 )
-from perfsmith.verifiers.efficiency import measure_speed
-from perfsmith.verifiers.instructions import count_instructions, instructions_verdict
-from perfsmith.verifiers.target import Target
+from perfsmith.verifiers.python.efficiency import measure_speed
+from perfsmith.verifiers.python.instructions import count_instructions, instructions_verdict
+from perfsmith.verifiers.python.target import Target
 
 Mode = Literal["time", "instructions"]
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from perfsmith.sandbox.base import Limits, Sandbox, SandboxResult
-from perfsmith.verifiers.compare import Difference, Tolerance, first_difference
-from perfsmith.verifiers.encode import decode
-from perfsmith.verifiers.target import Target, TargetError
+from perfsmith.verifiers.python.compare import Difference, Tolerance, first_difference
+from perfsmith.verifiers.python.encode import decode
+from perfsmith.verifiers.python.target import Target, TargetError
 
 HERE = Path(__file__).parent
 HARNESS = (HERE / "harness.py").read_bytes()

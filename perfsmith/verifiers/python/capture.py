@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 
 from perfsmith.sandbox.base import Limits, Sandbox
-from perfsmith.verifiers.target import Target
+from perfsmith.verifiers.python.target import Target
 
 # The recording hook, shared with optimize-repo's sitecustomize: ``_recorder(targets,
 # limit)`` gives a sys.setprofile hook and the calls it records, by "FILE::NAME", for the

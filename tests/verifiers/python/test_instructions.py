@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from perfsmith.sandbox.base import Sandbox
-from perfsmith.verifiers.correctness import GeneratedInputs
-from perfsmith.verifiers.instructions import count_instructions, instructions_verdict
-from perfsmith.verifiers.target import parse_target
+from perfsmith.verifiers.python.correctness import GeneratedInputs
+from perfsmith.verifiers.python.instructions import count_instructions, instructions_verdict
+from perfsmith.verifiers.python.target import parse_target
 
 pytestmark = pytest.mark.skipif(
     shutil.which("valgrind") is None, reason="valgrind is not installed"

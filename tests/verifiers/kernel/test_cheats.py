@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from perfsmith.kernels.cheats import check_kernel_source
-from tests.kernels.cheat_corpus import DYNAMIC, STATIC
+from perfsmith.verifiers.kernel.cheats import check_kernel_source
+from tests.verifiers.kernel.cheat_corpus import DYNAMIC, STATIC
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "kernels"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "kernels"
 
 
 @pytest.mark.parametrize(("name", "source", "reason"), STATIC, ids=[c[0] for c in STATIC])

@@ -23,13 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from perfsmith.errors import PerfsmithError
-from perfsmith.kernels.verify import (
+from perfsmith.sandbox.base import Sandbox
+from perfsmith.verifiers.kernel.verify import (
     KernelResult,
     KernelSettings,
     compile_candidate,
     verify_kernel,
 )
-from perfsmith.sandbox.base import Sandbox
 
 TUNE = re.compile(r"perfsmith:\s*tune\s+(.+)")
 ASSIGNMENT = re.compile(r"([A-Za-z_]\w*)\s*=\s*\[([^\]]*)\]")

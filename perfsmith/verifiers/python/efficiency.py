@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 from perfsmith.errors import PerfsmithError
 from perfsmith.sandbox.base import Limits, Sandbox
-from perfsmith.verifiers.correctness import InputSource, output_tail, run_harness
-from perfsmith.verifiers.stats import SpeedEstimate, Verdict, paired_speedup, verdict
-from perfsmith.verifiers.target import Target
+from perfsmith.verifiers.python.correctness import InputSource, output_tail, run_harness
+from perfsmith.verifiers.python.stats import SpeedEstimate, Verdict, paired_speedup, verdict
+from perfsmith.verifiers.python.target import Target
 
 
 class TimingError(PerfsmithError):

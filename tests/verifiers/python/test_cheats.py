@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from perfsmith.sandbox.base import Sandbox
-from perfsmith.verifiers.cheats import static_findings
-from perfsmith.verifiers.correctness import check_correctness, generate_inputs
-from perfsmith.verifiers.target import Target, parse_target
-from tests.verifiers.cheat_corpus import CORRECT, DYNAMIC, STATIC
+from perfsmith.verifiers.python.cheats import static_findings
+from perfsmith.verifiers.python.correctness import check_correctness, generate_inputs
+from perfsmith.verifiers.python.target import Target, parse_target
+from tests.verifiers.python.cheat_corpus import CORRECT, DYNAMIC, STATIC
 
 REFERENCE = (
     "def dedupe(items: list[int]) -> list[int]:\n    out = []\n    for x in items:\n"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from perfsmith.sandbox.base import Limits, Sandbox
-from perfsmith.verifiers.correctness import GeneratedInputs
-from perfsmith.verifiers.efficiency import (
+from perfsmith.verifiers.python.correctness import GeneratedInputs
+from perfsmith.verifiers.python.efficiency import (
     MIN_ROUNDS,
     Round,
     Timing,
@@ -20,8 +20,8 @@ from perfsmith.verifiers.efficiency import (
     measure_speed,
     undecided,
 )
-from perfsmith.verifiers.stats import SpeedEstimate
-from perfsmith.verifiers.target import parse_target
+from perfsmith.verifiers.python.stats import SpeedEstimate
+from perfsmith.verifiers.python.target import parse_target
 
 REFERENCE = """
 def dedupe(items):

@@ -8,7 +8,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from perfsmith.verifiers.stats import eff_at_k, efficiency
+from perfsmith.verifiers.python.stats import eff_at_k, efficiency
 
 FAILED = {"incorrect", "uncompiled"}
 

@@ -11,7 +11,7 @@ import pytest
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.sandbox.process import ProcessSandbox
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "kernels"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "kernels"
 
 
 @pytest.fixture

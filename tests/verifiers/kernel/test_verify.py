@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from perfsmith.kernels.verify import (
+from perfsmith.sandbox.base import Sandbox
+from perfsmith.verifiers.kernel.verify import (
     KernelSettings,
     judge_timing,
     read_candidate,
     read_problem,
     verify_kernel,
 )
-from perfsmith.sandbox.base import Sandbox
-from tests.kernels.cheat_corpus import DYNAMIC
-from tests.kernels.conftest import EXAMPLES
+from tests.verifiers.kernel.cheat_corpus import DYNAMIC
+from tests.verifiers.kernel.conftest import EXAMPLES
 
 SOFTMAX = read_problem(EXAMPLES / "softmax.py")
 

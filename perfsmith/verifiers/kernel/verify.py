@@ -26,9 +26,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from perfsmith.errors import PerfsmithError
-from perfsmith.kernels.cheats import check_kernel_source
 from perfsmith.sandbox.base import SAFE_PATH, Limits, Sandbox, SandboxResult
-from perfsmith.verifiers.stats import paired_speedup, verdict
+from perfsmith.verifiers.kernel.cheats import check_kernel_source
+from perfsmith.verifiers.python.stats import paired_speedup, verdict
 
 Device = Literal["cpu", "cuda"]
 CPU_FLAGS = ["-O3", "-march=native", "-fopenmp"]
@@ -132,7 +132,9 @@ def _top_level(source: str, where: str | Path) -> set[str]:
 
 
 def harness_source() -> str:
-    return resources.files("perfsmith.kernels").joinpath("harness_main.py").read_text("utf-8")
+    return (
+        resources.files("perfsmith.verifiers.kernel").joinpath("harness_main.py").read_text("utf-8")
+    )
 
 
 def cache_root() -> Path:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from perfsmith.kernels.autotune import TuneError, autotune, tunables, variants
-from perfsmith.kernels.verify import KernelSettings, read_candidate, read_problem
 from perfsmith.sandbox.base import Sandbox
-from tests.kernels.conftest import EXAMPLES
+from perfsmith.verifiers.kernel.autotune import TuneError, autotune, tunables, variants
+from perfsmith.verifiers.kernel.verify import KernelSettings, read_candidate, read_problem
+from tests.verifiers.kernel.conftest import EXAMPLES
 
 MATMUL = read_candidate(EXAMPLES / "cpp" / "matmul.py")
 

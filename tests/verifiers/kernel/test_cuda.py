@@ -8,10 +8,15 @@ import shutil
 import pytest
 import torch
 
-from perfsmith.kernels.verify import KernelSettings, read_candidate, read_problem, verify_kernel
 from perfsmith.sandbox.base import Sandbox
-from tests.kernels.cheat_corpus import SOFTMAX, model_new
-from tests.kernels.conftest import EXAMPLES
+from perfsmith.verifiers.kernel.verify import (
+    KernelSettings,
+    read_candidate,
+    read_problem,
+    verify_kernel,
+)
+from tests.verifiers.kernel.cheat_corpus import SOFTMAX, model_new
+from tests.verifiers.kernel.conftest import EXAMPLES
 
 GPU = torch.cuda.is_available()
 needs_gpu = pytest.mark.skipif(not GPU, reason="no CUDA device visible to torch here")

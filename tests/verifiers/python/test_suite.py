@@ -13,7 +13,7 @@ import pytest
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Candidate
 from perfsmith.storage.runs import RunStore
-from perfsmith.verifiers.suite import candidate_efficiency, suite_eff_at_k
+from perfsmith.verifiers.python.suite import candidate_efficiency, suite_eff_at_k
 from tests.cli_runner import cli
 
 A = [("faster", 2.0), ("incorrect", None), ("same", 1.0), ("unmeasured", None)]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from perfsmith.sandbox.base import Sandbox
-from perfsmith.verifiers.correctness import InputError, check_correctness, generate_inputs
-from perfsmith.verifiers.target import Target, TargetError, parse_target
+from perfsmith.verifiers.python.correctness import InputError, check_correctness, generate_inputs
+from perfsmith.verifiers.python.target import Target, TargetError, parse_target
 
 REFERENCE = '''
 def dedupe(items, key=None):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import re
 
-from perfsmith.verifiers.cheats import Finding, dotted_name
+from perfsmith.verifiers.python.cheats import Finding, dotted_name
 
 # torch functions a ModelNew may call: allocation, shapes, dtypes, no arithmetic.
 ALLOWED_TORCH = {

@@ -14,9 +14,9 @@ import shutil
 from dataclasses import dataclass
 
 from perfsmith.sandbox.base import Limits, Sandbox
-from perfsmith.verifiers.correctness import InputSource, output_tail, run_harness
-from perfsmith.verifiers.stats import Verdict
-from perfsmith.verifiers.target import Target
+from perfsmith.verifiers.python.correctness import InputSource, output_tail, run_harness
+from perfsmith.verifiers.python.stats import Verdict
+from perfsmith.verifiers.python.target import Target
 
 _TOTALS = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 

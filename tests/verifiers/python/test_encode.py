@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from perfsmith.verifiers.compare import first_difference
-from perfsmith.verifiers.encode import Opaque, RaisedError, Record, dumps, loads
+from perfsmith.verifiers.python.compare import first_difference
+from perfsmith.verifiers.python.encode import Opaque, RaisedError, Record, dumps, loads
 
 
 @dataclasses.dataclass

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from perfsmith.verifiers.compare import Tolerance, first_difference
+from perfsmith.verifiers.python.compare import Tolerance, first_difference
 
 
 @dataclasses.dataclass

@@ -1,1 +1,0 @@
-"""Kernel generation: KernelBench problems, C++/CUDA candidates, their verification."""

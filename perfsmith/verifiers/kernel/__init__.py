@@ -1,0 +1,2 @@
+"""Kernels for PyTorch operators: KernelBench problems, C++/CUDA/Triton candidates and
+their verification."""

@@ -1,0 +1,1 @@
+"""Python functions: differential testing and interleaved timing in the sandbox."""
