@@ -32,8 +32,10 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 out = Console()
-if not out.is_terminal and "COLUMNS" not in os.environ:
-    out = Console(width=120)  # logs and pipes: wide enough for the task table
+if not out.is_terminal:
+    # logs and pipes: tables wide enough for the task table, and no line of text broken
+    # (a verdict stays on one line for grep and scripts)
+    out = Console(width=None if "COLUMNS" in os.environ else 120, soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)  # error messages stay on one line: easy to grep
 
 DbOption = Annotated[

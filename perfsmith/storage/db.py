@@ -10,18 +10,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
 from filelock import FileLock, Timeout
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from perfsmith.errors import StorageError
 
 T = TypeVar("T")
 _MIGRATIONS = Path(__file__).with_name("migrations")
+# the newest migration (tests/storage checks it is alembic's head): a database already
+# there opens without loading alembic
+SCHEMA_HEAD = "0003"
 # any 64-bit number unique to perfsmith: PostgreSQL's lock that serializes migrations
 _PG_MIGRATION_LOCK = 0x70657266736D6974
 
@@ -98,9 +99,33 @@ class Database:
     def display_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
 
+    def schema_version(self) -> str | None:
+        """The database's migration (None: a new database, or one this cannot read)."""
+        try:
+            conn = self.engine.connect()
+        except OperationalError as exc:
+            raise self._unreachable(exc) from exc
+        with conn:
+            try:
+                row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+            except SQLAlchemyError:
+                return None
+        return str(row[0]) if row is not None else None
+
+    def _unreachable(self, exc: OperationalError) -> StorageError:
+        return StorageError(
+            f"cannot reach the database at {self.display_url}: {exc.orig}; "
+            "check PERFSMITH_DATABASE_URL"
+        )
+
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (idempotent, and safe when several
         processes open a new database at once: they take turns)."""
+        if self.schema_version() == SCHEMA_HEAD:
+            return
+        from alembic import command
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
         try:
@@ -112,10 +137,7 @@ class Database:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
-            raise StorageError(
-                f"cannot reach the database at {self.display_url}: {exc.orig}; "
-                "check PERFSMITH_DATABASE_URL"
-            ) from exc
+            raise self._unreachable(exc) from exc
         except Timeout as exc:
             raise StorageError(
                 f"another process has been migrating {self.display_url} for a minute; "

@@ -34,6 +34,31 @@ def test_migrations_create_every_table_and_are_idempotent(db: Database) -> None:
     assert set(db.tables()) >= TABLES
 
 
+def test_the_schema_head_is_alembics_and_a_database_at_it_opens_without_alembic(
+    db: Database,
+) -> None:
+    """`SCHEMA_HEAD` names the newest migration (a new one that forgets to move it fails
+    here), and opening a database already at it does not load alembic (a fast CLI)."""
+    import subprocess
+    import sys
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from perfsmith.storage import db as db_module
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db_module._MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == db_module.SCHEMA_HEAD
+    assert db.schema_version() == db_module.SCHEMA_HEAD
+    probe = (
+        "import sys; from perfsmith.storage.db import Database; "
+        f"Database({db.url!r}).close(); print('alembic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_processes_opening_a_new_database_at_once_all_succeed(db_url: str) -> None:
     """Several perfsmith processes (a run and `runs list`, say) opening a database nobody
     has migrated yet take turns: none fails with "table already exists"."""

@@ -262,14 +262,39 @@ def build_models(problem: ModuleType, candidate: ModuleType, device: str) -> tup
 # -- the steps ---------------------------------------------------------------------
 
 
+def refill(buffers: list[Any], inputs: list[Any]) -> list[Any]:
+    """``inputs`` written into ``buffers`` where a buffer has the same shape, dtype and
+    device (in place: the same address); a fresh copy elsewhere."""
+    out: list[Any] = []
+    for buf, new in zip(buffers, inputs, strict=True):
+        same = (
+            isinstance(buf, torch.Tensor)
+            and isinstance(new, torch.Tensor)
+            and buf.shape == new.shape
+            and buf.dtype == new.dtype
+            and buf.device == new.device
+        )
+        if same:
+            buf.copy_(new)
+            out.append(buf)
+        else:
+            out.append(clone([new])[0])
+    return out
+
+
 def correctness(problem: ModuleType, ref: Any, new: Any, device: str) -> dict[str, Any]:
     kept_alive: list[Any] = []  # reference outputs are never freed: their memory cannot
     # be handed to the candidate's outputs by the caching allocator
     threads = threading.active_count()
+    buffers: list[Any] | None = None
     for trial in range(CONFIG["trials"]):
         seed = CONFIG["seed"] + trial
         inputs = fresh_inputs(problem, seed, device)
-        cand_in, ref_in, before = clone(inputs), clone(inputs), clone(inputs)
+        # the candidate gets the same buffers every trial, refilled: a result cached by
+        # an input's address (or shape) is stale by the second trial, always
+        cand_in = clone(inputs) if buffers is None else refill(buffers, inputs)
+        buffers = cand_in
+        ref_in, before = clone(inputs), clone(inputs)
         with torch.no_grad():
             # the candidate runs first: the reference's result for these inputs does not
             # exist yet anywhere in the process
