@@ -29,8 +29,12 @@ demo: install
 		--inputs examples/dupes/inputs.py::generate --workload examples/dupes/workload.py::run \
 		--llm local --rounds 1 --candidates 2
 
+# Parallel workers, one per core up to 4 (each worker's torch gets its share of the cores:
+# tests/conftest.py); work is handed out as workers free up.
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(max(1, min(4, os.cpu_count() or 1)))')
+
 test: install
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The API's OpenAPI document, committed (a test fails when it drifts from the code).
 openapi: install

@@ -13,6 +13,14 @@ from sqlalchemy import create_engine, text
 from perfsmith.storage.db import Database, normalize_url
 
 PG_URL = os.environ.get("PERFSMITH_TEST_PG_URL")
+
+# Parallel workers (`make test` runs pytest-xdist) share the machine's cores: each
+# worker's torch, and what it starts, gets its share. Oversubscribed OpenMP threads spin
+# against each other and run several times slower than one thread each.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+TORCH_THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
+if _WORKERS > 1:  # before torch is imported anywhere in this process
+    os.environ.setdefault("OMP_NUM_THREADS", str(TORCH_THREADS))
 # real `perfsmith serve` processes for the API and UI tests
 pytest_plugins = ["tests.servers"]
 

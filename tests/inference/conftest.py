@@ -9,11 +9,12 @@ import torch
 from perfsmith.inference import models
 from perfsmith.inference.build import EngineConfig, build_engine
 from perfsmith.inference.engine import Engine
+from tests.conftest import TORCH_THREADS
 
 
 @pytest.fixture(scope="session")
 def loaded() -> models.LoadedModel:
-    torch.set_num_threads(2)
+    torch.set_num_threads(TORCH_THREADS)
     return models.load("embedded")
 
 

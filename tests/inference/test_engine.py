@@ -21,9 +21,9 @@ def test_greedy_speculation_is_token_for_token_the_target_greedy_output(
 ) -> None:
     engine = engine_for("none", speculate)
     drafted = 0
-    for text in PROMPTS[:3] if speculate == "draft" else PROMPTS:
+    for text in PROMPTS[:2] if speculate == "draft" else PROMPTS:
         prompt = engine.encode_chat([{"role": "user", "content": text}])
-        params = SamplingParams(max_tokens=48 if speculate == "draft" else 96)
+        params = SamplingParams(max_tokens=48 if speculate == "draft" else 64)
         plain = engine.generate(prompt, params, speculate=False)
         fast = engine.generate(prompt, params, speculate=True)
         assert fast.tokens == plain.tokens, text
@@ -56,12 +56,14 @@ def test_speculation_stays_lossless_on_compressed_models(
     order): a row's result does not depend on the other rows in the pass.
     (bench/inference.py reports `identical_to_greedy` for every configuration.)"""
     engine = engine_for(compress, "adaptive")
-    for text in PROMPTS[:2]:
+    # one copy-heavy prompt: drafts land, so accepted and rejected drafts both occur
+    for text in PROMPTS[:1]:
         prompt = engine.encode_chat([{"role": "user", "content": text}])
-        params = SamplingParams(max_tokens=80)
+        params = SamplingParams(max_tokens=40)
         plain = engine.generate(prompt, params, speculate=False)
         fast = engine.generate(prompt, params, speculate=True)
         assert fast.tokens == plain.tokens
+        assert fast.stats.drafted > 0
 
 
 def test_copy_heavy_prompts_accept_most_drafts_and_take_fewer_passes(

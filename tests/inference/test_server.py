@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import TORCH_THREADS
 from tests.cli_runner import cli
 from tests.inference.conftest import PROMPTS
 
@@ -39,7 +40,7 @@ def server() -> Iterator[str]:
             "--context",
             "1024",
             "--threads",
-            "2",
+            str(TORCH_THREADS),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Candidate, Measurement, Task
+from tests.conftest import TORCH_THREADS
 from tests.cli_runner import cli
 from tests.servers import SLOW  # decisively slower than the reference, even under load
 
@@ -263,7 +264,7 @@ def test_end_to_end_with_the_local_model_over_its_openai_compatible_server(
             "--port",
             str(port),
             "--threads",
-            "2",
+            str(TORCH_THREADS),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
