@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from perfsmith.api.client import Client
     from perfsmith.engine.drive import RunResult
-    from perfsmith.service.library import kernel_optimize, optimize, resume, run
+    from perfsmith.service.library import kernel_optimize, optimize, optimize_repo, resume, run
     from perfsmith.tools.registry import tool
     from perfsmith.workflows.optimize import OptimizeResult
 
@@ -19,6 +19,7 @@ __all__ = [
     "__version__",
     "kernel_optimize",
     "optimize",
+    "optimize_repo",
     "resume",
     "run",
     "tool",
@@ -33,7 +34,7 @@ def __getattr__(name: str) -> Any:
         from perfsmith.tools.registry import tool
 
         return tool
-    if name in ("run", "resume", "optimize", "kernel_optimize"):
+    if name in ("run", "resume", "optimize", "optimize_repo", "kernel_optimize"):
         from perfsmith.service import library
 
         return getattr(library, name)

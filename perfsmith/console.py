@@ -135,7 +135,9 @@ class LiveProgress:
     def __call__(self, event: dict[str, Any]) -> None:
         p = event["payload"]
         kind = event["type"]
-        if kind == "task_parsed":
+        if kind == "run_started":  # a run of several (a repository's functions): afresh
+            self.rows.clear()
+        elif kind == "task_parsed":
             self.rows[(p["round"], p["idx"])] = DagRow(
                 p["round"], p["idx"], p["tool"], p["deps"], "waiting", None, 0.0, 0.0, False, ""
             )

@@ -3,11 +3,10 @@ hottest functions, kept as commits on a new branch)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,7 +20,6 @@ from perfsmith.cli.common import (
     check_backend,
     err,
     execute,
-    guard,
     model_spec,
     out,
     settings_for,
@@ -30,6 +28,7 @@ from perfsmith.cli.common import (
 
 if TYPE_CHECKING:
     from perfsmith.workflows.optimize import OptimizeResult
+    from perfsmith.workflows.repo import RepoResult
 
 
 def optimize_cmd(
@@ -198,10 +197,7 @@ def optimize_repo_cmd(
     """Profile COMMAND in the repository, optimize its hottest functions, and commit each
     verified speedup that COMMAND still accepts to a new branch (the working tree is not
     touched)."""
-    from perfsmith.sandbox.select import open_sandbox
-    from perfsmith.service.library import optimize
-    from perfsmith.storage.db import Database
-    from perfsmith.workflows.repo import optimize_repo
+    from perfsmith.service.library import optimize_repo
 
     check_backend(backend)
     settings = settings_for(db)
@@ -213,30 +209,28 @@ def optimize_repo_cmd(
         given.setdefault(function, []).append(Path(file))
     spec = model_spec(llm, settings)
 
-    async def go() -> Any:
-        box = await open_sandbox(backend)
-        database = Database(settings.resolved_database_url())
-        try:
-            return await optimize_repo(
-                path,
-                command=command,
-                sandbox=box,
-                llm=spec,
-                top=top,
-                branch=branch,
-                rounds=rounds,
-                k=candidates_k,
-                candidates=given,
-                database=database,
-                verify_rounds=verify_rounds,
-                report_dir=report_dir,
-                optimize=optimize,
-            )
-        finally:
-            database.close()
-            await box.close()
+    result = execute(
+        lambda listeners: optimize_repo(
+            path,
+            command=command,
+            llm=spec,
+            top=top,
+            branch=branch,
+            rounds=rounds,
+            k=candidates_k,
+            candidates=given,
+            settings=settings,
+            backend=backend,
+            verify_rounds=verify_rounds,
+            report_dir=report_dir,
+            listeners=listeners,
+        ),
+        as_json,
+    )
+    print_repo(result, as_json)
 
-    result = guard(lambda: asyncio.run(go()))
+
+def print_repo(result: RepoResult, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result.as_json()) + "\n")
         return

@@ -273,14 +273,17 @@ def runs_resume(
 def print_outcome(result: object, as_json: bool) -> None:
     """A finished run's result, as the command that started it prints it."""
     from perfsmith.cli.kernel import print_kernel_optimize
-    from perfsmith.cli.optimize import print_optimize
+    from perfsmith.cli.optimize import print_optimize, print_repo
     from perfsmith.cli.run import print_result
     from perfsmith.engine.drive import RunResult
     from perfsmith.workflows.kernels import KernelOptimizeResult
     from perfsmith.workflows.optimize import OptimizeResult
+    from perfsmith.workflows.repo import RepoResult
 
     if isinstance(result, OptimizeResult):
         print_optimize(result, as_json)
+    elif isinstance(result, RepoResult):
+        print_repo(result, as_json)
     elif isinstance(result, KernelOptimizeResult):
         print_kernel_optimize(result, as_json)
     else:

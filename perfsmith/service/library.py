@@ -1,4 +1,5 @@
-"""What `import perfsmith` offers: `run`, `resume`, `optimize` and `kernel_optimize` as
+"""What `import perfsmith` offers: `run`, `resume`, `optimize`, `optimize_repo` and
+`kernel_optimize` as
 coroutines, each a run through the `RunService` (stored, settled, resumable)."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from perfsmith.verifiers.python.target import Target
     from perfsmith.workflows.kernels import KernelOptimizeResult
     from perfsmith.workflows.optimize import OptimizeResult
+    from perfsmith.workflows.repo import RepoResult
 
 
 async def run(
@@ -155,6 +157,55 @@ async def optimize(
         extras=extras,
     )
     result: OptimizeResult = outcome.result
+    return result
+
+
+async def optimize_repo(
+    repo: str | Path,
+    *,
+    command: str,
+    llm: ChatModel | str | None = "local",
+    top: int = 3,
+    branch: str | None = None,
+    rounds: int = 1,
+    k: int = 3,
+    candidates: dict[str, list[Path]] | None = None,
+    database: Database | str | None = None,
+    settings: Settings | None = None,
+    sandbox: Sandbox | None = None,
+    backend: str = "auto",
+    verify_rounds: int = 12,
+    report_dir: Path | None = None,
+    listeners: Iterable[EventListener] = (),
+) -> RepoResult:
+    """Profile ``command`` in the git repository ``repo``, optimize its ``top`` hottest
+    functions (each an optimize run), and commit each verified speedup the command still
+    accepts to a new branch; see `perfsmith.workflows.repo`. Resumable as one run."""
+    from perfsmith.workflows.repo import repo_config
+
+    config = repo_config(
+        Path(repo),
+        command=command,
+        llm=llm if isinstance(llm, str) else None,
+        top=top,
+        branch=branch,
+        rounds=rounds,
+        k=k,
+        candidates=candidates,
+        verify_rounds=verify_rounds,
+        report_dir=report_dir,
+    )
+    outcome = await _start(
+        "repo",
+        config,
+        database=database,
+        settings=settings,
+        sandbox=sandbox,
+        backend=backend,
+        llm=llm,
+        listeners=listeners,
+    )
+    result: RepoResult = outcome.result
     return result
 
 

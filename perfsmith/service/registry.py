@@ -6,6 +6,7 @@ from perfsmith.workflows.base import Workflow
 from perfsmith.workflows.kernels import KernelWorkflow
 from perfsmith.workflows.optimize import OptimizeWorkflow
 from perfsmith.workflows.plan import PlanWorkflow
+from perfsmith.workflows.repo import RepoWorkflow
 from perfsmith.workflows.report import write_report
 
 WORKFLOWS: dict[str, Workflow] = {
@@ -13,4 +14,5 @@ WORKFLOWS: dict[str, Workflow] = {
     "demo": PlanWorkflow("demo"),
     "optimize": OptimizeWorkflow(write_report),
     "kernel": KernelWorkflow(),
+    "repo": RepoWorkflow(),
 }

@@ -206,6 +206,7 @@ class RunService:
             resources=resources,
             listeners=list(listeners),
             extras=dict(extras or {}),
+            runs=self,
         )
 
     async def _work(self, job: Job, work: Callable[[], Awaitable[Finished]]) -> Outcome:

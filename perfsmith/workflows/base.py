@@ -9,6 +9,7 @@ be finished by another process after a crash.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,6 +41,32 @@ class RunResources(Protocol):
         ...
 
 
+class Runs(Protocol):
+    """Runs a workflow starts itself (a repository run's optimize runs): the run service."""
+
+    async def create(self, kind: str, config: dict[str, Any]) -> str: ...
+
+    async def start(
+        self,
+        kind: str,
+        config: dict[str, Any],
+        *,
+        resources: RunResources,
+        run_id: str | None = None,
+        listeners: Iterable[EventListener] = (),
+        extras: dict[str, Any] | None = None,
+    ) -> Any: ...
+
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        resources: RunResources,
+        listeners: Iterable[EventListener] = (),
+        extras: dict[str, Any] | None = None,
+    ) -> Any: ...
+
+
 @dataclass
 class Job:
     """One run being worked on: what its workflow reads and writes."""
@@ -55,6 +82,7 @@ class Job:
     # in-process inputs that cannot be stored (Python tools, recorded calls): a resume
     # from another process goes without them
     extras: dict[str, Any] = field(default_factory=dict)
+    runs: Runs | None = None  # the service, for workflows whose work is runs of their own
 
 
 @dataclass

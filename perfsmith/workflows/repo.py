@@ -1,6 +1,12 @@
 """``perfsmith optimize-repo``: profile a project's own command, optimize its hottest
 functions, keep each speedup the project's command still accepts, one commit each, on a
 new branch. The user's working tree is never touched: all work happens in a git worktree.
+
+A repository run is a run of its own (kind ``repo``) whose functions are optimize runs
+started through the run service. Its worktree and its progress (the profile, the hot
+functions, each function's optimize run and outcome) are kept in the data directory until
+it ends, so a killed repository run resumes where it stopped: functions already committed
+or refused are not done again, an interrupted optimize run is resumed, not restarted.
 """
 
 from __future__ import annotations
@@ -11,45 +17,19 @@ import json
 import os
 import pstats
 import shlex
+import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, cast
 
 from perfsmith.config import data_dir
 from perfsmith.errors import PerfsmithError
-from perfsmith.events import EventListener
-from perfsmith.llm.base import ChatModel
-from perfsmith.sandbox.base import Sandbox
-from perfsmith.storage.db import Database
+from perfsmith.storage.runs import RunStore
 from perfsmith.verifiers.python.capture import RECORDER, RecordedCalls
-from perfsmith.workflows.optimize import OptimizeResult
-
-
-class OptimizeOne(Protocol):
-    """How a repository run optimizes one function: an optimize run of its own (the run
-    service's `optimize`)."""
-
-    def __call__(
-        self,
-        target: str,
-        *,
-        sandbox: Sandbox,
-        llm: ChatModel | str | None,
-        candidates: Iterable[str | Path],
-        recorded: RecordedCalls | None,
-        profile_note: str,
-        rounds: int,
-        k: int,
-        apply: bool,
-        database: Database | None,
-        listeners: Iterable[EventListener],
-        verify_rounds: int,
-    ) -> Awaitable[OptimizeResult]: ...
-
+from perfsmith.workflows.base import Finished, Job
+from perfsmith.workflows.optimize import OptimizeResult, apply_atomically, optimize_config
 
 # Imported by every Python process the command starts (through PYTHONPATH): profiles the
 # whole process and leaves one pstats file per process.
@@ -120,6 +100,8 @@ class FunctionOutcome:
     kept: bool
     commit: str | None
     note: str
+    speedup: float | None = None  # the best verified candidate's
+    run_id: str | None = None  # the function's optimize run
 
 
 @dataclass
@@ -141,9 +123,9 @@ class RepoResult:
                     "profile_s": o.hotspot.total_s,
                     "kept": o.kept,
                     "commit": o.commit,
-                    "speedup": o.result.best.speedup if o.result and o.result.best else None,
+                    "speedup": o.speedup,
                     "note": o.note,
-                    "run_id": o.result.run_id if o.result else None,
+                    "run_id": o.run_id,
                 }
                 for o in self.outcomes
             ],
@@ -292,157 +274,200 @@ def _check_repo(repo: Path, branch: str | None) -> tuple[str, str]:
     return base, name
 
 
-async def optimize_repo(
+def repo_config(
     repo: Path,
     *,
     command: str,
-    sandbox: Sandbox,
-    llm: ChatModel | str | None,
+    llm: str | None,
     top: int = 3,
     branch: str | None = None,
     rounds: int = 1,
     k: int = 3,
     candidates: dict[str, list[Path]] | None = None,
-    database: Database | None = None,
-    listeners: Iterable[EventListener] = (),
     verify_rounds: int = 12,
     report_dir: Path | None = None,
-    optimize: OptimizeOne,
-) -> RepoResult:
-    """See the module docstring. ``candidates`` maps ``FILE::FUNC`` (relative to the
-    repository) to candidate files verified alongside the LLM's; ``optimize`` optimizes
-    each hot function as a run of its own."""
-    base, name = await asyncio.to_thread(_check_repo, repo, branch)
-    repo = await asyncio.to_thread(repo.resolve)
-    with tempfile.TemporaryDirectory(prefix="perfsmith-repo-") as tmp:
-        work = Path(tmp) / "worktree"
-        await asyncio.to_thread(_git, repo, "worktree", "add", "-b", name, str(work), base)
-        failed = True
-        try:
-            outcome = await _in_worktree(
-                repo,
-                work,
-                base,
-                name,
-                command=command,
-                sandbox=sandbox,
-                llm=llm,
-                top=top,
-                rounds=rounds,
-                k=k,
-                candidates=candidates or {},
-                database=database,
-                listeners=listeners,
-                verify_rounds=verify_rounds,
-                report_dir=report_dir,
-                profile_dir=Path(tmp) / "profile",
-                optimize=optimize,
-            )
-            failed = False
-            return outcome
-        finally:
-            await asyncio.to_thread(
-                subprocess.run,
-                ["git", "-C", str(repo), "worktree", "remove", "--force", str(work)],
-                capture_output=True,
-            )
-            if failed:  # leave no half-made branch behind
-                await asyncio.to_thread(
-                    subprocess.run,
-                    ["git", "-C", str(repo), "branch", "-D", name],
-                    capture_output=True,
-                )
+) -> dict[str, Any]:
+    """A repository run's config: everything `resume` needs. ``candidates`` maps
+    ``FILE::FUNC`` (relative to the repository) to candidate files verified alongside."""
+    return {
+        "repo": str(repo),
+        "command": command,
+        "llm": llm,
+        "top": top,
+        "branch": branch,
+        "rounds": rounds,
+        "k": k,
+        "candidates": {f: [str(p) for p in ps] for f, ps in (candidates or {}).items()},
+        "verify_rounds": verify_rounds,
+        "report_dir": str(report_dir) if report_dir else None,
+    }
 
 
-async def _in_worktree(
-    repo: Path,
-    work: Path,
-    base: str,
-    branch: str,
-    *,
-    command: str,
-    sandbox: Sandbox,
-    llm: ChatModel | str | None,
-    top: int,
-    rounds: int,
-    k: int,
-    candidates: dict[str, list[Path]],
-    database: Database | None,
-    listeners: Iterable[EventListener],
-    verify_rounds: int,
-    report_dir: Path | None,
-    profile_dir: Path,
-    optimize: OptimizeOne,
-) -> RepoResult:
-    await asyncio.to_thread(profile_dir.mkdir, parents=True)
-    code, seconds, tail = await asyncio.to_thread(
-        run_command, command, work, profile_dir=profile_dir
-    )
-    if code != 0:
-        raise RepoError(f"{command!r} fails before any change (exit {code}): {tail}")
-    result = RepoResult(branch=branch, base=base, baseline_s=seconds)
-    spots = hotspots(work, profile_dir, top)
-    # A second run records the hot functions' real arguments: verification replays them
-    # (falling back to inputs inferred from type hints for a function never captured).
-    capture_dir = profile_dir / "capture"
-    specs = [f"{spot.file}::{spot.function}" for spot in spots]
-    if specs:
-        code, _, tail = await asyncio.to_thread(
-            run_command, command, work, profile_dir=capture_dir, capture=specs
+class Progress:
+    """What a repository run has done so far, kept in a JSON file beside its worktree
+    (written whole, atomically, after every step)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "progress.json"
+        self.data: dict[str, Any] = {}
+        if self.path.exists():
+            self.data = json.loads(self.path.read_text(encoding="utf-8"))
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data), encoding="utf-8")
+        tmp.replace(self.path)
+
+    def function(self, spec: str) -> dict[str, Any]:
+        entry: dict[str, Any] = self.data.setdefault("functions", {}).setdefault(spec, {})
+        return entry
+
+
+class RepoWorkflow:
+    """``perfsmith optimize-repo``'s runs; see the module docstring. Its config is
+    `repo_config`'s; each hot function is an ``optimize`` run through ``job.runs``."""
+
+    kind = "repo"
+
+    def request_text(self, config: dict[str, Any]) -> str:
+        return (
+            f"Profile `{config['command']}` in {config['repo']}, optimize its "
+            f"{config.get('top', 3)} hottest functions, and commit each verified speedup "
+            "the command still accepts to a new branch."
         )
-        if code != 0:
-            raise RepoError(f"{command!r} fails while its calls are recorded: {tail}")
-    for spot in spots:
-        spec = f"{spot.file}::{spot.function}"
-        target = f"{work / spot.file}::{spot.function}"
-        calls = captured_inputs(capture_dir, spec) if specs else RecordedCalls((), 0)
-        original = (work / spot.file).read_text(encoding="utf-8")
+
+    def check(self, config: dict[str, Any]) -> dict[str, Any]:
+        repo = Path(config["repo"]).resolve()
+        base, name = _check_repo(repo, config.get("branch"))
+        for function, paths in (config.get("candidates") or {}).items():
+            if "::" not in function:
+                raise RepoError(f"{function!r} is not FILE::FUNC")
+            for path in paths:
+                if not Path(path).is_file():
+                    raise RepoError(f"candidate file {path} does not exist")
+        return {**config, "repo": str(repo), "base": base, "branch": name}
+
+    async def start(self, job: Job) -> Finished:
+        return await self._work(job)
+
+    async def resume(self, job: Job, follow_up: str | None) -> Finished:
+        if follow_up is not None:
+            raise PerfsmithError(
+                "a repository run takes no follow-up: resume it, or optimize one function"
+            )
+        return await self._work(job)
+
+    async def _work(self, job: Job) -> Finished:
+        config = job.config
+        repo, base, branch = Path(config["repo"]), str(config["base"]), str(config["branch"])
+        folder = data_dir() / "repo-runs" / job.run_id
+        work = folder / "worktree"
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        progress = await asyncio.to_thread(Progress, folder)
+        begun = bool(progress.data.get("functions"))
         try:
-            outcome = await optimize(
-                target,
-                sandbox=sandbox,
-                llm=llm,
-                candidates=candidates.get(spec, []),
-                recorded=calls if calls.count else None,
-                profile_note=(
-                    f"The project's command `{command}` ran in {seconds:.2f} s; under "
-                    f"cProfile {spot.function} took {spot.total_s:.3f} s (cumulative) over "
-                    f"{spot.calls} call(s). "
-                    + (
-                        f"{calls.count} of its calls were recorded from the command and "
-                        "are replayed as verification inputs."
-                        if calls.count
-                        else calls.why_none(spec, f"`{command}`") + "; inputs come from type hints."
-                    )
-                ),
-                rounds=rounds,
-                k=k,
-                apply=True,
-                database=database,
-                listeners=listeners,
-                verify_rounds=verify_rounds,
+            await asyncio.to_thread(_open_worktree, repo, work, base, branch)
+            result = await self._functions(job, progress, work, folder / "profile")
+        except BaseException:
+            if not begun and not progress.data.get("functions"):
+                # nothing done that a resume could reuse: leave no half-made branch
+                await asyncio.to_thread(_drop_worktree, repo, work, branch)
+                await asyncio.to_thread(shutil.rmtree, folder, True)
+            raise
+        report_dir = config.get("report_dir")
+        report_folder = (
+            Path(report_dir)
+            if report_dir
+            else data_dir() / "reports" / f"repo-{branch.replace('/', '-')}"
+        )
+        result.report = await asyncio.to_thread(
+            write_repo_report, result, report_folder, str(config["command"])
+        )
+        await asyncio.to_thread(_drop_worktree, repo, work, None)
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+        kept = sum(o.kept for o in result.outcomes)
+        return Finished(
+            answer=f"branch {branch}: {kept} commit(s) on {base[:10]}",
+            result=result,
+            summary={"kept": kept, "functions": len(result.outcomes), "branch": branch},
+        )
+
+    async def _functions(
+        self, job: Job, progress: Progress, work: Path, profile_dir: Path
+    ) -> RepoResult:
+        config = job.config
+        command = str(config["command"])
+        if "spots" not in progress.data:
+            await asyncio.to_thread(shutil.rmtree, profile_dir, True)
+            await asyncio.to_thread(profile_dir.mkdir, parents=True)
+            code, seconds, tail = await asyncio.to_thread(
+                run_command, command, work, profile_dir=profile_dir
             )
-        except PerfsmithError as exc:
-            result.outcomes.append(
-                FunctionOutcome(spot, None, False, None, f"not optimized: {exc}")
+            if code != 0:
+                raise RepoError(f"{command!r} fails before any change (exit {code}): {tail}")
+            spots = hotspots(work, profile_dir, int(config.get("top", 3)))
+            # A second run records the hot functions' real arguments: verification replays
+            # them (inputs inferred from type hints for a function never captured).
+            specs = [f"{spot.file}::{spot.function}" for spot in spots]
+            if specs:
+                code, _, tail = await asyncio.to_thread(
+                    run_command, command, work, profile_dir=profile_dir / "capture", capture=specs
+                )
+                if code != 0:
+                    raise RepoError(f"{command!r} fails while its calls are recorded: {tail}")
+            progress.data["baseline_s"] = seconds
+            progress.data["spots"] = [[str(h.file), h.function, h.total_s, h.calls] for h in spots]
+            await asyncio.to_thread(progress.save)
+        result = RepoResult(
+            branch=str(config["branch"]),
+            base=str(config["base"]),
+            baseline_s=float(progress.data["baseline_s"]),
+        )
+        for file, function, total_s, calls in progress.data["spots"]:
+            spot = Hotspot(Path(file), function, float(total_s), int(calls))
+            result.outcomes.append(await self._function(job, progress, work, profile_dir, spot))
+        return result
+
+    async def _function(
+        self, job: Job, progress: Progress, work: Path, profile_dir: Path, spot: Hotspot
+    ) -> FunctionOutcome:
+        """One hot function: its optimize run (started, or resumed where it stopped), then
+        the winner applied, checked by the project's command and committed."""
+        config = job.config
+        command = str(config["command"])
+        spec = f"{spot.file}::{spot.function}"
+        entry = progress.function(spec)
+        if "kept" in entry:  # done before the run stopped
+            return FunctionOutcome(
+                spot,
+                None,
+                bool(entry["kept"]),
+                entry["commit"],
+                entry["note"],
+                entry.get("speedup"),
+                entry.get("run_id"),
             )
-            continue
-        if outcome.best is None or not outcome.applied:
-            result.outcomes.append(
-                FunctionOutcome(spot, outcome, False, None, "no candidate was verified faster")
-            )
-            continue
+        # whatever a stopped step left in the worktree goes: the branch holds what was kept
+        await asyncio.to_thread(_git, work, "reset", "-q", "--hard")
+        calls = captured_inputs(profile_dir / "capture", spec)
+        extras = {"recorded": calls} if calls.count else {}
+        outcome = await self._optimize(job, progress, entry, spot, work, calls, extras)
+        if isinstance(outcome, str):
+            return await self._settle_function(progress, entry, spot, None, False, None, outcome)
+        if outcome.best is None:
+            note = "no candidate was verified faster"
+            return await self._settle_function(progress, entry, spot, outcome, False, None, note)
         # the winner must also pass the project's own command
+        await asyncio.to_thread(apply_atomically, work / spot.file, outcome.best.module)
         code, _, tail = await asyncio.to_thread(run_command, command, work)
         if code != 0:
-            (work / spot.file).write_text(original, encoding="utf-8")
-            result.outcomes.append(
-                FunctionOutcome(spot, outcome, False, None, f"{command!r} failed with it: {tail}")
-            )
-            continue
+            await asyncio.to_thread(_git, work, "reset", "-q", "--hard")
+            note = f"{command!r} failed with it: {tail}"
+            return await self._settle_function(progress, entry, spot, outcome, False, None, note)
         speed = outcome.best.speedup or 0.0
-        _git(work, "add", str(spot.file))
-        _git(
+        await asyncio.to_thread(_git, work, "add", str(spot.file))
+        await asyncio.to_thread(
+            _git,
             work,
             "-c",
             "user.name=perfsmith",
@@ -454,11 +479,116 @@ async def _in_worktree(
             f"perfsmith: {spec} {speed:.2f}x faster\n\nVerified by perfsmith (run "
             f"{outcome.run_id}); {command!r} passes.",
         )
-        commit = _git(work, "rev-parse", "HEAD")
-        result.outcomes.append(FunctionOutcome(spot, outcome, True, commit, f"{speed:.2f}x"))
-    folder = report_dir or data_dir() / "reports" / f"repo-{branch.replace('/', '-')}"
-    result.report = write_repo_report(result, folder, command)
-    return result
+        commit = await asyncio.to_thread(_git, work, "rev-parse", "HEAD")
+        return await self._settle_function(
+            progress, entry, spot, outcome, True, commit, f"{speed:.2f}x"
+        )
+
+    async def _optimize(
+        self,
+        job: Job,
+        progress: Progress,
+        entry: dict[str, Any],
+        spot: Hotspot,
+        work: Path,
+        calls: RecordedCalls,
+        extras: dict[str, Any],
+    ) -> OptimizeResult | str:
+        """The function's optimize run: resumed when an earlier attempt was interrupted,
+        else started. A string: why the function was not optimized."""
+        runs = job.runs
+        if runs is None:
+            raise PerfsmithError("a repository run needs the run service to start its runs")
+        config = job.config
+        spec = f"{spot.file}::{spot.function}"
+        child: str | None = entry.get("run_id")
+        try:
+            if child is not None:
+                row = await asyncio.to_thread(RunStore(job.db).get_run, child)
+                # an optimize run that stopped is finished, not restarted (a done one whose
+                # result was not kept before the stop is started anew)
+                if row.status != "done":
+                    resumed = await runs.resume(
+                        child, resources=job.resources, listeners=job.listeners, extras=extras
+                    )
+                    return cast(OptimizeResult, resumed.result)
+            seconds = float(progress.data["baseline_s"])
+            note = (
+                f"The project's command `{config['command']}` ran in {seconds:.2f} s; under "
+                f"cProfile {spot.function} took {spot.total_s:.3f} s (cumulative) over "
+                f"{spot.calls} call(s). "
+                + (
+                    f"{calls.count} of its calls were recorded from the command and are "
+                    "replayed as verification inputs."
+                    if calls.count
+                    else calls.why_none(spec, f"`{config['command']}`")
+                    + "; inputs come from type hints."
+                )
+            )
+            child_config = optimize_config(
+                f"{work / spot.file}::{spot.function}",
+                llm=config.get("llm"),
+                candidates=(config.get("candidates") or {}).get(spec, []),
+                rounds=int(config.get("rounds", 1)),
+                k=int(config.get("k", 3)),
+                verify_rounds=int(config.get("verify_rounds", 12)),
+                profile_note=note,
+            )
+            child = await runs.create("optimize", child_config)
+            entry["run_id"] = child
+            await asyncio.to_thread(progress.save)
+            started = await runs.start(
+                "optimize",
+                child_config,
+                run_id=child,
+                resources=job.resources,
+                listeners=job.listeners,
+                extras=extras,
+            )
+            return cast(OptimizeResult, started.result)
+        except PerfsmithError as exc:
+            return f"not optimized: {exc}"
+
+    async def _settle_function(
+        self,
+        progress: Progress,
+        entry: dict[str, Any],
+        spot: Hotspot,
+        outcome: OptimizeResult | None,
+        kept: bool,
+        commit: str | None,
+        note: str,
+    ) -> FunctionOutcome:
+        speedup = outcome.best.speedup if outcome and outcome.best else None
+        entry.update(kept=kept, commit=commit, note=note, speedup=speedup)
+        await asyncio.to_thread(progress.save)
+        return FunctionOutcome(spot, outcome, kept, commit, note, speedup, entry.get("run_id"))
+
+
+def _open_worktree(repo: Path, work: Path, base: str, branch: str) -> None:
+    """The run's worktree on its branch: made (with the branch, at ``base``), found as a
+    stopped run left it, or made again from the branch where it was removed."""
+    if (work / ".git").exists():
+        return
+    _git(repo, "worktree", "prune")
+    exists = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+        capture_output=True,
+    )
+    if exists.returncode == 0:
+        _git(repo, "worktree", "add", str(work), branch)
+    else:
+        _git(repo, "worktree", "add", "-b", branch, str(work), base)
+
+
+def _drop_worktree(repo: Path, work: Path, branch: str | None) -> None:
+    """Remove the run's worktree (and ``branch`` with it, when given)."""
+    subprocess.run(
+        ["git", "-C", str(repo), "worktree", "remove", "--force", str(work)], capture_output=True
+    )
+    subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True)
+    if branch is not None:
+        subprocess.run(["git", "-C", str(repo), "branch", "-D", branch], capture_output=True)
 
 
 def write_repo_report(result: RepoResult, folder: Path, command: str) -> Path:

@@ -211,3 +211,85 @@ def test_a_library_with_slow_methods_gets_verified_commits_from_degenerate_plans
         profiles = [t.result_text or "" for t in s.query(Task).filter(Task.tool == "profile")]
     db.close()
     assert profiles and all("The project's command" in p for p in profiles)
+
+
+def test_a_killed_repository_run_resumes_where_it_stopped(tmp_path: Path, repo: Path) -> None:
+    """kill -9 while the second function's plan runs: `runs resume` of the repository run
+    keeps the first function's commit (its optimize run is not started again), resumes the
+    second function's optimize run, commits it, and removes the worktree."""
+    import signal
+    import time
+
+    from perfsmith.storage.db import Database
+    from perfsmith.storage.runs import RunStore
+    from tests.cli_runner import PERFSMITH
+
+    head = git(repo, "rev-parse", "HEAD")
+    cands = EXAMPLES / "repo_candidates"
+    db_url = f"sqlite:///{tmp_path / 'runs.db'}"
+    env = {**os.environ, "PERFSMITH_HOME": str(tmp_path / "home"), "PERFSMITH_DATABASE_URL": db_url}
+    proc = subprocess.Popen(
+        [
+            *PERFSMITH,
+            "optimize-repo",
+            str(repo),
+            "--command",
+            COMMAND,
+            "--top",
+            "2",
+            "--llm",
+            "none",
+            "--candidate",
+            f"textstats/core.py::char_histogram={cands / 'char_histogram.py'}",
+            "--candidate",
+            f"textstats/core.py::unique_words={cands / 'unique_words.py'}",
+            "--branch",
+            "faster",
+            "--backend",
+            "process",
+            "--verify-rounds",
+            "6",
+            "--json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    store = RunStore(Database(db_url))
+
+    def second_function_planned() -> bool:
+        children = [r for r in store.list_runs() if r.kind == "optimize"]
+        return len(children) == 2 and any(
+            child.status == "running" and store.tasks(child.id) for child in children
+        )
+
+    deadline = time.monotonic() + 600
+    while not second_function_planned():
+        assert time.monotonic() < deadline, "the second function was never planned"
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    [parent] = [r for r in store.list_runs() if r.kind == "repo"]
+    children = sorted((r for r in store.list_runs() if r.kind == "optimize"), key=lambda r: r.id)
+    first_done = [c.id for c in children if c.status == "done"]
+    assert len(first_done) == 1 and parent.status == "running"
+    assert len(git(repo, "log", "--format=%s", f"{head}..faster").splitlines()) == 1
+
+    resumed = cli(env, "runs", "resume", parent.id, "--json", timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert [f["kept"] for f in result["functions"]] == [True, True], result
+    # the first function's optimize run was not started again; the second was resumed
+    optimize_runs = [r for r in store.list_runs() if r.kind == "optimize"]
+    assert len(optimize_runs) == 2 and all(r.status == "done" for r in optimize_runs)
+    [second] = [r for r in optimize_runs if r.id not in first_done]
+    assert "run_resumed" in [e.type for e in store.events(second.id)]
+    assert {f["run_id"] for f in result["functions"]} == {r.id for r in optimize_runs}
+    log = git(repo, "log", "--format=%s", f"{head}..faster").splitlines()
+    assert len(log) == 2 and all(line.startswith("perfsmith: ") for line in log)
+    assert store.get_run(parent.id).status == "done"
+    assert git(repo, "rev-parse", "HEAD") == head and git(repo, "status", "--porcelain") == ""
+    assert git(repo, "worktree", "list").count("\n") == 0
+    assert not (tmp_path / "home" / "repo-runs" / parent.id).exists()
