@@ -36,7 +36,13 @@ def _kernel_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
     """One build cache for the session's kernel tests (a C++ build takes tens of
     seconds); PERFSMITH_TEST_CACHE_DIR keeps it for a benchmark run afterwards."""
     given = os.environ.get("PERFSMITH_TEST_CACHE_DIR")
-    folder = Path(given) if given else tmp_path_factory.mktemp("kernel-cache")
+    if given:
+        folder = Path(given)
+    elif _WORKERS > 1:  # one cache for all the parallel workers: each kernel built once
+        folder = tmp_path_factory.getbasetemp().parent / "kernel-cache"
+        folder.mkdir(exist_ok=True)
+    else:
+        folder = tmp_path_factory.mktemp("kernel-cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PERFSMITH_KERNEL_CACHE_DIR", str(folder))
         yield folder

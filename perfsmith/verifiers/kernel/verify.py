@@ -309,8 +309,16 @@ async def compile_candidate(
     for name, blob in built.items():
         (staging / f"{name}.so").write_bytes(blob)
     (staging / "ok").write_text(json.dumps(out), encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
+    if not (folder / "ok").is_file():
+        shutil.rmtree(folder, ignore_errors=True)  # a build that stopped half-way
+    try:
+        staging.rename(folder)
+    except OSError:
+        # another process (a parallel verification) finished the same build first: its
+        # build is as good as this one
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (folder / "ok").is_file():
+            raise
     return folder, None, False
 
 

@@ -4,6 +4,8 @@ each dynamic cheat is caught in the harness."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from perfsmith.sandbox.base import Sandbox
@@ -47,8 +49,9 @@ async def test_a_correct_candidate_passes_the_dynamic_checks(sandbox: Sandbox) -
 
 
 async def test_hand_written_cpp_softmax_compiles_verifies_and_is_cached(
-    sandbox: Sandbox,
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("PERFSMITH_KERNEL_CACHE_DIR", str(tmp_path / "cache"))  # its own
     candidate = read_candidate(EXAMPLES / "cpp" / "softmax.py")
     settings = KernelSettings(rounds=6, trials=3)
     first = await verify_kernel(sandbox, SOFTMAX, candidate, settings)
