@@ -15,8 +15,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import TORCH_THREADS
 from tests.cli_runner import cli
+from tests.conftest import TORCH_THREADS
 from tests.inference.conftest import PROMPTS
 
 

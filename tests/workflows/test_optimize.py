@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Candidate, Measurement, Task
-from tests.conftest import TORCH_THREADS
 from tests.cli_runner import cli
+from tests.conftest import TORCH_THREADS
 from tests.servers import SLOW  # decisively slower than the reference, even under load
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
