@@ -10,7 +10,6 @@ workflows specialise both by supplying their candidates, their verify and their 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Artifact, Measurement
 from perfsmith.storage.models import Candidate as CandidateRow
-from perfsmith.storage.runs import RunStore
 from perfsmith.tools.registry import Tool
 from perfsmith.workflows.base import Finished, Job, drive_job
 from perfsmith.workflows.candidates import CandidateError, ask_for_code
@@ -221,10 +219,9 @@ class CandidateWorkflow(Generic[S]):
         await self.prepare(job, session, resuming=True)
         await self.restore(job, session)
         answer = ""
-        planned = bool(await asyncio.to_thread(RunStore(job.db).plans, job.run_id))
-        # a follow-up plans anew with the message; a resume finishes the stored plan
-        unfinished = job.status != "done" and (planned or bool(job.config.get("llm")))
-        if llm is not None and (follow_up is not None or unfinished):
+        # a follow-up plans anew with the message; a resume finishes the stored plan (or
+        # plans, when the run stopped before its plan was stored)
+        if llm is not None and (follow_up is not None or job.status != "done"):
             answer = (
                 await self._drive(
                     job, session, llm, resuming=follow_up is None, follow_up=follow_up

@@ -92,13 +92,16 @@ def test_verified_speedups_land_on_a_new_branch_and_the_tree_is_untouched(
 def test_bad_repositories_and_commands_are_clear_errors(tmp_path: Path, repo: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
+    given = tmp_path / "b.py"
+    given.write_text("def f():\n    return 1\n")
+    cand = f"a.py::f={given}"
     cases = [
         (
-            [str(plain), "--command", COMMAND, "--llm", "none", "--candidate", "a.py::f=b.py"],
+            [str(plain), "--command", COMMAND, "--llm", "none", "--candidate", cand],
             "not a git repository",
         ),
         (
-            [str(repo), "--command", "false", "--llm", "none", "--candidate", "a.py::f=b.py"],
+            [str(repo), "--command", "false", "--llm", "none", "--candidate", cand],
             "fails before any change",
         ),
         (
@@ -109,9 +112,13 @@ def test_bad_repositories_and_commands_are_clear_errors(tmp_path: Path, repo: Pa
                 "--llm",
                 "none",
                 "--candidate",
-                "a.py::f=b.py",
+                cand,
             ],
             "cannot run",
+        ),
+        (
+            [str(repo), "--command", COMMAND, "--llm", "none", "--candidate", "a.py::f=nope.py"],
+            "candidate file nope.py does not exist",
         ),
     ]
     for args, message in cases:
@@ -132,7 +139,7 @@ def test_bad_repositories_and_commands_are_clear_errors(tmp_path: Path, repo: Pa
         "--llm",
         "none",
         "--candidate",
-        "a.py::f=b.py",
+        cand,
         "--backend",
         "process",
     )
