@@ -18,6 +18,29 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 COMMAND = f"{sys.executable} -m pytest -q -p no:cacheprovider"
 
 
+CANDIDATES = EXAMPLES / "repo_candidates"
+# both hot functions of examples/repo, model-free, with hand-written candidates
+TWO_FUNCTIONS = (
+    "--command",
+    COMMAND,
+    "--top",
+    "2",
+    "--llm",
+    "none",
+    "--candidate",
+    f"textstats/core.py::char_histogram={CANDIDATES / 'char_histogram.py'}",
+    "--candidate",
+    f"textstats/core.py::unique_words={CANDIDATES / 'unique_words.py'}",
+    "--branch",
+    "faster",
+    "--backend",
+    "process",
+    "--verify-rounds",
+    "6",
+    "--json",
+)
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
@@ -44,28 +67,7 @@ def test_verified_speedups_land_on_a_new_branch_and_the_tree_is_untouched(
 ) -> None:
     before = (repo / "textstats" / "core.py").read_text()
     head = git(repo, "rev-parse", "HEAD")
-    cands = EXAMPLES / "repo_candidates"
-    done = run(
-        tmp_path,
-        str(repo),
-        "--command",
-        COMMAND,
-        "--top",
-        "2",
-        "--llm",
-        "none",
-        "--candidate",
-        f"textstats/core.py::char_histogram={cands / 'char_histogram.py'}",
-        "--candidate",
-        f"textstats/core.py::unique_words={cands / 'unique_words.py'}",
-        "--branch",
-        "faster",
-        "--backend",
-        "process",
-        "--verify-rounds",
-        "6",
-        "--json",
-    )
+    done = run(tmp_path, str(repo), *TWO_FUNCTIONS)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     targets = [f["target"] for f in result["functions"]]
@@ -232,7 +234,6 @@ def test_a_killed_repository_run_resumes_where_it_stopped(tmp_path: Path, repo: 
     from tests.cli_runner import PERFSMITH
 
     head = git(repo, "rev-parse", "HEAD")
-    cands = EXAMPLES / "repo_candidates"
     db_url = f"sqlite:///{tmp_path / 'runs.db'}"
     env = {**os.environ, "PERFSMITH_HOME": str(tmp_path / "home"), "PERFSMITH_DATABASE_URL": db_url}
     proc = subprocess.Popen(
@@ -240,23 +241,7 @@ def test_a_killed_repository_run_resumes_where_it_stopped(tmp_path: Path, repo: 
             *PERFSMITH,
             "optimize-repo",
             str(repo),
-            "--command",
-            COMMAND,
-            "--top",
-            "2",
-            "--llm",
-            "none",
-            "--candidate",
-            f"textstats/core.py::char_histogram={cands / 'char_histogram.py'}",
-            "--candidate",
-            f"textstats/core.py::unique_words={cands / 'unique_words.py'}",
-            "--branch",
-            "faster",
-            "--backend",
-            "process",
-            "--verify-rounds",
-            "6",
-            "--json",
+            *TWO_FUNCTIONS,
         ],
         env=env,
         stdout=subprocess.PIPE,
