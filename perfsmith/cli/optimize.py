@@ -197,8 +197,6 @@ def optimize_repo_cmd(
     """Profile COMMAND in the repository, optimize its hottest functions, and commit each
     verified speedup that COMMAND still accepts to a new branch (the working tree is not
     touched)."""
-    from perfsmith.service.library import optimize_repo
-
     check_backend(backend)
     settings = settings_for(db)
     given: dict[str, list[Path]] = {}
@@ -206,8 +204,12 @@ def optimize_repo_cmd(
         function, sep, file = item.partition("=")
         if not sep or "::" not in function or not file:
             raise typer.BadParameter(f"{item!r} is not FILE::FUNC=PATH", param_hint="--candidate")
+        if not Path(file).is_file():
+            usage_error(f"--candidate {file} is not a readable file")
         given.setdefault(function, []).append(Path(file))
     spec = model_spec(llm, settings)
+    # the command line is right: now load what the run needs
+    from perfsmith.service.library import optimize_repo
 
     result = execute(
         lambda listeners: optimize_repo(

@@ -589,12 +589,12 @@ class OptimizeWorkflow(CandidateWorkflow[OptimizeSession]):
         # without a model, the model-free plan: the catalogue and ruff's fixes
         return llm or model_free_model(job.config.get("workload") is not None)
 
-    def guard(self, job: Job, session: OptimizeSession, llm: ChatModel) -> CandidateGuard | None:
-        # the model-free plan is the whole plan: nothing to guard or replan
-        return None if _model_free(llm) else session.guard(int(job.config.get("k", 3)))
+    def guard(self, job: Job, session: OptimizeSession) -> CandidateGuard | None:
+        # without a model the model-free plan is the whole plan: nothing to guard or replan
+        return None if session.llm is None else session.guard(int(job.config.get("k", 3)))
 
-    def max_replans(self, job: Job, llm: ChatModel) -> int:
-        return 0 if _model_free(llm) else super().max_replans(job, llm)
+    def max_replans(self, job: Job, session: OptimizeSession) -> int:
+        return 0 if session.llm is None else super().max_replans(job, session)
 
     async def prepare(self, job: Job, session: OptimizeSession, *, resuming: bool) -> None:
         work = session.workload
@@ -687,10 +687,6 @@ class OptimizeWorkflow(CandidateWorkflow[OptimizeSession]):
                 "candidates": len(results),
             },
         )
-
-
-def _model_free(llm: ChatModel) -> bool:
-    return getattr(llm, "name", None) == MODEL_FREE_NAME
 
 
 def _load(spec: str | Target | None, what: str) -> Target | None:

@@ -96,12 +96,23 @@ class Hotspot:
 @dataclass
 class FunctionOutcome:
     hotspot: Hotspot
-    result: OptimizeResult | None
     kept: bool
     commit: str | None
     note: str
     speedup: float | None = None  # the best verified candidate's
     run_id: str | None = None  # the function's optimize run
+
+    @classmethod
+    def stored(cls, hotspot: Hotspot, entry: dict[str, Any]) -> FunctionOutcome:
+        """The outcome a repository run's progress holds for the function."""
+        return cls(
+            hotspot,
+            bool(entry["kept"]),
+            entry["commit"],
+            entry["note"],
+            entry.get("speedup"),
+            entry.get("run_id"),
+        )
 
 
 @dataclass
@@ -256,6 +267,14 @@ def hotspots(root: Path, profile_dir: Path, top: int) -> list[Hotspot]:
     return ranked[:top]
 
 
+def _branch_exists(repo: Path, name: str) -> bool:
+    found = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{name}"],
+        capture_output=True,
+    )
+    return found.returncode == 0
+
+
 def _check_repo(repo: Path, branch: str | None) -> tuple[str, str]:
     """The base commit and the new branch's name; the repository must be a git work tree
     and the branch must not exist yet."""
@@ -265,11 +284,7 @@ def _check_repo(repo: Path, branch: str | None) -> tuple[str, str]:
         raise RepoError(f"{repo} is not a git repository (no .git)")
     base = _git(repo, "rev-parse", "HEAD")
     name = branch or f"perfsmith/optimize-{base[:8]}"
-    existing = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{name}"],
-        capture_output=True,
-    )
-    if existing.returncode == 0:
+    if _branch_exists(repo, name):
         raise RepoError(f"branch {name!r} already exists; pass --branch NAME")
     return base, name
 
@@ -364,12 +379,11 @@ class RepoWorkflow:
         work = folder / "worktree"
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         progress = await asyncio.to_thread(Progress, folder)
-        begun = bool(progress.data.get("functions"))
         try:
             await asyncio.to_thread(_open_worktree, repo, work, base, branch)
             result = await self._functions(job, progress, work, folder / "profile")
         except BaseException:
-            if not begun and not progress.data.get("functions"):
+            if not progress.data.get("functions"):
                 # nothing done that a resume could reuse: leave no half-made branch
                 await asyncio.to_thread(_drop_worktree, repo, work, branch)
                 await asyncio.to_thread(shutil.rmtree, folder, True)
@@ -438,15 +452,7 @@ class RepoWorkflow:
         spec = f"{spot.file}::{spot.function}"
         entry = progress.function(spec)
         if "kept" in entry:  # done before the run stopped
-            return FunctionOutcome(
-                spot,
-                None,
-                bool(entry["kept"]),
-                entry["commit"],
-                entry["note"],
-                entry.get("speedup"),
-                entry.get("run_id"),
-            )
+            return FunctionOutcome.stored(spot, entry)
         # whatever a stopped step left in the worktree goes: the branch holds what was kept
         await asyncio.to_thread(_git, work, "reset", "-q", "--hard")
         calls = captured_inputs(profile_dir / "capture", spec)
@@ -562,7 +568,7 @@ class RepoWorkflow:
         speedup = outcome.best.speedup if outcome and outcome.best else None
         entry.update(kept=kept, commit=commit, note=note, speedup=speedup)
         await asyncio.to_thread(progress.save)
-        return FunctionOutcome(spot, outcome, kept, commit, note, speedup, entry.get("run_id"))
+        return FunctionOutcome.stored(spot, entry)
 
 
 def _open_worktree(repo: Path, work: Path, base: str, branch: str) -> None:
@@ -571,11 +577,7 @@ def _open_worktree(repo: Path, work: Path, base: str, branch: str) -> None:
     if (work / ".git").exists():
         return
     _git(repo, "worktree", "prune")
-    exists = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
-        capture_output=True,
-    )
-    if exists.returncode == 0:
+    if _branch_exists(repo, branch):
         _git(repo, "worktree", "add", str(work), branch)
     else:
         _git(repo, "worktree", "add", "-b", branch, str(work), base)

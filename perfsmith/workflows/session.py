@@ -179,10 +179,10 @@ class CandidateWorkflow(Generic[S]):
         without one; None: no planning, only the given candidates are verified."""
         return llm
 
-    def guard(self, job: Job, session: S, llm: ChatModel) -> PlanGuard | None:
+    def guard(self, job: Job, session: S) -> PlanGuard | None:
         return None
 
-    def max_replans(self, job: Job, llm: ChatModel) -> int:
+    def max_replans(self, job: Job, session: S) -> int:
         return max(0, int(job.config.get("rounds", 2)) - 1)
 
     async def prepare(self, job: Job, session: S, *, resuming: bool) -> None:
@@ -242,10 +242,10 @@ class CandidateWorkflow(Generic[S]):
             job,
             tools=session.tools(),
             llm=llm,
-            max_replans=self.max_replans(job, llm),
+            max_replans=self.max_replans(job, session),
             resuming=resuming,
             follow_up=follow_up,
-            guard=self.guard(job, session, llm),
+            guard=self.guard(job, session),
         )
 
     async def _finish(

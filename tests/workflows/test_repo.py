@@ -118,10 +118,6 @@ def test_bad_repositories_and_commands_are_clear_errors(tmp_path: Path, repo: Pa
             ],
             "cannot run",
         ),
-        (
-            [str(repo), "--command", COMMAND, "--llm", "none", "--candidate", "a.py::f=nope.py"],
-            "candidate file nope.py does not exist",
-        ),
     ]
     for args, message in cases:
         done = run(tmp_path, *args, "--backend", "process")
@@ -148,6 +144,9 @@ def test_bad_repositories_and_commands_are_clear_errors(tmp_path: Path, repo: Pa
     assert done.returncode == 1 and "already exists" in done.stderr
     done = run(tmp_path, str(repo), "--command", COMMAND, "--candidate", "nonsense")
     assert done.returncode == 2
+    # a candidate file that is not there: a wrong command line, refused before any work
+    done = run(tmp_path, str(repo), "--command", COMMAND, "--candidate", "a.py::f=nope.py")
+    assert done.returncode == 2 and "--candidate nope.py is not a readable file" in done.stderr
     assert git(repo, "status", "--porcelain") == ""
 
 
