@@ -30,6 +30,10 @@ class LLMError(PerfsmithError):
         self.refused = refused or status_code in (400, 413, 422)
 
 
+class CandidateError(PerfsmithError):
+    """A candidate that cannot be verified: no code, a syntax error, the function missing."""
+
+
 class ToolError(PerfsmithError):
     """A tool was registered or called wrongly."""
 

@@ -107,11 +107,8 @@ join()
 """
 KERNEL_SCRIPT = {
     "planner": [KERNEL_PLAN],
-    # its own source (a comment apart): the kernel tests' build-cache checks see a cold cache
-    "propose": [
-        "```python\n# proposed through the API\n"
-        f"{(EXAMPLES / 'kernels' / 'cpp' / 'softmax.py').read_text()}```"
-    ],
+    # the example kernel: built once for every test that verifies it (shared build cache)
+    "propose": [f"```python\n{(EXAMPLES / 'kernels' / 'cpp' / 'softmax.py').read_text()}```"],
     "joiner": ["Thought: verified.\nAction: Finish(the fused kernel is verified)"],
 }
 

@@ -8,7 +8,6 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,7 +28,6 @@ from perfsmith.api.schemas import (
     CandidateOut,
     EventOut,
     Health,
-    MeasurementOut,
     MessageCreate,
     PlanOut,
     Problem,
@@ -37,6 +35,7 @@ from perfsmith.api.schemas import (
     RunOut,
     RunPage,
     TaskOut,
+    utc,
 )
 from perfsmith.api.tokens import Principal, TokenStore, hash_token
 from perfsmith.errors import RunNotFoundError, StorageError
@@ -135,11 +134,6 @@ class BodyLimit:
             return body.pop(0) if body else await receive()
 
         await self.app(scope, replay, send)
-
-
-def utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were stored in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def run_out(row: Run, manager: RunManager) -> RunOut:
@@ -359,69 +353,21 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
     async def plans(run_id: RUN_ID, who: Auth) -> list[PlanOut]:
         await owned(run_id, who)
         rows = await asyncio.to_thread(store.plans, run_id)
-        return [
-            PlanOut(
-                round=p.round,
-                text=p.text,
-                complete=p.complete,
-                thought=p.thought,
-                decision=p.decision,
-            )
-            for p in rows
-        ]
+        return [PlanOut.model_validate(p) for p in rows]
 
     @app.get("/runs/{run_id}/tasks", tags=["runs"])
     async def tasks(run_id: RUN_ID, who: Auth) -> list[TaskOut]:
         """The plan's tasks (a DAG: `deps` are the indexes they wait for) with timings."""
         await owned(run_id, who)
         rows = await asyncio.to_thread(store.tasks, run_id)
-        return [
-            TaskOut(
-                round=t.round,
-                idx=t.idx,
-                tool=t.tool,
-                line=t.line,
-                args=t.args,
-                deps=[int(d) for d in t.deps],
-                status=t.status,
-                error=t.error,
-                result=t.result_text,
-                attempts=t.attempts,
-                reused=t.reused,
-                started_at=t.started_at,
-                ended_at=t.ended_at,
-                wait_s=t.wait_s,
-                run_s=t.run_s,
-            )
-            for t in rows
-        ]
+        return [TaskOut.model_validate(t) for t in rows]
 
     @app.get("/runs/{run_id}/candidates", tags=["runs"])
     async def candidates(run_id: RUN_ID, who: Auth) -> list[CandidateOut]:
         """Every candidate with its verdict, speedup, 95% interval and measurements."""
         await owned(run_id, who)
         rows = await asyncio.to_thread(store.candidates, run_id)
-        return [
-            CandidateOut(
-                id=c.id,
-                origin=c.origin,
-                language=c.language,
-                source=c.source,
-                verdict=c.verdict,
-                speedup=c.speedup,
-                ci_low=c.ci_low,
-                ci_high=c.ci_high,
-                failure=c.failure,
-                created_at=utc(c.created_at),
-                measurements=[
-                    MeasurementOut(
-                        kind=m.kind, subject=m.subject, value=m.value, unit=m.unit, meta=m.meta
-                    )
-                    for m in c.measurements
-                ],
-            )
-            for c in rows
-        ]
+        return [CandidateOut.model_validate(c) for c in rows]
 
     @app.get("/runs/{run_id}/artifacts", tags=["runs"])
     async def artifacts(run_id: RUN_ID, who: Auth) -> list[ArtifactOut]:
@@ -436,7 +382,7 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
                 media_type=a.media_type,
                 size=size,
                 candidate_id=a.candidate_id,
-                created_at=utc(a.created_at),
+                created_at=a.created_at,
             )
             for a, size in rows
         ]

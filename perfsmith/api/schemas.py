@@ -3,16 +3,30 @@ the Python client and the committed OpenAPI document."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from perfsmith.events import Event as EventPayloadOut
 from perfsmith.events import RunStatus
 
 MAX_SOURCE_CHARS = 200_000
 _TARGET = r"^[^\s:][^:]*::[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were stored in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+StoredTime = Annotated[datetime, AfterValidator(utc)]
+
+
+class _Row(BaseModel):
+    """A response read from a stored row, attribute by attribute."""
+
+    model_config = ConfigDict(from_attributes=True)
 
 
 class _Body(BaseModel):
@@ -139,7 +153,7 @@ class RunPage(BaseModel):
     next_offset: int | None
 
 
-class PlanOut(BaseModel):
+class PlanOut(_Row):
     round: int
     text: str
     complete: bool
@@ -147,7 +161,7 @@ class PlanOut(BaseModel):
     decision: str | None
 
 
-class TaskOut(BaseModel):
+class TaskOut(_Row):
     round: int
     idx: int
     tool: str
@@ -156,7 +170,7 @@ class TaskOut(BaseModel):
     deps: list[int]
     status: str
     error: str | None
-    result: str | None
+    result: str | None = Field(validation_alias=AliasChoices("result", "result_text"))
     attempts: int
     reused: bool
     started_at: float | None
@@ -165,7 +179,7 @@ class TaskOut(BaseModel):
     run_s: float
 
 
-class MeasurementOut(BaseModel):
+class MeasurementOut(_Row):
     kind: str
     subject: str
     value: float
@@ -173,7 +187,7 @@ class MeasurementOut(BaseModel):
     meta: dict[str, Any]
 
 
-class CandidateOut(BaseModel):
+class CandidateOut(_Row):
     id: int
     origin: str
     language: str
@@ -183,7 +197,7 @@ class CandidateOut(BaseModel):
     ci_low: float | None
     ci_high: float | None
     failure: str | None
-    created_at: datetime
+    created_at: StoredTime
     measurements: list[MeasurementOut]
 
 
@@ -194,7 +208,7 @@ class ArtifactOut(BaseModel):
     media_type: str
     size: int
     candidate_id: int | None
-    created_at: datetime
+    created_at: StoredTime
 
 
 class EventOut(BaseModel):

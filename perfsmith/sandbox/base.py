@@ -12,6 +12,7 @@ import os
 import posixpath
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, field_serializer
@@ -100,9 +101,22 @@ class SandboxResult(BaseModel):
         return data
 
 
+@dataclass(frozen=True)
+class Command:
+    """One command for a backend to run, its arguments checked and defaulted."""
+
+    argv: list[str]
+    files: dict[str, bytes]
+    limits: Limits
+    collect: list[str]
+    env: dict[str, str]
+    stdin: bytes | None
+
+
 @runtime_checkable
 class Sandbox(Protocol):
-    """Runs a command in a fresh working directory holding `files`, under `limits`."""
+    """Runs a command in a fresh working directory holding `files`, under `limits`.
+    Backends subclass it and implement `execute`."""
 
     @property
     def name(self) -> str: ...
@@ -116,7 +130,25 @@ class Sandbox(Protocol):
         collect: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
-    ) -> SandboxResult: ...
+    ) -> SandboxResult:
+        """Run ``command`` with ``files`` in its working directory; ``collect``: the files
+        to bring back; ``env``: added to the sandbox's own environment."""
+        if not command:
+            raise SandboxError("no command to run")
+        return await self.execute(
+            Command(
+                list(command),
+                dict(files or {}),
+                limits or Limits(),
+                list(collect),
+                dict(env or {}),
+                stdin,
+            )
+        )
+
+    async def execute(self, command: Command) -> SandboxResult:
+        """Run one checked command (the backend's part of `run`)."""
+        ...
 
     async def close(self) -> None: ...
 

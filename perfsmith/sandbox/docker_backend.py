@@ -24,7 +24,6 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from importlib.metadata import version
 from itertools import count
 from pathlib import Path
@@ -32,7 +31,9 @@ from typing import Any
 
 from perfsmith.sandbox.base import (
     SAFE_PATH,
+    Command,
     Limits,
+    Sandbox,
     SandboxError,
     SandboxResult,
     Status,
@@ -341,7 +342,7 @@ def _release_space(box: _Box) -> None:
         box.alive = None
 
 
-class DockerSandbox:
+class DockerSandbox(Sandbox):
     def __init__(self, *, pool_size: int = 2, image: str | None = None) -> None:
         reason = docker_unavailable_reason()
         if reason:
@@ -460,31 +461,14 @@ class DockerSandbox:
 
     # -- runs ----------------------------------------------------------------------
 
-    async def run(
-        self,
-        command: Sequence[str],
-        *,
-        files: Mapping[str, bytes] | None = None,
-        limits: Limits | None = None,
-        collect: Sequence[str] = (),
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> SandboxResult:
-        if not command:
-            raise SandboxError("no command to run")
-        if stdin is not None:
+    async def execute(self, command: Command) -> SandboxResult:
+        c = command
+        if c.stdin is not None:
             raise SandboxError("the docker backend takes input as files, not stdin")
-        lim = limits or Limits()
-        key, box = await self._acquire(lim)
+        key, box = await self._acquire(c.limits)
         try:
             return await asyncio.to_thread(
-                self._run_sync,
-                box,
-                list(command),
-                dict(files or {}),
-                lim,
-                list(collect),
-                dict(env or {}),
+                self._run_sync, box, c.argv, c.files, c.limits, c.collect, c.env
             )
         finally:
             self._pools[key].put_nowait(box)

@@ -24,11 +24,13 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 
 from perfsmith.sandbox import confine
 from perfsmith.sandbox.base import (
+    Command,
     Limits,
+    Sandbox,
     SandboxError,
     SandboxResult,
     Status,
@@ -149,7 +151,7 @@ def _has_exited(pid: int) -> bool:
     return info is not None
 
 
-class ProcessSandbox:
+class ProcessSandbox(Sandbox):
     """`bubblewrap=True` runs the command under bwrap (and names the backend so)."""
 
     def __init__(self, *, bubblewrap: bool = False) -> None:
@@ -169,26 +171,10 @@ class ProcessSandbox:
     async def close(self) -> None:
         pass
 
-    async def run(
-        self,
-        command: Sequence[str],
-        *,
-        files: Mapping[str, bytes] | None = None,
-        limits: Limits | None = None,
-        collect: Sequence[str] = (),
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> SandboxResult:
-        if not command:
-            raise SandboxError("no command to run")
+    async def execute(self, command: Command) -> SandboxResult:
+        c = command
         return await asyncio.to_thread(
-            self._run_sync,
-            list(command),
-            dict(files or {}),
-            limits or Limits(),
-            list(collect),
-            dict(env or {}),
-            stdin,
+            self._run_sync, c.argv, c.files, c.limits, c.collect, c.env, c.stdin
         )
 
     # -- the blocking part, on a worker thread ---------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,13 +57,8 @@ async def run(
     outcome = await _start(
         kind,
         config,
+        _Where(database, settings, None, "auto", llm, listeners),
         request=request,
-        database=database,
-        settings=settings,
-        sandbox=None,
-        backend="auto",
-        llm=llm,
-        listeners=listeners,
         extras={"tools": list(tools), "observers": list(observers), "guard": guard},
     )
     result: RunResult = outcome.result
@@ -148,12 +144,7 @@ async def optimize(
     outcome = await _start(
         "optimize",
         config,
-        database=database,
-        settings=settings,
-        sandbox=sandbox,
-        backend=backend,
-        llm=llm,
-        listeners=listeners,
+        _Where(database, settings, sandbox, backend, llm, listeners),
         extras=extras,
     )
     result: OptimizeResult = outcome.result
@@ -196,14 +187,7 @@ async def optimize_repo(
         report_dir=report_dir,
     )
     outcome = await _start(
-        "repo",
-        config,
-        database=database,
-        settings=settings,
-        sandbox=sandbox,
-        backend=backend,
-        llm=llm,
-        listeners=listeners,
+        "repo", config, _Where(database, settings, sandbox, backend, llm, listeners)
     )
     result: RepoResult = outcome.result
     return result
@@ -240,39 +224,45 @@ async def kernel_optimize(
         report_dir=report_dir,
     )
     outcome = await _start(
-        "kernel",
-        config,
-        database=database,
-        settings=app_settings,
-        sandbox=sandbox,
-        backend=sandbox_backend,
-        llm=llm,
-        listeners=listeners,
+        "kernel", config, _Where(database, app_settings, sandbox, sandbox_backend, llm, listeners)
     )
     result: KernelOptimizeResult = outcome.result
     return result
 
 
+@dataclass(frozen=True)
+class _Where:
+    """Where a run started from Python runs: its database and settings (opened and loaded
+    when None), its sandbox (or the backend to open one), its model and its listeners."""
+
+    database: Database | str | None
+    settings: Settings | None
+    sandbox: Sandbox | None
+    backend: str
+    llm: ChatModel | str | None
+    listeners: Iterable[EventListener]
+
+
 async def _start(
     kind: str,
     config: dict[str, Any],
+    where: _Where,
     *,
-    database: Database | str | None,
-    settings: Settings | None,
-    sandbox: Sandbox | None,
-    backend: str,
-    llm: ChatModel | str | None,
-    listeners: Iterable[EventListener],
     extras: dict[str, Any] | None = None,
     request: str | None = None,
 ) -> Outcome:
     """A run of ``kind`` through the service, with the database, sandbox and model opened
     here unless given."""
-    settings = settings or load_settings()
-    resources = Resources(settings, sandbox=sandbox, backend=backend, llm=llm)
-    async with _service(database, settings, resources) as service:
+    settings = where.settings or load_settings()
+    resources = Resources(settings, sandbox=where.sandbox, backend=where.backend, llm=where.llm)
+    async with _service(where.database, settings, resources) as service:
         return await service.start(
-            kind, config, request=request, resources=resources, listeners=listeners, extras=extras
+            kind,
+            config,
+            request=request,
+            resources=resources,
+            listeners=where.listeners,
+            extras=extras,
         )
 
 

@@ -9,7 +9,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from perfsmith.errors import PerfsmithError
+from perfsmith.errors import CandidateError
 from perfsmith.llm.base import ChatMessage, ChatModel, GenerationOptions
 from perfsmith.verifiers.python.target import (
     Target,
@@ -18,10 +18,6 @@ from perfsmith.verifiers.python.target import (
 )
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
-
-
-class CandidateError(PerfsmithError):
-    """A candidate that cannot be verified: no code, a syntax error, the function missing."""
 
 
 def extract_code(reply: str) -> str:

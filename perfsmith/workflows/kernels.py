@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from perfsmith.config import data_dir
-from perfsmith.errors import PerfsmithError
+from perfsmith.errors import CandidateError, PerfsmithError
 from perfsmith.llm.base import ChatModel
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.artifacts import report_artifacts
 from perfsmith.storage.models import Artifact
 from perfsmith.storage.models import Candidate as CandidateRow
-from perfsmith.tools.registry import Tool, make_tool
-from perfsmith.verifiers.kernel.autotune import TuneError, autotune, tunables
+from perfsmith.tools.kernel import STRATEGIES, kernel_tools
+from perfsmith.tools.registry import Tool
 from perfsmith.verifiers.kernel.verify import (
     BACKENDS,
     KernelInputError,
@@ -40,32 +40,12 @@ from perfsmith.verifiers.kernel.verify import (
 )
 from perfsmith.verifiers.python.target import source_hash
 from perfsmith.workflows.base import Finished, Job
-from perfsmith.workflows.candidates import CandidateError
 from perfsmith.workflows.pool import stored_ci
 from perfsmith.workflows.session import (
     CandidateSession,
     CandidateWorkflow,
-    feedback_text,
     record_verdict,
 )
-
-STRATEGIES = (
-    "fuse the operations into one pass over memory",
-    "vectorize the inner loop (SIMD / wide loads)",
-    "parallelize across rows or blocks",
-    "tile for the caches (shared memory on GPUs)",
-    "declare tunables for block sizes",
-)
-
-
-PROPOSE_SYSTEM = """\
-You write fast kernels for PyTorch operators. You are given a Python file with \
-`class Model(torch.nn.Module)`; write a Python file defining `class ModelNew(torch.nn.Module)` \
-with the same constructor arguments and the same outputs, whose forward runs your own \
-{backend} kernel compiled with torch.utils.cpp_extension.load_inline (for Triton: @triton.jit). \
-Plain torch operators may allocate outputs (torch.empty...) but must not do the work. \
-You may declare tunables in the kernel source: `// perfsmith: tune BLOCK=[64,128,256]` above \
-`#define BLOCK 128`. Reply with one ```python block holding the whole file, nothing else."""
 
 
 @dataclass
@@ -135,7 +115,7 @@ class KernelSession(CandidateSession[KernelCandidate, KernelCandidateResult]):
     problem: str
     settings: KernelSettings
     backend: str = "cpp"
-    _timing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    timing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def add_candidate(self, code: str, origin: str) -> KernelCandidate:
         """Store ``code`` (a ModelNew file); a duplicate returns the one stored."""
@@ -159,7 +139,7 @@ class KernelSession(CandidateSession[KernelCandidate, KernelCandidateResult]):
 
     async def _verify(self, cid: int) -> KernelCandidateResult:
         candidate = self.candidates[cid]
-        async with self._timing:  # one timing at a time: they must not share the machine
+        async with self.timing:  # one timing at a time: they must not share the machine
             outcome = await verify_kernel(
                 self.sandbox, self.problem, candidate.source, self.settings
             )
@@ -184,73 +164,17 @@ class KernelSession(CandidateSession[KernelCandidate, KernelCandidateResult]):
         )
         return result
 
-    # -- tools -----------------------------------------------------------------------
+    async def source_of(self, cid: int) -> str:
+        await self.pool.wait_for(cid)
+        return self.candidates[cid].source
 
-    def read_problem(self) -> dict[str, Any]:
-        """The problem file (class Model, get_inputs, get_init_inputs), the device and
-        the kernel language to write."""
-        return {
-            "problem": self.problem[:6000],
-            "device": self.settings.device,
-            "backend": BACKENDS[self.backend],
-            "tolerance": "fp32 1e-4, fp16/bf16 1e-2 (absolute and relative)",
-        }
-
-    async def propose(self, strategy: str, feedback: Any = "") -> int:
-        """Ask the LLM for one ModelNew with its own kernel, following `strategy` and
-        learning from `feedback` (earlier verdicts: compiler errors, mismatches, timings).
-        Returns the candidate's id."""
-        feedback = feedback_text(feedback)
-        prompt = (
-            f"Strategy: {strategy}.\nDevice: {self.settings.device}.\n"
-            + (f"What earlier attempts showed:\n{feedback}\n" if feedback else "")
-            + f"The problem:\n```python\n{self.problem[:5000]}\n```"
-        )
-        system = PROPOSE_SYSTEM.format(backend=BACKENDS[self.backend])
-        return await self.ask_model(strategy, system, prompt, max_tokens=1500)
-
-    async def verify_tool(self, candidate: int) -> dict[str, Any]:
-        """Verify candidate `candidate` (an id from propose): compile it in the sandbox,
-        check it on fresh random inputs, time it against the reference. Returns whether
-        it compiled (else the trimmed compiler errors), whether it is correct (else the
-        first mismatching elements), the speedup with its 95% interval, and flags."""
-        return (await self.verify_named(candidate)).as_dict()
-
-    async def tune(self, candidate: int) -> dict[str, Any]:
-        """Autotune candidate `candidate`: compile and time every combination of the
-        tunables its source declares (`// perfsmith: tune BLOCK=[64,128]`); the best
-        verified variant becomes a new candidate. Returns its id and verdict."""
-        await self.pool.wait_for(candidate)
-        source = self.candidates[candidate].source
-        if not tunables(source):
-            raise PerfsmithError(f"candidate {candidate} declares no tunables")
-        try:
-            async with self._timing:
-                best, found = await autotune(self.sandbox, self.problem, source, self.settings)
-        except TuneError as exc:
-            raise PerfsmithError(str(exc)) from exc
-        tried = [
-            {
-                "values": v.label,
-                "verdict": v.result.verdict if v.result else None,
-                "speedup": v.result.speedup if v.result else None,
-            }
-            for v in found
-        ]
-        if best is None or best.result is None:
-            return {"best": None, "variants": tried}
-        new = await self.add_candidate(best.source, f"tune:{candidate} {best.label}"[:64])
+    async def add_verified(
+        self, code: str, origin: str, outcome: KernelResult
+    ) -> KernelCandidateResult:
+        new = await self.add_candidate(code, origin)
         if new.id not in self.results:
-            await self._record(new.id, best.result)
-        return {"best": self.results[new.id].as_dict(), "variants": tried}
-
-    def tools(self) -> list[Tool]:
-        return [
-            make_tool(self.read_problem, name="read_problem", inline=True),
-            make_tool(self.propose, name="propose"),
-            make_tool(self.verify_tool, name="verify", max_concurrency=1, timeout_s=1800),
-            make_tool(self.tune, name="tune", max_concurrency=1, timeout_s=3600),
-        ]
+            await self._record(new.id, outcome)
+        return self.results[new.id]
 
 
 def best_of(results: Iterable[KernelCandidateResult]) -> KernelCandidateResult | None:
@@ -353,6 +277,9 @@ class KernelWorkflow(CandidateWorkflow[KernelSession]):
         for path in config.get("candidates") or []:
             read_candidate(path)
         return config
+
+    def tools(self, session: KernelSession) -> list[Tool]:
+        return kernel_tools(session)
 
     def session(self, job: Job, sandbox: Sandbox, llm: ChatModel | None) -> KernelSession:
         config = job.config

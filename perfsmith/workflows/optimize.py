@@ -19,19 +19,19 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 from perfsmith.config import data_dir
-from perfsmith.errors import PerfsmithError
+from perfsmith.errors import CandidateError, PerfsmithError
 from perfsmith.llm.base import ChatModel
 from perfsmith.llm.degenerate import cut_repetition
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.artifacts import report_artifacts
 from perfsmith.storage.models import Artifact
 from perfsmith.storage.models import Candidate as CandidateRow
-from perfsmith.tools.registry import Tool, make_tool
-from perfsmith.tools.rewrites import RewriteError, findings, rewrites
-from perfsmith.tools.ruff_fixes import RuffError, ruff_fix
+from perfsmith.tools.profiling import ProfileError, profile_workload
+from perfsmith.tools.python import PRODUCERS, STRATEGIES, python_tools
+from perfsmith.tools.registry import Tool
 from perfsmith.verifiers.python.capture import (
     CaptureError,
     RecordedCalls,
@@ -39,34 +39,19 @@ from perfsmith.verifiers.python.capture import (
     capture_calls,
 )
 from perfsmith.verifiers.python.efficiency import TimingError
-from perfsmith.verifiers.python.target import Target, function_source, parse_target, source_hash
+from perfsmith.verifiers.python.target import Target, parse_target, source_hash
 from perfsmith.verifiers.python.verify import VerifyResult, verify
 from perfsmith.workflows.base import Finished, Job
-from perfsmith.workflows.candidates import (
-    Candidate,
-    CandidateError,
-    splice,
-)
+from perfsmith.workflows.candidates import Candidate, splice
 from perfsmith.workflows.guard import CandidateGuard
 from perfsmith.workflows.pool import stored_ci
-from perfsmith.workflows.profiling import ProfileError, describe, profile_workload
 from perfsmith.workflows.session import (
     CandidateSession,
     CandidateWorkflow,
-    feedback_text,
     record_verdict,
 )
 
-Strategy = Literal["algorithm", "data structure", "builtins", "vectorize with numpy", "caching"]
-STRATEGIES: tuple[str, ...] = get_args(Strategy)
 log = logging.getLogger(__name__)
-# the tools whose results are candidate ids
-PRODUCERS = frozenset({"propose", "rewrite", "ruff_fix"})
-
-PROPOSE_SYSTEM = """\
-You are a performance engineer. Rewrite the Python function you are given so that it \
-returns exactly the same results, faster. Keep its name and signature. Reply with one \
-```python block holding the function (and any imports or helpers it needs), nothing else."""
 
 
 def describe_source(origin: str, rules: Sequence[str] = ()) -> dict[str, Any]:
@@ -161,7 +146,6 @@ class OptimizeSession(CandidateSession[Candidate, CandidateResult]):
     replayed: ReplayedInputs | None = None  # the workload's calls, when no generator
     # what is known of the target's cost from outside (optimize-repo: the project's command)
     profile_note: str | None = None
-    _findings: list[dict[str, Any]] | None = field(default=None, init=False)
     _guard: CandidateGuard | None = field(default=None, init=False)
     rule_sets: dict[int, tuple[str, ...]] = field(default_factory=dict, init=False)
 
@@ -234,24 +218,7 @@ class OptimizeSession(CandidateSession[Candidate, CandidateResult]):
         )
         return result
 
-    # -- tools -----------------------------------------------------------------------
-
-    async def profile(self) -> dict[str, Any]:
-        """Profile the workload in the sandbox: wall time, the hottest functions
-        (cProfile), the target's share of the time, its hottest lines (line_profiler) and
-        the call tree (pyinstrument)."""
-        if self.workload is None:
-            if self.profile_note is not None:
-                return {"summary": self.profile_note}
-            return {"note": "no workload given: nothing to profile", "summary": ""}
-        if self.profile_report is None:
-            self.profile_report = await self.check_workload()
-        report = self.profile_report
-        return {
-            "summary": describe(report),
-            "target_share": report["target"]["share"],
-            "call_tree": str(report.get("tree", ""))[:1500],
-        }
+    # -- preparation ---------------------------------------------------------------
 
     async def check_workload(self) -> dict[str, Any]:
         """Run the workload once under the profiler; a workload that fails is the user's
@@ -276,97 +243,6 @@ class OptimizeSession(CandidateSession[Candidate, CandidateResult]):
         elif calls.error is not None:  # a method whose instance cannot be recorded, say
             raise PerfsmithError(calls.why_none(str(self.target), f"the workload {self.workload}"))
 
-    def read_source(self) -> dict[str, Any]:
-        """The target function's source, the module around it (imports, helpers) and the
-        slow patterns the rewrite catalogue finds in it (rule, line, what to change)."""
-        return {
-            "function": function_source(self.target.source, self.target.function),
-            "module": self.target.source[:6000],
-            "name": self.target.function,
-            "findings": self.findings(),
-        }
-
-    def findings(self) -> list[dict[str, Any]]:
-        """The catalogue's findings in the target (computed once)."""
-        if self._findings is None:
-            try:
-                found = findings(self.target.source, self.target.function)
-            except RewriteError:
-                found = []
-            self._findings = [f.as_dict() for f in found]
-        return self._findings
-
-    async def rewrite(self) -> list[int]:
-        """Rewrite the target with perfsmith's catalogue of Python performance patterns
-        (no LLM needed): one candidate for each pattern found and one with all of them.
-        Returns the new candidates' ids (verify each)."""
-        try:
-            found = await asyncio.to_thread(rewrites, self.target.source, self.target.function)
-        except RewriteError as exc:
-            raise PerfsmithError(f"the catalogue cannot read the target: {exc}") from exc
-        if not found:
-            raise PerfsmithError(
-                "the catalogue finds none of its patterns in this function: use propose"
-            )
-        ids = []
-        for r in found:
-            try:
-                ids.append((await self.add_candidate(r.code, r.origin, r.rules)).id)
-            except CandidateError:
-                continue  # a rewrite that does not splice is no candidate
-        return ids
-
-    async def ruff_fix(self) -> int:
-        """Apply ruff's performance and modernisation fixes (PERF, FURB, C4, SIM, UP,
-        unsafe ones included) to the target: one candidate. Returns its id."""
-        try:
-            fixed = await ruff_fix(self.target.source, self.target.function)
-        except RuffError as exc:
-            raise PerfsmithError(str(exc)) from exc
-        if fixed is None:
-            raise PerfsmithError("ruff has no fix for this function")
-        try:
-            return (await self.add_candidate(fixed.code, fixed.origin)).id
-        except CandidateError as exc:
-            raise PerfsmithError(f"ruff's fix is unusable: {exc}") from exc
-
-    async def propose(self, strategy: Strategy, feedback: Any = "") -> int:
-        """Ask the LLM for one faster version of the target, following `strategy`
-        (algorithm, data structure, builtins, vectorize with numpy or caching) and
-        learning from `feedback` (earlier verdicts). Returns the candidate's id."""
-        feedback = feedback_text(feedback)
-        # the catalogue's findings name the slow lines, so even a small model edits them
-        found = self.findings()
-        hints = "".join(f"- line {f['line']}: {f['note']}\n" for f in found[:8])
-        prompt = (
-            f"Strategy: {strategy}.\n"
-            + (f"Slow spots found in it:\n{hints}" if hints else "")
-            + (f"What earlier attempts showed:\n{feedback}\n" if feedback else "")
-            + (
-                f"The method {self.target.function} ({self.target.kind}; keep it a "
-                f"method of {self.target.owner}):\n"
-                if self.target.owner
-                else "The function:\n"
-            )
-            + f"```python\n{self.read_source()['function']}```\n"
-            + f"Its module (for context):\n```python\n{self.target.source[:4000]}\n```"
-        )
-        return await self.ask_model(strategy, PROPOSE_SYSTEM, prompt, max_tokens=700)
-
-    async def verify_tool(
-        self, candidate: int | list[int]
-    ) -> dict[str, Any] | list[dict[str, Any]]:
-        """Verify candidate `candidate` (an id, or the list of ids rewrite returns):
-        correctness on generated inputs first, then speed in interleaved timing rounds.
-        Returns the verdict (faster, slower, same, incorrect), the speedup and its 95%
-        interval, or the failing input."""
-        if isinstance(candidate, list):
-            return [await self._verify_one(c) for c in candidate]
-        return await self._verify_one(candidate)
-
-    async def _verify_one(self, cid: int) -> dict[str, Any]:
-        return (await self.verify_named(cid)).as_dict()
-
     @property
     def default_plan_ran(self) -> bool:
         return self._guard is not None and self._guard.default_ran
@@ -386,16 +262,6 @@ class OptimizeSession(CandidateSession[Candidate, CandidateResult]):
                 default_plan=lambda: default_plan(k, self.workload is not None),
             )
         return self._guard
-
-    def tools(self) -> list[Tool]:
-        return [
-            make_tool(self.profile, name="profile", timeout_s=300),
-            make_tool(self.read_source, name="read_source"),
-            make_tool(self.rewrite, name="rewrite"),
-            make_tool(self.ruff_fix, name="ruff_fix"),
-            make_tool(self.propose, name="propose"),
-            make_tool(self.verify_tool, name="verify", max_concurrency=1, timeout_s=600),
-        ]
 
 
 def request_text(target: Target, k: int, has_workload: bool) -> str:
@@ -566,6 +432,9 @@ class OptimizeWorkflow(CandidateWorkflow[OptimizeSession]):
         for path in config.get("candidates") or []:
             _read_candidate(ref, path)
         return config
+
+    def tools(self, session: OptimizeSession) -> list[Tool]:
+        return python_tools(session)
 
     def session(self, job: Job, sandbox: Sandbox, llm: ChatModel | None) -> OptimizeSession:
         config = job.config

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from perfsmith.storage.runs import RunStore
+from perfsmith.tools.profiling import hot_lines
 from perfsmith.workflows.optimize import (
     CandidateResult,
     OptimizeResult,
@@ -16,7 +17,6 @@ from perfsmith.workflows.optimize import (
     describe_source,
     source_text,
 )
-from perfsmith.workflows.profiling import hot_lines
 
 Timing = tuple[str, str, float | None, float | None]
 

@@ -10,40 +10,27 @@ workflows specialise both by supplying their candidates, their verify and their 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
 from perfsmith.engine.guard import PlanGuard
-from perfsmith.errors import PerfsmithError
+from perfsmith.errors import CandidateError, PerfsmithError
 from perfsmith.llm.base import ChatModel
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Artifact, Measurement
 from perfsmith.storage.models import Candidate as CandidateRow
+from perfsmith.tools.proposals import HasId
 from perfsmith.tools.registry import Tool
 from perfsmith.workflows.base import Finished, Job, drive_job
-from perfsmith.workflows.candidates import CandidateError, ask_for_code
+from perfsmith.workflows.candidates import ask_for_code
 from perfsmith.workflows.pool import CandidatePool
-
-
-class HasId(Protocol):
-    @property
-    def id(self) -> int: ...
-
 
 C = TypeVar("C", bound=HasId)
 R = TypeVar("R")
-
-
-def feedback_text(feedback: Any, limit: int = 3000) -> str:
-    """A proposal's feedback as text: a `$N` result (earlier verdicts, a profile) as JSON."""
-    if isinstance(feedback, str):
-        return feedback
-    return json.dumps(feedback, default=str)[:limit]
 
 
 def record_verdict(
@@ -83,7 +70,7 @@ def record_verdict(
 class CandidateSession(Generic[C, R]):
     """The state the tools of one candidate run share: its sandbox, its LLM and its pool.
     Subclasses supply `add_candidate` (check and store one candidate), `_verify` (verify
-    one, store and return its result) and `tools`."""
+    one, store and return its result); the tools the planner calls work on it."""
 
     db: Database
     sandbox: Sandbox
@@ -117,9 +104,6 @@ class CandidateSession(Generic[C, R]):
         raise NotImplementedError
 
     async def _verify(self, cid: int) -> R:
-        raise NotImplementedError
-
-    def tools(self) -> list[Tool]:
         raise NotImplementedError
 
     async def verify_candidate(self, cid: int) -> R:
@@ -166,12 +150,16 @@ S = TypeVar("S", bound=CandidateSession[Any, Any])
 
 class CandidateWorkflow(Generic[S]):
     """The life of a candidate run, for every kind that has candidates. Subclasses supply
-    `session` (the run's tools, built from its config), `planner` (the LLM that plans, or
+    `session` (the run's state, built from its config), `tools`, `planner` (the LLM that plans, or
     None), `guard`, `given` (the user's candidates) and `conclude` (best, report)."""
 
     kind: str
 
     def session(self, job: Job, sandbox: Sandbox, llm: ChatModel | None) -> S:
+        raise NotImplementedError
+
+    def tools(self, session: S) -> list[Tool]:
+        """The tools the planner calls, bound to ``session`` (from `perfsmith.tools`)."""
         raise NotImplementedError
 
     def planner(self, job: Job, llm: ChatModel | None, *, resuming: bool) -> ChatModel | None:
@@ -240,7 +228,7 @@ class CandidateWorkflow(Generic[S]):
     ) -> Any:
         return await drive_job(
             job,
-            tools=session.tools(),
+            tools=self.tools(session),
             llm=llm,
             max_replans=self.max_replans(job, session),
             resuming=resuming,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import socket
 import threading
 from collections.abc import Iterator
@@ -17,34 +18,56 @@ from tests.sandbox.payloads import FIND, PAYLOADS, PLANT, TOKEN, Payload
 
 
 class Listener:
-    """A TCP and a UDP socket on the host's loopback that must hear nothing."""
+    """A TCP and a UDP socket on the host's loopback that must hear nothing but the test's
+    own markers."""
 
     def __init__(self) -> None:
         self.tcp = socket.socket()
         self.tcp.bind(("127.0.0.1", 0))
         self.tcp.listen()
-        self.tcp.settimeout(0.2)
         self.port = self.tcp.getsockname()[1]
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.bind(("127.0.0.1", self.port))
-        self.udp.settimeout(0.2)
         self.heard: list[str] = []
+        self._markers: set[tuple[str, object]] = set()
+        self._marked = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            for sock, kind in ((self.tcp, "tcp"), (self.udp, "udp")):
-                try:
-                    if kind == "tcp":
-                        conn, _ = sock.accept()
-                        conn.close()
-                    else:
-                        sock.recvfrom(64)
-                    self.heard.append(kind)
-                except OSError:
-                    pass
+            ready, _, _ = select.select([self.tcp, self.udp], [], [], 0.05)
+            for sock in ready:
+                if sock is self.tcp:
+                    conn, peer = sock.accept()
+                    conn.close()
+                    self._note("tcp", peer[1])
+                else:
+                    data, _ = sock.recvfrom(64)
+                    self._note("udp", data)
+
+    def _note(self, kind: str, what: object) -> None:
+        with self._marked:
+            if (kind, what) in self._markers:
+                self._markers.discard((kind, what))
+                self._marked.notify_all()
+            else:
+                self.heard.append(kind)
+
+    def drain(self) -> None:
+        """Return once everything sent before this call has been heard: a marker sent now
+        on each socket arrives after it (a listen queue and a datagram queue are FIFO)."""
+        marker = os.urandom(8)
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            with self._marked:
+                self._markers |= {("tcp", tcp.getsockname()[1]), ("udp", marker)}
+            tcp.connect(("127.0.0.1", self.port))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.sendto(marker, ("127.0.0.1", self.port))
+            with self._marked:
+                assert self._marked.wait_for(lambda: not self._markers, timeout=30)
 
     def close(self) -> None:
         self._stop.set()
@@ -118,7 +141,7 @@ async def test_payload_is_contained(sandbox: Sandbox, payload: Payload, listener
     assert token_processes() == [], f"{payload.name} left processes behind"
     assert token_files() == [], f"{payload.name} wrote outside the sandbox"
     assert socket.gethostname() == hostname
-    await asyncio.sleep(0.25)  # let the listener pick up anything that arrived
+    await asyncio.to_thread(listener.drain)  # anything that arrived is heard by now
     assert listener.heard == [], f"{payload.name} reached the host's loopback"
 
 

@@ -10,6 +10,8 @@ prints.
 from __future__ import annotations
 
 import ast
+import asyncio
+import fcntl
 import hashlib
 import json
 import os
@@ -281,15 +283,58 @@ async def compile_candidate(
 ) -> tuple[Path | None, str | None, bool]:
     """Build the candidate's extensions (or find them in the cache).
 
-    Returns (the cache folder holding NAME.so files, the failure, whether it was cached)."""
+    Returns (the cache folder holding NAME.so files, the failure, whether it was cached).
+    Verifications of the same candidate at once (parallel runs, a batch) build it once:
+    the others wait for that build and load it. A candidate the compiler refused is
+    refused again with the same errors, without compiling (a small model repeats its
+    mistakes)."""
     folder = cache_root() / build_key(candidate, settings)
     if (folder / "ok").is_file():
         return folder, None, True
+    refused = folder.with_name(folder.name + ".refused")
+    if refused.is_file():
+        return None, refused.read_text(encoding="utf-8"), True
     if not re.search(r"\bload(_inline)?\s*\(", candidate):
         # nothing to build ahead (Triton kernels compile when first called)
         empty = cache_root() / "nothing-built"
         empty.mkdir(parents=True, exist_ok=True)
         return empty, None, True
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = os.open(folder.with_name(folder.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o644)
+    try:  # closing the file releases the lock
+        await _locked(lock)
+        if (folder / "ok").is_file():  # built while this one waited
+            return folder, None, True
+        if refused.is_file():
+            return None, refused.read_text(encoding="utf-8"), True
+        return await _build(sandbox, problem, candidate, settings, folder)
+    finally:
+        os.close(lock)
+
+
+async def _locked(fd: int) -> None:
+    """Take the build's lock, waiting without blocking the event loop (a cancelled wait
+    holds nothing)."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            await asyncio.sleep(0.25)
+
+
+# a compiler that was stopped (memory, disk, a signal) says nothing about the source
+_STOPPED = re.compile(r"Killed|signal|out of memory|No space left|internal compiler error", re.I)
+
+
+def _compiler_refused(failure: str) -> bool:
+    """Did the compiler itself reject the source (its diagnostics, nothing stopped it)?"""
+    return re.search(r"\berror\b", failure) is not None and _STOPPED.search(failure) is None
+
+
+async def _build(
+    sandbox: Sandbox, problem: str, candidate: str, settings: KernelSettings, folder: Path
+) -> tuple[Path | None, str | None, bool]:
     files = {
         HARNESS: harness_source().encode(),
         "config.json": json.dumps(_config(problem, candidate, settings)).encode(),
@@ -301,7 +346,14 @@ async def compile_candidate(
     if "error" in out:
         return None, str(out["error"]), False
     if not out.get("compiled"):
-        return None, str(out.get("failure") or "the build failed"), False
+        # the compiler's own verdict (not a sandbox or limit failure): the same source
+        # with the same flags fails the same way
+        failure = str(out.get("failure") or "the build failed")
+        if _compiler_refused(failure):
+            staged = folder.with_name(f"{folder.name}.refused.tmp{os.getpid()}")
+            staged.write_text(failure, encoding="utf-8")
+            staged.replace(folder.with_name(folder.name + ".refused"))
+        return None, failure, False
     built: dict[str, bytes] = pickle.loads(result.files.get("built.pkl", pickle.dumps({})))
     staging = folder.with_name(folder.name + f".tmp{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -342,9 +394,11 @@ async def verify_kernel(
                 flags=[f"cheat: {f}" for f in findings],
             )
     folder, failure, cached = await compile_candidate(sandbox, problem, candidate, settings)
-    if folder is None:
-        return _failed(settings, compiled=False, failure=failure or "the build failed")
     details: dict[str, Any] = {"build_cached": cached, "backend": sandbox.name}
+    if folder is None:
+        return _failed(
+            settings, compiled=False, failure=failure or "the build failed", details=details
+        )
     if settings.compile_only:
         return KernelResult(
             compiled=True,

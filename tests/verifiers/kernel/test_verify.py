@@ -4,6 +4,7 @@ each dynamic cheat is caught in the harness."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -54,10 +55,20 @@ async def test_hand_written_cpp_softmax_compiles_verifies_and_is_cached(
     monkeypatch.setenv("PERFSMITH_KERNEL_CACHE_DIR", str(tmp_path / "cache"))  # its own
     candidate = read_candidate(EXAMPLES / "cpp" / "softmax.py")
     settings = KernelSettings(rounds=6, trials=3)
-    first = await verify_kernel(sandbox, SOFTMAX, candidate, settings)
+    # two verifications of the same new candidate at once: one builds, the other waits
+    # for that build and loads it
+    first, waited = await asyncio.gather(
+        verify_kernel(sandbox, SOFTMAX, candidate, settings),
+        verify_kernel(sandbox, SOFTMAX, candidate, KernelSettings(time=False)),
+    )
     assert first.compiled and first.correct, first.failure
     assert first.verdict in ("faster", "same", "slower") and first.speedup is not None
-    assert first.details["build_cached"] is False
+    assert waited.correct, waited.failure
+    assert sorted([first.details["build_cached"], waited.details["build_cached"]]) == [
+        False,
+        True,
+    ]
+    assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 1
     again = await verify_kernel(sandbox, SOFTMAX, candidate, KernelSettings(time=False))
     assert again.correct and again.details["build_cached"] is True
 
@@ -71,6 +82,10 @@ async def test_a_compile_error_comes_back_trimmed(sandbox: Sandbox) -> None:
     failure = result.failure or ""
     assert "undeclared_sum" in failure and "error" in failure
     assert len(failure.splitlines()) <= 40 and "/_build/" not in failure
+    # the compiler's refusal is kept (in the session's shared cache: another test may
+    # have met the same source first): the same source is refused again without a build
+    again = await verify_kernel(sandbox, SOFTMAX, broken)
+    assert again.failure == failure and again.details["build_cached"] is True
 
 
 def timing_of(ref_call_s: float, cand_call_s: float, **extra: float) -> dict[str, object]:

@@ -10,8 +10,8 @@ import pytest
 
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.sandbox.process import ProcessSandbox
+from perfsmith.tools.profiling import ProfileError, describe, profile_workload
 from perfsmith.verifiers.python.target import parse_target
-from perfsmith.workflows.profiling import ProfileError, describe, profile_workload
 
 TARGET = """
 def helper(n):
