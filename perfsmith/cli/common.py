@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from perfsmith.config import Settings
+    from perfsmith.sandbox.base import Sandbox
     from perfsmith.storage.db import Database
 
 T = TypeVar("T")
@@ -93,6 +94,31 @@ def guard(fn: Callable[[], T]) -> T:
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return guard(lambda: asyncio.run(coro))
+
+
+def in_sandbox(
+    backend: str,
+    work: Callable[[Sandbox], Awaitable[T]],
+    usage_errors: tuple[type[Exception], ...] = (),
+) -> T:
+    """``work`` done in a sandbox of ``backend`` opened for it and closed after; a
+    failure is one line and exit code 1 (2 for ``usage_errors``: the user's input)."""
+    from perfsmith.sandbox.select import open_sandbox
+
+    async def go() -> T:
+        box = await open_sandbox(backend)
+        try:
+            return await work(box)
+        finally:
+            await box.close()
+
+    def checked() -> T:
+        try:
+            return asyncio.run(go())
+        except usage_errors as exc:
+            usage_error(str(exc))
+
+    return guard(checked)
 
 
 def check_backend(name: str, option: str = "--backend") -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,7 +16,7 @@ from perfsmith.cli.common import (
     JsonOption,
     err,
     execute,
-    guard,
+    in_sandbox,
     model_spec,
     settings_for,
     usage_error,
@@ -55,6 +55,26 @@ def check_sandbox(name: str) -> None:
 
     if name not in BACKENDS:
         usage_error(f"--sandbox must be one of {', '.join(BACKENDS)}, not {name!r}")
+
+
+def read_inputs(
+    problem: Path,
+    candidates: Sequence[Path],
+    *,
+    device: str,
+    sandbox: str,
+    compile_only: bool = False,
+) -> tuple[str, list[str]]:
+    """The command line checked (device, sandbox) and the problem's and candidates'
+    sources read; anything wrong is a usage error (exit 2)."""
+    from perfsmith.verifiers.kernel.verify import KernelInputError, read_candidate, read_problem
+
+    check_device(device, compile_only)
+    check_sandbox(sandbox)
+    try:
+        return read_problem(problem), [read_candidate(path) for path in candidates]
+    except KernelInputError as exc:
+        usage_error(str(exc))
 
 
 def print_result(result: Any, as_json: bool) -> None:
@@ -101,22 +121,11 @@ def verify_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Does CANDIDATE compile, match PROBLEM's Model on fresh inputs, and run faster?"""
-    from perfsmith.sandbox.select import open_sandbox
-    from perfsmith.verifiers.kernel.verify import (
-        KernelInputError,
-        KernelSettings,
-        read_candidate,
-        read_problem,
-        verify_kernel,
-    )
+    from perfsmith.verifiers.kernel.verify import KernelSettings, verify_kernel
 
-    check_device(device, compile_only)
-    check_sandbox(sandbox)
-    try:
-        problem_source = read_problem(problem)
-        candidate_source = read_candidate(candidate)
-    except KernelInputError as exc:
-        usage_error(str(exc))
+    problem_source, [candidate_source] = read_inputs(
+        problem, [candidate], device=device, sandbox=sandbox, compile_only=compile_only
+    )
     settings = KernelSettings(
         device="cuda" if device == "cuda" else "cpu",
         trials=trials,
@@ -128,15 +137,9 @@ def verify_cmd(
     )
     if threads is not None:
         settings.threads = threads
-
-    async def go() -> Any:
-        box = await open_sandbox(sandbox)
-        try:
-            return await verify_kernel(box, problem_source, candidate_source, settings)
-        finally:
-            await box.close()
-
-    result = guard(lambda: asyncio.run(go()))  # one line and exit 1 on any failure
+    result = in_sandbox(
+        sandbox, lambda box: verify_kernel(box, problem_source, candidate_source, settings)
+    )
     print_result(result, as_json)
 
 
@@ -157,22 +160,13 @@ def tune_cmd(
 ) -> None:
     """Compile and time every combination of the tunables CANDIDATE declares
     (`// perfsmith: tune BLOCK=[32,64]` above `#define BLOCK 64`); keep the best verified."""
-    from perfsmith.sandbox.select import open_sandbox
     from perfsmith.verifiers.kernel.autotune import TuneError, autotune, variants
-    from perfsmith.verifiers.kernel.verify import (
-        KernelInputError,
-        KernelSettings,
-        read_candidate,
-        read_problem,
-    )
+    from perfsmith.verifiers.kernel.verify import KernelSettings
 
-    check_device(device, compile_only=False)
-    check_sandbox(sandbox)
+    problem_source, [source] = read_inputs(problem, [candidate], device=device, sandbox=sandbox)
     try:
-        problem_source = read_problem(problem)
-        source = read_candidate(candidate)
         found = variants(source)
-    except (KernelInputError, TuneError) as exc:
+    except TuneError as exc:
         usage_error(str(exc))
     if not found:
         usage_error(f"{candidate} declares no tunables (`// perfsmith: tune NAME=[a,b]`)")
@@ -184,16 +178,12 @@ def tune_cmd(
         if not as_json:
             err.print(escape(line))
 
-    async def go() -> Any:
-        box = await open_sandbox(sandbox)
-        try:
-            return await autotune(
-                box, problem_source, source, settings, parallel_builds=jobs, progress=progress
-            )
-        finally:
-            await box.close()
-
-    best, tried = guard(lambda: asyncio.run(go()))
+    best, tried = in_sandbox(
+        sandbox,
+        lambda box: autotune(
+            box, problem_source, source, settings, parallel_builds=jobs, progress=progress
+        ),
+    )
     if best is not None and out_file is not None:
         out_file.write_text(best.source, encoding="utf-8")
     rows = [{"values": v.values, **(v.result.model_dump() if v.result else {})} for v in tried]
@@ -242,27 +232,14 @@ def optimize_cmd(
 ) -> None:
     """Write faster kernels for PROBLEM's operator: plan, propose kernels with the LLM,
     compile, verify and time each in the sandbox, tune, report the fastest verified."""
-    from perfsmith.verifiers.kernel.verify import (
-        BACKENDS,
-        KernelInputError,
-        KernelSettings,
-        read_candidate,
-        read_problem,
-    )
+    from perfsmith.verifiers.kernel.verify import BACKENDS, KernelSettings
 
-    check_device(device, compile_only=False)
-    check_sandbox(sandbox)
+    read_inputs(problem, candidate or [], device=device, sandbox=sandbox)
     language = backend or ("cpp" if device == "cpu" else "cuda")
     if language not in BACKENDS:
         usage_error(f"--backend must be one of {', '.join(BACKENDS)}, not {language!r}")
     if (language == "cpp") != (device == "cpu"):
         usage_error(f"--backend {language} does not write kernels for --device {device}")
-    try:
-        read_problem(problem)
-        for path in candidate or []:
-            read_candidate(path)
-    except KernelInputError as exc:
-        usage_error(str(exc))
     # the command line is right: now load what the run needs
     from perfsmith.service.library import kernel_optimize
 

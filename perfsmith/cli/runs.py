@@ -17,6 +17,7 @@ from perfsmith.cli.common import (
     TokenOption,
     err,
     execute,
+    fail,
     guard,
     open_database,
     out,
@@ -79,6 +80,16 @@ def runs_list(
             r.id, r.kind, r.status, r.created_at.strftime("%Y-%m-%d %H:%M:%S"), r.request[:60]
         )
     out.print(table if rows else "no runs yet")
+
+
+def known_run(url: str, run_id: str) -> None:
+    """A run id that is surely not in the database is a clear error at once, before the
+    database layer loads."""
+    from perfsmith.errors import RunNotFoundError
+    from perfsmith.storage.probe import run_missing
+
+    if run_missing(url, run_id):
+        fail(str(RunNotFoundError(run_id)))
 
 
 def _show_run(url: str, run_id: str, as_json: bool) -> None:
@@ -208,6 +219,7 @@ def runs_show(
         remote.runs_show(server, token, out, err, run_id, as_json)
         return
     settings = settings_for(db)
+    known_run(settings.resolved_database_url(), run_id)
     guard(lambda: _show_run(settings.resolved_database_url(), run_id, as_json))
 
 
@@ -226,6 +238,7 @@ def runs_cancel(
         run = remote.call(server, token, err, lambda c: c.runs.cancel(run_id))
         out.print(f"{run.id}: {run.status}")
         return
+    known_run(settings_for(db).resolved_database_url(), run_id)
     from perfsmith.service.runs import RunService
 
     database = guard(lambda: open_database(db))
@@ -260,9 +273,10 @@ def runs_resume(
         if done.status != "done":
             raise typer.Exit(1)
         return
+    settings = settings_for(db)
+    known_run(settings.resolved_database_url(), run_id)
     from perfsmith.service.library import resume
 
-    settings = settings_for(db)
     result = execute(
         lambda listeners: resume(run_id, llm=llm, settings=settings, listeners=listeners),
         as_json,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from perfsmith.cli.common import JsonOption, check_backend, err, fail, guard, out, run_async
+from perfsmith.cli.common import JsonOption, check_backend, err, fail, guard, in_sandbox, out
 
 sandbox_app = typer.Typer(help="Run untrusted code under hard limits.", no_args_is_help=True)
 
@@ -28,7 +28,6 @@ def sandbox_run(
 ) -> None:
     """Run COMMAND in a fresh sandbox; exits 0 whatever the command did."""
     from perfsmith.sandbox.base import Limits
-    from perfsmith.sandbox.select import open_sandbox
 
     check_backend(backend)
     files: dict[str, bytes] = {}
@@ -38,14 +37,7 @@ def sandbox_run(
         files[path.name] = path.read_bytes()
     limits = Limits(wall_s=timeout, cpu_s=timeout, memory_mb=memory)
 
-    async def go() -> Any:
-        box = await open_sandbox(backend)
-        try:
-            return await box.run(command, files=files, limits=limits)
-        finally:
-            await box.close()
-
-    result = run_async(go())
+    result = in_sandbox(backend, lambda box: box.run(command, files=files, limits=limits))
     if as_json:
         sys.stdout.write(json.dumps(result.to_json_dict()) + "\n")
         return

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from perfsmith.cli.common import BackendOption, JsonOption, check_backend, guard, out, usage_error
+from perfsmith.cli.common import (
+    BackendOption,
+    JsonOption,
+    check_backend,
+    in_sandbox,
+    out,
+    usage_error,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from perfsmith.sandbox.base import Sandbox
 
 
 def verify_cmd(
@@ -42,11 +53,10 @@ def verify_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Is CANDIDATE correct (same results as REFERENCE on every input) and faster?"""
-    from perfsmith.sandbox.select import open_sandbox
     from perfsmith.verifiers.python.compare import Tolerance
     from perfsmith.verifiers.python.correctness import InputError
     from perfsmith.verifiers.python.target import TargetError, parse_target
-    from perfsmith.verifiers.python.verify import verify
+    from perfsmith.verifiers.python.verify import VerifyResult, verify
 
     if mode not in ("time", "instructions"):
         raise typer.BadParameter("choose time or instructions", param_hint="--mode")
@@ -55,37 +65,28 @@ def verify_cmd(
         ref = parse_target(reference, what="function")
         cand = parse_target(candidate, what="function")
         gen = parse_target(inputs, what="input generator") if inputs else None
-        work = parse_target(workload, what="workload function") if workload else None
+        work_fn = parse_target(workload, what="workload function") if workload else None
     except TargetError as exc:
         usage_error(str(exc))
-    if gen is not None and work is not None:
+    if gen is not None and work_fn is not None:
         usage_error("give --inputs or --workload, not both")
 
-    async def go() -> Any:
-        box = await open_sandbox(backend)
-        try:
-            return await verify(
-                box,
-                ref,
-                cand,
-                generator=gen,
-                workload=work,
-                mode=mode,  # type: ignore[arg-type]
-                threshold=threshold,
-                rounds=rounds,
-                tol=Tolerance(rtol=rtol, atol=atol),
-            )
-        finally:
-            await box.close()
+    def work(box: Sandbox) -> Awaitable[VerifyResult]:
+        return verify(
+            box,
+            ref,
+            cand,
+            generator=gen,
+            workload=work_fn,
+            mode=mode,  # type: ignore[arg-type]
+            threshold=threshold,
+            rounds=rounds,
+            tol=Tolerance(rtol=rtol, atol=atol),
+        )
 
-    def checked() -> Any:
-        try:
-            return asyncio.run(go())
-        except InputError as exc:
-            usage_error(str(exc))
-
-    # any other failure: one line and exit 1 (a traceback with PERFSMITH_DEBUG=1)
-    result = guard(checked)
+    # bad inputs: exit 2; any other failure: one line and exit 1 (a traceback with
+    # PERFSMITH_DEBUG=1)
+    result = in_sandbox(backend, work, usage_errors=(InputError,))
     if as_json:
         sys.stdout.write(result.model_dump_json() + "\n")
         return

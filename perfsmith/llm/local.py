@@ -12,9 +12,15 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 from perfsmith.errors import LLMError
 from perfsmith.llm.base import ChatMessage, ChatResult, GenerationOptions, Usage
+
+if TYPE_CHECKING:
+    from perfsmith.inference.constrain import ConstraintSpec
+    from perfsmith.inference.engine import Scheduler
+    from perfsmith.inference.sampling import SamplingParams
 
 _engines: dict[object, object] = {}
 _engines_lock = threading.Lock()
@@ -64,10 +70,16 @@ class LocalChatModel:
             await asyncio.to_thread(self._get_scheduler)
         return self._scheduler
 
-    def _prepare(self, messages: Sequence[ChatMessage], options: GenerationOptions) -> tuple:  # type: ignore[type-arg]
+    async def _request(
+        self, messages: Sequence[ChatMessage], options: GenerationOptions | None
+    ) -> tuple[Scheduler, list[int], SamplingParams, ConstraintSpec | None]:
+        """The engine's scheduler (started on first use) and the request for it: the
+        chat encoded, the sampling parameters, the output's grammar or schema."""
         from perfsmith.inference.constrain import ConstraintSpec
+        from perfsmith.inference.engine import Scheduler
         from perfsmith.inference.sampling import SamplingParams
 
+        options = options or GenerationOptions()
         constraint = None
         if options.grammar is not None:
             constraint = ConstraintSpec("grammar", options.grammar)
@@ -78,19 +90,19 @@ class LocalChatModel:
             temperature=options.temperature,
             stop=tuple(options.stop or ()),
         )
-        return [m.model_dump() for m in messages], params, constraint
+        scheduler = await self._scheduler_ready()
+        assert isinstance(scheduler, Scheduler)
+        try:
+            prompt = scheduler.engine.encode_chat([m.model_dump() for m in messages])
+        except Exception as exc:
+            raise LLMError(f"local model {self.config.model} failed: {exc}", refused=True) from exc
+        return scheduler, prompt, params, constraint
 
     async def complete(
         self, messages: Sequence[ChatMessage], options: GenerationOptions | None = None
     ) -> ChatResult:
-        from perfsmith.inference.engine import Scheduler
-
-        opts = options or GenerationOptions()
-        chat, params, constraint = self._prepare(messages, opts)
-        scheduler = await self._scheduler_ready()
-        assert isinstance(scheduler, Scheduler)
+        scheduler, prompt, params, constraint = await self._request(messages, options)
         try:
-            prompt = scheduler.engine.encode_chat(chat)
             gen = await scheduler.complete(prompt, params, constraint=constraint)
         except Exception as exc:
             raise LLMError(f"local model {self.config.model} failed: {exc}", refused=True) from exc
@@ -103,14 +115,8 @@ class LocalChatModel:
     async def stream(
         self, messages: Sequence[ChatMessage], options: GenerationOptions | None = None
     ) -> AsyncIterator[str]:
-        from perfsmith.inference.engine import Scheduler
-
-        opts = options or GenerationOptions()
-        chat, params, constraint = self._prepare(messages, opts)
-        scheduler = await self._scheduler_ready()
-        assert isinstance(scheduler, Scheduler)
+        scheduler, prompt, params, constraint = await self._request(messages, options)
         try:
-            prompt = scheduler.engine.encode_chat(chat)
             async for kind, value in scheduler.stream(prompt, params, constraint=constraint):
                 if kind == "text":
                     yield value

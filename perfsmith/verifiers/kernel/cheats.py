@@ -14,8 +14,8 @@ import re
 
 from perfsmith.verifiers.python.cheats import Finding, dotted_name
 
-# torch functions a ModelNew may call: allocation, shapes, dtypes, no arithmetic.
-ALLOWED_TORCH = {
+# torch's allocators: a kernel may have its outputs made for it, in Python or in C++
+ALLOCATION = {
     "empty",
     "empty_like",
     "empty_strided",
@@ -24,6 +24,9 @@ ALLOWED_TORCH = {
     "ones",
     "ones_like",
     "full",
+}
+# torch functions a ModelNew may call: allocation, shapes, dtypes, no arithmetic.
+ALLOWED_TORCH = ALLOCATION | {
     "full_like",
     "tensor",
     "as_tensor",
@@ -122,15 +125,7 @@ CALLS = {
     ("torch", "cuda", "stream"): "switches CUDA streams (work can escape the timed one)",
 }
 # In kernel sources (C++/CUDA): torch operators doing the work, threads, streams.
-CPP_ALLOWED = {
-    "empty",
-    "empty_like",
-    "empty_strided",
-    "zeros",
-    "zeros_like",
-    "ones",
-    "ones_like",
-    "full",
+CPP_ALLOWED = ALLOCATION | {
     "Tensor",
     "TensorOptions",
     "Device",
