@@ -6,17 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,6 +44,7 @@ from perfsmith.events import TERMINAL, RunStatus, read_event
 from perfsmith.storage.models import Event, Run
 
 MAX_BODY_BYTES = 1_000_000
+Row = TypeVar("Row", bound=BaseModel)
 RUN_ID = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="a run's id")]
 _PROBLEM_JSON = "application/problem+json"
 MAX_SEQ = 2**62  # every integer the database is asked about fits its 64-bit integers
@@ -272,6 +274,13 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
             raise RunNotFoundError(run_id)  # another tenant's runs do not exist for you
         return row
 
+    async def stored(
+        run_id: str, who: Principal, query: Callable[[str], Iterable[Any]], model: type[Row]
+    ) -> list[Row]:
+        """One of the caller's runs' stored rows (plans, tasks, candidates) as ``model``."""
+        await owned(run_id, who)
+        return [model.model_validate(r) for r in await asyncio.to_thread(query, run_id)]
+
     # -- endpoints -------------------------------------------------------------------
 
     @app.get("/health", tags=["server"])
@@ -351,23 +360,17 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
 
     @app.get("/runs/{run_id}/plans", tags=["runs"])
     async def plans(run_id: RUN_ID, who: Auth) -> list[PlanOut]:
-        await owned(run_id, who)
-        rows = await asyncio.to_thread(store.plans, run_id)
-        return [PlanOut.model_validate(p) for p in rows]
+        return await stored(run_id, who, store.plans, PlanOut)
 
     @app.get("/runs/{run_id}/tasks", tags=["runs"])
     async def tasks(run_id: RUN_ID, who: Auth) -> list[TaskOut]:
         """The plan's tasks (a DAG: `deps` are the indexes they wait for) with timings."""
-        await owned(run_id, who)
-        rows = await asyncio.to_thread(store.tasks, run_id)
-        return [TaskOut.model_validate(t) for t in rows]
+        return await stored(run_id, who, store.tasks, TaskOut)
 
     @app.get("/runs/{run_id}/candidates", tags=["runs"])
     async def candidates(run_id: RUN_ID, who: Auth) -> list[CandidateOut]:
         """Every candidate with its verdict, speedup, 95% interval and measurements."""
-        await owned(run_id, who)
-        rows = await asyncio.to_thread(store.candidates, run_id)
-        return [CandidateOut.model_validate(c) for c in rows]
+        return await stored(run_id, who, store.candidates, CandidateOut)
 
     @app.get("/runs/{run_id}/artifacts", tags=["runs"])
     async def artifacts(run_id: RUN_ID, who: Auth) -> list[ArtifactOut]:

@@ -46,6 +46,50 @@ class Constraint:
         if view.shape[-1] > width:
             view[:, width:] = float("-inf")
 
+    def mask_along(self, logits: torch.Tensor, draft: list[int]) -> int:
+        """Forbid, in place, what the grammar does not allow in each row of ``[k + 1,
+        vocab]`` logits, row i being the position after draft tokens ``draft[:i]``; the
+        grammar is walked along the draft and put back where it was. Returns how many
+        draft tokens the grammar accepts (rows past the first it refuses are not masked:
+        they follow a token that cannot be generated)."""
+        valid = 0
+        rows = self._xgr.allocate_token_bitmask(len(draft) + 1, self.vocab_size)
+        self.matcher.fill_next_token_bitmask(rows, 0)
+        for token in draft:
+            if self.matcher.is_terminated() or not self.matcher.accept_token(token):
+                break
+            valid += 1
+            self.matcher.fill_next_token_bitmask(rows, valid)
+        if valid:
+            self.matcher.rollback(valid)
+        view = logits[: valid + 1]
+        width = min(view.shape[-1], self.vocab_size)
+        self._xgr.apply_token_bitmask_inplace(view[:, :width], rows[: valid + 1])
+        if view.shape[-1] > width:
+            view[:, width:] = float("-inf")
+        return valid
+
+    def greedy_along(self, logits: torch.Tensor, draft: list[int]) -> tuple[int, int]:
+        """Greedy verification of ``draft`` under the grammar, row by row of ``[k + 1,
+        vocab]`` logits: each row masked as plain constrained decoding would mask it, only
+        as far as the draft holds (no mask is computed for rows after a rejected token).
+        Returns (draft tokens accepted, the token after them); the grammar is put back."""
+        accepted = 0
+        while True:
+            self.mask(logits[accepted])
+            best = int(torch.argmax(logits[accepted]))
+            if (
+                accepted == len(draft)
+                or best != draft[accepted]
+                or self.matcher.is_terminated()
+                or not self.matcher.accept_token(best)
+            ):
+                break
+            accepted += 1
+        if accepted:
+            self.matcher.rollback(accepted)
+        return accepted, best
+
     def accept(self, token: int) -> bool:
         return bool(self.matcher.accept_token(token))
 

@@ -6,7 +6,10 @@ of the logits is the target's prediction after the i-th fed token. Greedy decodi
 the longest draft prefix the target's argmax agrees with, then the target's own next
 token, so its output is the target's greedy output; sampling uses the speculative
 sampling rule (:func:`perfsmith.inference.sampling.accept_draft`). Rejected tokens leave
-the cache by truncating the slot.
+the cache by truncating the slot. Under a grammar or schema the draft is checked as far as
+the grammar allows it and every row is masked as plain constrained decoding masks it
+(:meth:`perfsmith.inference.constrain.Constraint.mask_along`): constrained output (plans
+from the local planner) is speculative too, and the same.
 """
 
 from __future__ import annotations
@@ -131,7 +134,7 @@ class Engine:
     ) -> Sequence:
         self.check_length(prompt)
         drafter = None
-        if speculate and constraint is None and self.drafter_factory is not None:
+        if speculate and self.drafter_factory is not None:
             drafter = self.drafter_factory()
         return Sequence(
             prompt=prompt,
@@ -177,20 +180,7 @@ class Engine:
         fed = torch.tensor([[seq.last, *draft]])
         logits = self.runner.forward(cache, [seq.slot], fed)[0]
         seq.stats.forward_passes += 1
-        if seq.constraint is not None:
-            seq.constraint.mask(logits[0])
-        if not draft:
-            new = [pick(logits[0], seq.params, seq.generator)]
-        elif seq.params.greedy:
-            predicted = torch.argmax(logits, dim=-1).tolist()
-            accepted = 0
-            while accepted < len(draft) and predicted[accepted] == draft[accepted]:
-                accepted += 1
-            new = [*draft[:accepted], predicted[accepted]]
-        else:
-            probs = probabilities(logits, seq.params)
-            accepted, nxt = accept_draft(probs, draft, draft_probs, seq.generator)
-            new = [*draft[:accepted], nxt]
+        new = self._verified(seq, logits, draft, draft_probs)
         if draft:
             seq.stats.drafted += len(draft)
             seq.stats.accepted += len(new) - 1
@@ -200,6 +190,36 @@ class Engine:
         cache.truncate(seq.slot, base + len(new))
         seq.push(new)
         seq.stats.decode_s += time.perf_counter() - started
+
+    def _verified(
+        self,
+        seq: Sequence,
+        logits: torch.Tensor,
+        draft: list[int],
+        draft_probs: torch.Tensor | None,
+    ) -> list[int]:
+        """What a step adds: the draft prefix the target accepts and the token after it
+        (``logits``: ``[len(draft) + 1, vocab]``, row i after the i-th fed token)."""
+        if seq.constraint is not None and seq.params.greedy:
+            # each row masked as plain constrained decoding masks it: the same output
+            accepted, nxt = seq.constraint.greedy_along(logits, draft)
+            return [*draft[:accepted], nxt]
+        if seq.constraint is not None:  # the draft only as far as the grammar allows it
+            valid = seq.constraint.mask_along(logits, draft)
+            draft = draft[:valid]
+            draft_probs = None if draft_probs is None else draft_probs[:valid]
+            logits = logits[: valid + 1]
+        if not draft:
+            return [pick(logits[0], seq.params, seq.generator)]
+        if seq.params.greedy:
+            predicted = torch.argmax(logits, dim=-1).tolist()
+            accepted = 0
+            while accepted < len(draft) and predicted[accepted] == draft[accepted]:
+                accepted += 1
+            return [*draft[:accepted], predicted[accepted]]
+        probs = probabilities(logits, seq.params)
+        accepted, nxt = accept_draft(probs, draft, draft_probs, seq.generator)
+        return [*draft[:accepted], nxt]
 
     def batch_step(self, cache: SlotCache, seqs: list[Sequence]) -> None:
         """One token for each of several sequences in one forward pass."""

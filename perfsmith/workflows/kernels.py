@@ -334,14 +334,9 @@ class KernelWorkflow(CandidateWorkflow[KernelSession]):
         if best is not None:
             best_file = folder / f"{path.stem}_best.py"
             best_file.write_text(best.source, encoding="utf-8")
-            row = await session.pool.row_id(best.id)
             artifacts.append(
-                Artifact(
-                    run_id=run_id,
-                    candidate_id=row,
-                    kind="kernel",
-                    name=best_file.name,
-                    content=best.source.encode(),
+                await session.candidate_artifact(
+                    best.id, kind="kernel", name=best_file.name, content=best.source.encode()
                 )
             )
         result = KernelOptimizeResult(

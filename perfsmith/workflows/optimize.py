@@ -533,11 +533,9 @@ class OptimizeWorkflow(CandidateWorkflow[OptimizeSession]):
             outcome.applied = True
         artifacts: list[Artifact] = []
         if best is not None:
-            best_row = await session.pool.row_id(best.id)
             artifacts.append(
-                Artifact(
-                    run_id=run_id,
-                    candidate_id=best_row,
+                await session.candidate_artifact(
+                    best.id,
                     kind="diff",
                     name=f"{ref.path.name}.diff",
                     media_type="text/x-diff",

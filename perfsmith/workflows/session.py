@@ -138,6 +138,19 @@ class CandidateSession(Generic[C, R]):
             await self.verify_candidate(cid)
         return [self.results[cid] for cid in sorted(self.results)]
 
+    async def candidate_artifact(
+        self, cid: int, *, kind: str, name: str, content: bytes, media_type: str = "text/plain"
+    ) -> Artifact:
+        """An artifact of the run tied to candidate ``cid`` (the best kernel, its diff)."""
+        return Artifact(
+            run_id=self.run_id,
+            candidate_id=await self.pool.row_id(cid),
+            kind=kind,
+            name=name,
+            media_type=media_type,
+            content=content,
+        )
+
     async def keep(self, artifacts: Iterable[Artifact]) -> None:
         """Store the run's artifacts (a diff, a kernel file, the report)."""
         rows = list(artifacts)

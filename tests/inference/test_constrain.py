@@ -11,6 +11,10 @@ import pytest
 from perfsmith.inference.constrain import ConstraintError, ConstraintSpec
 from perfsmith.inference.engine import Engine
 from perfsmith.inference.sampling import SamplingParams
+from perfsmith.planner.grammar import plan_grammar
+from perfsmith.planner.prompts import planner_messages
+from perfsmith.tools.demo import TOOLS
+from perfsmith.tools.registry import ToolRegistry
 
 SCHEMA = {
     "type": "object",
@@ -68,3 +72,22 @@ def test_a_bad_grammar_or_schema_is_a_clear_error(engine_for: Callable[..., Engi
         engine.constraint(ConstraintSpec("grammar", "root ::= undefined_rule"))
     with pytest.raises(ConstraintError, match="json_schema"):
         engine.constraint(ConstraintSpec("json_schema", "{not json"))
+
+
+def test_greedy_constrained_decoding_speculates_and_stays_the_same(
+    engine_for: Callable[..., Engine],
+) -> None:
+    """The local planner's plans decode under the plan grammar with drafts: each draft is
+    checked as far as the grammar allows it, the output is plain constrained greedy's, in
+    fewer forward passes."""
+    engine = engine_for("none", "adaptive")
+    registry = ToolRegistry(TOOLS)
+    messages = planner_messages("Time two ways to sum a list and rank them.", registry, [])
+    prompt = engine.encode_chat([m.model_dump() for m in messages])
+    params = SamplingParams(max_tokens=160)
+    grammar = ConstraintSpec("grammar", plan_grammar(registry))
+    plain = engine.generate(prompt, params, constraint=grammar, speculate=False)
+    fast = engine.generate(prompt, params, constraint=grammar, speculate=True)
+    assert fast.tokens == plain.tokens, (fast.text, plain.text)
+    assert plain.stats.drafted == 0 and fast.stats.accepted > 0
+    assert fast.stats.forward_passes < plain.stats.forward_passes
