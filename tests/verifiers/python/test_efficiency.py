@@ -183,7 +183,9 @@ async def test_a_memo_across_calls_earns_no_speedup(sandbox: Sandbox, files: Pat
     memo = await timing(sandbox, files, "memo", rounds=6, target_s=0.1)
     assert memo.loops >= 3
     assert any(f.startswith("cache:") for f in memo.flags), memo.flags
-    assert memo.verdict != "faster" and memo.estimate.speedup < 1.3, memo.estimate
+    # no credible speedup (a memo that worked would be many times faster); the point
+    # estimate alone is noisy on a loaded machine
+    assert memo.verdict != "faster" and memo.estimate.low < 1.3, memo.estimate
     fast = await timing(sandbox, files, "fast", rounds=5)
     assert not any(f.startswith("cache:") for f in fast.flags), fast.flags
 
