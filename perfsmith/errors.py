@@ -50,3 +50,26 @@ class RunNotFoundError(StorageError):
             f"no run with id {run_id!r} in this database; `perfsmith runs list` shows the runs"
         )
         self.run_id = run_id
+
+
+class BatchFileError(PerfsmithError):
+    """A batch file that cannot run: every problem found, so that one edit fixes them all."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        listed = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''}; "
+            f"nothing was submitted:\n{listed}"
+        )
+        self.source = source
+        self.problems = problems
+
+
+class BatchNotFoundError(StorageError):
+    """No batch with the given id exists in the configured database."""
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(
+            f"no batch with id {batch_id!r} in this database; `perfsmith batch status` lists them"
+        )
+        self.batch_id = batch_id

@@ -60,6 +60,14 @@ class RunResumed(EventPayload):
     from_nodes: list[str]
 
 
+class KeptCommit(BaseModel):
+    """A speedup a repository run committed to its branch."""
+
+    target: str
+    commit: str | None
+    speedup: float | None
+
+
 class RunFinished(EventPayload):
     """A run's last event, stored before its status changes. `done` runs carry their
     answer and the workflow's summary (best candidate, its speedup, how many)."""
@@ -72,6 +80,12 @@ class RunFinished(EventPayload):
     speedup: float | None = None
     candidates: int | None = None
     rounds: int | None = None
+    # a repository run: the commits it kept on its branch, the runs of its functions
+    kept: int | None = None
+    functions: int | None = None
+    branch: str | None = None
+    runs: list[str] | None = None
+    commits: list[KeptCommit] | None = None
 
 
 class PlanStarted(EventPayload):

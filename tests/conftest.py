@@ -48,6 +48,15 @@ def _kernel_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
         yield folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _timing_slot_per_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test worker times under its own slot: a test's verdicts are what it checks,
+    and the workers' share of the cores is fixed (the slot itself has its own tests)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PERFSMITH_TIMING_SLOT", str(tmp_path_factory.getbasetemp() / "timing.slot"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test touches the user's real perfsmith data or config."""

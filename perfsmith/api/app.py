@@ -36,12 +36,11 @@ from perfsmith.api.schemas import (
     RunOut,
     RunPage,
     TaskOut,
-    utc,
 )
 from perfsmith.api.tokens import Principal, TokenStore, hash_token
 from perfsmith.errors import RunNotFoundError, StorageError
 from perfsmith.events import TERMINAL, RunStatus, read_event
-from perfsmith.storage.models import Event, Run
+from perfsmith.storage.models import Event, Run, utc
 
 MAX_BODY_BYTES = 1_000_000
 Row = TypeVar("Row", bound=BaseModel)

@@ -3,21 +3,17 @@ the Python client and the committed OpenAPI document."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from perfsmith.events import Event as EventPayloadOut
 from perfsmith.events import RunStatus
+from perfsmith.storage.models import utc
 
 MAX_SOURCE_CHARS = 200_000
 _TARGET = r"^[^\s:][^:]*::[A-Za-z_][A-Za-z0-9_]*$"
-
-
-def utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were stored in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 StoredTime = Annotated[datetime, AfterValidator(utc)]

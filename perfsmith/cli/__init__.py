@@ -1,7 +1,7 @@
 """`perfsmith ...`: the command line.
 
 One small module per group of commands (`run`, `runs`, `optimize`, `verify`, `kernel`,
-`sandbox`, `server`, `model`); each imports only typer and `cli.common` when it loads and
+`sandbox`, `server`, `model`, `batch`); each imports only typer and `cli.common` when it loads and
 what its command uses when it runs, so `perfsmith --help` starts in a fraction of a second.
 Exit codes: 0 done, 1 the work failed, 2 the command line is wrong, 130 interrupted."""
 
@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from perfsmith.cli import kernel, model, optimize, run, runs, sandbox, server, verify
+from perfsmith.cli import batch, kernel, model, optimize, run, runs, sandbox, server, verify
 from perfsmith.cli.common import err
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ app.add_typer(runs.runs_app, name="runs")
 app.add_typer(sandbox.sandbox_app, name="sandbox")
 app.add_typer(kernel.kernel_app, name="kernel")
 app.add_typer(server.tokens_app, name="tokens")
+app.add_typer(batch.batch_app, name="batch")
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ T = TypeVar("T")
 _MIGRATIONS = Path(__file__).with_name("migrations")
 # the newest migration (tests/storage checks it is alembic's head): a database already
 # there opens without loading alembic
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 # any 64-bit number unique to perfsmith: PostgreSQL's lock that serializes migrations
 _PG_MIGRATION_LOCK = 0x70657266736D6974
 

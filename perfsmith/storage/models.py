@@ -25,6 +25,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were stored in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -181,3 +186,59 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Batch(Base):
+    """An overnight batch: its file as submitted, its budgets and, once it ended, its
+    morning report. Its jobs are `BatchJob` rows (the durable queue)."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    # active (jobs left to run), cancelled (asked to stop), ended (every job ended)
+    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    source: Mapped[str] = mapped_column(Text)  # the batch file as submitted
+    budgets: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    tenant: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    report_md: Mapped[str | None] = mapped_column(Text, default=None)
+    report_html: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+    jobs: Mapped[list[BatchJob]] = relationship(
+        back_populates="batch", order_by="BatchJob.position"
+    )
+
+
+class BatchJob(Base):
+    """One job of a batch: a run to start (or resume), claimed by one worker at a time
+    under a lease that the worker renews; a dead worker's lease runs out and the job is
+    claimed again."""
+
+    __tablename__ = "batch_jobs"
+    __table_args__ = (UniqueConstraint("batch_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))  # the run's kind
+    group: Mapped[str | None] = mapped_column(String(200), default=None)  # its kernel suite
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the run's config
+    llm: Mapped[str | None] = mapped_column(String(500), default=None)
+    # queued, running, done, failed, cancelled, skipped (the deadline came first)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    run_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(160), default=None)
+    lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    elapsed_s: Mapped[float] = mapped_column(Float, default=0.0)  # over all attempts
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    batch: Mapped[Batch] = relationship(back_populates="jobs")

@@ -10,7 +10,6 @@ kernel workflow's session).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Protocol
 
 from perfsmith.errors import PerfsmithError
@@ -45,8 +44,6 @@ class KernelBench(Protocol):
     settings: KernelSettings
     backend: str
     sandbox: Sandbox
-    # held by every timing: timings must not share the machine
-    timing: asyncio.Lock
 
     async def ask_model(self, strategy: str, system: str, prompt: str, max_tokens: int) -> int: ...
 
@@ -114,8 +111,7 @@ class KernelTools:
         if not tunables(source):
             raise PerfsmithError(f"candidate {candidate} declares no tunables")
         try:
-            async with bench.timing:
-                best, found = await autotune(bench.sandbox, bench.problem, source, bench.settings)
+            best, found = await autotune(bench.sandbox, bench.problem, source, bench.settings)
         except TuneError as exc:
             raise PerfsmithError(str(exc)) from exc
         tried = [

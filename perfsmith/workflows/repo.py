@@ -403,7 +403,21 @@ class RepoWorkflow:
         return Finished(
             answer=f"branch {branch}: {kept} commit(s) on {base[:10]}",
             result=result,
-            summary={"kept": kept, "functions": len(result.outcomes), "branch": branch},
+            summary={
+                "kept": kept,
+                "functions": len(result.outcomes),
+                "branch": branch,
+                "runs": [o.run_id for o in result.outcomes if o.run_id],
+                "commits": [
+                    {
+                        "target": f"{o.hotspot.file}::{o.hotspot.function}",
+                        "commit": o.commit,
+                        "speedup": o.speedup,
+                    }
+                    for o in result.outcomes
+                    if o.kept
+                ],
+            },
         )
 
     async def _functions(

@@ -18,6 +18,8 @@ from perfsmith.storage.runs import RunStore
 TABLES = {
     "alembic_version",
     "api_tokens",
+    "batch_jobs",
+    "batches",
     "artifacts",
     "candidates",
     "events",

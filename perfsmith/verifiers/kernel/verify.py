@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -31,6 +32,7 @@ from perfsmith.errors import PerfsmithError
 from perfsmith.sandbox.base import SAFE_PATH, Limits, Sandbox, SandboxResult
 from perfsmith.verifiers.kernel.cheats import check_kernel_source
 from perfsmith.verifiers.python.stats import paired_speedup, verdict
+from perfsmith.verifiers.slot import timing_slot
 
 Device = Literal["cpu", "cuda"]
 CPU_FLAGS = ["-O3", "-march=native", "-fopenmp"]
@@ -418,7 +420,8 @@ async def verify_kernel(
     }
     for so in folder.glob("*.so"):
         files[f"_kcache/{so.name}"] = so.read_bytes()
-    out, _ = await _step(sandbox, "run", files, settings, [])
+    async with timing_slot() if settings.time else contextlib.nullcontext(0.0):
+        out, _ = await _step(sandbox, "run", files, settings, [])
     if "error" in out:
         return _failed(settings, compiled=True, failure=str(out["error"]), details=details)
     if not out.get("compiled", True):

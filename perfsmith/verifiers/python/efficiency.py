@@ -21,6 +21,7 @@ from perfsmith.sandbox.base import Limits, Sandbox
 from perfsmith.verifiers.python.correctness import InputSource, output_tail, run_harness
 from perfsmith.verifiers.python.stats import SpeedEstimate, Verdict, paired_speedup, verdict
 from perfsmith.verifiers.python.target import Target
+from perfsmith.verifiers.slot import timing_slot
 
 
 class TimingError(PerfsmithError):
@@ -187,7 +188,8 @@ async def measure_speed(
     one = 0.0
     for seed in (first_seed - 1, first_seed, first_seed + 1)[: 1 + min(2, rounds)]:
         data = await inputs.make(sandbox, [seed], limits)
-        t = (await _round(sandbox, reference, data, 1, limits)).elapsed_s
+        async with timing_slot():
+            t = (await _round(sandbox, reference, data, 1, limits)).elapsed_s
         if t >= one:
             one, calibration_inputs = t, data
     loops = max(1, math.ceil(target_s / one))
@@ -196,10 +198,11 @@ async def measure_speed(
     # outside sees on top of the timed part.
     overhead: list[float] = []
     baseline_mb: list[float] = []  # peak memory without the calls (inputs, copies)
-    for side in (reference, candidate):
-        dry = await _round(sandbox, side, calibration_inputs, loops, limits, dry=True)
-        overhead.append(dry.wall_s)
-        baseline_mb.append(dry.peak_mb)
+    async with timing_slot():
+        for side in (reference, candidate):
+            dry = await _round(sandbox, side, calibration_inputs, loops, limits, dry=True)
+            overhead.append(dry.wall_s)
+            baseline_mb.append(dry.peak_mb)
     ref_times: list[float] = []
     cand_times: list[float] = []
     peaks: tuple[list[float], list[float]] = ([], [])
@@ -216,10 +219,11 @@ async def measure_speed(
         if r % 2:
             order.reverse()  # A B, B A: drift during a round falls on both sides alike
         got: dict[int, Round] = {}
-        for side, times, idx in order:
-            got[idx] = res = await _round(sandbox, side, round_inputs, loops, limits)
-            peaks[idx].append(res.peak_mb)
-            times.append(res.elapsed_s)
+        async with timing_slot():  # the pair alone on the machine's cores
+            for side, times, idx in order:
+                got[idx] = res = await _round(sandbox, side, round_inputs, loops, limits)
+                peaks[idx].append(res.peak_mb)
+                times.append(res.elapsed_s)
         ref, cand = got[0], got[1]
         seen.append(
             ((ref.elapsed_s, ref.wall_s - overhead[0]), (cand.elapsed_s, cand.wall_s - overhead[1]))
