@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +95,7 @@ async def work_on_ray(
     remote = ray.remote(max_retries=0, num_cpus=1)(ray_job)
     store = BatchStore(ctx.db)
     settings = ctx.settings.model_dump()
-    running: dict[Any, Claim] = {}
+    running: dict[Any, tuple[Claim, float]] = {}
     touched: set[str] = set()
     try:
         while True:
@@ -107,21 +108,28 @@ async def work_on_ray(
                 touched.add(claim.batch_id)
                 ctx.tell(claim.name, "running", f"attempt {claim.attempt} on Ray")
                 ref = remote.remote(ctx.db.url, settings, ctx.backend, ctx.lease_s, claim)
-                running[ref] = claim
+                running[ref] = (claim, time.monotonic())
             if not running:
                 return touched
             done, _ = await asyncio.to_thread(
                 ray.wait, list(running), num_returns=1, timeout=ctx.lease_s / 3
             )
             for ref in done:
-                claim = running.pop(ref)
+                claim, started = running.pop(ref)
                 try:
                     status, detail = await asyncio.to_thread(ray.get, ref)
                 except RayError as exc:
-                    why = f"its Ray task was lost: {type(exc).__name__}: {str(exc)[:300]}"
+                    # Ray's messages run to paragraphs: their first sentence says it
+                    first = str(exc).split(". ", 1)[0][:300]
+                    why = f"its Ray task was lost ({type(exc).__name__}: {first})"
                     log.warning("job %s: %s", claim.name, why)
                     status = await asyncio.to_thread(
-                        store.settle, claim, "failed", error=why, retry=True
+                        store.settle,
+                        claim,
+                        "failed",
+                        error=why,
+                        elapsed_s=time.monotonic() - started,
+                        retry=True,
                     )
                     ctx.tell(claim.name, status, why)
                 else:

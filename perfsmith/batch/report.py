@@ -143,7 +143,7 @@ def _speedup_svg(jobs: list[BatchJob]) -> str:
     rows = [(j.name, j.summary or {}) for j in jobs]
     width, left, row_h = 720, 260, 22
     height = 40 + row_h * max(1, len(rows))
-    values = [s.get("ci", [None, None])[1] or s.get("speedup") or 1.0 for _, s in rows]
+    values = [(s.get("ci") or [None, None])[1] or s.get("speedup") or 1.0 for _, s in rows]
     top = max([2.0, *[float(v) for v in values]])
     span = math.log(top) - math.log(0.5)
 

@@ -16,7 +16,7 @@ from perfsmith.config import Settings
 from perfsmith.errors import StorageError
 from perfsmith.storage.batches import BatchStore
 from perfsmith.storage.db import Database
-from perfsmith.storage.models import Batch
+from perfsmith.storage.models import Batch, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,21 @@ class BatchService:
         return self.store.resume_batch(batch_id, deadline=deadline)
 
     def finish(self, batch_id: str) -> bool:
-        """End the batch if no job is left to run, and store its report; True when this
+        """End the batch if no job is left to run, with its report stored; True when this
         call ended it."""
-        if not self.store.end_if_finished(batch_id):
-            return False
         batch = self.get(batch_id)
-        self.store.store_report(batch_id, markdown_report(batch), html_report(batch))
-        log.info("batch %s ended; its report is stored", batch_id)
-        return True
+        if batch.status == "ended" or self.store.unfinished(batch_id):
+            return False
+        batch.status, batch.ended_at = "ended", utcnow()
+        ended = self.store.end(
+            batch_id,
+            ended_at=batch.ended_at,
+            report_md=markdown_report(batch),
+            report_html=html_report(batch),
+        )
+        if ended:
+            log.info("batch %s ended; its report is stored", batch_id)
+        return ended
 
     # -- working ---------------------------------------------------------------------
 

@@ -161,9 +161,19 @@ class BatchStore:
             raise BatchNotFoundError(batch_id)
         return batch
 
-    def end_if_finished(self, batch_id: str) -> bool:
-        """Mark the batch `ended` once none of its jobs is queued or running; True when
-        this call ended it (its report is then due)."""
+    def unfinished(self, batch_id: str) -> bool:
+        """Whether any of the batch's jobs is queued or running."""
+        with self.db.session(readonly=True) as s:
+            left = s.scalar(
+                select(BatchJob.id)
+                .where(BatchJob.batch_id == batch_id, BatchJob.status.in_(("queued", "running")))
+                .limit(1)
+            )
+            return left is not None
+
+    def end(self, batch_id: str, *, ended_at: datetime, report_md: str, report_html: str) -> bool:
+        """Mark the batch `ended` with its report, unless it ended already or a job was
+        queued again meanwhile; True when this call ended it."""
         with self.db.session() as s:
             batch = self._batch(s, batch_id)
             if batch.status == "ended":
@@ -175,13 +185,9 @@ class BatchStore:
             )
             if left is not None:
                 return False
-            batch.status, batch.ended_at = "ended", utcnow()
+            batch.status, batch.ended_at = "ended", ended_at
+            batch.report_md, batch.report_html = report_md, report_html
             return True
-
-    def store_report(self, batch_id: str, markdown: str, html: str) -> None:
-        with self.db.session() as s:
-            batch = self._batch(s, batch_id)
-            batch.report_md, batch.report_html = markdown, html
 
     # -- the queue -------------------------------------------------------------------
 

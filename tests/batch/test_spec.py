@@ -45,8 +45,10 @@ candidates = { "softmax.py" = ["dupes/fast_set.py"] }
         load_batch(tmp_path / "night.toml")
     # the kernel candidate is not a ModelNew file: found while checking, named precisely
     assert caught.value.problems and "kernels[0] (softmax.py)" in caught.value.problems[0]
-    text = (tmp_path / "night.toml").read_text().replace(
-        'candidates = { "softmax.py" = ["dupes/fast_set.py"] }', ""
+    text = (
+        (tmp_path / "night.toml")
+        .read_text()
+        .replace('candidates = { "softmax.py" = ["dupes/fast_set.py"] }', "")
     )
     (tmp_path / "night.toml").write_text(text, encoding="utf-8")
     spec = load_batch(tmp_path / "night.toml")

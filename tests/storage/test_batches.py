@@ -56,14 +56,21 @@ def test_a_lapsed_lease_is_claimed_again_and_the_old_worker_can_no_longer_write(
     assert store.settle(again, "done", summary={"speedup": 2.0}, tokens=5) == "done"
     job = store.get_batch(batch_id).jobs[0]
     assert (job.status, job.attempts, job.tokens, job.summary) == ("done", 2, 5, {"speedup": 2.0})
-    assert store.end_if_finished(batch_id) and not store.end_if_finished(batch_id)
+    assert not store.unfinished(batch_id)
+    assert store.end(batch_id, ended_at=utcnow(), report_md="# r", report_html="<p>r</p>")
+    assert not store.end(batch_id, ended_at=utcnow(), report_md="", report_html="")
+    assert store.get_batch(batch_id).report_md == "# r"
 
 
 def test_a_job_whose_worker_was_killed_is_claimed_at_once(db: Database) -> None:
     store = BatchStore(db)
     _batch(store, 1)
     dead = subprocess.run(
-        [sys.executable, "-c", "from perfsmith.storage.owners import this_process as t; print(t())"],
+        [
+            sys.executable,
+            "-c",
+            "from perfsmith.storage.owners import this_process as t; print(t())",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -119,7 +126,7 @@ def test_cancel_stops_the_queue_and_resume_takes_it_up(db: Database) -> None:
     assert store.claim(lease_s=60) is None
     assert store.renew(running, lease_s=60) == "cancelled"
     assert store.settle(running, "failed", error="x", retry=True) == "cancelled"
-    assert store.end_if_finished(batch_id)
+    assert store.end(batch_id, ended_at=utcnow(), report_md="", report_html="")
     assert store.resume_batch(batch_id) == 3
     assert store.get_batch(batch_id).status == "active"
     claims = [store.claim(lease_s=60) for _ in range(4)]

@@ -1,0 +1,143 @@
+"""Batches on a real Ray cluster: a head node and a second node on this machine, a night's
+batch across both, the second node killed mid-batch. Every job ends with its results, the
+lost ones taken up again on the node left, no candidate verified twice."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from perfsmith.storage.batches import BatchStore
+from perfsmith.storage.db import Database
+from tests.batch.night import check_night, write_night
+from tests.cli_runner import PERFSMITH, cli
+from tests.servers import free_port
+
+RAY = str(Path(sys.executable).with_name("ray"))
+MARK = "PERFSMITH_TEST_CLUSTER_NODE"
+
+
+def _ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(stat[stat.rindex(b")") + 2 :].split()[1])
+
+
+def _processes_of(mark: str) -> list[int]:
+    """The processes of one node: those that inherited the mark from its `ray start`,
+    and their descendants (Ray starts its agents with an environment of its own)."""
+    needle = f"{MARK}={mark}".encode()
+    parents: dict[int, int] = {}
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            parents[pid] = _ppid(pid)
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.add(pid)
+        except (OSError, ValueError):
+            continue
+    grew = True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= children
+        grew = bool(children)
+    return sorted(found)
+
+
+def _kill(mark: str) -> int:
+    pids = _processes_of(mark)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
+
+
+@dataclass
+class Cluster:
+    address: str
+    env: dict[str, str]
+    nodes: list[str]  # each node's mark
+
+
+def _start(env: dict[str, str], mark: str, *args: str) -> None:
+    done = subprocess.run(
+        [RAY, "start", "--disable-usage-stats", "--object-store-memory=200000000", *args],
+        env={**env, MARK: mark},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PERFSMITH_HOME": str(tmp_path),
+        # a lost node is declared dead after 3 missed heartbeats of 1 s, not 5 of 3 s
+        "RAY_health_check_period_ms": "1000",
+        "RAY_health_check_failure_threshold": "3",
+    }
+    head, second = f"head-{uuid.uuid4().hex}", f"second-{uuid.uuid4().hex}"
+    try:
+        # one core on the head, two on the second node: most jobs start there
+        _start(env, head, "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false")
+        _start(env, second, f"--address=127.0.0.1:{port}", "--num-cpus=2")
+        yield Cluster(f"127.0.0.1:{port}", env, [head, second])
+    finally:
+        for mark in (second, head):
+            _kill(mark)
+
+
+def test_a_night_on_two_ray_nodes_survives_losing_one(tmp_path: Path, cluster: Cluster) -> None:
+    night = write_night(tmp_path)
+    db_url = f"sqlite:///{tmp_path / 'night.db'}"
+    env = {**cluster.env, "PERFSMITH_DATABASE_URL": db_url}
+    done = cli(env, "batch", "submit", str(night), "--json")
+    assert done.returncode == 0, done.stderr
+    batch_id = json.loads(done.stdout)["id"]
+    driver = subprocess.Popen(
+        [*PERFSMITH, "batch", "run", batch_id, "--ray", cluster.address, "--backend", "process"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db = Database(db_url)
+    store = BatchStore(db)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:  # kill the second node with three jobs under way
+        running = [j for j in store.get_batch(batch_id).jobs if j.status == "running"]
+        if len(running) == 3 and all(j.run_id for j in running):
+            break
+        assert driver.poll() is None, driver.communicate()[1][-3000:]
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the jobs did not start on the cluster")
+    assert _kill(cluster.nodes[1]) > 0
+    _, stderr = driver.communicate(timeout=900)
+    assert driver.returncode == 1, stderr[-3000:]  # the problem with nothing to verify
+    jobs = check_night(db_url, batch_id)
+    # the second node held two of the three running jobs (its two cores): they were lost
+    # with it, taken up again on the head, their runs resumed
+    again = [j for j in jobs.values() if j.attempts == 2]  # type: ignore[attr-defined]
+    assert len(again) >= 2, [(n, j.attempts, j.error) for n, j in jobs.items()]  # type: ignore[attr-defined]
+    assert "its Ray task was lost" in stderr
+    db.close()
