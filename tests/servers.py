@@ -235,3 +235,24 @@ def kernel_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_server(tmp_path_factory.mktemp("kernel-server"), KERNEL_SCRIPT)
     yield server
     stop_server(server)
+
+
+BATCH = """
+[batch]
+name = "api-night"
+llm = "none"
+
+[[function]]
+target = "dupes/dupes.py::find_duplicates"
+inputs = "dupes/inputs.py::generate"
+candidates = ["dupes/fast_set.py"]
+verify_rounds = 4
+"""
+
+
+@pytest.fixture(scope="session")
+def batch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server that works the batch queue too (`serve --work-batches`)."""
+    server = start_server(tmp_path_factory.mktemp("batch-server"), PLAN_SCRIPT, "--work-batches")
+    yield server
+    stop_server(server)

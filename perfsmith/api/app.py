@@ -26,6 +26,9 @@ from perfsmith.api.intake import RequestError, typed
 from perfsmith.api.manager import ConflictError, RunManager
 from perfsmith.api.schemas import (
     ArtifactOut,
+    BatchCreate,
+    BatchOut,
+    BatchResume,
     CandidateOut,
     EventOut,
     Health,
@@ -38,13 +41,14 @@ from perfsmith.api.schemas import (
     TaskOut,
 )
 from perfsmith.api.tokens import Principal, TokenStore, hash_token
-from perfsmith.errors import RunNotFoundError, StorageError
+from perfsmith.errors import BatchFileError, BatchNotFoundError, RunNotFoundError, StorageError
 from perfsmith.events import TERMINAL, RunStatus, read_event
 from perfsmith.storage.models import Event, Run, utc
 
 MAX_BODY_BYTES = 1_000_000
 Row = TypeVar("Row", bound=BaseModel)
 RUN_ID = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="a run's id")]
+BATCH_ID = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="a batch's id")]
 _PROBLEM_JSON = "application/problem+json"
 MAX_SEQ = 2**62  # every integer the database is asked about fits its 64-bit integers
 _UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"
@@ -259,6 +263,15 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
     async def _missing(request: Request, exc: RunNotFoundError) -> JSONResponse:
         return problem(404, "Not Found", f"no run {exc.run_id}", request)
 
+    @app.exception_handler(BatchNotFoundError)
+    async def _no_batch(request: Request, exc: BatchNotFoundError) -> JSONResponse:
+        return problem(404, "Not Found", f"no batch {exc.batch_id}", request)
+
+    @app.exception_handler(BatchFileError)
+    async def _bad_batch(request: Request, exc: BatchFileError) -> JSONResponse:
+        errors = [{"field": "toml", "message": p, "type": "batch_file"} for p in exc.problems]
+        return problem(422, "Invalid batch file", str(exc), request, errors=errors)
+
     @app.exception_handler(ConflictError)
     async def _conflict(request: Request, exc: ConflictError) -> JSONResponse:
         return problem(409, "Conflict", str(exc), request)
@@ -453,6 +466,82 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    # -- batches ---------------------------------------------------------------------
+
+    batches = manager.batches
+
+    async def batch_of(batch_id: str, who: Principal) -> BatchOut:
+        row = await asyncio.to_thread(batches.get, batch_id, tenant=who.tenant)
+        return BatchOut.model_validate(row)
+
+    @app.post("/batches", status_code=201, tags=["batches"])
+    async def submit_batch(body: BatchCreate, who: Auth) -> BatchOut:
+        """Submit a batch file (TOML): checked whole (422 lists every problem), stored,
+        and worked by a `perfsmith serve --work-batches` or `perfsmith batch run`."""
+        workspace = manager.config.workspace.root
+        batch_id = await asyncio.to_thread(
+            batches.submit_text,
+            body.toml,
+            workspace=workspace,
+            server_llm=manager.config.llm,
+            tenant=who.tenant,
+        )
+        manager.batches_submitted()
+        return await batch_of(batch_id, who)
+
+    @app.get("/batches", tags=["batches"])
+    async def list_batches(
+        who: Auth, limit: Annotated[int, Query(ge=1, le=1000)] = 20
+    ) -> list[BatchOut]:
+        """Your tenant's batches, newest first, with their jobs."""
+        rows = await asyncio.to_thread(batches.batches, limit=limit, tenant=who.tenant)
+        return [BatchOut.model_validate(r) for r in rows]
+
+    @app.get("/batches/{batch_id}", tags=["batches"])
+    async def get_batch(batch_id: BATCH_ID, who: Auth) -> BatchOut:
+        """A batch and its jobs: status, attempts, best verified speedup, time, tokens."""
+        return await batch_of(batch_id, who)
+
+    @app.get(
+        "/batches/{batch_id}/report",
+        tags=["batches"],
+        response_class=Response,
+        responses={200: {"content": {"text/markdown": {}, "text/html": {}}}},
+    )
+    async def batch_report(
+        batch_id: BATCH_ID,
+        who: Auth,
+        format: Annotated[Literal["md", "html"], Query(description="md or html")] = "md",
+    ) -> Response:
+        """The morning report (stored when the batch ended; as it stands before)."""
+        text = await asyncio.to_thread(batches.report, batch_id, format, tenant=who.tenant)
+        media = "text/markdown" if format == "md" else "text/html"
+        return Response(text, media_type=f"{media}; charset=utf-8")
+
+    @app.post("/batches/{batch_id}/cancel", status_code=202, tags=["batches"])
+    async def cancel_batch(batch_id: BATCH_ID, who: Auth) -> BatchOut:
+        """Stop a batch: queued jobs are cancelled, running ones at their next lease."""
+        await batch_of(batch_id, who)
+        try:
+            await asyncio.to_thread(batches.cancel, batch_id)
+        except StorageError as exc:
+            raise ConflictError(str(exc)) from None
+        return await batch_of(batch_id, who)
+
+    @app.post("/batches/{batch_id}/resume", status_code=202, tags=["batches"])
+    async def resume_batch(
+        batch_id: BATCH_ID, who: Auth, body: BatchResume | None = None
+    ) -> BatchOut:
+        """Queue a stopped batch's unfinished jobs again (their runs resume)."""
+        await batch_of(batch_id, who)
+        until = body.until if body is not None else None
+        try:
+            await asyncio.to_thread(batches.requeue, batch_id, until=until)
+        except ValueError as exc:
+            raise RequestError(str(exc), field="until") from None
+        manager.batches_submitted()
+        return await batch_of(batch_id, who)
 
     if _UI_DIR.is_dir():
         from fastapi.staticfiles import StaticFiles

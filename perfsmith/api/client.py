@@ -22,6 +22,9 @@ from pydantic import BaseModel, TypeAdapter
 
 from perfsmith.api.schemas import (
     ArtifactOut,
+    BatchCreate,
+    BatchOut,
+    BatchResume,
     CandidateOut,
     ChatRunCreate,
     EventOut,
@@ -138,9 +141,7 @@ class Runs:
         return TypeAdapter(builtins.list[ArtifactOut]).validate_python(data)
 
     async def artifact(self, run_id: str, artifact_id: int) -> bytes:
-        response = await self._c.http.get(f"/runs/{run_id}/artifacts/{artifact_id}")
-        _raise_for(response)
-        return response.content
+        return (await self._c.raw("GET", f"/runs/{run_id}/artifacts/{artifact_id}")).content
 
     async def events(
         self, run_id: str, *, after: int = 0, follow: bool = True, reconnects: int = 5
@@ -194,6 +195,50 @@ class Runs:
         return await asyncio.wait_for(drain(), within_s)
 
 
+class Batches:
+    """Overnight batches: submit a batch file, follow its jobs, read its report."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def submit(self, toml: str) -> BatchOut:
+        """Submit a batch file's text (its paths relative to the server's workspace)."""
+        body = BatchCreate(toml=toml).model_dump()
+        return BatchOut.model_validate(await self._client.request("POST", "/batches", json=body))
+
+    async def list(self, *, limit: int = 20) -> builtins.list[BatchOut]:
+        data = await self._client.request("GET", "/batches", params={"limit": limit})
+        return [BatchOut.model_validate(b) for b in data]
+
+    async def get(self, batch_id: str) -> BatchOut:
+        return BatchOut.model_validate(await self._client.request("GET", f"/batches/{batch_id}"))
+
+    async def report(self, batch_id: str, *, format: str = "md") -> str:
+        response = await self._client.raw(
+            "GET", f"/batches/{batch_id}/report", params={"format": format}
+        )
+        return response.text
+
+    async def cancel(self, batch_id: str) -> BatchOut:
+        return BatchOut.model_validate(
+            await self._client.request("POST", f"/batches/{batch_id}/cancel")
+        )
+
+    async def resume(self, batch_id: str, *, until: str | None = None) -> BatchOut:
+        body = BatchResume(until=until).model_dump()
+        return BatchOut.model_validate(
+            await self._client.request("POST", f"/batches/{batch_id}/resume", json=body)
+        )
+
+    async def wait(self, batch_id: str, *, poll_s: float = 1.0) -> BatchOut:
+        """The batch once it has ended (every job done, failed, cancelled or skipped)."""
+        while True:
+            batch = await self.get(batch_id)
+            if batch.status == "ended":
+                return batch
+            await asyncio.sleep(poll_s)
+
+
 class Client:
     def __init__(
         self,
@@ -209,14 +254,19 @@ class Client:
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )
         self.runs = Runs(self)
+        self.batches = Batches(self)
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def raw(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The server's response (a success: problems raise `ApiError`)."""
         try:
             response = await self.http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
             raise ApiError(0, "Unreachable", f"cannot reach {self.http.base_url}: {exc}") from exc
         _raise_for(response)
-        return response.json()
+        return response
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self.raw(method, path, **kwargs)).json()
 
     async def health(self) -> Health:
         return Health.model_validate(await self.request("GET", "/health"))

@@ -5,6 +5,7 @@ run configs and event streams woken when their events land."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
@@ -14,6 +15,7 @@ from typing import Any
 
 from perfsmith.api.intake import RequestError, TypedRequest, Workspace
 from perfsmith.api.schemas import KernelRunCreate, OptimizeRunCreate, PlanRunCreate
+from perfsmith.batch.service import BatchService
 from perfsmith.config import Settings, data_dir
 from perfsmith.errors import PerfsmithError
 from perfsmith.events import TERMINAL
@@ -41,6 +43,8 @@ class ServerConfig:
     workspace: Workspace
     tools: list[str] = field(default_factory=list)
     sandbox: str = "auto"
+    # work the batch queue in the server (`serve --work-batches`)
+    work_batches: bool = False
 
 
 def plan_config(req: PlanRunCreate, config: ServerConfig, max_replans: int) -> dict[str, Any]:
@@ -61,6 +65,9 @@ class RunManager:
         self._sandbox_lock = asyncio.Lock()
         self._shared_model: ChatModel | None = None
         self._scripts: dict[str, ChatModel] = {}
+        self.batches = BatchService(db, settings)
+        self._batch_wake = asyncio.Event()
+        self._batch_worker: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -75,12 +82,16 @@ class RunManager:
                 len(orphans),
                 ", ".join(orphans),
             )
+        if self.config.work_batches:
+            self._batch_worker = asyncio.create_task(self._work_batches(), name="batches")
 
     async def shutdown(self) -> None:
         """Cancel the runs in flight (they are stored as cancelled and can be resumed)."""
         if self._on_committed in self.db.event_hooks:
             self.db.event_hooks.remove(self._on_committed)
         tasks = list(self.active.values())
+        if self._batch_worker is not None:  # its jobs go back to the queue, resumable
+            tasks.append(self._batch_worker)
         for task in tasks:
             task.cancel()
         if tasks:
@@ -88,6 +99,31 @@ class RunManager:
         if self._sandbox is not None:
             await self._sandbox.close()
             self._sandbox = None
+
+    # -- batches ---------------------------------------------------------------------
+
+    def batches_submitted(self) -> None:
+        """A batch was submitted or resumed: the server's batch worker looks at once."""
+        self._batch_wake.set()
+
+    async def _work_batches(self) -> None:
+        """Work the batch queue with the server's sandbox and model, then wait for the
+        next submission (or look again every 30 s: another process may queue jobs)."""
+        while True:
+            self._batch_wake.clear()
+            try:
+                llm = self.config.llm
+                shared = llm != "none" and not llm.startswith("scripted:")
+                models = {llm: self.model("batches")} if shared else None
+                await self.batches.work(
+                    backend=self.config.sandbox, sandbox=await self.sandbox(), models=models
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("working the batch queue failed; trying again in 30 s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._batch_wake.wait(), timeout=30)
 
     # -- event wake-ups --------------------------------------------------------------
 

@@ -230,3 +230,52 @@ class Problem(BaseModel):
     detail: str
     instance: str | None = None
     errors: list[dict[str, Any]] | None = None
+
+
+# -- batches ---------------------------------------------------------------------------
+
+MAX_BATCH_CHARS = 1_000_000
+
+BatchStatus = Literal["active", "cancelled", "ended"]
+BatchJobStatus = Literal["queued", "running", "done", "failed", "cancelled", "skipped"]
+
+
+class BatchCreate(_Body):
+    """A batch file (TOML, as `perfsmith batch submit` reads): its paths relative to the
+    server's workspace, its jobs run with the server's model."""
+
+    toml: str = Field(min_length=1, max_length=MAX_BATCH_CHARS)
+
+
+class BatchResume(_Body):
+    until: str | None = Field(
+        default=None, max_length=40, description="a new deadline: HH:MM or an ISO date-time"
+    )
+
+
+class BatchJobOut(_Row):
+    id: int
+    position: int
+    name: str
+    kind: str
+    group: str | None
+    status: BatchJobStatus
+    run_id: str | None
+    attempts: int
+    error: str | None
+    tokens: int
+    elapsed_s: float
+    summary: dict[str, Any]
+    started_at: StoredTime | None
+    ended_at: StoredTime | None
+
+
+class BatchOut(_Row):
+    id: str
+    name: str
+    status: BatchStatus
+    budgets: dict[str, Any]
+    deadline: StoredTime | None
+    created_at: StoredTime
+    ended_at: StoredTime | None
+    jobs: list[BatchJobOut]

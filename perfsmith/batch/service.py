@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from perfsmith.batch.report import html_report, markdown_report
 from perfsmith.batch.spec import BatchSpec, deadline_from, load_batch, parse_batch
@@ -17,6 +18,10 @@ from perfsmith.errors import StorageError
 from perfsmith.storage.batches import BatchStore
 from perfsmith.storage.db import Database
 from perfsmith.storage.models import Batch, utcnow
+
+if TYPE_CHECKING:
+    from perfsmith.llm.base import ChatModel
+    from perfsmith.sandbox.base import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +37,13 @@ class BatchService:
     def submit_file(self, path: Path, *, tenant: str | None = None) -> str:
         return self._store(load_batch(path), tenant)
 
-    def submit_text(self, text: str, *, base: Path, tenant: str | None = None) -> str:
-        """A batch sent as text (the API): relative paths are read from ``base``."""
-        return self._store(parse_batch(text, base=base, source_name="batch"), tenant)
+    def submit_text(
+        self, text: str, *, workspace: Path, server_llm: str, tenant: str | None = None
+    ) -> str:
+        """A batch sent to a server: its paths lie in the server's ``workspace``, its
+        jobs use the server's model."""
+        spec = parse_batch(text, base=workspace, source_name="batch", server_llm=server_llm)
+        return self._store(spec, tenant)
 
     def _store(self, spec: BatchSpec, tenant: str | None) -> str:
         batch_id = self.store.create_batch(
@@ -113,9 +122,12 @@ class BatchService:
         backend: str = "auto",
         listeners: Sequence[JobListener] = (),
         lease_s: float = LEASE_S,
+        sandbox: Sandbox | None = None,
+        models: dict[str, ChatModel] | None = None,
     ) -> list[str]:
         """Work the queue until no job is left to start (here, or on the Ray cluster at
-        ``ray``); returns the batches that ended."""
+        ``ray``); returns the batches that ended. A ``sandbox`` and ``models`` (by spec)
+        given are shared with the caller (a server's)."""
         import asyncio
 
         count = workers if workers else await asyncio.to_thread(self.workers_for, batch_ids)
@@ -125,7 +137,9 @@ class BatchService:
             backend=backend,
             lease_s=lease_s,
             listeners=list(listeners),
+            shared_sandbox=sandbox,
         )
+        ctx.models.update(models or {})
         try:
             if ray:
                 from perfsmith.batch.ray_pool import work_on_ray

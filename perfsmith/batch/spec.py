@@ -173,9 +173,16 @@ def load_batch(path: Path, *, now: datetime | None = None) -> BatchSpec:
 
 
 def parse_batch(
-    text: str, *, base: Path, source_name: str = "batch file", now: datetime | None = None
+    text: str,
+    *,
+    base: Path,
+    source_name: str = "batch file",
+    now: datetime | None = None,
+    server_llm: str | None = None,
 ) -> BatchSpec:
-    """Check a batch file's text, relative paths read from ``base``."""
+    """Check a batch file's text, relative paths read from ``base``. With ``server_llm``
+    it was sent to a server: its paths must lie in ``base`` (the server's workspace), it
+    names no repository by URL, and its jobs use the server's model (or none)."""
     if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
         raise BatchFileError(source_name, [f"it is over {MAX_FILE_BYTES:,} bytes"])
     try:
@@ -186,7 +193,28 @@ def parse_batch(
         raise BatchFileError(source_name, ["not valid TOML: nested too deeply"]) from None
     problems: list[str] = []
     header, jobs = _validated(data, problems)
-    return _checked(header, jobs, text, base, source_name, now or datetime.now(UTC), problems)
+    if server_llm is not None:
+        _served(header, jobs, server_llm, problems)
+    root = Root(base, confined=server_llm is not None)
+    return _checked(header, jobs, text, root, source_name, now or datetime.now(UTC), problems)
+
+
+def _served(
+    header: Header, entries: list[tuple[str, _Job]], server_llm: str, problems: list[str]
+) -> None:
+    """What a server takes of a batch: its own model, no repository fetched by URL."""
+    said = [("batch", header.llm)] if "llm" in header.model_fields_set else []
+    said += [(where, job.llm) for where, job in entries if job.llm is not None]
+    for where, llm in said:
+        if llm != "none":
+            problems.append(
+                f"{where}.llm: the server runs its own model; leave llm out or say none"
+            )
+    if "llm" not in header.model_fields_set:
+        header.llm = server_llm
+    for where, job in entries:
+        if isinstance(job, RepoJob) and job.url is not None:
+            problems.append(f"{where}.url: a server optimizes repositories in its workspace only")
 
 
 def _errors(exc: ValidationError, prefix: tuple[int | str, ...]) -> list[str]:
@@ -236,7 +264,7 @@ def _checked(
     header: Header,
     entries: list[tuple[str, _Job]],
     text: str,
-    base: Path,
+    base: Root,
     source_name: str,
     now: datetime,
     problems: list[str],
@@ -256,7 +284,7 @@ def _checked(
         try:
             jobs.extend(_expand(where, job, llm, base))
         except _ProblemsError as exc:
-            problems.extend(exc.problems)
+            problems.extend(p if p.startswith(where) else f"{where}: {p}" for p in exc.problems)
     if not jobs and not problems:
         problems.append("no jobs: add [[repo]], [[function]] or [[kernels]] tables")
     if len(jobs) > MAX_JOBS:
@@ -273,12 +301,29 @@ class _ProblemsError(Exception):
         self.problems = problems
 
 
-def _path(base: Path, text: str) -> Path:
-    path = Path(text).expanduser()
-    return path if path.is_absolute() else base / path
+@dataclass(frozen=True)
+class Root:
+    """Where a batch file's relative paths are read from; a ``confined`` one (a server's
+    workspace) takes relative paths only, and none that leads outside it."""
+
+    folder: Path
+    confined: bool = False
 
 
-def _ref(base: Path, spec: str | None) -> str | None:
+def _path(base: Root, text: str) -> Path:
+    if not base.confined:
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else base.folder / path
+    path = Path(text)
+    if path.is_absolute() or ".." in path.parts:
+        raise _ProblemsError([f"{text!r} must be a path relative to the server's workspace"])
+    inside = (base.folder / path).resolve()
+    if not inside.is_relative_to(base.folder.resolve()):
+        raise _ProblemsError([f"{text!r} leads outside the server's workspace"])
+    return inside
+
+
+def _ref(base: Root, spec: str | None) -> str | None:
     """``FILE::NAME`` with FILE read from ``base``."""
     if spec is None:
         return None
@@ -297,8 +342,8 @@ def _workflow_check(where: str, kind: str, config: dict[str, Any]) -> dict[str, 
         raise _ProblemsError([f"{where}: {exc}"]) from None
 
 
-def _expand(where: str, job: _Job, llm: str, base: Path) -> list[NewJob]:
-    expanders: dict[type[_Job], Callable[[str, Any, str | None, Path], list[NewJob]]] = {
+def _expand(where: str, job: _Job, llm: str, base: Root) -> list[NewJob]:
+    expanders: dict[type[_Job], Callable[[str, Any, str | None, Root], list[NewJob]]] = {
         RepoJob: _repo_jobs,
         FunctionJob: _function_jobs,
         KernelSuiteJob: _kernel_jobs,
@@ -307,7 +352,7 @@ def _expand(where: str, job: _Job, llm: str, base: Path) -> list[NewJob]:
     return expanders[type(job)](where, job, spec, base)
 
 
-def _repo_jobs(where: str, job: RepoJob, llm: str | None, base: Path) -> list[NewJob]:
+def _repo_jobs(where: str, job: RepoJob, llm: str | None, base: Root) -> list[NewJob]:
     from perfsmith.workflows.repo import repo_config
 
     if (job.path is None) == (job.url is None):
@@ -340,7 +385,7 @@ def _repo_jobs(where: str, job: RepoJob, llm: str | None, base: Path) -> list[Ne
     return [NewJob(name=job.name or repo.name, kind="repo", config=config, llm=llm)]
 
 
-def _function_jobs(where: str, job: FunctionJob, llm: str | None, base: Path) -> list[NewJob]:
+def _function_jobs(where: str, job: FunctionJob, llm: str | None, base: Root) -> list[NewJob]:
     from perfsmith.workflows.optimize import optimize_config
 
     config = optimize_config(
@@ -357,7 +402,7 @@ def _function_jobs(where: str, job: FunctionJob, llm: str | None, base: Path) ->
     return [NewJob(name=job.name or job.target, kind="optimize", config=config, llm=llm)]
 
 
-def _kernel_jobs(where: str, job: KernelSuiteJob, llm: str | None, base: Path) -> list[NewJob]:
+def _kernel_jobs(where: str, job: KernelSuiteJob, llm: str | None, base: Root) -> list[NewJob]:
     from perfsmith.verifiers.kernel.verify import KernelSettings
     from perfsmith.workflows.kernels import kernel_config
 

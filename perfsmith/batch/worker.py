@@ -58,21 +58,24 @@ class WorkerContext:
     lease_s: float = LEASE_S
     workdir: Path = field(default_factory=lambda: data_dir() / "batches")
     listeners: list[JobListener] = field(default_factory=list)
-    _models: dict[str, ChatModel] = field(default_factory=dict)
+    shared_sandbox: Sandbox | None = None  # the caller's (a server's): never closed here
+    models: dict[str, ChatModel] = field(default_factory=dict)
     _sandbox: Resources | None = None
 
     def model(self, spec: str | None) -> ChatModel | None:
         if spec is None or spec == "none":
             return None
-        if spec not in self._models:
+        if spec not in self.models:
             from perfsmith.llm.factory import model_from_spec
 
-            self._models[spec] = model_from_spec(spec, self.settings)
-        return self._models[spec]
+            self.models[spec] = model_from_spec(spec, self.settings)
+        return self.models[spec]
 
     async def sandbox(self) -> Sandbox:
         if self._sandbox is None:
-            self._sandbox = Resources(self.settings, backend=self.backend)
+            self._sandbox = Resources(
+                self.settings, sandbox=self.shared_sandbox, backend=self.backend
+            )
         return await self._sandbox.sandbox()
 
     async def close(self) -> None:
@@ -130,7 +133,7 @@ async def work(ctx: WorkerContext, claim: Claim) -> tuple[str, str]:
         resources = Resources(ctx.settings, sandbox=await ctx.sandbox(), llm=model or "none")
         service = RunService(ctx.db, ctx.settings)
         if run_id is None:
-            run_id = await service.create(claim.kind, config)
+            run_id = await service.create(claim.kind, config, tenant=claim.tenant)
             await asyncio.to_thread(store.set_run, claim, run_id)
         await _run_leased(ctx, store, claim, service, run_id, resources)
     except _StoppedError as stop:

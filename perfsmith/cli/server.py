@@ -136,6 +136,12 @@ def serve_cmd(
         bool,
         typer.Option("--allow-remote", help="Allow binding an address other machines reach."),
     ] = False,
+    work_batches: Annotated[
+        bool,
+        typer.Option(
+            "--work-batches", help="Work the batch queue here too (as `perfsmith batch run`)."
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Serve the REST API, its event streams and the web UI (uvicorn)."""
@@ -193,12 +199,13 @@ def serve_cmd(
             workspace=Workspace(root=workspace.resolve(), kernel_suite=suite.resolve()),
             tools=list(tools or []),
             sandbox=sandbox,
+            work_batches=work_batches,
         ),
     )
     app = create_app(manager)
     out.print(
         f"perfsmith API on http://{host}:{port} (docs at /docs, UI at /); LLM {spec}; "
-        f"workspace {workspace.resolve()}",
+        f"workspace {workspace.resolve()}" + ("; working the batch queue" if work_batches else ""),
         markup=False,
         highlight=False,
     )

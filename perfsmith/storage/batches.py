@@ -53,6 +53,7 @@ class Claim:
     elapsed_s: float  # spent on the job by earlier attempts
     budgets: dict[str, Any]
     deadline: datetime | None
+    tenant: str | None = None  # the batch's: its runs are that tenant's
 
 
 def _expired(job: BatchJob, now: datetime) -> bool:
@@ -243,6 +244,7 @@ class BatchStore:
                     elapsed_s=job.elapsed_s,
                     budgets=dict(batch.budgets),
                     deadline=utc(batch.deadline) if batch.deadline is not None else None,
+                    tenant=batch.tenant,
                 )
         return None
 

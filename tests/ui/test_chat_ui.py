@@ -5,48 +5,18 @@ see the run replayed. A screenshot is saved as a test artifact."""
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, expect
 
 from tests.servers import Server
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("PERFSMITH_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 MESSAGE = "make dupes/dupes.py::find_duplicates faster, with inputs dupes/inputs.py::generate"
-
-if CHROMIUM is None:
-    if os.environ.get("PERFSMITH_REQUIRE_BROWSER"):
-        raise RuntimeError("PERFSMITH_REQUIRE_BROWSER is set but no chromium is installed")
-    pytest.skip("no chromium here (CI installs Debian's chromium)", allow_module_level=True)
-
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1500, "height": 950})
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield tab
-    context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
 def nodes_done(page: Page, at_least: int, round_: int = 1) -> None:
