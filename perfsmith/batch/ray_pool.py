@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from perfsmith.batch.worker import WorkerContext, work
@@ -28,6 +28,7 @@ from perfsmith.storage.batches import BatchStore, Claim
 
 if TYPE_CHECKING:
     from perfsmith.storage.db import Database
+    from perfsmith.workflows.base import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,19 @@ def _context(db_url: str, settings: dict[str, Any], backend: str, lease_s: float
 
 
 def ray_job(
-    db_url: str, settings: dict[str, Any], backend: str, lease_s: float, claim: Claim
+    db_url: str,
+    settings: dict[str, Any],
+    backend: str,
+    lease_s: float,
+    claim: Claim,
+    workflows: Mapping[str, Workflow] | None = None,
 ) -> tuple[str, str]:
     """A Ray task: one claimed job worked to its end on this node."""
     global _LOOP
     if _LOOP is None:
         _LOOP = asyncio.new_event_loop()
     ctx = _context(db_url, settings, backend, lease_s)
+    ctx.workflows = workflows
     return _LOOP.run_until_complete(work(ctx, claim))
 
 
@@ -107,7 +114,9 @@ async def work_on_ray(
                     break
                 touched.add(claim.batch_id)
                 ctx.tell(claim.name, "running", f"attempt {claim.attempt} on Ray")
-                ref = remote.remote(ctx.db.url, settings, ctx.backend, ctx.lease_s, claim)
+                ref = remote.remote(
+                    ctx.db.url, settings, ctx.backend, ctx.lease_s, claim, ctx.workflows
+                )
                 running[ref] = (claim, time.monotonic())
             if not running:
                 return touched

@@ -5,7 +5,7 @@ the morning report (written when a batch's last job ends; built live before that
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +22,7 @@ from perfsmith.storage.models import Batch, utcnow
 if TYPE_CHECKING:
     from perfsmith.llm.base import ChatModel
     from perfsmith.sandbox.base import Sandbox
+    from perfsmith.workflows.base import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class BatchService:
         lease_s: float = LEASE_S,
         sandbox: Sandbox | None = None,
         models: dict[str, ChatModel] | None = None,
+        workflows: Mapping[str, Workflow] | None = None,
     ) -> list[str]:
         """Work the queue until no job is left to start (here, or on the Ray cluster at
         ``ray``); returns the batches that ended. A ``sandbox`` and ``models`` (by spec)
@@ -138,6 +140,7 @@ class BatchService:
             lease_s=lease_s,
             listeners=list(listeners),
             shared_sandbox=sandbox,
+            workflows=workflows,
         )
         ctx.models.update(models or {})
         try:

@@ -359,16 +359,13 @@ def _repo_jobs(where: str, job: RepoJob, llm: str | None, base: Root) -> list[Ne
         raise _ProblemsError([f"{where}: give path or url (one of them)"])
 
     def config_for(repo: Path) -> dict[str, Any]:
+        options = job.model_dump(include={"command", "top", "branch", "rounds", "k"})
         return repo_config(
             repo,
-            command=job.command,
             llm=llm,
-            top=job.top,
-            branch=job.branch,
-            rounds=job.rounds,
-            k=job.k,
             verify_rounds=job.verify_rounds,
             candidates={f: [_path(base, p) for p in ps] for f, ps in job.candidates.items()},
+            **options,
         )
 
     if job.url is not None:

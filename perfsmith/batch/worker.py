@@ -10,7 +10,7 @@ import asyncio
 import logging
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ from perfsmith.storage.runs import RunStore
 if TYPE_CHECKING:
     from perfsmith.llm.base import ChatModel
     from perfsmith.sandbox.base import Sandbox
+    from perfsmith.workflows.base import Workflow
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class WorkerContext:
     workdir: Path = field(default_factory=lambda: data_dir() / "batches")
     listeners: list[JobListener] = field(default_factory=list)
     shared_sandbox: Sandbox | None = None  # the caller's (a server's): never closed here
+    # the run kinds jobs may have (None: every kind perfsmith has)
+    workflows: Mapping[str, Workflow] | None = None
     models: dict[str, ChatModel] = field(default_factory=dict)
     _sandbox: Resources | None = None
 
@@ -131,7 +134,7 @@ async def work(ctx: WorkerContext, claim: Claim) -> tuple[str, str]:
         cap = claim.budgets.get("tokens")
         model = MeteredModel(base, int(cap) if cap else None) if base is not None else None
         resources = Resources(ctx.settings, sandbox=await ctx.sandbox(), llm=model or "none")
-        service = RunService(ctx.db, ctx.settings)
+        service = RunService(ctx.db, ctx.settings, ctx.workflows)
         if run_id is None:
             run_id = await service.create(claim.kind, config, tenant=claim.tenant)
             await asyncio.to_thread(store.set_run, claim, run_id)

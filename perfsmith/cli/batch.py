@@ -296,20 +296,24 @@ def batch_resume(
     queue_only: Annotated[
         bool, typer.Option("--queue-only", help="Queue its jobs again; do not work them here.")
     ] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
     workers: WorkersOption = None,
     ray: RayOption = None,
     backend: BackendOption = "auto",
-    db: DbOption = None,
-    as_json: JsonOption = False,
 ) -> None:
     """Take up a stopped batch (cancelled, past its deadline, its `batch run` killed):
     unfinished jobs are queued again and their runs resumed, reusing finished tasks and
     verified candidates; then the queue is worked as `batch run` does."""
     service = guard(lambda: _service(db))
-    try:
-        queued = guard(lambda: service.requeue(batch_id, until=until))
-    except ValueError as exc:
-        usage_error(str(exc))
+
+    def requeue() -> int:
+        try:
+            return service.requeue(batch_id, until=until)
+        except ValueError as exc:  # the new deadline: the user's input, exit 2
+            usage_error(str(exc))
+
+    queued = guard(requeue)
     if not as_json:
         out.print(f"batch {batch_id}: {queued} job(s) queued again")
     if queue_only:

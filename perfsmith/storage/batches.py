@@ -201,52 +201,71 @@ class BatchStore:
         than its batch allows ends `failed`."""
         now = now or utcnow()
         owner = owners.this_process()
+        while True:
+            rows = self._claimable(now, batch_ids)
+            if not rows:
+                return None
+            for job, batch in rows:
+                claim = self._claim_one(job, batch, owner, now, lease_s)
+                if claim is not None:
+                    return claim
+            # every one was taken (or ended) by others meanwhile: look again
+
+    def _claimable(
+        self, now: datetime, batch_ids: Sequence[str] | None
+    ) -> list[tuple[BatchJob, Batch]]:
+        """Jobs abandoned by their workers, then the next queued ones (a few: a queue of
+        thousands is not read whole for every claim)."""
         with self.db.session(readonly=True) as s:
             q = (
                 select(BatchJob, Batch)
                 .join(Batch, Batch.id == BatchJob.batch_id)
-                .where(Batch.status == "active", BatchJob.status.in_(("queued", "running")))
-                .order_by(Batch.created_at, BatchJob.batch_id, BatchJob.position)
+                .where(Batch.status == "active")
             )
             if batch_ids is not None:
                 q = q.where(BatchJob.batch_id.in_(list(batch_ids)))
-            rows = s.execute(q).all()
+            running = s.execute(q.where(BatchJob.status == "running")).all()
+            queued = s.execute(
+                q.where(BatchJob.status == "queued")
+                .order_by(Batch.created_at, BatchJob.batch_id, BatchJob.position)
+                .limit(32)
+            ).all()
             s.expunge_all()
-        for job, batch in rows:
-            if job.status == "running" and not _expired(job, now):
-                continue
-            late = batch.deadline is not None and utc(batch.deadline) <= now
-            attempts_allowed = 1 + int(batch.budgets.get("retries", 2))
-            if late:
-                why = "the deadline came before it started"
-                if job.status == "running":
-                    why = "its worker stopped and the deadline had passed"
-                self._end_unless_taken(job, "skipped", why)
-                continue
-            if job.attempts >= attempts_allowed:
-                last = job.error or "its worker stopped"
-                self._end_unless_taken(
-                    job, "failed", f"gave up after {job.attempts} attempts: {last}"
-                )
-                continue
-            claimed = self._take(job, owner, now + timedelta(seconds=lease_s))
-            if claimed:
-                return Claim(
-                    job_id=job.id,
-                    batch_id=job.batch_id,
-                    attempt=job.attempts + 1,
-                    owner=owner,
-                    name=job.name,
-                    kind=job.kind,
-                    config=dict(job.config),
-                    llm=job.llm,
-                    run_id=job.run_id,
-                    elapsed_s=job.elapsed_s,
-                    budgets=dict(batch.budgets),
-                    deadline=utc(batch.deadline) if batch.deadline is not None else None,
-                    tenant=batch.tenant,
-                )
-        return None
+        abandoned = [(j, b) for j, b in running if _expired(j, now)]
+        return abandoned + [(j, b) for j, b in queued]
+
+    def _claim_one(
+        self, job: BatchJob, batch: Batch, owner: str, now: datetime, lease_s: float
+    ) -> Claim | None:
+        late = batch.deadline is not None and utc(batch.deadline) <= now
+        attempts_allowed = 1 + int(batch.budgets.get("retries", 2))
+        if late:
+            why = "the deadline came before it started"
+            if job.status == "running":
+                why = "its worker stopped and the deadline had passed"
+            self._end_unless_taken(job, "skipped", why)
+            return None
+        if job.attempts >= attempts_allowed:
+            last = job.error or "its worker stopped"
+            self._end_unless_taken(job, "failed", f"gave up after {job.attempts} attempts: {last}")
+            return None
+        if not self._take(job, owner, now + timedelta(seconds=lease_s)):
+            return None
+        return Claim(
+            job_id=job.id,
+            batch_id=job.batch_id,
+            attempt=job.attempts + 1,
+            owner=owner,
+            name=job.name,
+            kind=job.kind,
+            config=dict(job.config),
+            llm=job.llm,
+            run_id=job.run_id,
+            elapsed_s=job.elapsed_s,
+            budgets=dict(batch.budgets),
+            deadline=utc(batch.deadline) if batch.deadline is not None else None,
+            tenant=batch.tenant,
+        )
 
     def _as_read(self, job: BatchJob) -> Any:
         """The compare part of compare-and-set: the row is as this worker read it."""

@@ -7,7 +7,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from perfsmith.storage.models import BatchJob
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 JOBS = 6  # the suite is a job per problem
@@ -84,6 +90,51 @@ candidates = {{ "softmax.py" = ["{EXAMPLES}/kernels/cpp/softmax.py"] }}
     path = folder / "night.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def submit(env: dict[str, str], night: Path) -> str:
+    """`perfsmith batch submit` as a user runs it; the batch's id."""
+    import json
+
+    from tests.cli_runner import cli
+
+    done = cli(env, "batch", "submit", str(night), "--json")
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["id"])
+
+
+def work_in_background(env: dict[str, str], batch_id: str, *args: str) -> subprocess.Popen[str]:
+    """`perfsmith batch run` started as a user starts it, left running."""
+    from tests.cli_runner import PERFSMITH
+
+    return subprocess.Popen(
+        [*PERFSMITH, "batch", "run", batch_id, "--backend", "process", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_jobs(
+    db_url: str,
+    batch_id: str,
+    ready: Callable[[list[BatchJob]], bool],
+    worker: subprocess.Popen[str],
+) -> None:
+    """Poll the queue until ``ready`` holds of the batch's jobs (the worker still up)."""
+    from perfsmith.storage.batches import BatchStore
+    from perfsmith.storage.db import Database
+
+    db = Database(db_url)
+    deadline = time.monotonic() + 600
+    try:
+        while not ready(BatchStore(db).get_batch(batch_id).jobs):
+            assert worker.poll() is None, worker.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the jobs did not get under way in time"
+            time.sleep(0.2)
+    finally:
+        db.close()
 
 
 def check_night(db_url: str, batch_id: str) -> dict[str, object]:

@@ -3,50 +3,44 @@ killed with -9 in the middle, `batch resume` finishing it, the morning report.""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 from perfsmith.storage.batches import BatchStore
 from perfsmith.storage.db import Database
-from tests.batch.night import JOBS, check_night, write_night
-from tests.cli_runner import PERFSMITH, cli
+from tests.batch.night import (
+    JOBS,
+    check_night,
+    submit,
+    wait_for_jobs,
+    work_in_background,
+    write_night,
+)
+from tests.cli_runner import cli
 
 
 def test_a_night_survives_kill_9_and_resumes_without_redoing_work(tmp_path: Path) -> None:
     night = write_night(tmp_path)
     db_url = f"sqlite:///{tmp_path / 'night.db'}"
     env = {**os.environ, "PERFSMITH_DATABASE_URL": db_url, "PERFSMITH_HOME": str(tmp_path)}
-    done = cli(env, "batch", "submit", str(night), "--json")
-    assert done.returncode == 0, done.stderr
-    batch_id = json.loads(done.stdout)["id"]
+    batch_id = submit(env, night)
 
-    worker = subprocess.Popen(
-        [*PERFSMITH, "batch", "run", batch_id, "--backend", "process"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    db = Database(db_url)
-    store = BatchStore(db)
-    deadline = time.monotonic() + 600
+    worker = work_in_background(env, batch_id)
     # kill it once a job has ended and others are under way with their runs started
-    while time.monotonic() < deadline:
-        jobs = store.get_batch(batch_id).jobs
-        ended = [j for j in jobs if j.status in ("done", "failed")]
-        started = [j for j in jobs if j.status == "running" and j.run_id]
-        if ended and started:
-            break
-        assert worker.poll() is None, worker.communicate()[1][-3000:]
-        time.sleep(0.2)
-    else:
-        raise AssertionError("no job ended in time")
+    wait_for_jobs(
+        db_url,
+        batch_id,
+        lambda jobs: (
+            any(j.status in ("done", "failed") for j in jobs)
+            and any(j.status == "running" and j.run_id for j in jobs)
+        ),
+        worker,
+    )
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
+    db = Database(db_url)
+    store = BatchStore(db)
     interrupted = {j.name for j in store.get_batch(batch_id).jobs if j.status == "running"}
     assert interrupted
 
@@ -101,6 +95,8 @@ def test_batch_commands_refuse_bad_input_clearly(tmp_path: Path) -> None:
     ):
         done = cli(env, "batch", *args)
         assert done.returncode == 1 and "no batch with id 'nope'" in done.stderr, (args, done)
+    done = cli(env, "batch", "resume", "x", "--until", "noon")
+    assert done.returncode == 2 and "neither HH:MM" in done.stderr
     done = cli(env, "batch", "report", "x", "--format", "pdf")
     assert done.returncode == 2 and "md or html" in done.stderr
     done = cli(env, "batch", "status")

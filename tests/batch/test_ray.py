@@ -5,12 +5,10 @@ lost ones taken up again on the node left, no candidate verified twice."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,10 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from perfsmith.storage.batches import BatchStore
-from perfsmith.storage.db import Database
-from tests.batch.night import check_night, write_night
-from tests.cli_runner import PERFSMITH, cli
+from tests.batch.night import check_night, submit, wait_for_jobs, work_in_background, write_night
 from tests.servers import free_port
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -110,27 +105,15 @@ def test_a_night_on_two_ray_nodes_survives_losing_one(tmp_path: Path, cluster: C
     night = write_night(tmp_path)
     db_url = f"sqlite:///{tmp_path / 'night.db'}"
     env = {**cluster.env, "PERFSMITH_DATABASE_URL": db_url}
-    done = cli(env, "batch", "submit", str(night), "--json")
-    assert done.returncode == 0, done.stderr
-    batch_id = json.loads(done.stdout)["id"]
-    driver = subprocess.Popen(
-        [*PERFSMITH, "batch", "run", batch_id, "--ray", cluster.address, "--backend", "process"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    batch_id = submit(env, night)
+    driver = work_in_background(env, batch_id, "--ray", cluster.address)
+    # kill the second node with three jobs under way
+    wait_for_jobs(
+        db_url,
+        batch_id,
+        lambda jobs: sum(1 for j in jobs if j.status == "running" and j.run_id) == 3,
+        driver,
     )
-    db = Database(db_url)
-    store = BatchStore(db)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:  # kill the second node with three jobs under way
-        running = [j for j in store.get_batch(batch_id).jobs if j.status == "running"]
-        if len(running) == 3 and all(j.run_id for j in running):
-            break
-        assert driver.poll() is None, driver.communicate()[1][-3000:]
-        time.sleep(0.2)
-    else:
-        raise AssertionError("the jobs did not start on the cluster")
     assert _kill(cluster.nodes[1]) > 0
     _, stderr = driver.communicate(timeout=900)
     assert driver.returncode == 1, stderr[-3000:]  # the problem with nothing to verify
@@ -140,4 +123,3 @@ def test_a_night_on_two_ray_nodes_survives_losing_one(tmp_path: Path, cluster: C
     again = [j for j in jobs.values() if j.attempts == 2]  # type: ignore[attr-defined]
     assert len(again) >= 2, [(n, j.attempts, j.error) for n, j in jobs.items()]  # type: ignore[attr-defined]
     assert "its Ray task was lost" in stderr
-    db.close()

@@ -15,7 +15,7 @@ def test_a_batch_is_submitted_followed_and_reported(page: Page, batch_server: Se
     page.goto(batch_server.url + "/batches.html")
     page.fill("#token-input", batch_server.tokens["alice2"])
     page.press("#token-input", "Enter")
-    expect(page.locator("#token-state")).to_have_text("ok")
+    expect(page.locator("#token-state")).to_have_text("connected")
     page.fill("#batch-toml", '[[function]]\ntarget = "/etc/hosts::f"\nllm = "local"\n')
     page.click("#submit-form button[type=submit]")
     errors = page.locator("#submit-errors li")

@@ -3,10 +3,8 @@
 // live run and a reopened one look the same: reopening replays the events.
 "use strict";
 
-const $ = (sel) => document.querySelector(sel);
 const TERMINAL = new Set(["done", "failed", "cancelled", "interrupted"]);
 const state = {
-  token: localStorage.getItem("perfsmith.token") || "",
   run: null,          // the open run (RunOut)
   lastSeq: 0,
   tasks: new Map(),   // "round.idx" -> task
@@ -15,31 +13,6 @@ const state = {
   refreshTimer: null,
 };
 
-// ---- API ------------------------------------------------------------------------------
-
-async function api(path, options = {}) {
-  const headers = { ...(options.headers || {}) };
-  if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  if (options.json !== undefined) {
-    headers["Content-Type"] = "application/json";
-    options.body = JSON.stringify(options.json);
-  }
-  const response = await fetch(path, { ...options, headers });
-  if (response.status === 401) {
-    setTokenState("token refused: paste a valid one", true);
-    throw new Error("unauthorized");
-  }
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
-    const error = new Error(detail);
-    error.status = response.status;
-    throw error;
-  }
-  return response;
-}
-
-const getJSON = async (path) => (await api(path)).json();
 
 // Server-sent events over fetch (EventSource cannot send the Authorization header).
 async function streamEvents(runId, onEvent, signal) {
@@ -80,16 +53,9 @@ async function streamEvents(runId, onEvent, signal) {
 
 // ---- token ----------------------------------------------------------------------------
 
-function setTokenState(text, bad = false) {
-  const el = $("#token-state");
-  el.textContent = text;
-  el.style.color = bad ? "var(--failed)" : "var(--dim)";
-}
-
 $("#token-form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  state.token = $("#token-input").value.trim();
-  localStorage.setItem("perfsmith.token", state.token);
+  useToken($("#token-input").value.trim());
   $("#token-input").value = "";
   await start();
 });
@@ -239,7 +205,7 @@ function addPendingRun(text) {
 // ---- runs -----------------------------------------------------------------------------
 
 async function refreshRuns() {
-  if (!state.token) return;
+  if (!session.token) return;
   let page;
   try { page = await getJSON("/runs?limit=50"); } catch (_) { return; }
   setTokenState("connected");
@@ -538,7 +504,7 @@ async function loadProblems() {
 }
 
 async function start() {
-  if (!state.token) { setTokenState("paste an API token (perfsmith tokens create NAME)"); $("#token-input").focus(); return; }
+  if (!session.token) { setTokenState("paste an API token (perfsmith tokens create NAME)"); $("#token-input").focus(); return; }
   await refreshRuns();
   loadProblems();
   const match = location.hash.match(/run=([0-9a-f]{32})/);

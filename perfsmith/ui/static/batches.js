@@ -2,38 +2,8 @@
 // their progress, shows one batch's jobs (polled while it runs) and its morning report.
 "use strict";
 
-const $ = (sel) => document.querySelector(sel);
 const ENDED_JOB = new Set(["done", "failed", "cancelled", "skipped"]);
-const state = { token: localStorage.getItem("perfsmith.token") || "", open: null, timer: null };
-
-async function api(path, options = {}) {
-  const headers = { ...(options.headers || {}) };
-  if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  if (options.json !== undefined) {
-    headers["Content-Type"] = "application/json";
-    options.body = JSON.stringify(options.json);
-  }
-  const response = await fetch(path, { ...options, headers });
-  if (response.status === 401) {
-    setTokenState("token refused: paste a valid one", true);
-    throw new Error("unauthorized");
-  }
-  if (!response.ok) {
-    let body = {};
-    try { body = await response.json(); } catch (_) { /* not JSON */ }
-    const error = new Error(body.detail || response.statusText);
-    error.status = response.status;
-    error.errors = body.errors || [];
-    throw error;
-  }
-  return response;
-}
-
-function setTokenState(text, bad = false) {
-  const el = $("#token-state");
-  el.textContent = text;
-  el.className = bad ? "bad" : "";
-}
+const state = { open: null, timer: null };
 
 function el(tag, attrs = {}, text = "") {
   const node = document.createElement(tag);
@@ -54,8 +24,8 @@ function ended(batch) {
 }
 
 async function loadList() {
-  if (!state.token) return;
-  const batches = await (await api("/batches?limit=50")).json();
+  if (!session.token) return;
+  const batches = await getJSON("/batches?limit=50");
   const list = $("#batch-list");
   list.replaceChildren();
   for (const b of batches) {
@@ -104,7 +74,7 @@ async function showReport(batchId) {
 async function openBatch(batchId) {
   state.open = batchId;
   clearTimeout(state.timer);
-  const batch = await (await api(`/batches/${batchId}`)).json();
+  const batch = await getJSON(`/batches/${batchId}`);
   drawBatch(batch);
   await showReport(batchId);
   await loadList();
@@ -113,9 +83,8 @@ async function openBatch(batchId) {
 
 $("#token-form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  state.token = $("#token-input").value.trim();
-  localStorage.setItem("perfsmith.token", state.token);
-  try { await loadList(); setTokenState("ok"); } catch (error) { setTokenState(error.message, true); }
+  useToken($("#token-input").value.trim());
+  try { await loadList(); setTokenState("connected"); } catch (error) { setTokenState(error.message, true); }
 });
 
 $("#submit-form").addEventListener("submit", async (e) => {
@@ -142,9 +111,9 @@ $("#batch-resume").addEventListener("click", async () => {
   await openBatch(state.open);
 });
 
-if (state.token) {
-  $("#token-input").value = state.token;
-  loadList().then(() => setTokenState("ok")).catch((error) => setTokenState(error.message, true));
+if (session.token) {
+  $("#token-input").value = session.token;
+  loadList().then(() => setTokenState("connected")).catch((error) => setTokenState(error.message, true));
 }
 const wanted = new URLSearchParams(location.search).get("batch");
-if (wanted && state.token) openBatch(wanted).catch((error) => setTokenState(error.message, true));
+if (wanted && session.token) openBatch(wanted).catch((error) => setTokenState(error.message, true));

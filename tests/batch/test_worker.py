@@ -1,0 +1,118 @@
+"""One worker's job to its end: the caps (wall time, LLM tokens), a batch cancelled under
+it, a fault of the worker retried and bounded. Runs of a kind made for the test, through
+the real queue, run service and database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from perfsmith.batch.service import BatchService
+from perfsmith.config import load_settings
+from perfsmith.llm.base import ChatMessage
+from perfsmith.storage.batches import BatchStore, NewJob
+from perfsmith.storage.db import Database
+from perfsmith.storage.runs import RunStore
+from perfsmith.workflows.base import Finished, Job
+
+
+class Chatty:
+    """A run kind that asks its model a question every 50 ms (``calls`` at most, or
+    forever), or breaks with ``config["fault"]``."""
+
+    kind = "chatty"
+
+    def request_text(self, config: dict[str, Any]) -> str:
+        return "talk"
+
+    def check(self, config: dict[str, Any]) -> dict[str, Any]:
+        return config
+
+    async def start(self, job: Job) -> Finished:
+        if job.config.get("fault"):
+            raise RuntimeError("the worker's disk is full")
+        model = job.resources.model(None)
+        calls = int(job.config.get("calls", 10**9))
+        for _ in range(calls):
+            if model is not None:
+                await model.complete([ChatMessage(role="user", content="word " * 200)])
+            await asyncio.sleep(0.05)
+        return Finished(answer=f"{calls} calls", result=None)
+
+    async def resume(self, job: Job, follow_up: str | None) -> Finished:
+        return await self.start(job)
+
+
+def _run(db: Database, jobs: list[NewJob], **budgets: Any) -> str:
+    store = BatchStore(db)
+    batch_id = store.create_batch(
+        name="t", source="", budgets={"retries": 1, **budgets}, deadline=None, jobs=jobs
+    )
+    service = BatchService(db, load_settings())
+
+    async def go() -> None:
+        work = asyncio.create_task(
+            service.work(
+                [batch_id],
+                workers=len(jobs),
+                backend="process",
+                lease_s=0.3,
+                workflows={"chatty": Chatty()},
+            )
+        )
+        if budgets.get("cancel_after_s"):
+            await asyncio.sleep(budgets["cancel_after_s"])
+            await asyncio.to_thread(service.cancel, batch_id)
+        await work
+
+    asyncio.run(go())
+    return batch_id
+
+
+def test_caps_cancellation_and_faults_end_jobs_with_their_reasons(tmp_path: Path) -> None:
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps(["an answer of some length"] * 1000))
+    db = Database(f"sqlite:///{tmp_path / 'b.db'}")
+    llm = f"scripted:{script}"
+    batch_id = _run(
+        db,
+        [
+            NewJob(name="short", kind="chatty", config={"calls": 2}, llm=llm),
+            NewJob(name="endless", kind="chatty", config={}, llm=None),
+            NewJob(name="spender", kind="chatty", config={}, llm=llm),
+            NewJob(name="faulty", kind="chatty", config={"fault": True}, llm=None),
+        ],
+        job_wall_s=1.5,
+        tokens=500,
+    )
+    jobs = {j.name: j for j in BatchStore(db).get_batch(batch_id).jobs}
+    assert jobs["short"].status == "done" and 0 < jobs["short"].tokens <= 500
+    assert jobs["endless"].status == "failed"
+    assert jobs["endless"].error == "wall-time cap reached (1.5 s)"
+    assert jobs["spender"].status == "failed"
+    assert "token cap is spent" in (jobs["spender"].error or "")
+    assert jobs["spender"].tokens >= 500
+    # a fault of the worker is tried again (retries = 1), then given up with its reason
+    assert jobs["faulty"].status == "failed" and jobs["faulty"].attempts == 2
+    assert jobs["faulty"].error == (
+        "gave up after 2 attempts: RuntimeError: the worker's disk is full"
+    )
+    # the runs themselves were settled by the run service: the capped one cancelled
+    runs = RunStore(db)
+    assert runs.get_run(jobs["short"].run_id or "").status == "done"
+    assert runs.get_run(jobs["endless"].run_id or "").status == "cancelled"
+    assert BatchStore(db).get_batch(batch_id).status == "ended"
+    db.close()
+
+
+def test_a_batch_cancelled_under_its_workers_stops_them(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'b.db'}")
+    jobs = [NewJob(name=f"endless{i}", kind="chatty", config={}, llm=None) for i in range(3)]
+    batch_id = _run(db, jobs, job_wall_s=60, cancel_after_s=0.8)
+    batch = BatchStore(db).get_batch(batch_id)
+    assert [j.status for j in batch.jobs] == ["cancelled"] * 3
+    assert all(j.error == "cancelled" for j in batch.jobs)
+    assert batch.status == "ended" and batch.report_md is not None
+    db.close()
