@@ -54,6 +54,7 @@ bench: install
 	$(BIN)/python bench/kernels.py --device cpu --out bench/results/kernels-cpu.json
 	$(BIN)/python bench/constrained.py --out bench/results/constrained.json
 	$(BIN)/python bench/wins.py --out bench/results/wins.json
+	$(BIN)/python bench/batch.py --out bench/results/batch.json
 
 bench-quick: install
 	$(BIN)/python bench/orchestration.py --quick --out bench/results/orchestration.json
@@ -64,6 +65,7 @@ bench-quick: install
 	$(BIN)/python bench/kernels.py --device cpu --quick --out bench/results/kernels-cpu.json
 	$(BIN)/python bench/constrained.py --quick --out bench/results/constrained.json
 	$(BIN)/python bench/wins.py --quick --out bench/results/wins.json
+	$(BIN)/python bench/batch.py --quick --out bench/results/batch.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -5,12 +5,16 @@ the real queue, run service and database."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from perfsmith.batch.service import BatchService
 from perfsmith.config import load_settings
+from perfsmith.errors import PerfsmithError
 from perfsmith.llm.base import ChatMessage
 from perfsmith.storage.batches import BatchStore, NewJob
 from perfsmith.storage.db import Database
@@ -115,4 +119,59 @@ def test_a_batch_cancelled_under_its_workers_stops_them(tmp_path: Path) -> None:
     assert [j.status for j in batch.jobs] == ["cancelled"] * 3
     assert all(j.error == "cancelled" for j in batch.jobs)
     assert batch.status == "ended" and batch.report_md is not None
+    db.close()
+
+
+def test_a_repository_named_by_url_is_cloned_once_for_the_night(tmp_path: Path) -> None:
+    import subprocess
+
+    from perfsmith.batch.worker import WorkerContext, _prepare
+    from perfsmith.storage.batches import Claim
+
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    (origin / "a.py").write_text("def f():\n    return 1\n")
+    for args in (["init", "-q"], ["add", "-A"]):
+        subprocess.run(["git", "-C", str(origin), *args], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(origin),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "x",
+        ],
+        check=True,
+    )
+    db = Database(f"sqlite:///{tmp_path / 'b.db'}")
+    ctx = WorkerContext(db=db, settings=load_settings(), workdir=tmp_path / "work")
+    claim = Claim(
+        job_id=7,
+        batch_id="b1",
+        attempt=1,
+        owner="me",
+        name="origin",
+        kind="repo",
+        config={"repo": None, "clone": f"file://{origin}", "command": "true"},
+        llm=None,
+        run_id=None,
+        elapsed_s=0.0,
+        budgets={},
+        deadline=None,
+    )
+    config = asyncio.run(_prepare(ctx, claim))
+    clone = Path(config["repo"])
+    assert clone == tmp_path / "work" / "b1" / "job-7" and (clone / "a.py").is_file()
+    assert "clone" not in config
+    (clone / "mine.txt").write_text("kept")  # a retry reuses the night's copy
+    assert asyncio.run(_prepare(ctx, claim))["repo"] == str(clone)
+    assert (clone / "mine.txt").exists()
+    bad = dataclasses.replace(claim, job_id=8, config={"clone": "file:///nowhere/x.git"})
+    with pytest.raises(PerfsmithError, match=r"cannot clone file:///nowhere/x\.git"):
+        asyncio.run(_prepare(ctx, bad))
     db.close()

@@ -14,6 +14,25 @@ import pytest
 from perfsmith.verifiers.slot import timing_slot
 
 
+def _hold(slot: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding the slot for ``seconds`` (returned once it holds it)."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, time\n"
+            f"f = open({str(slot)!r}, 'a')\n"
+            "fcntl.flock(f, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            f"time.sleep({seconds})\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder
+
+
 async def test_measurements_take_turns_and_the_loop_stays_free(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -48,38 +67,13 @@ async def test_another_process_holding_the_slot_is_waited_for(
 ) -> None:
     slot = tmp_path / "slot"
     monkeypatch.setenv("PERFSMITH_TIMING_SLOT", str(slot))
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, sys, time\n"
-            f"f = open({str(slot)!r}, 'a')\n"
-            "fcntl.flock(f, fcntl.LOCK_EX)\n"
-            "print('held', flush=True)\n"
-            "time.sleep(0.5)\n",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    holder = _hold(slot, 0.5)
     async with timing_slot() as waited:
-        assert holder.poll() is not None  # it let go by exiting
-    assert waited >= 0.2
+        pass
+    assert waited >= 0.2  # it held the slot for 0.5 s and let go by exiting
+    assert holder.wait(timeout=10) == 0
     monkeypatch.setenv("PERFSMITH_TIMING_SLOT", "off")
-    again = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, time\n"
-            f"f = open({str(slot)!r}, 'a')\n"
-            "fcntl.flock(f, fcntl.LOCK_EX)\n"
-            "print('held', flush=True)\n"
-            "time.sleep(5)\n",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert again.stdout is not None and again.stdout.readline() == "held\n"
+    again = _hold(slot, 5)
     try:
         started = time.monotonic()
         async with timing_slot() as waited:  # off: no wait whoever holds the file
