@@ -86,6 +86,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         **os.environ,
         "RAY_USAGE_STATS_ENABLED": "0",
         "PERFSMITH_HOME": str(tmp_path),
+        # Ray keeps state under ~/.ray (an auth token that ray.init() of a local cluster
+        # writes, which a cluster started here does not expect): a home of its own
+        "HOME": str(tmp_path),
         # a lost node is declared dead after 3 missed heartbeats of 1 s, not 5 of 3 s
         "RAY_health_check_period_ms": "1000",
         "RAY_health_check_failure_threshold": "3",
