@@ -15,10 +15,10 @@ import builtins
 import json
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
 from perfsmith.api.schemas import (
     ArtifactOut,
@@ -40,6 +40,7 @@ from perfsmith.api.schemas import (
 )
 from perfsmith.errors import PerfsmithError
 
+Row = TypeVar("Row", bound=BaseModel)
 AnyRunCreate = ChatRunCreate | OptimizeRunCreate | KernelRunCreate | PlanRunCreate
 
 
@@ -124,21 +125,21 @@ class Runs:
             await self._c.request("POST", f"/runs/{run_id}/messages", json=body)
         )
 
+    async def _rows(self, run_id: str, what: str, model: type[Row]) -> builtins.list[Row]:
+        data = await self._c.request("GET", f"/runs/{run_id}/{what}")
+        return [model.model_validate(row) for row in data]
+
     async def plans(self, run_id: str) -> builtins.list[PlanOut]:
-        data = await self._c.request("GET", f"/runs/{run_id}/plans")
-        return TypeAdapter(builtins.list[PlanOut]).validate_python(data)
+        return await self._rows(run_id, "plans", PlanOut)
 
     async def tasks(self, run_id: str) -> builtins.list[TaskOut]:
-        data = await self._c.request("GET", f"/runs/{run_id}/tasks")
-        return TypeAdapter(builtins.list[TaskOut]).validate_python(data)
+        return await self._rows(run_id, "tasks", TaskOut)
 
     async def candidates(self, run_id: str) -> builtins.list[CandidateOut]:
-        data = await self._c.request("GET", f"/runs/{run_id}/candidates")
-        return TypeAdapter(builtins.list[CandidateOut]).validate_python(data)
+        return await self._rows(run_id, "candidates", CandidateOut)
 
     async def artifacts(self, run_id: str) -> builtins.list[ArtifactOut]:
-        data = await self._c.request("GET", f"/runs/{run_id}/artifacts")
-        return TypeAdapter(builtins.list[ArtifactOut]).validate_python(data)
+        return await self._rows(run_id, "artifacts", ArtifactOut)
 
     async def artifact(self, run_id: str, artifact_id: int) -> bytes:
         return (await self._c.raw("GET", f"/runs/{run_id}/artifacts/{artifact_id}")).content
