@@ -191,10 +191,10 @@ async def _run_leased(
     row = await asyncio.to_thread(service.store.get_run, run_id)
     if row.status == "done":
         return  # an earlier attempt finished it and died before settling the job
-    if claim.attempt > 1 or row.status != "pending":
-        coro = service.resume(run_id, resources=resources)
-    else:
+    if row.status == "pending":  # stored, never begun (its worker died in between)
         coro = service.start(claim.kind, {}, run_id=run_id, resources=resources)
+    else:
+        coro = service.resume(run_id, resources=resources)
     task: asyncio.Task[Any] = asyncio.ensure_future(coro)
     cap_s = float(claim.budgets.get("job_wall_s") or 0) - claim.elapsed_s
     deadline = time.monotonic() + cap_s if cap_s > 0 else None

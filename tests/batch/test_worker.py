@@ -46,7 +46,8 @@ class Chatty:
         return Finished(answer=f"{calls} calls", result=None)
 
     async def resume(self, job: Job, follow_up: str | None) -> Finished:
-        return await self.start(job)
+        finished = await self.start(job)
+        return Finished(answer=f"resumed: {finished.answer}", result=None)
 
 
 def _run(db: Database, jobs: list[NewJob], **budgets: Any) -> str:
@@ -174,4 +175,38 @@ def test_a_repository_named_by_url_is_cloned_once_for_the_night(tmp_path: Path) 
     bad = dataclasses.replace(claim, job_id=8, config={"clone": "file:///nowhere/x.git"})
     with pytest.raises(PerfsmithError, match=r"cannot clone file:///nowhere/x\.git"):
         asyncio.run(_prepare(ctx, bad))
+    db.close()
+
+
+def test_a_run_stored_by_a_worker_that_died_before_starting_it_is_started(
+    tmp_path: Path,
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from perfsmith.service.runs import RunService
+    from perfsmith.storage.models import BatchJob, utcnow
+
+    db = Database(f"sqlite:///{tmp_path / 'b.db'}")
+    store = BatchStore(db)
+    batch_id = store.create_batch(
+        name="t",
+        source="",
+        budgets={"retries": 1},
+        deadline=None,
+        jobs=[NewJob(name="short", kind="chatty", config={"calls": 1}, llm=None)],
+    )
+    claim = store.claim(lease_s=60)
+    assert claim is not None
+    runs = RunService(db, load_settings(), {"chatty": Chatty()})
+    run_id = asyncio.run(runs.create("chatty", {"calls": 1}))
+    store.set_run(claim, run_id)
+    with db.session() as s:  # and then its worker died: the lease runs out
+        s.execute(update(BatchJob).values(lease_expires=utcnow() - timedelta(seconds=1)))
+    service = BatchService(db, load_settings())
+    asyncio.run(service.work([batch_id], workers=1, backend="process", workflows=runs.workflows))
+    job = store.get_batch(batch_id).jobs[0]
+    assert (job.status, job.attempts, job.run_id) == ("done", 2, run_id)
+    assert RunStore(db).get_run(run_id).answer == "1 calls"  # started, not resumed
     db.close()
