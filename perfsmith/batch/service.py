@@ -110,9 +110,8 @@ class BatchService:
 
     def workers_for(self, batch_ids: Sequence[str] | None) -> int:
         """The concurrency the active batches ask for (the largest)."""
-        batches = [self.get(b) for b in batch_ids] if batch_ids else self.batches(limit=1000)
-        wanted = [int(b.budgets.get("concurrency", 1)) for b in batches if b.status == "active"]
-        return max(wanted, default=1)
+        budgets = self.store.active_budgets(batch_ids or None)
+        return max((int(b.get("concurrency", 1)) for b in budgets), default=1)
 
     async def work(
         self,

@@ -162,33 +162,39 @@ class BatchStore:
             raise BatchNotFoundError(batch_id)
         return batch
 
+    @staticmethod
+    def _left(s: Session, batch_id: str) -> bool:
+        """Whether any of the batch's jobs is queued or running."""
+        left = s.scalar(
+            select(BatchJob.id)
+            .where(BatchJob.batch_id == batch_id, BatchJob.status.in_(("queued", "running")))
+            .limit(1)
+        )
+        return left is not None
+
     def unfinished(self, batch_id: str) -> bool:
         """Whether any of the batch's jobs is queued or running."""
         with self.db.session(readonly=True) as s:
-            left = s.scalar(
-                select(BatchJob.id)
-                .where(BatchJob.batch_id == batch_id, BatchJob.status.in_(("queued", "running")))
-                .limit(1)
-            )
-            return left is not None
+            return self._left(s, batch_id)
 
     def end(self, batch_id: str, *, ended_at: datetime, report_md: str, report_html: str) -> bool:
         """Mark the batch `ended` with its report, unless it ended already or a job was
         queued again meanwhile; True when this call ended it."""
         with self.db.session() as s:
             batch = self._batch(s, batch_id)
-            if batch.status == "ended":
-                return False
-            left = s.scalar(
-                select(BatchJob.id)
-                .where(BatchJob.batch_id == batch_id, BatchJob.status.in_(("queued", "running")))
-                .limit(1)
-            )
-            if left is not None:
+            if batch.status == "ended" or self._left(s, batch_id):
                 return False
             batch.status, batch.ended_at = "ended", ended_at
             batch.report_md, batch.report_html = report_md, report_html
             return True
+
+    def active_budgets(self, batch_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The budgets of the active batches (of ``batch_ids``), without their jobs."""
+        with self.db.session(readonly=True) as s:
+            q = select(Batch.budgets).where(Batch.status == "active")
+            if batch_ids is not None:
+                q = q.where(Batch.id.in_(list(batch_ids)))
+            return [dict(b) for b in s.scalars(q)]
 
     # -- the queue -------------------------------------------------------------------
 

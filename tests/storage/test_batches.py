@@ -131,3 +131,18 @@ def test_cancel_stops_the_queue_and_resume_takes_it_up(db: Database) -> None:
     assert store.get_batch(batch_id).status == "active"
     claims = [store.claim(lease_s=60) for _ in range(4)]
     assert [c is not None for c in claims] == [True, True, True, False]
+
+
+def test_the_workers_asked_for_are_the_active_batches_largest_concurrency(db: Database) -> None:
+    store = BatchStore(db)
+    jobs = [NewJob(name="j", kind="optimize", config={}, llm=None)]
+    small = store.create_batch(
+        name="s", source="", budgets={"concurrency": 2}, deadline=None, jobs=jobs
+    )
+    big = store.create_batch(
+        name="b", source="", budgets={"concurrency": 5}, deadline=None, jobs=jobs
+    )
+    assert sorted(b["concurrency"] for b in store.active_budgets()) == [2, 5]
+    assert [b["concurrency"] for b in store.active_budgets([small])] == [2]
+    store.cancel_batch(big)  # no longer active
+    assert [b["concurrency"] for b in store.active_budgets()] == [2]
