@@ -1,9 +1,21 @@
-"""Kernel benchmark: for each problem in examples/kernels, the reference's time, the
+"""Kernel benchmark, two modes.
+
+Hand-written kernels: for each problem in examples/kernels, the reference's time, the
 hand-written kernel's (examples/kernels/cpp or cuda) and, where a kernel declares
 tunables, every autotuned variant's; speedups with 95% intervals, and fast_p (the
 fraction of problems whose best verified kernel is correct and more than p times faster).
 
     python bench/kernels.py [--device cpu|cuda] [--quick] [--out PATH]
+
+What perfsmith finds by itself (``--optimize``): ``kernel optimize`` on the six examples
+and the problems in bench/problems/kernels, with no candidate given: torch's compiler's
+kernels and the model's proposals, verified, tuned; the best against eager PyTorch and
+against torch.compile of the reference. fast_1.0 and fast_1.5 over each baseline, and
+the compile times (torch's compiler on the problem, torch.compile of the reference, the
+build of each candidate).
+
+    python bench/kernels.py --optimize [--llm local|none|SPEC] [--k 1] [--out PATH]
+                            [--generated-out examples/kernels/inductor]
 
 --quick tunes nothing and times fewer rounds. Builds are cached
 (PERFSMITH_KERNEL_CACHE_DIR, else the user cache directory).
@@ -34,6 +46,7 @@ from perfsmith.verifiers.kernel.verify import (
 )
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "kernels"
+SUITE = Path(__file__).resolve().parent / "problems" / "kernels"
 P_VALUES = (1.0, 1.5, 2.0)
 
 
@@ -103,7 +116,16 @@ async def main() -> None:
     parser.add_argument(
         "--prebuild-only", action="store_true", help="build every kernel and variant, time none"
     )
+    parser.add_argument("--optimize", action="store_true", help="perfsmith's own kernels")
+    parser.add_argument("--llm", default="local", help="--optimize: the model (or none)")
+    parser.add_argument("--k", type=int, default=1, help="--optimize: proposals per problem")
+    parser.add_argument(
+        "--generated-out", type=Path, help="--optimize: write the compiler's candidates here"
+    )
     args = parser.parse_args()
+    if args.optimize:
+        await optimize_suite(args)
+        return
     folder = EXAMPLES / ("cpp" if args.device == "cpu" else "cuda")
     settings = KernelSettings(device=args.device, rounds=5 if args.quick else 10)
     box = ProcessSandbox()
@@ -147,6 +169,127 @@ async def main() -> None:
     await box.close()
     report = write(args, problems, best_results, settings, started)
     print(json.dumps(report["fast_p"]))
+
+
+def _fast(values: list[float | None], p: float) -> float:
+    return sum(1 for v in values if v is not None and v > p) / len(values) if values else 0.0
+
+
+async def optimize_suite(args: argparse.Namespace) -> None:
+    """`kernel optimize` on every problem, no candidate given (see the module docstring)."""
+    import tempfile
+
+    from perfsmith.service.library import kernel_optimize
+    from perfsmith.tools.inductor import CompilerCandidateError, capture, compiler_candidate
+
+    paths = sorted(EXAMPLES.glob("*.py")) + sorted(SUITE.glob("*.py"))
+    if args.only:
+        paths = [p for p in paths if p.stem in args.only]
+    settings = KernelSettings(device="cpu", rounds=5 if args.quick else 10, versus_compile=True)
+    box = ProcessSandbox()
+    work = Path(tempfile.mkdtemp(prefix="perfsmith-bench-kernels-"))
+    entries: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for path in paths:
+        t0 = time.perf_counter()
+        result = await kernel_optimize(
+            path,
+            sandbox=box,
+            llm=None if args.llm == "none" else args.llm,
+            settings=settings,
+            k=args.k,
+            rounds=1,
+            database=f"sqlite:///{work / 'bench.db'}",
+            report_dir=work / path.stem,
+        )
+        seconds = time.perf_counter() - t0
+        captured = None
+        try:
+            captured = await capture(box, path.read_text(), settings.threads)
+            generated: str | None = compiler_candidate(
+                path.read_text(), captured, problem_name=path.name
+            )
+            why_none = None
+        except CompilerCandidateError as exc:
+            generated, why_none = None, str(exc)
+        if generated and args.generated_out and path.parent == EXAMPLES:
+            args.generated_out.mkdir(parents=True, exist_ok=True)
+            (args.generated_out / path.name).write_text(generated)
+        best = result.best
+        versus = best.result.versus_compile if best is not None else None
+        entry = {
+            "problem": path.stem,
+            "suite": "examples" if path.parent == EXAMPLES else "bench",
+            "seconds": round(seconds, 1),
+            "best_origin": best.origin if best else None,
+            "speedup_vs_eager": best.result.speedup if best else None,
+            "ci_vs_eager": best.result.ci if best else None,
+            "speedup_vs_compile": versus.speedup if versus else None,
+            "ci_vs_compile": versus.ci if versus else None,
+            "verdict_vs_compile": versus.verdict if versus else None,
+            "torch_compile_s": versus.compile_s if versus else None,
+            "compiler_capture_s": captured.compile_s if captured else None,
+            "compiler_candidate": why_none or "generated",
+            "candidates": [
+                {
+                    "origin": c.origin,
+                    "verdict": c.result.verdict,
+                    "speedup": c.result.speedup,
+                    "build_s": c.result.details.get("build_s"),
+                    "build_cached": c.result.details.get("build_cached"),
+                    "failure": (c.result.failure or "")[:200] or None,
+                }
+                for c in result.candidates
+            ],
+        }
+        entries.append(entry)
+        print(
+            json.dumps(
+                {
+                    k: entry[k]
+                    for k in (
+                        "problem",
+                        "best_origin",
+                        "speedup_vs_eager",
+                        "speedup_vs_compile",
+                        "seconds",
+                    )
+                }
+            ),
+            flush=True,
+        )
+        write_optimize(args, entries, settings, started)  # partial results survive
+    await box.close()
+    report = write_optimize(args, entries, settings, started)
+    print(json.dumps(report["fast_p"]))
+
+
+def write_optimize(
+    args: argparse.Namespace,
+    entries: list[dict[str, Any]],
+    settings: KernelSettings,
+    started: float,
+) -> dict[str, Any]:
+    eager = [e["speedup_vs_eager"] for e in entries]
+    compiled = [e["speedup_vs_compile"] for e in entries]
+    report = {
+        "mode": "optimize",
+        "llm": args.llm,
+        "k": args.k,
+        "device": "cpu",
+        "machine": platform.processor() or platform.machine(),
+        "threads": settings.threads,
+        "problems": entries,
+        "fast_p": {
+            "eager": {str(p): _fast(eager, p) for p in (1.0, 1.5)},
+            "torch_compile": {str(p): _fast(compiled, p) for p in (1.0, 1.5)},
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
 def write(

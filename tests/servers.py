@@ -101,7 +101,7 @@ OPTIMIZE_SCRIPT = {
 KERNEL_PLAN = """\
 Thought: read the problem, propose a kernel, verify it.
 1. read_problem()
-2. propose(strategy="fuse the passes", feedback=$1)
+2. propose(strategy="fuse", feedback=$1)
 3. verify(candidate=$2)
 join()
 """

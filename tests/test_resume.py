@@ -118,7 +118,7 @@ KERNELS = Path(__file__).resolve().parents[1] / "examples" / "kernels"
 KERNEL_PLAN = """\
 Thought: read the problem, propose a kernel, verify it.
 1. read_problem()
-2. propose(strategy="fuse the passes", feedback=$1)
+2. propose(strategy="fuse", feedback=$1)
 3. verify(candidate=$2)
 join()
 """

@@ -24,6 +24,7 @@ inputs = "src/inputs.py::generate"
 suite = "kernels/"
 device = "cpu"
 backend = "cpp"
+compiler = true          # torch's compiler's kernels as a candidate (no model needed)
 ```
 
 Relative paths are read from the batch file's folder. A file that cannot run is refused
@@ -94,6 +95,8 @@ class KernelSuiteJob(_Job):
     suite: str = Field(min_length=1)
     device: Literal["cpu", "cuda"] = "cpu"
     backend: str = "cpp"
+    # torch's compiler's kernels as a candidate of each problem (CPU, C++)
+    compiler: bool = True
     # a problem's file name -> candidate kernel files verified alongside the model's
     candidates: dict[str, list[str]] = Field(default_factory=dict)
 
@@ -424,6 +427,7 @@ def _kernel_jobs(where: str, job: KernelSuiteJob, llm: str | None, base: Root) -
             candidates=[_path(base, c) for c in job.candidates.get(problem.name, [])],
             rounds=job.rounds,
             k=job.k,
+            compiler=job.compiler,
         )
         try:
             config = _workflow_check(f"{where} ({problem.name})", "kernel", config)

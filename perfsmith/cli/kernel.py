@@ -35,6 +35,14 @@ DeviceOption = Annotated[str, typer.Option(help="cpu (C++/OpenMP) or cuda.")]
 SandboxOption = Annotated[
     str, typer.Option("--sandbox", help="Sandbox: auto, process, bubblewrap, docker.")
 ]
+VersusCompileOption = Annotated[
+    bool,
+    typer.Option(
+        "--versus-compile/--eager-only",
+        help="Also time torch.compile of the reference (compiling it takes about 20 s, "
+        "left out of the timing).",
+    ),
+]
 
 
 def check_device(device: str, compile_only: bool) -> None:
@@ -93,6 +101,12 @@ def print_result(result: Any, as_json: bool) -> None:
             f"{low:.3f}-{high:.3f}) on {result.device}, {details.get('threads')} threads, "
             f"{details.get('rounds')} rounds of {details.get('calls')} calls"
         )
+        v = result.versus_compile
+        if v is not None:
+            out.print(
+                f"against torch.compile: {v.verdict}, {v.speedup:.3f}x (95% interval "
+                f"{v.ci[0]:.3f}-{v.ci[1]:.3f}); compiling the reference took {v.compile_s:.1f} s"
+            )
     for flag in result.flags:
         out.print(f"[yellow]flag:[/] {escape(flag)}")
 
@@ -117,10 +131,12 @@ def verify_cmd(
     compile_only: Annotated[
         bool, typer.Option("--compile-only", help="Only compile (CUDA without a GPU).")
     ] = False,
+    versus_compile: VersusCompileOption = True,
     sandbox: SandboxOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
-    """Does CANDIDATE compile, match PROBLEM's Model on fresh inputs, and run faster?"""
+    """Does CANDIDATE compile, match PROBLEM's Model on fresh inputs, and run faster than
+    eager PyTorch (and than torch.compile of the reference)?"""
     from perfsmith.verifiers.kernel.verify import KernelSettings, verify_kernel
 
     problem_source, [candidate_source] = read_inputs(
@@ -134,6 +150,7 @@ def verify_cmd(
         atol=atol,
         rtol=rtol,
         compile_only=compile_only,
+        versus_compile=versus_compile and not compile_only,
     )
     if threads is not None:
         settings.threads = threads
@@ -225,13 +242,15 @@ def optimize_cmd(
         int, typer.Option("--candidates", min=1, max=8, help="Proposals per round.")
     ] = 3,
     verify_rounds: Annotated[int, typer.Option("--verify-rounds", min=3, max=200)] = 10,
+    versus_compile: VersusCompileOption = True,
     report_dir: Annotated[Path | None, typer.Option("--report-dir")] = None,
     sandbox: SandboxOption = "auto",
     db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Write faster kernels for PROBLEM's operator: plan, propose kernels with the LLM,
-    compile, verify and time each in the sandbox, tune, report the fastest verified."""
+    """Write faster kernels for PROBLEM's operator: plan, take torch's compiler's kernels
+    and propose kernels with the LLM, compile, verify and time each in the sandbox, tune,
+    report the fastest verified (against eager PyTorch and torch.compile)."""
     from perfsmith.verifiers.kernel.verify import BACKENDS, KernelSettings
 
     read_inputs(problem, candidate or [], device=device, sandbox=sandbox)
@@ -246,7 +265,9 @@ def optimize_cmd(
     settings = settings_for(db)
     spec = model_spec(llm, settings)
     kernel_settings = KernelSettings(
-        device="cuda" if device == "cuda" else "cpu", rounds=verify_rounds
+        device="cuda" if device == "cuda" else "cpu",
+        rounds=verify_rounds,
+        versus_compile=versus_compile,
     )
 
     result = execute(
@@ -285,4 +306,11 @@ def print_kernel_optimize(result: KernelOptimizeResult, as_json: bool) -> None:
         out.print("no kernel was verified faster")
     else:
         out.print(f"best: candidate {result.best.id}, written to {result.best_file}", markup=False)
+        v = result.best.result.versus_compile
+        if v is not None:
+            out.print(
+                f"best against torch.compile: {v.verdict}, {v.speedup:.2f}x "
+                f"[{v.ci[0]:.2f}, {v.ci[1]:.2f}] (compiling took {v.compile_s:.1f} s)",
+                markup=False,
+            )
     out.print(f"report: {result.report}", markup=False, soft_wrap=True)

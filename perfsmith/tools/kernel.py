@@ -1,7 +1,9 @@
 """The tools a kernel plan calls on one KernelBench problem.
 
-``read_problem`` (the problem file, the device, the language to write), ``propose`` (one
-ModelNew from the LLM, given a strategy and the feedback of earlier verdicts), ``verify``
+``read_problem`` (the problem file, the device, the language to write, the operator graph
+and the reference's profile), ``compile`` (the kernels torch's compiler generates, as a
+candidate: no LLM), ``propose`` (one ModelNew from the LLM, given a strategy, the feedback
+of earlier verdicts and the compiler's kernel as the code to beat), ``verify``
 (compile in the sandbox, correctness on fresh inputs, interleaved timing) and ``tune``
 (every combination of the tunables a kernel declares). Their docstrings are what the
 planner reads. They work on a `KernelBench`: the run's problem and its candidate pool (the
@@ -10,22 +12,28 @@ kernel workflow's session).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from perfsmith.errors import PerfsmithError
 from perfsmith.sandbox.base import Sandbox
+from perfsmith.tools.inductor import Capture
 from perfsmith.tools.proposals import Verdict, feedback_text
 from perfsmith.tools.registry import Tool, make_tool
 from perfsmith.verifiers.kernel.autotune import TuneError, autotune, tunables
 from perfsmith.verifiers.kernel.verify import BACKENDS, KernelResult, KernelSettings
 
-STRATEGIES = (
-    "fuse the operations into one pass over memory",
-    "vectorize the inner loop (SIMD / wide loads)",
-    "parallelize across rows or blocks",
-    "tile for the caches (shared memory on GPUs)",
-    "declare tunables for block sizes",
-)
+Strategy = Literal["fuse", "vectorize", "parallelize", "tile", "tunables"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+# what each strategy asks of the kernel, in the proposal's prompt
+STRATEGY_TEXT = {
+    "fuse": "fuse the operations into one pass over memory",
+    "vectorize": "vectorize the inner loop (SIMD / wide loads)",
+    "parallelize": "parallelize across rows or blocks",
+    "tile": "tile for the caches (shared memory on GPUs)",
+    "tunables": "declare tunables for block sizes",
+}
+# the tools whose results are candidate ids
+PRODUCERS = frozenset({"compile", "propose"})
 
 PROPOSE_SYSTEM = """\
 You write fast kernels for PyTorch operators. You are given a Python file with \
@@ -57,6 +65,15 @@ class KernelBench(Protocol):
         """Store a candidate whose verdict is already known (a tuned variant)."""
         ...
 
+    async def compiled(self) -> Capture | None:
+        """What torch's compiler made of the problem (captured once per run; None where
+        it cannot run: a GPU problem on a machine without one, the compiler failing)."""
+        ...
+
+    async def compiler_candidate(self) -> int:
+        """The compiler's kernels as a candidate; returns its id (or says why none)."""
+        ...
+
 
 class KernelTools:
     """The kernel tools bound to one run's `KernelBench`."""
@@ -66,29 +83,60 @@ class KernelTools:
 
     def tools(self) -> list[Tool]:
         return [
-            make_tool(self.read_problem, name="read_problem", inline=True),
+            make_tool(self.read_problem, name="read_problem", timeout_s=900),
+            make_tool(self.compile, name="compile", timeout_s=900),
             make_tool(self.propose, name="propose"),
             make_tool(self.verify, name="verify", max_concurrency=1, timeout_s=1800),
             make_tool(self.tune, name="tune", max_concurrency=1, timeout_s=3600),
         ]
 
-    def read_problem(self) -> dict[str, Any]:
-        """The problem file (class Model, get_inputs, get_init_inputs), the device and
-        the kernel language to write."""
-        return {
+    async def read_problem(self) -> dict[str, Any]:
+        """The problem file (class Model, get_inputs, get_init_inputs), the device, the
+        kernel language to write, the operator graph of Model.forward and the
+        reference's profile (the operators that take its time)."""
+        out: dict[str, Any] = {
             "problem": self.bench.problem[:6000],
             "device": self.bench.settings.device,
             "backend": BACKENDS[self.bench.backend],
             "tolerance": "fp32 1e-4, fp16/bf16 1e-2 (absolute and relative)",
         }
+        captured = await self.bench.compiled()
+        if captured is not None:
+            out["graph"] = captured.graph[:60]
+            out["profile"] = captured.profile
+        return out
 
-    async def propose(self, strategy: str, feedback: Any = "") -> int:
-        """Ask the LLM for one ModelNew with its own kernel, following `strategy` and
-        learning from `feedback` (earlier verdicts: compiler errors, mismatches, timings).
-        Returns the candidate's id."""
+    async def compile(self) -> int:
+        """torch's compiler (Inductor) fuses the problem's operators into its own C++
+        kernels: they become one candidate calling them directly (no LLM needed), with
+        the threads of its parallel regions as a tunable. Returns the candidate's id."""
+        return await self.bench.compiler_candidate()
+
+    async def propose(self, strategy: Strategy, feedback: Any = "") -> int:
+        """Ask the LLM for one ModelNew with its own kernel, following `strategy` (fuse,
+        vectorize, parallelize, tile or tunables) and learning from `feedback` (earlier
+        verdicts: compiler errors, mismatches, timings). The operator graph, the
+        reference's profile and the compiler's kernel (the code to beat) are in its
+        prompt. Returns the candidate's id."""
         feedback = feedback_text(feedback)
+        captured = await self.bench.compiled()
+        guide = ""
+        if captured is not None:
+            ops = "\n".join(captured.graph[:30])
+            hot = ", ".join(f"{p['op']} {p['share']:.0%}" for p in captured.profile[:4])
+            guide = (
+                f"Operator graph of Model.forward:\n{ops}\n"
+                f"Where the reference spends its time: {hot}.\n"
+            )
+            if captured.kernels:
+                guide += (
+                    "torch's compiler generated this kernel (the code to beat; yours must be "
+                    f"faster):\n```cpp\n{captured.kernel_text(1500)}\n```\n"
+                )
         prompt = (
-            f"Strategy: {strategy}.\nDevice: {self.bench.settings.device}.\n"
+            f"Strategy: {STRATEGY_TEXT.get(strategy, strategy)}.\n"
+            f"Device: {self.bench.settings.device}.\n"
+            + guide
             + (f"What earlier attempts showed:\n{feedback}\n" if feedback else "")
             + f"The problem:\n```python\n{self.bench.problem[:5000]}\n```"
         )

@@ -12,9 +12,11 @@ is stored with its source, verdict and measurements.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,10 @@ from perfsmith.errors import CandidateError, PerfsmithError
 from perfsmith.llm.base import ChatModel
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.storage.artifacts import report_artifacts
-from perfsmith.storage.models import Artifact
+from perfsmith.storage.models import Artifact, Measurement
 from perfsmith.storage.models import Candidate as CandidateRow
-from perfsmith.tools.kernel import STRATEGIES, kernel_tools
+from perfsmith.tools.inductor import Capture, CompilerCandidateError, capture, compiler_candidate
+from perfsmith.tools.kernel import PRODUCERS, STRATEGIES, STRATEGY_TEXT, kernel_tools
 from perfsmith.tools.registry import Tool
 from perfsmith.verifiers.kernel.verify import (
     BACKENDS,
@@ -39,12 +42,15 @@ from perfsmith.verifiers.kernel.verify import (
 )
 from perfsmith.verifiers.python.target import source_hash
 from perfsmith.workflows.base import Finished, Job
+from perfsmith.workflows.guard import CandidateGuard
 from perfsmith.workflows.pool import stored_ci
 from perfsmith.workflows.session import (
     CandidateSession,
     CandidateWorkflow,
     record_verdict,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,6 +73,7 @@ class KernelCandidateResult:
         return {
             "id": self.id,
             "origin": self.origin,
+            "versus_compile": r.versus_compile.model_dump() if r.versus_compile else None,
             "compiled": r.compiled,
             "correct": r.correct,
             "verdict": r.verdict,
@@ -95,6 +102,11 @@ class KernelOptimizeResult:
                 "speedup": self.best.result.speedup,
                 "ci": list(self.best.result.ci) if self.best.result.ci else None,
                 "origin": self.best.origin,
+                "versus_compile": (
+                    self.best.result.versus_compile.model_dump()
+                    if self.best.result.versus_compile
+                    else None
+                ),
             }
         return {
             "run_id": self.run_id,
@@ -114,6 +126,55 @@ class KernelSession(CandidateSession[KernelCandidate, KernelCandidateResult]):
     problem: str
     settings: KernelSettings
     backend: str = "cpp"
+    compiler: bool = True
+    _capture: Capture | None = field(default=None, init=False)
+    _capture_error: str | None = field(default=None, init=False)
+    _capture_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _guard: CandidateGuard | None = field(default=None, init=False)
+
+    async def compiled(self) -> Capture | None:
+        """What torch's compiler made of the problem, captured once in the sandbox; None
+        (and the reason kept) where it cannot: GPU problems, a compiler failure."""
+        async with self._capture_lock:
+            if self._capture is None and self._capture_error is None:
+                if self.settings.device != "cpu" or self.backend != "cpp":
+                    self._capture_error = (
+                        "the compiler candidate is built for CPU problems (--device cpu, "
+                        "--backend cpp)"
+                    )
+                else:
+                    name = self.problem_path.name
+                    log.info("running torch's compiler on %s in the sandbox", name)
+                    try:
+                        self._capture = await capture(
+                            self.sandbox, self.problem, self.settings.threads
+                        )
+                    except CompilerCandidateError as exc:
+                        self._capture_error = str(exc)
+            return self._capture
+
+    async def compiler_candidate(self) -> int:
+        if not self.compiler:
+            raise PerfsmithError("torch's compiler's candidate is turned off for this run")
+        captured = await self.compiled()
+        if captured is None:
+            raise PerfsmithError(self._capture_error or "torch's compiler gave nothing")
+        try:
+            code = compiler_candidate(self.problem, captured, problem_name=self.problem_path.name)
+        except CompilerCandidateError as exc:
+            raise PerfsmithError(str(exc)) from exc
+        return (await self.add_candidate(code, "compiler:inductor")).id
+
+    def guard(self, k: int, tune: bool) -> CandidateGuard:
+        """What a kernel plan must do: produce candidates and verify them."""
+        if self._guard is None:
+            self._guard = CandidateGuard(
+                producers=PRODUCERS,
+                verify_tool="verify",
+                verified=lambda: self.results.keys(),
+                default_plan=lambda: default_plan(k, self.llm is not None, tune and self.compiler),
+            )
+        return self._guard
 
     async def add_candidate(self, code: str, origin: str) -> KernelCandidate:
         """Store ``code`` (a ModelNew file); a duplicate returns the one stored."""
@@ -138,8 +199,38 @@ class KernelSession(CandidateSession[KernelCandidate, KernelCandidateResult]):
     async def _verify(self, cid: int) -> KernelCandidateResult:
         candidate = self.candidates[cid]
         # the timing itself holds the machine's timing slot; the build runs beside others
-        outcome = await verify_kernel(self.sandbox, self.problem, candidate.source, self.settings)
+        # each candidate against eager PyTorch; the best also against torch.compile, once
+        settings = dataclasses.replace(self.settings, versus_compile=False)
+        outcome = await verify_kernel(self.sandbox, self.problem, candidate.source, settings)
         return await self._record(cid, outcome)
+
+    async def versus_compile(self, best: KernelCandidateResult) -> None:
+        """Time ``best`` against torch.compile of the reference too (the second baseline)
+        and keep what it shows on its result and as a measurement."""
+        if best.result.versus_compile is not None:
+            return
+        log.info("timing candidate %d against torch.compile of the reference", best.id)
+        outcome = await verify_kernel(self.sandbox, self.problem, best.source, self.settings)
+        baseline = outcome.versus_compile
+        if baseline is None:
+            log.warning("no torch.compile baseline for candidate %d: %s", best.id, outcome.failure)
+            return
+        best.result.versus_compile = baseline
+        row_id = await self.pool.row_id(best.id)
+
+        def store(s: Any) -> None:
+            s.add(
+                Measurement(
+                    candidate_id=row_id,
+                    kind=f"kernel-{outcome.device}-vs-compile",
+                    subject="ratio",
+                    value=baseline.speedup,
+                    unit="x",
+                    meta=baseline.model_dump(),
+                )
+            )
+
+        await self.db.write(store)
 
     async def _record(self, cid: int, outcome: KernelResult) -> KernelCandidateResult:
         candidate = self.candidates[cid]
@@ -179,12 +270,54 @@ def best_of(results: Iterable[KernelCandidateResult]) -> KernelCandidateResult |
     return max(wins, key=lambda r: r.result.speedup or 0.0, default=None)
 
 
-def request_text(problem: Path, backend: str, device: str, k: int) -> str:
+def request_text(problem: Path, backend: str, device: str, k: int, *, compiler: bool) -> str:
+    take = "take torch's compiler's kernel (compile), " if compiler else ""
+    strategies = "; ".join(f"{s}: {STRATEGY_TEXT[s]}" for s in STRATEGIES[:k])
     return (
         f"Write a faster {BACKENDS[backend]} kernel for the PyTorch operator in "
-        f"{problem.name} on {device}: read the problem, propose {k} candidates in parallel "
-        f"with different strategies ({'; '.join(STRATEGIES[:k])}), verify each, tune those "
+        f"{problem.name} on {device}: read the problem, {take}propose {k} candidates "
+        f"in parallel with different strategies ({strategies}), verify each, tune those "
         "that declare tunables, and finish with the fastest verified kernel."
+    )
+
+
+def default_plan(k: int, with_model: bool, compiler: bool) -> str:
+    """The plan that runs when the planner's plans fall short (or without a model): the
+    compiler's candidate and k proposals, each verified; the compiler's kernel tuned."""
+    lines: list[str] = []
+
+    def add(call: str) -> int:
+        lines.append(f"{len(lines) + 1}. {call}")
+        return len(lines)
+
+    problem = add("read_problem()")
+    sources = [add("compile()")] if compiler else []
+    if with_model:
+        sources += [
+            add(f'propose(strategy="{s}", feedback=${problem})') for s in STRATEGIES[: max(1, k)]
+        ]
+    for n in sources:
+        add(f"verify(candidate=${n})")
+    if compiler:
+        add(f"tune(candidate=${sources[0]})")
+    thought = "Thought: every candidate source in parallel, then verify each candidate.\n"
+    return thought + "\n".join(lines) + "\njoin()\n"
+
+
+MODEL_FREE_FINISH = (
+    "Thought: the model-free plan ran.\n"
+    "Action: Finish(torch's compiler's kernel was verified and tuned)"
+)
+
+
+def model_free_model() -> ChatModel:
+    """The planner and joiner of a kernel run without a model: the compiler's kernel,
+    verified and tuned, then finish."""
+    from perfsmith.llm.scripted import ScriptedChatModel
+
+    return ScriptedChatModel(
+        {"planner": [default_plan(0, False, True)], "joiner": [MODEL_FREE_FINISH]},
+        name="no model (torch's compiler)",
     )
 
 
@@ -204,6 +337,14 @@ def write_report(result: KernelOptimizeResult, folder: Path) -> Path:
             f"{r.speedup:.2f}x{ci} faster; written to `{result.best_file}`.**",
             "",
         ]
+        v = r.versus_compile
+        if v is not None:
+            lines += [
+                f"Against `torch.compile` of the reference: {v.speedup:.2f}x "
+                f"[{v.ci[0]:.2f}, {v.ci[1]:.2f}] ({v.verdict}; compiling took {v.compile_s:.1f} s, "
+                "left out of the timing).",
+                "",
+            ]
     else:
         lines += ["**No kernel was verified faster.**", ""]
     lines += [
@@ -233,8 +374,10 @@ def kernel_config(
     rounds: int = 2,
     k: int = 3,
     report_dir: Path | None = None,
+    compiler: bool = True,
 ) -> dict[str, Any]:
-    """A kernel run's config: everything `resume` needs to rebuild it."""
+    """A kernel run's config: everything `resume` needs to rebuild it. ``compiler``:
+    torch's compiler's kernels become a candidate (CPU problems)."""
     settings = settings or KernelSettings(device="cuda" if backend in ("cuda", "triton") else "cpu")
     return {
         "problem": str(problem),
@@ -243,6 +386,7 @@ def kernel_config(
         "candidates": [str(p) for p in candidates],
         "rounds": rounds,
         "k": k,
+        "compiler": compiler,
         "llm": llm,
         "report_dir": str(report_dir) if report_dir else None,
     }
@@ -256,8 +400,13 @@ class KernelWorkflow(CandidateWorkflow[KernelSession]):
 
     def request_text(self, config: dict[str, Any]) -> str:
         settings = KernelSettings(**config["settings"])
+        compiler = config["backend"] == "cpp" and config.get("compiler", True)
         return request_text(
-            Path(config["problem"]), config["backend"], settings.device, int(config.get("k", 3))
+            Path(config["problem"]),
+            config["backend"],
+            settings.device,
+            int(config.get("k", 3)),
+            compiler=compiler,
         )
 
     def check(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -287,15 +436,33 @@ class KernelWorkflow(CandidateWorkflow[KernelSession]):
             db=job.db,
             settings=KernelSettings(**config["settings"]),
             backend=config.get("backend", "cpp"),
+            compiler=bool(config.get("compiler", True)),
             llm=llm,
         )
         session.run_id = job.run_id
         return session
 
     def planner(self, job: Job, llm: ChatModel | None, *, resuming: bool) -> ChatModel | None:
-        if llm is None and not resuming and not job.config.get("candidates"):
-            raise PerfsmithError("nothing to verify: give --candidate files or an LLM")
-        return llm
+        if llm is not None:
+            return llm
+        config = job.config
+        if config.get("candidates"):
+            return None  # only the user's candidates are verified
+        if config.get("backend", "cpp") == "cpp" and config.get("compiler", True):
+            return model_free_model()
+        if resuming:
+            return None
+        also = ", or let torch's compiler write one" if config.get("backend") == "cpp" else ""
+        raise PerfsmithError(f"nothing to verify: give --candidate files or an LLM{also}")
+
+    def guard(self, job: Job, session: KernelSession) -> CandidateGuard | None:
+        # without a model the model-free plan is the whole plan: nothing to guard or replan
+        if session.llm is None:
+            return None
+        return session.guard(int(job.config.get("k", 3)), session.backend == "cpp")
+
+    def max_replans(self, job: Job, session: KernelSession) -> int:
+        return 0 if session.llm is None else super().max_replans(job, session)
 
     async def restore(self, job: Job, session: KernelSession) -> None:
         device = session.settings.device
@@ -322,6 +489,8 @@ class KernelWorkflow(CandidateWorkflow[KernelSession]):
         config, run_id = job.config, job.run_id
         path = session.problem_path
         best = best_of(results)
+        if best is not None and session.settings.versus_compile:
+            await session.versus_compile(best)
         report_dir = config.get("report_dir")
         folder = Path(report_dir) if report_dir else data_dir() / "reports" / run_id
         folder.mkdir(parents=True, exist_ok=True)

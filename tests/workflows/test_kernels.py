@@ -20,7 +20,7 @@ BROKEN = GOOD.replace("const float inv = 1.f / s;", "const float inv = 1.f / und
 PLAN = """\
 Thought: read the problem, propose two kernels at once, verify both.
 1. read_problem()
-2. propose(strategy="fuse the passes", feedback=$1)
+2. propose(strategy="fuse", feedback=$1)
 3. propose(strategy="vectorize")
 4. verify(candidate=$2)
 5. verify(candidate=$3)

@@ -416,9 +416,24 @@ def peak_flops(device: str, dtype: torch.dtype) -> float | None:
     return float(5 * 2 * n**3 / (start.elapsed_time(end) / 1e3))
 
 
+def compiled_reference(problem: ModuleType, ref: Any, device: str) -> tuple[Any, float]:
+    """``torch.compile`` of the reference (the second baseline) and the seconds its
+    compilation took (the first call), which the timing leaves out."""
+    compiled = torch.compile(ref)
+    x = fresh_inputs(problem, CONFIG["seed"] - 2, device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        compiled(*x)  # type: ignore[no-untyped-call]
+    sync(device)
+    return compiled, time.perf_counter() - start
+
+
 def timing(problem: ModuleType, ref: Any, new: Any, device: str) -> dict[str, Any]:
     clock = Clock(device)
     sides = {"reference": ref, "candidate": new}
+    extra: dict[str, Any] = {}
+    if CONFIG.get("versus_compile"):
+        sides["compiled"], extra["compile_s"] = compiled_reference(problem, ref, device)
     base = CONFIG["seed"] + 10_000
     with torch.no_grad():
         for w in range(CONFIG["warmup"]):
@@ -432,13 +447,15 @@ def timing(problem: ModuleType, ref: Any, new: Any, device: str) -> dict[str, An
             one = max(one, clock.time(ref, x)[0])
         calls = max(1, min(CONFIG["max_calls"], math.ceil(CONFIG["target_s"] / max(one, 1e-7))))
         rounds = CONFIG["rounds"]
-        if 2 * one * calls * rounds > CONFIG["budget_s"]:
-            rounds = max(5, int(CONFIG["budget_s"] / (2 * one * calls)))
-        times: dict[str, list[float]] = {"reference": [], "candidate": []}
+        if len(sides) * one * calls * rounds > CONFIG["budget_s"]:
+            rounds = max(5, int(CONFIG["budget_s"] / (len(sides) * one * calls)))
+        times: dict[str, list[float]] = {side: [] for side in sides}
+        names = list(sides)
         in_bytes = out_bytes = 0
         for r in range(rounds):
-            order = ["reference", "candidate"] if r % 2 == 0 else ["candidate", "reference"]
-            total = {"reference": 0.0, "candidate": 0.0}
+            # each side goes first as often as the others
+            order = names[r % len(names) :] + names[: r % len(names)]
+            total = dict.fromkeys(sides, 0.0)
             for c in range(calls):
                 x = fresh_inputs(problem, base + r * 1000 + c, device)  # fresh every call
                 outs: dict[str, Any] = {}
@@ -453,6 +470,8 @@ def timing(problem: ModuleType, ref: Any, new: Any, device: str) -> dict[str, An
                 in_bytes, out_bytes = tensor_bytes(x), tensor_bytes(outs["reference"])
             for side in total:
                 times[side].append(total[side])
+    if "compiled" in times:
+        extra["compiled_s"] = times["compiled"]
     return {
         "calls": calls,
         "rounds": rounds,
@@ -461,6 +480,7 @@ def timing(problem: ModuleType, ref: Any, new: Any, device: str) -> dict[str, An
         "threads": torch.get_num_threads(),
         "bytes": in_bytes + out_bytes,
         "peak_bandwidth": peak_bandwidth(device),
+        **extra,
         **roofline_inputs(problem, ref, device),
     }
 

@@ -21,6 +21,7 @@ import platform
 import re
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -45,6 +46,16 @@ class KernelInputError(PerfsmithError):
     """The problem or the candidate file is unusable (a usage error, exit 2)."""
 
 
+class CompileBaseline(BaseModel):
+    """The candidate against ``torch.compile`` of the reference, timed in the same
+    interleaved rounds (compilation left out and reported apart)."""
+
+    speedup: float
+    ci: tuple[float, float]
+    verdict: Literal["faster", "slower", "same"]
+    compile_s: float
+
+
 class KernelResult(BaseModel):
     compiled: bool
     correct: bool
@@ -55,6 +66,7 @@ class KernelResult(BaseModel):
     flags: list[str] = Field(default_factory=list)
     device: str
     details: dict[str, Any] = Field(default_factory=dict)
+    versus_compile: CompileBaseline | None = None
 
     @property
     def win(self) -> bool:
@@ -83,6 +95,8 @@ class KernelSettings:
     static_checks: bool = True
     compile_only: bool = False
     cuda_arch: str = "sm_90"
+    # time torch.compile of the reference too (the second baseline; about 20 s to compile)
+    versus_compile: bool = False
 
 
 def read_problem(path: str | Path) -> str:
@@ -178,7 +192,12 @@ def cuda_available() -> bool:
 
 def _environment(settings: KernelSettings) -> dict[str, str]:
     bin_dirs = [str(Path(sys.executable).parent)]
-    env: dict[str, str] = {"OMP_NUM_THREADS": str(settings.threads)}
+    env: dict[str, str] = {
+        "OMP_NUM_THREADS": str(settings.threads),
+        # torch.compile of the reference (the second baseline) builds in the sandbox
+        "TORCHINDUCTOR_CACHE_DIR": "_inductor",
+        "TORCHINDUCTOR_COMPILE_THREADS": "1",
+    }
     cuda_home = os.environ.get("CUDA_HOME") or (
         "/usr/local/cuda" if Path("/usr/local/cuda").is_dir() else None
     )
@@ -212,6 +231,7 @@ def _config(problem: str, candidate: str, settings: KernelSettings) -> dict[str,
         "budget_s": settings.budget_s,
         "max_calls": 1000,
         "threads": settings.threads,
+        "versus_compile": settings.versus_compile,
     }
 
 
@@ -395,8 +415,13 @@ async def verify_kernel(
                 failure=f"rejected before compiling: {findings[0]}",
                 flags=[f"cheat: {f}" for f in findings],
             )
+    started = time.perf_counter()
     folder, failure, cached = await compile_candidate(sandbox, problem, candidate, settings)
-    details: dict[str, Any] = {"build_cached": cached, "backend": sandbox.name}
+    details: dict[str, Any] = {
+        "build_cached": cached,
+        "build_s": round(time.perf_counter() - started, 3),
+        "backend": sandbox.name,
+    }
     if folder is None:
         return _failed(
             settings, compiled=False, failure=failure or "the build failed", details=details
@@ -492,6 +517,16 @@ def judge_timing(
         bytes=timing.get("bytes"),
         peak_bandwidth=bandwidth,
     )
+    baseline = None
+    if timing.get("compiled_s"):
+        versus = paired_speedup(timing["compiled_s"], cand_s)
+        baseline = CompileBaseline(
+            speedup=round(versus.speedup, 6),
+            ci=(round(versus.low, 6), round(versus.high, 6)),
+            verdict=verdict(versus, settings.threshold),
+            compile_s=round(float(timing["compile_s"]), 3),
+        )
+        details["compiled_call_s"] = sorted(timing["compiled_s"])[len(cand_s) // 2] / calls
     return KernelResult(
         compiled=True,
         correct=True,
@@ -502,4 +537,5 @@ def judge_timing(
         flags=flags,
         device=settings.device,
         details=details,
+        versus_compile=baseline,
     )
