@@ -297,8 +297,9 @@ def _weights_prelude(problem: str) -> str:
 
 def compiler_candidate(problem: str, capture: Capture, *, problem_name: str = "problem") -> str:
     """A ``ModelNew`` file calling the kernels the compiler generated for ``problem``."""
+    kernels = {m.group(1) for m in BINDING.finditer(capture.code)}
+    body = _forward_lines(_call_body(capture.code), kernels, capture)  # ATen work refused
     source, names = cpp_source(capture.code, capture.threads)
-    body = _forward_lines(_call_body(capture.code), set(names), capture)
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     state_lines = []
     for i, s in enumerate(capture.state):

@@ -358,9 +358,10 @@ def _vector_names(code: str) -> set[str]:
         before = len(names)
         for name, value in assigned:
             value = value.strip()
-            head = re.match(r"\w+", value)
+            # the first name of the expression (``decltype(tmp0)::blendv(...)``: tmp0)
+            head = re.match(r"(?:decltype\s*\(\s*)?(\w+)", value)
             if name not in tensors and (
-                value.startswith("at::vec::") or (head is not None and head.group(0) in names)
+                value.startswith("at::vec::") or (head is not None and head.group(1) in names)
             ):
                 names.add(name)
         if len(names) == before:
