@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from perfsmith.api.intake import RequestError, TypedRequest, Workspace
 from perfsmith.api.schemas import KernelRunCreate, OptimizeRunCreate, PlanRunCreate
@@ -250,16 +250,20 @@ class RunManager:
                 None,
             )
         if isinstance(req, KernelRunCreate):
+            from perfsmith.verifiers.kernel.verify import KernelSettings
             from perfsmith.workflows.kernels import kernel_config
 
+            device: Literal["cpu", "cuda"] = "cpu" if req.backend == "cpp" else "cuda"
             return (
                 "kernel",
                 kernel_config(
                     ws.problem(req.problem, field="problem"),
                     llm=self.config.llm,
+                    settings=KernelSettings(device=device, versus_compile=req.versus_compile),
                     backend=req.backend,
                     rounds=req.rounds,
                     k=req.candidates,
+                    compiler=req.compiler,
                 ),
                 None,
             )

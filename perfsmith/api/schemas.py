@@ -107,6 +107,14 @@ class KernelRunCreate(_Body):
     backend: Literal["cpp", "cuda", "triton"] = "cpp"
     rounds: int = Field(default=2, ge=1, le=10)
     candidates: int = Field(default=3, ge=1, le=8)
+    compiler: bool = Field(
+        default=True, description="torch's compiler's kernels as a candidate (CPU problems)"
+    )
+    versus_compile: bool = Field(
+        default=False,
+        description="also time the best kernel against torch.compile of the reference "
+        "(about 30 s more)",
+    )
 
 
 class PlanRunCreate(_Body):

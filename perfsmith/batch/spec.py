@@ -25,6 +25,7 @@ suite = "kernels/"
 device = "cpu"
 backend = "cpp"
 compiler = true          # torch's compiler's kernels as a candidate (no model needed)
+versus_compile = true    # the best kernel timed against torch.compile too
 ```
 
 Relative paths are read from the batch file's folder. A file that cannot run is refused
@@ -97,6 +98,8 @@ class KernelSuiteJob(_Job):
     backend: str = "cpp"
     # torch's compiler's kernels as a candidate of each problem (CPU, C++)
     compiler: bool = True
+    # the best kernel timed against torch.compile of the reference too
+    versus_compile: bool = True
     # a problem's file name -> candidate kernel files verified alongside the model's
     candidates: dict[str, list[str]] = Field(default_factory=dict)
 
@@ -422,7 +425,7 @@ def _kernel_jobs(where: str, job: KernelSuiteJob, llm: str | None, base: Root) -
         config = kernel_config(
             problem,
             llm=llm,
-            settings=KernelSettings(device=job.device),
+            settings=KernelSettings(device=job.device, versus_compile=job.versus_compile),
             backend=job.backend,
             candidates=[_path(base, c) for c in job.candidates.get(problem.name, [])],
             rounds=job.rounds,

@@ -243,6 +243,13 @@ def optimize_cmd(
     ] = 3,
     verify_rounds: Annotated[int, typer.Option("--verify-rounds", min=3, max=200)] = 10,
     versus_compile: VersusCompileOption = True,
+    compiler: Annotated[
+        bool,
+        typer.Option(
+            "--compiler/--no-compiler",
+            help="torch's compiler's kernels as a candidate (cpp backend; no model needed).",
+        ),
+    ] = True,
     report_dir: Annotated[Path | None, typer.Option("--report-dir")] = None,
     sandbox: SandboxOption = "auto",
     db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.")] = None,
@@ -280,6 +287,7 @@ def optimize_cmd(
             candidates=candidate or [],
             rounds=rounds,
             k=candidates_k,
+            compiler=compiler,
             app_settings=settings,
             report_dir=report_dir,
             listeners=listeners,

@@ -203,6 +203,7 @@ async def kernel_optimize(
     candidates: Iterable[str | Path] = (),
     rounds: int = 2,
     k: int = 3,
+    compiler: bool = True,
     database: Database | str | None = None,
     app_settings: Settings | None = None,
     sandbox_backend: str = "auto",
@@ -210,7 +211,9 @@ async def kernel_optimize(
     listeners: Iterable[EventListener] = (),
 ) -> KernelOptimizeResult:
     """A faster kernel for the operator of ``problem`` (a KernelBench file), verified
-    against eager PyTorch; see `perfsmith.workflows.kernels`."""
+    against eager PyTorch (and the best against torch.compile of the reference when
+    ``settings.versus_compile``); ``compiler``: torch's compiler's kernels are a
+    candidate. See `perfsmith.workflows.kernels`."""
     from perfsmith.workflows.kernels import kernel_config
 
     config = kernel_config(
@@ -222,6 +225,7 @@ async def kernel_optimize(
         rounds=rounds,
         k=k,
         report_dir=report_dir,
+        compiler=compiler,
     )
     outcome = await _start(
         "kernel", config, _Where(database, app_settings, sandbox, sandbox_backend, llm, listeners)

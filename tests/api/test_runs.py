@@ -122,6 +122,10 @@ async def test_tokens_are_required_and_tenants_see_only_their_runs(plan_server: 
         ),
         ({"kind": "kernel", "problem": "no_such_op"}, "problem"),
         ({"kind": "kernel", "problem": "softmax", "backend": "fortran"}, "kernel.backend"),
+        (
+            {"kind": "kernel", "problem": "softmax", "versus_compile": "maybe"},
+            "kernel.versus_compile",
+        ),
         ({"kind": "chat", "message": ""}, "chat.message"),
         ({"kind": "nonsense"}, "body"),
         ({"kind": "plan", "request": "x", "surprise": 1}, "plan.surprise"),

@@ -86,6 +86,7 @@ device = "cpu"
 backend = "cpp"
 k = 1
 compiler = false  # gelu: nothing to verify (a job that fails)
+versus_compile = false
 candidates = {{ "softmax.py" = ["{EXAMPLES}/kernels/cpp/softmax.py"] }}
 """
     path = folder / "night.toml"

@@ -63,6 +63,9 @@ candidates = { "softmax.py" = ["dupes/fast_set.py"] }
     assert [j.name for j in spec.jobs[1:]] == ["suite/gelu", "suite/softmax"]
     assert {j.group for j in spec.jobs[1:]} == {"suite"}
     assert {j.llm for j in spec.jobs[1:]} == {"local"}
+    # torch's compiler's candidate and the torch.compile baseline are on unless turned off
+    assert all(j.config["compiler"] for j in spec.jobs[1:])
+    assert all(j.config["settings"]["versus_compile"] for j in spec.jobs[1:])
     assert spec.deadline is not None
     assert timedelta(0) < spec.deadline - datetime.now(UTC) <= timedelta(days=1)
 
