@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/verifier.py --out bench/results/verifier.json
 	$(BIN)/python bench/inference.py --out bench/results/inference.json
 	$(BIN)/python bench/kernels.py --device cpu --out bench/results/kernels-cpu.json
+	$(BIN)/python bench/kernels.py --optimize --llm local --k 1 --out bench/results/kernel-wins-cpu.json
 	$(BIN)/python bench/constrained.py --out bench/results/constrained.json
 	$(BIN)/python bench/wins.py --out bench/results/wins.json
 	$(BIN)/python bench/batch.py --out bench/results/batch.json
@@ -63,6 +64,8 @@ bench-quick: install
 	$(BIN)/python bench/verifier.py --quick --out bench/results/verifier.json
 	$(BIN)/python bench/inference.py --quick --out bench/results/inference.json
 	$(BIN)/python bench/kernels.py --device cpu --quick --out bench/results/kernels-cpu.json
+	$(BIN)/python bench/kernels.py --optimize --llm none --quick --only row_sumsq rmsnorm \
+		--out bench/results/kernel-wins-cpu-quick.json
 	$(BIN)/python bench/constrained.py --quick --out bench/results/constrained.json
 	$(BIN)/python bench/wins.py --quick --out bench/results/wins.json
 	$(BIN)/python bench/batch.py --quick --out bench/results/batch.json

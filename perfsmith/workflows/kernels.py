@@ -32,6 +32,7 @@ from perfsmith.tools.kernel import PRODUCERS, STRATEGIES, STRATEGY_TEXT, kernel_
 from perfsmith.tools.registry import Tool
 from perfsmith.verifiers.kernel.verify import (
     BACKENDS,
+    CompileBaseline,
     KernelInputError,
     KernelResult,
     KernelSettings,
@@ -532,8 +533,11 @@ class KernelWorkflow(CandidateWorkflow[KernelSession]):
 
 
 def _stored_result(row: CandidateRow, device: str) -> KernelResult:
-    """A verdict read back from the database (resuming a run)."""
-    meta = row.measurements[-1].meta if row.measurements else {}
+    """A verdict read back from the database (resuming a run), with the torch.compile
+    baseline when the run measured it."""
+    verdicts = [m for m in row.measurements if m.kind == f"kernel-{device}"]
+    meta = verdicts[-1].meta if verdicts else {}
+    baselines = [m.meta for m in row.measurements if m.kind == f"kernel-{device}-vs-compile"]
     return KernelResult(
         compiled=row.verdict != "uncompiled",
         correct=row.verdict not in ("incorrect", "uncompiled"),
@@ -543,4 +547,5 @@ def _stored_result(row: CandidateRow, device: str) -> KernelResult:
         ci=stored_ci(row),
         flags=list(meta.get("flags") or []),
         device=device,
+        versus_compile=CompileBaseline(**baselines[-1]) if baselines else None,
     )

@@ -209,3 +209,16 @@ async def test_kernel_plans_that_fall_short_are_replaced_by_the_default_plan(
     assert len(prompts) == 1
     assert "aten.mul" in prompts[0] and "Where the reference spends its time: aten::" in prompts[0]
     assert "torch's compiler generated this kernel" in prompts[0] and "#pragma omp" in prompts[0]
+
+
+def test_the_compilers_candidates_for_the_examples_are_clean_modelnew_files() -> None:
+    """examples/kernels/inductor: what `compile()` writes for the examples, beside the
+    hand-written kernels; each passes the static checks a candidate meets first."""
+    from perfsmith.verifiers.kernel.verify import read_candidate
+
+    generated = sorted((KERNELS / "inductor").glob("*.py"))
+    assert {p.stem for p in generated} == {"gelu", "layernorm", "row_sumsq", "softmax"}
+    for path in generated:
+        source = read_candidate(path)
+        assert check_kernel_source(source) == [], path.name
+        assert "// perfsmith: tune PERFSMITH_THREADS=" in source

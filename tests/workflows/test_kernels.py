@@ -84,3 +84,37 @@ def test_kernel_optimize_verifies_stores_and_writes_the_best(tmp_path: Path) -> 
         ).all()
         assert len(measured) == 1 and measured[0].kind == "kernel-cpu"
     db.close()
+
+
+def test_a_resumed_run_reads_back_flags_and_the_torch_compile_baseline() -> None:
+    """The verdict's flags come from the verdict's own measurement, the torch.compile
+    baseline from its own (whatever order they were stored in)."""
+    from perfsmith.workflows.kernels import _stored_result
+
+    row = Candidate(
+        origin="compiler:inductor",
+        language="cpp",
+        source="x",
+        source_hash="h",
+        verdict="faster",
+        speedup=1.8,
+        ci_low=1.6,
+        ci_high=2.0,
+    )
+    row.measurements = [
+        Measurement(kind="kernel-cpu", subject="ratio", value=1.8, unit="x", meta={"flags": []}),
+        Measurement(
+            kind="kernel-cpu-vs-compile",
+            subject="ratio",
+            value=1.2,
+            unit="x",
+            meta={"speedup": 1.2, "ci": [1.1, 1.3], "verdict": "faster", "compile_s": 14.0},
+        ),
+    ]
+    result = _stored_result(row, "cpu")
+    assert result.speedup == 1.8 and result.ci == (1.6, 2.0) and result.flags == []
+    assert result.versus_compile is not None
+    assert result.versus_compile.speedup == 1.2 and result.versus_compile.compile_s == 14.0
+    row.measurements = [row.measurements[1], row.measurements[0]]
+    row.measurements[1].meta = {"flags": ["review: too fast"]}
+    assert _stored_result(row, "cpu").flags == ["review: too fast"]
