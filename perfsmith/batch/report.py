@@ -4,8 +4,9 @@ each job's best verified speedup with its interval, and where the night's time w
 One row per job: the best verified speedup with its 95% interval, the branch and commits a
 repository job kept, time and tokens spent, and why a job failed. Kernel suites get their
 fast_1: the share of the suite's problems with a kernel verified faster than PyTorch (its
-whole interval above 1, stricter than KernelBench's point estimate) and fast_0 (a correct
-kernel at all).
+whole interval above 1, stricter than KernelBench's point estimate), fast_0 (a correct
+kernel at all) and fast_1 against torch.compile of the reference (the share of the
+problems whose best kernel, timed against it, was faster as a point estimate).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class SuiteScore:
     problems: int
     fast_1: float
     fast_0: float
+    # the share of problems whose best kernel was also faster than torch.compile of the
+    # reference (point estimate above 1); None when no best was timed against it
+    fast_1_compile: float | None = None
 
 
 def suite_scores(jobs: list[BatchJob]) -> list[SuiteScore]:
@@ -46,8 +50,25 @@ def suite_scores(jobs: list[BatchJob]) -> list[SuiteScore]:
         n = len(members)
         faster = sum(1 for j in members if (j.summary or {}).get("speedup") is not None)
         correct = sum(1 for j in members if (j.summary or {}).get("correct"))
-        scores.append(SuiteScore(suite, n, faster / n, correct / n))
+        versus = [(j.summary or {}).get("versus_compile") for j in members]
+        timed = [v for v in versus if v]
+        over_compile = sum(1 for v in timed if (v.get("speedup") or 0) > 1.0) / n if timed else None
+        scores.append(SuiteScore(suite, n, faster / n, correct / n, over_compile))
     return scores
+
+
+def compile_text(score: SuiteScore) -> str:
+    return "-" if score.fast_1_compile is None else f"{score.fast_1_compile:.2f}"
+
+
+def versus_text(summary: dict[str, Any]) -> str:
+    """A kernel's best against torch.compile, for its row (empty for other jobs)."""
+    v = summary.get("versus_compile")
+    if not v or v.get("speedup") is None:
+        return ""
+    ci = v.get("ci") or [None, None]
+    bounds = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci[0] is not None and ci[1] is not None else ""
+    return f"; {v['speedup']:.2f}x{bounds} vs torch.compile"
 
 
 def speed_text(summary: dict[str, Any]) -> str:
@@ -118,15 +139,23 @@ def markdown_report(batch: Batch) -> str:
     ]
     for job in batch.jobs:
         lines.append(
-            f"| {_cell(job.name)} | {job.kind} | {job.status} | {speed_text(job.summary or {})} "
+            f"| {_cell(job.name)} | {job.kind} | {job.status} "
+            f"| {speed_text(job.summary or {})}{versus_text(job.summary or {})} "
             f"| {_cell(_kept(job))} | {_duration(job.elapsed_s)} | {job.tokens:,} "
             f"| {job.attempts} | {_cell((job.error or '')[:300])} |"
         )
     scores = suite_scores(batch.jobs)
     if scores:
-        lines += ["", "| kernel suite | problems | fast_1 | fast_0 |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "| kernel suite | problems | fast_1 | fast_0 | fast_1 vs torch.compile |",
+            "|---|---|---|---|---|",
+        ]
         for s in scores:
-            lines.append(f"| {s.suite} | {s.problems} | {s.fast_1:.2f} | {s.fast_0:.2f} |")
+            lines.append(
+                f"| {s.suite} | {s.problems} | {s.fast_1:.2f} | {s.fast_0:.2f} "
+                f"| {compile_text(s)} |"
+            )
     lines += [
         "",
         "Speedups are verified: correct on fresh inputs, timed interleaved against the "
@@ -213,7 +242,8 @@ def html_report(batch: Batch) -> str:
         "<tr>"
         f"<td>{esc(j.name)}</td><td>{j.kind}</td>"
         f'<td style="color:{STATUS_COLOURS.get(j.status, "#000")}">{j.status}</td>'
-        f"<td>{esc(speed_text(j.summary or {}))}</td><td>{esc(_kept(j))}</td>"
+        f"<td>{esc(speed_text(j.summary or {}) + versus_text(j.summary or {}))}</td>"
+        f"<td>{esc(_kept(j))}</td>"
         f"<td>{_duration(j.elapsed_s)}</td><td>{j.tokens:,}</td><td>{j.attempts}</td>"
         f"<td>{esc((j.error or '')[:300])}</td>"
         "</tr>"
@@ -224,10 +254,10 @@ def html_report(batch: Batch) -> str:
     if scores:
         suites = (
             "<h2>Kernel suites</h2><table><tr><th>suite</th><th>problems</th>"
-            "<th>fast_1</th><th>fast_0</th></tr>"
+            "<th>fast_1</th><th>fast_0</th><th>fast_1 vs torch.compile</th></tr>"
             + "".join(
                 f"<tr><td>{esc(s.suite)}</td><td>{s.problems}</td><td>{s.fast_1:.2f}</td>"
-                f"<td>{s.fast_0:.2f}</td></tr>"
+                f"<td>{s.fast_0:.2f}</td><td>{compile_text(s)}</td></tr>"
                 for s in scores
             )
             + "</table>"

@@ -1,5 +1,6 @@
 """What a batch job achieved, read back from its run: the best verified candidate with its
-interval, the commits a repository run kept, how many candidates were tried."""
+interval (a kernel's also against torch.compile), the commits a repository run kept, how
+many candidates were tried."""
 
 from __future__ import annotations
 
@@ -43,6 +44,15 @@ def run_summary(store: RunStore, run_id: str) -> dict[str, Any]:
         "ci": [best.ci_low, best.ci_high] if best is not None else None,
         "best_origin": best.origin if best is not None else None,
     }
+    if best is not None:
+        # a kernel run's best, timed against torch.compile of the reference too
+        versus = [m.meta for m in best.measurements if m.kind.endswith("-vs-compile")]
+        if versus:
+            summary["versus_compile"] = {
+                "speedup": versus[-1].get("speedup"),
+                "ci": versus[-1].get("ci"),
+                "compile_s": versus[-1].get("compile_s"),
+            }
     if run.kind == "repo":
         summary.update(
             branch=finished.get("branch"),
