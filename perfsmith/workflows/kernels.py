@@ -164,7 +164,7 @@ class KernelSession(CandidateSession[KernelCandidate, KernelCandidateResult]):
             code = compiler_candidate(self.problem, captured, problem_name=self.problem_path.name)
         except CompilerCandidateError as exc:
             raise PerfsmithError(str(exc)) from exc
-        return (await self.add_candidate(code, "compiler:inductor")).id
+        return (await self.add_candidate(code, COMPILER_ORIGIN)).id
 
     def guard(self, k: int, tune: bool) -> CandidateGuard:
         """What a kernel plan must do: produce candidates and verify them."""
@@ -322,6 +322,17 @@ def model_free_model() -> ChatModel:
     )
 
 
+COMPILER_ORIGIN = "compiler:inductor"
+
+
+def compiler_speedup(results: Iterable[KernelCandidateResult]) -> float | None:
+    """The speedup of torch's compiler's kernel in a run, when it was verified correct."""
+    for r in results:
+        if r.origin == COMPILER_ORIGIN and r.result.correct and r.result.speedup is not None:
+            return r.result.speedup
+    return None
+
+
 def write_report(result: KernelOptimizeResult, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -348,18 +359,25 @@ def write_report(result: KernelOptimizeResult, folder: Path) -> Path:
             ]
     else:
         lines += ["**No kernel was verified faster.**", ""]
+    # every kernel against torch's compiler's (the code to beat), as a ratio of speedups
+    compiler = compiler_speedup(result.candidates)
     lines += [
-        "| id | origin | verdict | speedup [95% CI] | flags | failure |",
-        "|---|---|---|---|---|---|",
+        "| id | origin | verdict | speedup [95% CI] | vs the compiler's kernel | flags | failure |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in result.candidates:
         r = c.result
         speed = "-" if r.speedup is None else f"{r.speedup:.2f}x"
         if r.ci:
             speed += f" [{r.ci[0]:.2f}, {r.ci[1]:.2f}]"
+        versus = "-"
+        if compiler and r.speedup is not None and c.origin != COMPILER_ORIGIN:
+            versus = f"{r.speedup / compiler:.2f}x"
         failure = (r.failure or "").replace("\n", " ").replace("|", "\\|")[:200]
         flags = "; ".join(r.flags).replace("|", "\\|")[:160]
-        lines.append(f"| {c.id} | {c.origin} | {r.verdict} | {speed} | {flags} | {failure} |")
+        lines.append(
+            f"| {c.id} | {c.origin} | {r.verdict} | {speed} | {versus} | {flags} | {failure} |"
+        )
     path = folder / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -204,6 +204,15 @@ async def test_kernel_plans_that_fall_short_are_replaced_by_the_default_plan(
     assert all(c.result.correct for c in result.candidates), [
         c.as_dict() for c in result.candidates
     ]
+    # the report compares every kernel with the compiler's (a ratio of their speedups)
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| vs the compiler's kernel |" in report
+    fuse = next(line for line in report.splitlines() if "| llm:fuse |" in line)
+    compiled = next(c for c in result.candidates if c.origin == "compiler:inductor")
+    proposed = next(c for c in result.candidates if c.origin == "llm:fuse")
+    assert compiled.result.speedup is not None and proposed.result.speedup is not None
+    ratio = proposed.result.speedup / compiled.result.speedup
+    assert f"| {ratio:.2f}x |" in fuse
     # the proposal was guided: the operator graph, the profile and the code to beat
     prompts = [m[-1].content for m, o in model.calls if o.purpose == "propose"]
     assert len(prompts) == 1
