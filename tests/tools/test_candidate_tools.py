@@ -15,6 +15,7 @@ import pytest
 from perfsmith.errors import PerfsmithError
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.sandbox.process import ProcessSandbox
+from perfsmith.tools.inductor import Capture
 from perfsmith.tools.kernel import KernelTools
 from perfsmith.tools.python import PROPOSE_SYSTEM, PythonTools
 from perfsmith.verifiers.kernel.verify import KernelResult, KernelSettings
@@ -114,10 +115,17 @@ class KBench:
     timing: asyncio.Lock = field(default_factory=asyncio.Lock)
     sources: dict[int, str] = field(default_factory=dict)
     prompts: list[str] = field(default_factory=list)
+    captured: Capture | None = None
 
     async def ask_model(self, strategy: str, system: str, prompt: str, max_tokens: int) -> int:
         self.prompts.append(system + "\n" + prompt)
         return 1
+
+    async def compiled(self) -> Capture | None:
+        return self.captured
+
+    async def compiler_candidate(self) -> int:
+        return 7
 
     async def verify_named(self, cid: int) -> Stored:
         return Stored(cid, "verified")
@@ -133,10 +141,32 @@ async def test_the_kernel_tools_read_the_problem_and_refuse_to_tune_without_tuna
     problem = (EXAMPLES / "kernels" / "softmax.py").read_text()
     bench = KBench(problem=problem, sandbox=ProcessSandbox(), sources={3: "class ModelNew: ...\n"})
     tools = KernelTools(bench)
-    assert [t.name for t in tools.tools()] == ["read_problem", "propose", "verify", "tune"]
-    read = tools.read_problem()
+    names = [t.name for t in tools.tools()]
+    assert names == ["read_problem", "compile", "propose", "verify", "tune"]
+    read = await tools.read_problem()
     assert read["device"] == "cpu" and "C++" in read["backend"] and "class Model" in read["problem"]
+    assert "graph" not in read  # the compiler gave nothing: no graph, no profile
     assert await tools.propose("fuse", feedback={"failure": "error: undeclared"}) == 1
     assert "undeclared" in bench.prompts[0] and "class Model" in bench.prompts[0]
+    assert "one pass over memory" in bench.prompts[0]  # the strategy, spelled out
+    assert await tools.compile() == 7
+    # with the compiler's capture: the graph and profile read, and in the proposal's prompt
+    bench.captured = Capture(
+        code="",
+        state=[],
+        inputs=1,
+        output="tensor",
+        graph=["%softmax = aten._softmax(%arg0_1, 1, False) -> float32[512, 2048]"],
+        profile=[{"op": "aten::_softmax", "share": 0.99, "us_per_call": 1750.0}],
+        compile_s=13.0,
+        cflags=[],
+        threads=2,
+        kernels=['extern "C" void kernel(const float* in_ptr0) { /* fused */ }'],
+    )
+    read = await tools.read_problem()
+    assert read["graph"] == bench.captured.graph and read["profile"] == bench.captured.profile
+    await tools.propose("vectorize")
+    assert "aten._softmax" in bench.prompts[1] and "aten::_softmax 99%" in bench.prompts[1]
+    assert "/* fused */" in bench.prompts[1] and "the code to beat" in bench.prompts[1]
     with pytest.raises(PerfsmithError, match="candidate 3 declares no tunables"):
         await tools.tune(3)
