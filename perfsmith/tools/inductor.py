@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from perfsmith.errors import PerfsmithError
-from perfsmith.sandbox.base import SAFE_PATH, Limits, Sandbox
+from perfsmith.sandbox.base import Sandbox
+from perfsmith.verifiers.kernel.verify import (
+    KernelSettings,
+    cache_root,
+    sandbox_environment,
+    sandbox_limits,
+)
 
 SCRIPT = "_perfsmith_inductor.py"
 
@@ -82,8 +88,6 @@ class Capture:
 def _cache_file(problem: str, threads: int) -> Path:
     import torch
 
-    from perfsmith.verifiers.kernel.verify import cache_root
-
     key = hashlib.sha256(
         json.dumps([problem, threads, torch.__version__, sys.version, "inductor-1"]).encode()
     ).hexdigest()[:24]
@@ -96,6 +100,7 @@ async def capture(sandbox: Sandbox, problem: str, threads: int) -> Capture:
     cached = _cache_file(problem, threads)
     if cached.is_file():
         return Capture.from_json(json.loads(cached.read_text(encoding="utf-8")))
+    settings = KernelSettings(device="cpu", threads=threads)
     script = resources.files("perfsmith.tools").joinpath("inductor_main.py").read_text("utf-8")
     result = await sandbox.run(
         [sys.executable, "-s", SCRIPT],
@@ -105,22 +110,10 @@ async def capture(sandbox: Sandbox, problem: str, threads: int) -> Capture:
             "problem_src.py": problem.encode(),
         },
         collect=["result.json"],
-        limits=Limits(
-            wall_s=600,
-            cpu_s=1200,
-            memory_mb=8192,
-            processes=512,
-            file_size_mb=1024,
-            disk_mb=4096,
-            open_files=1024,
-            output_bytes=4_000_000,
-        ),
-        env={
-            "OMP_NUM_THREADS": str(threads),
-            "PATH": ":".join([str(_bin()), SAFE_PATH]),
-            "TORCHINDUCTOR_CACHE_DIR": "_inductor",
-            "TORCHINDUCTOR_COMPILE_THREADS": "1",
-        },
+        # torch's compiler builds C++ like a candidate's build: the same environment (it
+        # sets Inductor's cache folder in the sandbox) and the same limits
+        limits=sandbox_limits(settings, compiling=True),
+        env=sandbox_environment(settings),
     )
     data = result.files.get("result.json")
     if data is None:
@@ -135,10 +128,6 @@ async def capture(sandbox: Sandbox, problem: str, threads: int) -> Capture:
     staged.write_text(json.dumps(out), encoding="utf-8")
     staged.replace(cached)
     return found
-
-
-def _bin() -> str:
-    return str(Path(sys.executable).parent)
 
 
 # --- the wrapper's call(), statement by statement --------------------------------------

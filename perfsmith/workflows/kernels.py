@@ -291,12 +291,11 @@ def default_plan(k: int, with_model: bool, compiler: bool) -> str:
         lines.append(f"{len(lines) + 1}. {call}")
         return len(lines)
 
-    problem = add("read_problem()")
+    add("read_problem()")  # for the joiner: the problem, its graph and profile
     sources = [add("compile()")] if compiler else []
     if with_model:
-        sources += [
-            add(f'propose(strategy="{s}", feedback=${problem})') for s in STRATEGIES[: max(1, k)]
-        ]
+        # a proposal's prompt holds the problem, its graph and profile: no feedback needed
+        sources += [add(f'propose(strategy="{s}")') for s in STRATEGIES[: max(1, k)]]
     for n in sources:
         add(f"verify(candidate=${n})")
     if compiler:

@@ -190,7 +190,8 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _environment(settings: KernelSettings) -> dict[str, str]:
+def sandbox_environment(settings: KernelSettings) -> dict[str, str]:
+    """The environment of a kernel step in the sandbox (also torch's compiler's)."""
     bin_dirs = [str(Path(sys.executable).parent)]
     env: dict[str, str] = {
         "OMP_NUM_THREADS": str(settings.threads),
@@ -235,7 +236,8 @@ def _config(problem: str, candidate: str, settings: KernelSettings) -> dict[str,
     }
 
 
-def _limits(settings: KernelSettings, compiling: bool) -> Limits:
+def sandbox_limits(settings: KernelSettings, compiling: bool) -> Limits:
+    """The limits of a kernel step in the sandbox: a build's, or a run's."""
     # CUDA maps tens of GB of address space up front: RLIMIT_AS must not stand in its way
     memory = 1 << 20 if settings.device == "cuda" else (8192 if compiling else 16384)
     return Limits(
@@ -266,8 +268,8 @@ async def _step(
         [sys.executable, "-s", HARNESS, mode],
         files=files,
         collect=["result.json", *collect],
-        limits=_limits(settings, mode != "run"),
-        env=_environment(settings),
+        limits=sandbox_limits(settings, mode != "run"),
+        env=sandbox_environment(settings),
     )
     data = result.files.get("result.json")
     if data is None:
