@@ -166,14 +166,19 @@ class KernelSession(CandidateSession[KernelCandidate, KernelCandidateResult]):
             raise PerfsmithError(str(exc)) from exc
         return (await self.add_candidate(code, COMPILER_ORIGIN)).id
 
-    def guard(self, k: int, tune: bool) -> CandidateGuard:
-        """What a kernel plan must do: produce candidates and verify them."""
+    @property
+    def uses_compiler(self) -> bool:
+        """Does this run take torch's compiler's kernels (turned on, C++ for CPUs)?"""
+        return self.compiler and self.backend == "cpp" and self.settings.device == "cpu"
+
+    def guard(self, k: int) -> CandidateGuard:
+        """What a kernel plan must do (with a model): produce candidates, verify them."""
         if self._guard is None:
             self._guard = CandidateGuard(
                 producers=PRODUCERS,
                 verify_tool="verify",
                 verified=lambda: self.results.keys(),
-                default_plan=lambda: default_plan(k, self.llm is not None, tune and self.compiler),
+                default_plan=lambda: default_plan(k, True, self.uses_compiler),
             )
         return self._guard
 
@@ -477,7 +482,7 @@ class KernelWorkflow(CandidateWorkflow[KernelSession]):
         # without a model the model-free plan is the whole plan: nothing to guard or replan
         if session.llm is None:
             return None
-        return session.guard(int(job.config.get("k", 3)), session.backend == "cpp")
+        return session.guard(int(job.config.get("k", 3)))
 
     def max_replans(self, job: Job, session: KernelSession) -> int:
         return 0 if session.llm is None else super().max_replans(job, session)
