@@ -45,6 +45,8 @@ def _kernel_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
         folder = tmp_path_factory.mktemp("kernel-cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PERFSMITH_KERNEL_CACHE_DIR", str(folder))
+        # the precompiled torch header too, also for tests with a build cache of their own
+        mp.setenv("PERFSMITH_KERNEL_PCH_DIR", str(folder / "pch"))
         yield folder
 
 

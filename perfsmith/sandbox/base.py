@@ -111,6 +111,8 @@ class Command:
     collect: list[str]
     env: dict[str, str]
     stdin: bytes | None
+    # host directories the command sees read-only at their own paths
+    shared: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -130,9 +132,11 @@ class Sandbox(Protocol):
         collect: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
+        shared: Sequence[str] = (),
     ) -> SandboxResult:
         """Run ``command`` with ``files`` in its working directory; ``collect``: the files
-        to bring back; ``env``: added to the sandbox's own environment."""
+        to bring back; ``env``: added to the sandbox's own environment; ``shared``: host
+        directories (absolute) the command may read, at their own paths, and not write."""
         if not command:
             raise SandboxError("no command to run")
         return await self.execute(
@@ -143,6 +147,7 @@ class Sandbox(Protocol):
                 list(collect),
                 dict(env or {}),
                 stdin,
+                tuple(check_shared(path) for path in shared),
             )
         )
 
@@ -151,6 +156,14 @@ class Sandbox(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def check_shared(path: str) -> str:
+    """A host directory shown read-only inside: absolute, normalized, existing."""
+    norm = posixpath.normpath(path)
+    if not posixpath.isabs(path) or "\0" in path or not os.path.isdir(norm):
+        raise SandboxError(f"shared directory {path!r} must be an existing absolute directory")
+    return norm
 
 
 def check_relative(path: str) -> str:

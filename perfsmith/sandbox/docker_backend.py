@@ -56,6 +56,8 @@ NAMESPACE_FLAG_BITS = [1 << i for i in range(32) if NAMESPACE_FLAGS >> i & 1]
 _SIGNALS = {int(sig) for sig in signal.Signals}
 IMAGE_REPO = "perfsmith-sandbox"
 SANDBOX_UID = 65534
+# a container pool: memory, processes and disk limits, and the shared directories mounted
+_PoolKey = tuple[int, int, int, tuple[str, ...]]
 _runs = count(1)
 
 
@@ -351,8 +353,8 @@ class DockerSandbox(Sandbox):
         self.image = image or build_image()
         self._remove_stale()
         self.pool_size = pool_size
-        self._pools: dict[tuple[int, int, int], asyncio.Queue[_Box]] = {}
-        self._created: dict[tuple[int, int, int], int] = {}
+        self._pools: dict[_PoolKey, asyncio.Queue[_Box]] = {}
+        self._created: dict[_PoolKey, int] = {}
         self._all: list[_Box] = []
         self._lock = threading.Lock()
 
@@ -374,9 +376,9 @@ class DockerSandbox(Sandbox):
             if host_dir and Path(host_dir).parent == launcher_dir():
                 _release_space(_Box(c, host_dir, os.path.ismount(host_dir), None))
 
-    def _create(self, limits: Limits) -> _Box:
+    def _create(self, limits: Limits, shared: tuple[str, ...]) -> _Box:
         host_dir, mounted, alive = _host_space(limits)
-        volumes = {p: {"bind": p, "mode": "ro"} for p in ["/usr", *runtime_paths()]}
+        volumes = {p: {"bind": p, "mode": "ro"} for p in ["/usr", *runtime_paths(), *shared]}
         _, launcher = launcher_command(inside=True)
         volumes[str(launcher)] = {"bind": f"{INSIDE_DIR}/{launcher.name}", "mode": "ro"}
         volumes[os.path.join(host_dir, SPACE)] = {"bind": "/sandbox", "mode": "rw"}
@@ -429,13 +431,14 @@ class DockerSandbox(Sandbox):
             self._all.append(box)
         return box
 
-    async def _acquire(self, limits: Limits) -> tuple[tuple[int, int, int], _Box]:
-        key = (limits.memory_mb, limits.processes, limits.disk_mb)
+    async def _acquire(self, limits: Limits, shared: tuple[str, ...] = ()) -> tuple[_PoolKey, _Box]:
+        # the shared directories are the container's mounts: a pool per set of them
+        key = (limits.memory_mb, limits.processes, limits.disk_mb, shared)
         pool = self._pools.setdefault(key, asyncio.Queue())
         if pool.empty() and self._created.get(key, 0) < self.pool_size:
             self._created[key] = self._created.get(key, 0) + 1
             try:
-                return key, await asyncio.to_thread(self._create, limits)
+                return key, await asyncio.to_thread(self._create, limits, shared)
             except Exception as exc:
                 self._created[key] -= 1
                 raise SandboxError(f"cannot start a sandbox container: {exc}") from exc
@@ -465,7 +468,7 @@ class DockerSandbox(Sandbox):
         c = command
         if c.stdin is not None:
             raise SandboxError("the docker backend takes input as files, not stdin")
-        key, box = await self._acquire(c.limits)
+        key, box = await self._acquire(c.limits, c.shared)
         try:
             return await asyncio.to_thread(
                 self._run_sync, box, c.argv, c.files, c.limits, c.collect, c.env

@@ -173,32 +173,22 @@ class ProcessSandbox(Sandbox):
 
     async def execute(self, command: Command) -> SandboxResult:
         c = command
-        return await asyncio.to_thread(
-            self._run_sync, c.argv, c.files, c.limits, c.collect, c.env, c.stdin
-        )
+        return await asyncio.to_thread(self._run_sync, c)
 
     # -- the blocking part, on a worker thread ---------------------------------------
 
-    def _run_sync(
-        self,
-        command: list[str],
-        files: dict[str, bytes],
-        limits: Limits,
-        collect: list[str],
-        env: dict[str, str],
-        stdin: bytes | None,
-    ) -> SandboxResult:
+    def _run_sync(self, c: Command) -> SandboxResult:
         workdir = tempfile.mkdtemp(
             prefix=f"{RUN_PREFIX}{os.getpid()}-", dir=_workdir_root(self.is_root)
         )
         uid = _allocate_uid() if self.is_root else None
         try:
-            place_files(workdir, files, owner=uid)
+            place_files(workdir, c.files, owner=uid)
             if self.bwrap:
                 for private in (PRIVATE_TMP, PRIVATE_SHM):
                     os.mkdir(os.path.join(workdir, private))
                     os.chmod(os.path.join(workdir, private), 0o1777)
-            return self._execute(command, workdir, uid, limits, collect, env, stdin)
+            return self._execute(c, workdir, uid)
         finally:
             if uid is not None:
                 confine.kill_uid(uid)
@@ -210,7 +200,7 @@ class ProcessSandbox(Sandbox):
         return {**base_environment(home), **extra}
 
     def _bwrap_command(
-        self, command: list[str], workdir: str, seccomp_fd: int | None, limits: Limits
+        self, command: list[str], workdir: str, seccomp_fd: int | None, shared: tuple[str, ...]
     ) -> list[str]:
         assert self.bwrap is not None
         args = [
@@ -257,7 +247,7 @@ class ProcessSandbox(Sandbox):
             f"{workdir}/{PRIVATE_SHM}",
             "/dev/shm",
         ]
-        for path in runtime_paths():
+        for path in [*runtime_paths(), *shared]:
             args += ["--ro-bind-try", path, path]
         _, launcher = launcher_command(inside=True)
         args += ["--ro-bind", str(launcher), f"{INSIDE_DIR}/{launcher.name}"]
@@ -269,14 +259,16 @@ class ProcessSandbox(Sandbox):
             args += ["--seccomp", str(seccomp_fd)]
         return [*args, "--", *command]
 
-    def _preexec(self, uid: int | None, limits: Limits, workdir: str) -> Callable[[], None]:
+    def _preexec(
+        self, uid: int | None, limits: Limits, workdir: str, shared: tuple[str, ...]
+    ) -> Callable[[], None]:
         """Runs in the child before exec. As root: namespaces (PID included), a read-only
         view of every mount with private /tmp, /var/tmp and /dev/shm, and the limits; the
         launcher (root, out of the command's reach) drops to `uid` and installs the
         filter in the command's process only. Not as root: the limits and the filter."""
         bwrap = self.bwrap is not None
         program = self._seccomp
-        runtime = runtime_paths()
+        runtime = [*runtime_paths(), *shared]
         stage = _stage_dir() if uid is not None else ""
 
         def setup() -> None:
@@ -305,16 +297,8 @@ class ProcessSandbox(Sandbox):
 
         return setup
 
-    def _execute(
-        self,
-        command: list[str],
-        workdir: str,
-        uid: int | None,
-        limits: Limits,
-        collect: list[str],
-        env: dict[str, str],
-        stdin: bytes | None,
-    ) -> SandboxResult:
+    def _execute(self, c: Command, workdir: str, uid: int | None) -> SandboxResult:
+        command, limits, collect, env, stdin = c.argv, c.limits, c.collect, c.env, c.stdin
         seccomp_r = seccomp_w = None
         confined = uid is not None and not self.bwrap  # the launcher drops to the uid
         if (self.bwrap or confined) and self._seccomp is not None:
@@ -333,7 +317,7 @@ class ProcessSandbox(Sandbox):
                 extra_env["PERFSMITH_SECCOMP_FD"] = str(seccomp_r)
         prefix, _ = launcher_command(inside=self.bwrap is not None)
         if self.bwrap:
-            argv = self._bwrap_command([*prefix, *command], workdir, seccomp_r, limits)
+            argv = self._bwrap_command([*prefix, *command], workdir, seccomp_r, c.shared)
         else:
             argv = [*prefix, *command]
         started = time.perf_counter()
@@ -348,7 +332,7 @@ class ProcessSandbox(Sandbox):
                 start_new_session=True,
                 close_fds=True,
                 pass_fds=tuple(fd for fd in (seccomp_r, report_w) if fd is not None),
-                preexec_fn=self._preexec(uid, limits, workdir),
+                preexec_fn=self._preexec(uid, limits, workdir, c.shared),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             raise SandboxError(f"cannot start {argv[0]!r} in the sandbox: {exc}") from exc

@@ -78,6 +78,38 @@ async def test_limits_are_reported_with_reasons(sandbox: Sandbox) -> None:
     assert len(big.stdout) == 2048
 
 
+async def test_shared_directories_are_read_but_not_written(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    (shared / "torch").mkdir(parents=True)
+    (shared / "torch" / "header.gch").write_bytes(b"precompiled")
+    code = (
+        "import sys\n"
+        "print(open(sys.argv[1] + '/torch/header.gch').read())\n"
+        "try:\n"
+        "    open(sys.argv[1] + '/torch/header.gch', 'w').write('poisoned')\n"
+        "    print('written')\n"
+        "except OSError as exc:\n"
+        "    print('refused', exc.errno)\n"
+    )
+    argv, files = [sys.executable, "-I", "main.py", str(shared)], {"main.py": code.encode()}
+    result = await sandbox.run(argv, files=files, shared=[str(shared)])
+    assert result.ok, result.stderr
+    assert result.stdout.splitlines()[0] == "precompiled"
+    confined = sandbox.name != "process" or os.geteuid() == 0
+    if confined:  # the plain process backend, not as root, has no view of its own
+        assert result.stdout.splitlines()[1].startswith("refused"), result.stdout
+        assert (shared / "torch" / "header.gch").read_bytes() == b"precompiled"
+    # without `shared` a private /tmp hides it (where the backend has one)
+    hidden = await sandbox.run(argv, files=files)
+    if confined:
+        assert not hidden.ok and "No such file" in hidden.stderr
+    for bad in ("relative/dir", str(tmp_path / "missing")):
+        with pytest.raises(SandboxError, match="shared directory"):
+            await sandbox.run(["true"], shared=[bad])
+
+
 async def test_bad_requests_are_refused(sandbox: Sandbox) -> None:
     with pytest.raises(SandboxError, match="relative path"):
         await sandbox.run(["true"], files={"../escape": b"x"})

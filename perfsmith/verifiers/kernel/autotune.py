@@ -28,6 +28,7 @@ from perfsmith.verifiers.kernel.verify import (
     KernelResult,
     KernelSettings,
     compile_candidate,
+    failed_result,
     verify_kernel,
 )
 
@@ -112,15 +113,7 @@ async def autotune(
         async with limit:
             folder, failure, _ = await compile_candidate(sandbox, problem, v.source, settings)
             if folder is None:
-                v.result = KernelResult(
-                    compiled=False,
-                    correct=False,
-                    failure=failure,
-                    verdict="uncompiled",
-                    speedup=None,
-                    ci=None,
-                    device=settings.device,
-                )
+                v.result = failed_result(settings, compiled=False, failure=failure or "")
             if progress:
                 progress(f"built {v.label}" if folder else f"{v.label} did not compile")
 

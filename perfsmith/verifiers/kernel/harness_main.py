@@ -3,7 +3,7 @@
 Standalone on purpose (torch and the standard library only): it is copied into the
 sandbox as ``_perfsmith_kernel.py`` and run as ``python _perfsmith_kernel.py MODE``
 with ``config.json`` beside it. It writes ``result.json``; the ``compile`` step also
-writes ``built.pkl`` (the extensions it built, by name) for the cache.
+writes ``built.json`` (the extensions it built, by name, base64) for the cache.
 
 Modes:
 - ``compile``: import the problem and the candidate; the candidate's ``load_inline``
@@ -18,11 +18,11 @@ Modes:
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import math
 import os
-import pickle
 import re
 import subprocess
 import sys
@@ -84,6 +84,10 @@ def patch_builds(compile_only: bool = False) -> None:
         )
         for key in ("build_directory", "verbose", "use_pch"):
             kwargs.pop(key, None)
+        includes = [str(p) for p in kwargs.pop("extra_include_paths", None) or []]
+        if CONFIG.get("pch") and not cuda_sources:
+            # the precompiled torch/extension.h, found before torch's own (see pch.py)
+            includes.insert(0, CONFIG["pch"])
         module = real(  # type: ignore[no-untyped-call]
             name,
             cpp_sources,
@@ -91,6 +95,7 @@ def patch_builds(compile_only: bool = False) -> None:
             extra_cflags=cflags,
             extra_cuda_cflags=cuda_cflags,
             extra_ldflags=ldflags,
+            extra_include_paths=includes,
             build_directory=build,
             verbose=False,
             **kwargs,
@@ -499,11 +504,16 @@ def step_compile(problem_file: str, candidate_file: str, compile_only: bool) -> 
             errors += nvcc_check(name, source)
         if errors:
             return {"compiled": False, "failure": trim_build_log("\n".join(errors))}
-    with open("built.pkl", "wb") as f:
-        pickle.dump({name: open(path, "rb").read() for name, path in BUILT.items()}, f)
+    # JSON, not a pickle: the host reads it, and the candidate's code ran in this process
+    with open("built.json", "w") as f:
+        built = {
+            name: base64.b64encode(open(path, "rb").read()).decode() for name, path in BUILT.items()
+        }
+        json.dump(built, f)
     return {
         "compiled": True,
         "failure": None,
+        "pch": bool(CONFIG.get("pch")) and os.path.isfile(f"{CONFIG['pch']}/torch/extension.h.gch"),
         "built": sorted(BUILT),
         "cuda_objects": [n for n, _ in CUDA_SNIPPETS],
     }

@@ -10,13 +10,12 @@ prints.
 from __future__ import annotations
 
 import ast
-import asyncio
+import base64
 import contextlib
-import fcntl
 import hashlib
 import json
+import logging
 import os
-import pickle
 import platform
 import re
 import shutil
@@ -31,10 +30,13 @@ from pydantic import BaseModel, Field
 
 from perfsmith.errors import PerfsmithError
 from perfsmith.sandbox.base import SAFE_PATH, Limits, Sandbox, SandboxResult
+from perfsmith.verifiers.kernel.cache_lock import exclusive
 from perfsmith.verifiers.kernel.cheats import check_kernel_source
+from perfsmith.verifiers.kernel.pch import precompiled_header
 from perfsmith.verifiers.python.stats import paired_speedup, verdict
 from perfsmith.verifiers.slot import timing_slot
 
+log = logging.getLogger(__name__)
 Device = Literal["cpu", "cuda"]
 CPU_FLAGS = ["-O3", "-march=native", "-fopenmp"]
 CUDA_FLAGS = ["-O3"]
@@ -59,12 +61,12 @@ class CompileBaseline(BaseModel):
 class KernelResult(BaseModel):
     compiled: bool
     correct: bool
-    failure: str | None
     verdict: Literal["faster", "slower", "same", "incorrect", "uncompiled", "unmeasured"]
-    speedup: float | None
-    ci: tuple[float, float] | None
-    flags: list[str] = Field(default_factory=list)
     device: str
+    failure: str | None = None
+    speedup: float | None = None
+    ci: tuple[float, float] | None = None
+    flags: list[str] = Field(default_factory=list)
     details: dict[str, Any] = Field(default_factory=dict)
     versus_compile: CompileBaseline | None = None
 
@@ -166,6 +168,13 @@ def cache_root() -> Path:
     return cache_dir() / "kernels"
 
 
+def pch_root() -> Path:
+    """Where the precompiled torch header is kept (see pch.py): PERFSMITH_KERNEL_PCH_DIR,
+    else ``pch`` in the build cache."""
+    given = os.environ.get("PERFSMITH_KERNEL_PCH_DIR")
+    return Path(given) if given else cache_root() / "pch"
+
+
 def build_key(candidate: str, settings: KernelSettings) -> str:
     import torch
 
@@ -263,6 +272,7 @@ async def _step(
     files: dict[str, bytes],
     settings: KernelSettings,
     collect: list[str],
+    shared: list[str] | None = None,
 ) -> tuple[dict[str, Any], SandboxResult]:
     result = await sandbox.run(
         [sys.executable, "-s", HARNESS, mode],
@@ -270,6 +280,7 @@ async def _step(
         collect=["result.json", *collect],
         limits=sandbox_limits(settings, mode != "run"),
         env=sandbox_environment(settings),
+        shared=shared or [],
     )
     data = result.files.get("result.json")
     if data is None:
@@ -281,7 +292,7 @@ async def _step(
     return out, result
 
 
-def _failed(
+def failed_result(
     settings: KernelSettings,
     *,
     compiled: bool,
@@ -294,8 +305,6 @@ def _failed(
         correct=False,
         failure=failure,
         verdict="incorrect" if compiled else "uncompiled",
-        speedup=None,
-        ci=None,
         flags=flags or [],
         device=settings.device,
         details=details or {},
@@ -324,27 +333,12 @@ async def compile_candidate(
         empty.mkdir(parents=True, exist_ok=True)
         return empty, None, True
     folder.parent.mkdir(parents=True, exist_ok=True)
-    lock = os.open(folder.with_name(folder.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o644)
-    try:  # closing the file releases the lock
-        await _locked(lock)
+    async with exclusive(folder.with_name(folder.name + ".lock")):
         if (folder / "ok").is_file():  # built while this one waited
             return folder, None, True
         if refused.is_file():
             return None, refused.read_text(encoding="utf-8"), True
         return await _build(sandbox, problem, candidate, settings, folder)
-    finally:
-        os.close(lock)
-
-
-async def _locked(fd: int) -> None:
-    """Take the build's lock, waiting without blocking the event loop (a cancelled wait
-    holds nothing)."""
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            await asyncio.sleep(0.25)
 
 
 # a compiler that was stopped (memory, disk, a signal) says nothing about the source
@@ -359,14 +353,26 @@ def _compiler_refused(failure: str) -> bool:
 async def _build(
     sandbox: Sandbox, problem: str, candidate: str, settings: KernelSettings, folder: Path
 ) -> tuple[Path | None, str | None, bool]:
+    config = _config(problem, candidate, settings)
+    header = None
+    if settings.device == "cpu" and not settings.compile_only:
+        header = await precompiled_header(pch_root(), CPU_FLAGS)
+        config["pch"] = str(header) if header else None
     files = {
         HARNESS: harness_source().encode(),
-        "config.json": json.dumps(_config(problem, candidate, settings)).encode(),
+        "config.json": json.dumps(config).encode(),
         "problem_src.py": problem.encode(),
         "candidate_src.py": candidate.encode(),
     }
     mode = "compile-only" if settings.compile_only else "compile"
-    out, result = await _step(sandbox, mode, files, settings, ["built.pkl"])
+    shared = [str(header)] if header else []
+    out, result = await _step(sandbox, mode, files, settings, ["built.json"], shared)
+    if header and str(header) in str(out.get("failure") or ""):
+        # the precompiled header itself failed this build: once more without it
+        log.warning("a build failed on the precompiled header; building without it")
+        config["pch"] = None
+        files["config.json"] = json.dumps(config).encode()
+        out, result = await _step(sandbox, mode, files, settings, ["built.json"])
     if "error" in out:
         return None, str(out["error"]), False
     if not out.get("compiled"):
@@ -378,7 +384,10 @@ async def _build(
             staged.write_text(failure, encoding="utf-8")
             staged.replace(folder.with_name(folder.name + ".refused"))
         return None, failure, False
-    built: dict[str, bytes] = pickle.loads(result.files.get("built.pkl", pickle.dumps({})))
+    try:
+        built = _built_extensions(result.files.get("built.json", b"{}"))
+    except (ValueError, RecursionError) as exc:
+        return None, f"the compile step's output is unusable: {exc}", False
     staging = folder.with_name(folder.name + f".tmp{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -398,6 +407,24 @@ async def _build(
     return folder, None, False
 
 
+_EXTENSION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def _built_extensions(data: bytes) -> dict[str, bytes]:
+    """The compile step's extensions by name. The candidate's code ran in that step, so
+    the file is read as untrusted: JSON, names that are identifiers (they become file
+    names here), base64 contents."""
+    raw = json.loads(data)
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    built: dict[str, bytes] = {}
+    for name, blob in raw.items():
+        if not _EXTENSION_NAME.fullmatch(name) or not isinstance(blob, str):
+            raise ValueError(f"bad extension entry {name[:80]!r}")
+        built[name] = base64.b64decode(blob, validate=True)
+    return built
+
+
 async def verify_kernel(
     sandbox: Sandbox,
     problem: str,
@@ -411,7 +438,7 @@ async def verify_kernel(
     if settings.static_checks:
         findings = check_kernel_source(candidate)
         if findings:
-            return _failed(
+            return failed_result(
                 settings,
                 compiled=False,
                 failure=f"rejected before compiling: {findings[0]}",
@@ -425,17 +452,17 @@ async def verify_kernel(
         "backend": sandbox.name,
     }
     if folder is None:
-        return _failed(
+        return failed_result(
             settings, compiled=False, failure=failure or "the build failed", details=details
         )
+    if (folder / "ok").is_file():  # whether the build took the precompiled header
+        details["pch"] = bool(json.loads((folder / "ok").read_text(encoding="utf-8")).get("pch"))
     if settings.compile_only:
         return KernelResult(
             compiled=True,
             correct=False,
             failure="compiled only: no GPU here to run it on",
             verdict="unmeasured",
-            speedup=None,
-            ci=None,
             device=settings.device,
             details=details,
         )
@@ -450,14 +477,14 @@ async def verify_kernel(
     async with timing_slot() if settings.time else contextlib.nullcontext(0.0):
         out, _ = await _step(sandbox, "run", files, settings, [])
     if "error" in out:
-        return _failed(settings, compiled=True, failure=str(out["error"]), details=details)
+        return failed_result(settings, compiled=True, failure=str(out["error"]), details=details)
     if not out.get("compiled", True):
-        return _failed(settings, compiled=False, failure=str(out.get("failure")))
+        return failed_result(settings, compiled=False, failure=str(out.get("failure")))
     details["threads"] = out.get("threads")
     if "device_name" in out:
         details["device_name"] = out["device_name"]
     if not out.get("correct"):
-        return _failed(
+        return failed_result(
             settings,
             compiled=True,
             failure=str(out.get("failure")),
@@ -468,10 +495,7 @@ async def verify_kernel(
         return KernelResult(
             compiled=True,
             correct=True,
-            failure=None,
             verdict="unmeasured",
-            speedup=None,
-            ci=None,
             device=settings.device,
             details=details,
         )

@@ -11,8 +11,23 @@ from alembic import op
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
+
+
+def _key() -> sa.Column:  # type: ignore[type-arg]
+    """The surrogate key of every table but runs."""
+    return sa.Column("id", sa.Integer(), autoincrement=True, nullable=False)
+
+
+def _owned_by_run() -> list[sa.schema.SchemaItem]:
+    """run_id with its cascading foreign key (the row goes with its run)."""
+    return [
+        sa.Column("run_id", sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+    ]
+
+
+def _created() -> sa.Column:  # type: ignore[type-arg]
+    return sa.Column("created_at", sa.DateTime(timezone=True), nullable=False)
 
 
 def upgrade() -> None:
@@ -26,7 +41,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("config", sa.JSON(), nullable=False),
         sa.Column("tenant", sa.String(length=64), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        _created(),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -34,34 +49,32 @@ def upgrade() -> None:
     op.create_index(op.f("ix_runs_tenant"), "runs", ["tenant"], unique=False)
     op.create_table(
         "events",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("run_id", sa.String(length=32), nullable=False),
+        _key(),
+        *_owned_by_run(),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+        _created(),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("run_id", "seq"),
     )
     op.create_table(
         "plans",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("run_id", sa.String(length=32), nullable=False),
+        _key(),
+        *_owned_by_run(),
         sa.Column("round", sa.Integer(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("complete", sa.Boolean(), nullable=False),
         sa.Column("thought", sa.Text(), nullable=True),
         sa.Column("decision", sa.String(length=16), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+        _created(),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("run_id", "round"),
     )
     op.create_table(
         "tasks",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("run_id", sa.String(length=32), nullable=False),
+        _key(),
+        *_owned_by_run(),
         sa.Column("round", sa.Integer(), nullable=False),
         sa.Column("idx", sa.Integer(), nullable=False),
         sa.Column("tool", sa.String(length=128), nullable=False),
@@ -79,15 +92,14 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.Float(), nullable=True),
         sa.Column("wait_s", sa.Float(), nullable=False),
         sa.Column("run_s", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("run_id", "round", "idx"),
     )
     op.create_index(op.f("ix_tasks_run_id"), "tasks", ["run_id"], unique=False)
     op.create_table(
         "candidates",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("run_id", sa.String(length=32), nullable=False),
+        _key(),
+        *_owned_by_run(),
         sa.Column("task_id", sa.Integer(), nullable=True),
         sa.Column("origin", sa.String(length=64), nullable=False),
         sa.Column("language", sa.String(length=16), nullable=False),
@@ -98,8 +110,7 @@ def upgrade() -> None:
         sa.Column("ci_low", sa.Float(), nullable=True),
         sa.Column("ci_high", sa.Float(), nullable=True),
         sa.Column("failure", sa.Text(), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
+        _created(),
         sa.ForeignKeyConstraint(
             ["task_id"],
             ["tasks.id"],
@@ -110,32 +121,31 @@ def upgrade() -> None:
     op.create_index(op.f("ix_candidates_run_id"), "candidates", ["run_id"], unique=False)
     op.create_table(
         "artifacts",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("run_id", sa.String(length=32), nullable=False),
+        _key(),
+        *_owned_by_run(),
         sa.Column("candidate_id", sa.Integer(), nullable=True),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("media_type", sa.String(length=128), nullable=False),
         sa.Column("content", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        _created(),
         sa.ForeignKeyConstraint(
             ["candidate_id"],
             ["candidates.id"],
         ),
-        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index(op.f("ix_artifacts_run_id"), "artifacts", ["run_id"], unique=False)
     op.create_table(
         "measurements",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        _key(),
         sa.Column("candidate_id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("subject", sa.String(length=16), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("unit", sa.String(length=16), nullable=False),
         sa.Column("meta", sa.JSON(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        _created(),
         sa.ForeignKeyConstraint(["candidate_id"], ["candidates.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
