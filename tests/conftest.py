@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -25,14 +27,42 @@ if _WORKERS > 1:  # before torch is imported anywhere in this process
 pytest_plugins = ["tests.servers"]
 
 
+# Tests that hold the embedded model in the test process run on one worker
+# (`--dist loadgroup`): it is loaded once, and the engines built on it are shared.
+_MODEL_FILES = (
+    "tests/inference/test_engine.py",
+    "tests/inference/test_constrain.py",
+    "tests/inference/test_models.py",
+    "tests/inference/test_native.py",
+    "tests/planner/test_grammar.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(_MODEL_FILES):
+            item.add_marker(pytest.mark.xdist_group("model"))
+
+
 def pytest_report_header() -> str:
     if PG_URL:
         return f"postgres tests: against {PG_URL.split('@')[-1]}"
     return "postgres tests: skipped (PERFSMITH_TEST_PG_URL is unset; .ci/run sets it)"
 
 
+def _precompile_header(folder: Path) -> None:
+    import asyncio
+
+    from perfsmith.verifiers.kernel.pch import precompiled_header
+    from perfsmith.verifiers.kernel.verify import CPU_FLAGS
+
+    asyncio.run(precompiled_header(folder, CPU_FLAGS))
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _kernel_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def _kernel_build_cache(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Path]:
     """One build cache for the session's kernel tests (a C++ build takes tens of
     seconds); PERFSMITH_TEST_CACHE_DIR keeps it for a benchmark run afterwards."""
     given = os.environ.get("PERFSMITH_TEST_CACHE_DIR")
@@ -47,6 +77,10 @@ def _kernel_build_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
         mp.setenv("PERFSMITH_KERNEL_CACHE_DIR", str(folder))
         # the precompiled torch header too, also for tests with a build cache of their own
         mp.setenv("PERFSMITH_KERNEL_PCH_DIR", str(folder / "pch"))
+        if any("kernel" in item.nodeid for item in request.session.items):
+            # the precompiled torch header, built while the first tests run (the
+            # workers' other thread waits for it under its lock)
+            threading.Thread(target=_precompile_header, args=(folder / "pch",), daemon=True).start()
         yield folder
 
 
@@ -57,6 +91,18 @@ def _timing_slot_per_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PERFSMITH_TIMING_SLOT", str(tmp_path_factory.getbasetemp() / "timing.slot"))
         yield
+
+
+@pytest.fixture(scope="session")
+def loaded() -> Any:
+    """The embedded model (a ``perfsmith.inference.models.LoadedModel``), loaded once per
+    test process (from the user's cache after the first conversion)."""
+    import torch
+
+    from perfsmith.inference import models
+
+    torch.set_num_threads(TORCH_THREADS)
+    return models.load("embedded")
 
 
 @pytest.fixture(autouse=True)

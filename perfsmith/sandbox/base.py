@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import enum
+import logging
 import os
 import posixpath
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, Field, field_serializer
 
 from perfsmith.errors import PerfsmithError
+
+log = logging.getLogger(__name__)
 
 
 class SandboxError(PerfsmithError):
@@ -262,6 +266,45 @@ def agrees(report: dict[str, float], launcher_code: int) -> bool:
     reported = os.waitstatus_to_exitcode(int(report["status"]))
     expected = reported if reported >= 0 else 128 - reported
     return launcher_code == expected
+
+
+Verdict = tuple["Status", str]
+_SIGNALS = frozenset(int(s) for s in signal.Signals)
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a command ended, from the launcher's report and its own exit status."""
+
+    code: int | None
+    cpu_s: float
+    max_rss_mb: float
+    verdict: Verdict | None
+
+
+def settle_exit(
+    report: dict[str, float] | None,
+    launcher_code: int | None,
+    verdict: Verdict | None,
+    *,
+    cpu_s: float = 0.0,
+    max_rss_mb: float = 0.0,
+) -> Exit:
+    """The command's exit code, CPU time and peak memory (``cpu_s`` and ``max_rss_mb``
+    where there is no report). The launcher's exit mirrors the command's: a report that
+    says otherwise was not written by the launcher (the command forged it), and the exit
+    status decides; death by signal N, which the launcher (and bwrap) give as 128 + N,
+    becomes -N."""
+    if report is not None and launcher_code is not None and not agrees(report, launcher_code):
+        log.warning("sandbox: a report (%s) contradicts the exit status %d", report, launcher_code)
+        report = None
+        verdict = verdict or (Status.KILLED, "the command forged the sandbox's report")
+    if report is not None:
+        reported = os.waitstatus_to_exitcode(int(report["status"]))
+        return Exit(reported, float(report["cpu_s"]), float(report["max_rss_kb"]) / 1024, verdict)
+    if launcher_code is not None and launcher_code > 128 and launcher_code - 128 in _SIGNALS:
+        return Exit(-(launcher_code - 128), cpu_s, max_rss_mb, verdict)
+    return Exit(launcher_code, cpu_s, max_rss_mb, verdict)
 
 
 def classify_exit(

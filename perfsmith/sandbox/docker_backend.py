@@ -37,11 +37,11 @@ from perfsmith.sandbox.base import (
     SandboxError,
     SandboxResult,
     Status,
-    agrees,
     base_environment,
     make_result,
     parse_report,
     pid_alive,
+    settle_exit,
 )
 from perfsmith.sandbox.confine import (
     ADDR_NO_RANDOMIZE,
@@ -53,7 +53,6 @@ from perfsmith.sandbox.files import collect_files, place_files
 from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir, runtime_paths
 
 NAMESPACE_FLAG_BITS = [1 << i for i in range(32) if NAMESPACE_FLAGS >> i & 1]
-_SIGNALS = {int(sig) for sig in signal.Signals}
 IMAGE_REPO = "perfsmith-sandbox"
 SANDBOX_UID = 65534
 # a container pool: memory, processes and disk limits, and the shared directories mounted
@@ -578,31 +577,21 @@ class DockerSandbox(Sandbox):
         # Leftovers (daemons, orphans) die before anything is read or the box is reused.
         self._kill_all(box)
         box.clear_private()
-        usage = _read_report(host_report)
-        if usage is not None and code is not None and not agrees(usage, code):
-            usage = None  # not the launcher's: its exit status (the engine's) decides
-            if not verdict:
-                verdict.append((Status.KILLED, "the command forged the sandbox's report"))
+        ended = settle_exit(_read_report(host_report), code, verdict[0] if verdict else None)
         collected = collect_files(host_run, collect, limits.file_size_mb * 1024 * 1024)
         shutil.rmtree(host_run, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.unlink(host_report)
-        cpu_s = float(usage["cpu_s"]) if usage else 0.0
-        rss = float(usage["max_rss_kb"]) / 1024 if usage else 0.0
-        if usage is not None:
-            code = os.waitstatus_to_exitcode(int(usage["status"]))
-        elif code is not None and code > 128 and code - 128 in _SIGNALS:
-            code = -(code - 128)  # the launcher gives death by signal N as 128 + N
         return make_result(
             backend=self.name,
             limits=limits,
-            code=code,
+            code=ended.code,
             out=out,
             err=err,
-            verdict=verdict[0] if verdict else None,
+            verdict=ended.verdict,
             wall_s=wall,
-            cpu_s=cpu_s,
-            max_rss_mb=rss,
+            cpu_s=ended.cpu_s,
+            max_rss_mb=ended.max_rss_mb,
             files=collected,
         )
 

@@ -34,11 +34,11 @@ from perfsmith.sandbox.base import (
     SandboxError,
     SandboxResult,
     Status,
-    agrees,
     base_environment,
     make_result,
     parse_report,
     pid_alive,
+    settle_exit,
 )
 from perfsmith.sandbox.files import collect_files, place_files
 from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir, runtime_paths
@@ -119,9 +119,6 @@ def _workdir_root(is_root: bool) -> str | None:
     if not is_root and not os.environ.get("PERFSMITH_SANDBOX_DIR"):
         return None
     return str(launcher_dir())
-
-
-_SIGNALS = {int(s) for s in signal.Signals}
 
 
 def _read_report(fd: int) -> dict[str, float] | None:
@@ -354,29 +351,20 @@ class ProcessSandbox(Sandbox):
         code = os.waitstatus_to_exitcode(status_word)
         proc.returncode = code  # reaped here: keep Popen from waiting again
         report = _read_report(report_r)
-        if report is not None and not agrees(report, code):
-            # The launcher's exit mirrors the command's: a report that says otherwise was
-            # not written by the launcher. The kernel's wait status decides.
-            log.warning("sandbox: a report (%s) contradicts the exit status %d", report, code)
-            report = None
-            verdict = verdict or (Status.KILLED, "the command forged the sandbox's report")
-        if report is not None:
-            cpu, rss = report["cpu_s"], report["max_rss_kb"] / 1024
-            code = os.waitstatus_to_exitcode(int(report["status"]))
-        elif code > 128 and code - 128 in _SIGNALS:
-            code = -(code - 128)  # the launcher and bwrap give death by signal N as 128 + N
-        if verdict is None and report is None and code == -signal.SIGKILL:
+        ended = settle_exit(report, code, verdict, cpu_s=cpu, max_rss_mb=rss)
+        verdict = ended.verdict
+        if verdict is None and report is None and ended.code == -signal.SIGKILL:
             verdict = (Status.KILLED, "the command killed the sandbox's supervisor")
         return make_result(
             backend=self.name,
             limits=limits,
-            code=code,
+            code=ended.code,
             out=out,
             err=err,
             verdict=verdict,
             wall_s=wall,
-            cpu_s=cpu,
-            max_rss_mb=rss,
+            cpu_s=ended.cpu_s,
+            max_rss_mb=ended.max_rss_mb,
             files=collect_files(workdir, collect, limits.file_size_mb * 1024 * 1024),
         )
 

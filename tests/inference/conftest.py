@@ -4,18 +4,10 @@ first conversion), and engines built on it."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from perfsmith.inference import models
 from perfsmith.inference.build import EngineConfig, build_engine
 from perfsmith.inference.engine import Engine
-from tests.conftest import TORCH_THREADS
-
-
-@pytest.fixture(scope="session")
-def loaded() -> models.LoadedModel:
-    torch.set_num_threads(TORCH_THREADS)
-    return models.load("embedded")
 
 
 @pytest.fixture(scope="session")

@@ -32,8 +32,8 @@ def test_the_grammar_names_every_tool_and_refuses_an_empty_registry() -> None:
 
 
 @pytest.fixture(scope="module")
-def engine() -> Engine:
-    return build_engine(EngineConfig(context=2048), loaded=models.load("embedded"))
+def engine(loaded: models.LoadedModel) -> Engine:
+    return build_engine(EngineConfig(context=2048), loaded=loaded)
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.7])

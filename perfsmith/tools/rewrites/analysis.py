@@ -285,6 +285,30 @@ class Tree:
             return parent.body, parent.body.index(stmt)
         raise ValueError("statement not in a block")
 
+    # -- edits (a rule's apply) ------------------------------------------------------
+
+    def replace(self, old: ast.AST, new: ast.AST) -> None:
+        """Put ``new`` where ``old`` stands in its parent."""
+        parent = self.parents[old]
+        for field_name, value in ast.iter_fields(parent):
+            if value is old:
+                setattr(parent, field_name, new)
+                break
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    if item is old:
+                        value[i] = new
+                        break
+        self.parents[new] = parent
+
+    def insert_before(self, stmt: ast.stmt, new: list[ast.stmt]) -> None:
+        block, i = self.body_of(stmt)
+        block[i:i] = new
+
+    def insert_after(self, stmt: ast.stmt, new: list[ast.stmt]) -> None:
+        block, i = self.body_of(stmt)
+        block[i + 1 : i + 1] = new
+
     def repeated_by(self, node: ast.AST) -> list[ast.stmt | ast.comprehension]:
         """The loops that evaluate ``node`` more than once, innermost first: a ``for``
         whose body holds it (not its iterable), a ``while`` (its test too), a

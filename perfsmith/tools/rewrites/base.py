@@ -220,28 +220,3 @@ def attr(value: str | ast.expr, name: str) -> ast.Attribute:
 
 def assign(name: str, value: ast.expr) -> ast.Assign:
     return ast.Assign(targets=[name_store(name)], value=value, lineno=0)
-
-
-def replace_node(tree: Tree, old: ast.AST, new: ast.AST) -> None:
-    """Put ``new`` where ``old`` stands in its parent."""
-    parent = tree.parents[old]
-    for field_name, value in ast.iter_fields(parent):
-        if value is old:
-            setattr(parent, field_name, new)
-            break
-        if isinstance(value, list):
-            for i, item in enumerate(value):
-                if item is old:
-                    value[i] = new
-                    break
-    tree.parents[new] = parent
-
-
-def insert_before(tree: Tree, stmt: ast.stmt, new: list[ast.stmt]) -> None:
-    block, i = tree.body_of(stmt)
-    block[i:i] = new
-
-
-def insert_after(tree: Tree, stmt: ast.stmt, new: list[ast.stmt]) -> None:
-    block, i = tree.body_of(stmt)
-    block[i + 1 : i + 1] = new

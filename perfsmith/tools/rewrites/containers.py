@@ -19,18 +19,7 @@ from perfsmith.tools.rewrites.analysis import (
     method_call,
     names_read,
 )
-from perfsmith.tools.rewrites.base import (
-    Emit,
-    ModuleInfo,
-    Site,
-    assign,
-    attr,
-    call,
-    insert_after,
-    insert_before,
-    name_load,
-    replace_node,
-)
+from perfsmith.tools.rewrites.base import Emit, ModuleInfo, Site, assign, attr, call, name_load
 
 
 def _set_like(tree: Tree, name: str) -> bool:
@@ -106,9 +95,9 @@ class HoistedLookup:
             if key not in built:
                 var = emit.name(f"_{name.replace('.', '_')}_{self.suffix}")
                 source = copy.deepcopy(site.data["list"])
-                insert_before(tree, point, [assign(var, call(emit.helper(self.helper), source))])
+                tree.insert_before(point, [assign(var, call(emit.helper(self.helper), source))])
                 built[key] = var
-            replace_node(tree, site.node, self.build(site.node, built[key]))
+            tree.replace(site.node, self.build(site.node, built[key]))
             for helper in self.extra_helpers:
                 emit.helper(helper)
         return bool(sites)
@@ -318,17 +307,17 @@ class GrownListMembership:
             shadow = emit.name(f"_{name}_set")
             init = site.node
             assert isinstance(init, ast.stmt)
-            insert_after(tree, init, [assign(shadow, call("set"))])
+            tree.insert_after(init, [assign(shadow, call("set"))])
             for stmt in site.data["appends"]:
                 assert isinstance(stmt.value, ast.Call)
                 item = stmt.value.args[0]
                 if isinstance(item, ast.Name | ast.Constant):
-                    insert_after(tree, stmt, [ast.Expr(call(attr(shadow, "add"), item))])
+                    tree.insert_after(stmt, [ast.Expr(call(attr(shadow, "add"), item))])
                 else:
                     tmp = emit.name("_item")
                     stmt.value.args[0] = name_load(tmp)
-                    insert_before(tree, stmt, [assign(tmp, item)])
-                    insert_after(tree, stmt, [ast.Expr(call(attr(shadow, "add"), name_load(tmp)))])
+                    tree.insert_before(stmt, [assign(tmp, item)])
+                    tree.insert_after(stmt, [ast.Expr(call(attr(shadow, "add"), name_load(tmp)))])
             for test in site.data["tests"]:
                 test.comparators[0] = name_load(shadow)
         return bool(sites)
@@ -486,7 +475,7 @@ class InsertFrontToAppend:
                 grand.args = grand.args[1:]
             loop = site.node
             assert isinstance(loop, ast.stmt)
-            insert_after(tree, loop, [ast.Expr(call(attr(site.data["name"], "reverse")))])
+            tree.insert_after(loop, [ast.Expr(call(attr(site.data["name"], "reverse")))])
         return bool(sites)
 
 

@@ -24,11 +24,8 @@ from perfsmith.tools.rewrites.base import (
     assign,
     attr,
     call,
-    insert_after,
-    insert_before,
     name_load,
     name_store,
-    replace_node,
 )
 
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp)
@@ -109,12 +106,11 @@ class HoistInvariant:
                     orelse=[],
                     finalbody=[],
                 )
-                insert_before(tree, point, [guard])
+                tree.insert_before(point, [guard])
                 done[key] = var
             var = done[key]
             again = copy.deepcopy(node)  # the original, computed in the loop as before
-            replace_node(
-                tree,
+            tree.replace(
                 node,
                 ast.IfExp(
                     test=ast.Compare(
@@ -170,11 +166,11 @@ class HoistModuleAttribute:
             key = (id(site.data["point"]), f"{node.value.id}.{node.attr}")
             if key not in done:
                 var = emit.name(f"_{node.attr}")
-                insert_before(
-                    tree, site.data["point"], [assign(var, attr(node.value.id, node.attr))]
+                tree.insert_before(
+                    site.data["point"], [assign(var, attr(node.value.id, node.attr))]
                 )
                 done[key] = var
-            replace_node(tree, node, name_load(done[key]))
+            tree.replace(node, name_load(done[key]))
         return bool(sites)
 
 
@@ -271,7 +267,7 @@ class NestedLoopToIndex:
                 f"    {target} = {item}\n"
                 f"    {index}.setdefault({key}, []).append({item})\n"
             ).body
-            insert_before(tree, site.data["point"], build)
+            tree.insert_before(site.data["point"], build)
             # the test stays: it keeps deciding, the index only skips the items that cannot match
             inner.iter = call(
                 attr(index, "get"), site.data["other"], ast.Tuple(elts=[], ctx=ast.Load())
@@ -374,8 +370,8 @@ class StringConcatToJoin:
             name, loop = site.data["name"], site.node
             assert isinstance(loop, ast.stmt)
             parts_var = emit.name(f"_{name}_parts")
-            insert_before(
-                tree, loop, [assign(parts_var, ast.List(elts=[name_load(name)], ctx=ast.Load()))]
+            tree.insert_before(
+                loop, [assign(parts_var, ast.List(elts=[name_load(name)], ctx=ast.Load()))]
             )
             for stmt, pieces in site.data["pieces"]:
                 if len(pieces) == 1:
@@ -387,8 +383,8 @@ class StringConcatToJoin:
                 block, i = tree.body_of(stmt)
                 block[i] = new
             joined = call(attr(ast.Constant(""), "join"), name_load(parts_var))
-            insert_after(
-                tree, loop, [ast.Assign(targets=[name_store(name)], value=joined, lineno=0)]
+            tree.insert_after(
+                loop, [ast.Assign(targets=[name_store(name)], value=joined, lineno=0)]
             )
         return bool(sites)
 
@@ -528,5 +524,5 @@ class IndexLoopToIteration:
             loop.target = name_store(item)
             loop.iter = name_load(site.data["xs"])
             for n in site.data["reads"]:
-                replace_node(tree, tree.parents[n], name_load(item))
+                tree.replace(tree.parents[n], name_load(item))
         return bool(sites)

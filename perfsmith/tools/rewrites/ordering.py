@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 
 from perfsmith.tools.rewrites.analysis import Tree, bound_names, is_name
-from perfsmith.tools.rewrites.base import Emit, ModuleInfo, Site, attr, call, replace_node
+from perfsmith.tools.rewrites.base import Emit, ModuleInfo, Site, attr, call
 
 
 def _sorted_call(node: ast.AST, tree: Tree, module: ModuleInfo) -> ast.Call | None:
@@ -94,7 +94,7 @@ class SortedEndToMinMax:
             inner = site.data["inner"]
             options = {k.arg: k.value for k in inner.keywords if k.arg is not None}
             helper = emit.helper("_sorted_last" if site.data["last"] else "_sorted_first")
-            replace_node(tree, site.node, call(helper, inner.args[0], **options))
+            tree.replace(site.node, call(helper, inner.args[0], **options))
         return bool(sites)
 
 
@@ -147,5 +147,5 @@ class SortedPrefixToHeap:
                 inner.args[0],
                 **{k.arg: k.value for k in _key(inner) if k.arg is not None},
             )
-            replace_node(tree, site.node, new)
+            tree.replace(site.node, new)
         return bool(sites)

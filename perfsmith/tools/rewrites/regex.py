@@ -6,16 +6,7 @@ import ast
 import re
 
 from perfsmith.tools.rewrites.analysis import Tree, bound_names
-from perfsmith.tools.rewrites.base import (
-    Emit,
-    ModuleInfo,
-    Site,
-    assign,
-    attr,
-    call,
-    name_load,
-    replace_node,
-)
+from perfsmith.tools.rewrites.base import Emit, ModuleInfo, Site, assign, attr, call, name_load
 
 # re function -> how many positional arguments (pattern included) it takes before flags
 _FUNCTIONS = {
@@ -102,7 +93,7 @@ class PrecompileRegex:
                 emit.prelude.append(assign(var, call(attr(site.data["re"], "compile"), *args)))
                 compiled[key] = var
             if node.func.attr == "compile":  # the compiled pattern itself
-                replace_node(tree, node, name_load(compiled[key]))
+                tree.replace(node, name_load(compiled[key]))
                 continue
             node.func = attr(name_load(compiled[key]), node.func.attr)
             node.args = node.args[1:]

@@ -17,6 +17,8 @@ read-only (``Sandbox.run(shared=...)``). It takes about 0.8 GB of disk;
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -29,12 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from perfsmith.verifiers.kernel.cache_lock import exclusive
-
 log = logging.getLogger(__name__)
 
 VERSION = 2  # of the way the header is built: a change builds it again
 HEADER = Path("torch") / "extension.h"
+GCH = Path("torch") / "extension.h.gch"
 # what load_inline passes before the candidate's flags (torch.utils.cpp_extension)
 TORCH_CFLAGS = ["-DTORCH_API_INCLUDE_EXTENSION_H", "-fPIC", "-std=c++20"]
 _PROBE = r"""
@@ -57,7 +58,14 @@ def enabled() -> bool:
 
 def compiler() -> str | None:
     """The C++ compiler torch's builds call (``CXX``, else ``c++``), if it is GCC."""
-    cxx = shutil.which(os.environ.get("CXX", "c++"))
+    found = _gcc(os.environ.get("CXX", "c++"))
+    return found[0] if found else None
+
+
+@functools.cache
+def _gcc(name: str) -> tuple[str, str] | None:
+    """The compiler's path and ``--version`` text, if it is GCC."""
+    cxx = shutil.which(name)
     if cxx is None:
         return None
     try:
@@ -65,16 +73,16 @@ def compiler() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     first = (version.stdout.splitlines() or [""])[0]
-    return cxx if "clang" not in first.lower() and version.returncode == 0 else None
+    if version.returncode != 0 or "clang" in first.lower():
+        return None
+    return cxx, version.stdout
 
 
 def _key(cxx: str, cflags: list[str]) -> str:
     import torch
 
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    blob = json.dumps(
-        [VERSION, torch.__version__, torch.__file__, sys.version, cxx, version, cflags]
-    )
+    found = _gcc(cxx)
+    blob = json.dumps([VERSION, torch.__version__, torch.__file__, sys.version, found, cflags])
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -88,20 +96,29 @@ async def precompiled_header(root: Path, cflags: list[str]) -> Path | None:
     cxx = compiler()
     if cxx is None:
         return None
-    base = root
     key = _key(cxx, cflags)
-    folder, failed = base / key, base / f"{key}.failed"
-    if (folder / HEADER.with_suffix(".h.gch")).is_file():
+    folder, failed = root / key, root / f"{key}.failed"
+    if (folder / GCH).is_file():
         return folder
     if failed.is_file():
         return None
-    base.mkdir(parents=True, exist_ok=True)
-    async with exclusive(base / f"{key}.lock"):
-        if (folder / HEADER.with_suffix(".h.gch")).is_file():
+    # on a worker thread, lock and all: a caller that stops waiting (a cancelled run)
+    # leaves the build to finish, and the next caller finds it (or waits for it)
+    return await asyncio.to_thread(_build_once, cxx, cflags, folder, failed)
+
+
+def _build_once(cxx: str, cflags: list[str], folder: Path, failed: Path) -> Path | None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder.parent / f"{folder.name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:  # closing the file releases the lock
+        fcntl.flock(fd, fcntl.LOCK_EX)  # other processes building it: wait for them
+        if (folder / GCH).is_file():
             return folder
         if failed.is_file():
             return None
-        return await asyncio.to_thread(_build, cxx, cflags, folder, failed)
+        return _build(cxx, cflags, folder, failed)
+    finally:
+        os.close(fd)
 
 
 def _build(cxx: str, cflags: list[str], folder: Path, failed: Path) -> Path | None:
@@ -123,7 +140,7 @@ def _build(cxx: str, cflags: list[str], folder: Path, failed: Path) -> Path | No
             "c++-header",
             str(header),
             "-o",
-            str(staging / HEADER.with_suffix(".h.gch")),
+            str(staging / GCH),
             *[f"-isystem{path}" for path in system],
             *TORCH_CFLAGS,
             *cflags,
@@ -147,7 +164,11 @@ def _build(cxx: str, cflags: list[str], folder: Path, failed: Path) -> Path | No
         for path in staging.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
         staging.chmod(0o755)
-        staging.rename(folder)
+        try:
+            staging.rename(folder)
+        except OSError:
+            if not (folder / GCH).is_file():  # not a finished one already there
+                raise
         for other in folder.parent.iterdir():  # other torch versions' (not being built)
             if other.is_dir() and other != folder and "." not in other.name:
                 shutil.rmtree(other, ignore_errors=True)
