@@ -34,7 +34,7 @@ demo: install
 TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(max(1, min(4, os.cpu_count() or 1)))')
 
 test: install
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The API's OpenAPI document, committed (a test fails when it drifts from the code).
 openapi: install
@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/verifier.py --out bench/results/verifier.json
 	$(BIN)/python bench/inference.py --out bench/results/inference.json
 	$(BIN)/python bench/kernels.py --device cpu --out bench/results/kernels-cpu.json
+	$(BIN)/python bench/builds.py --out bench/results/builds.json
 	$(BIN)/python bench/kernels.py --optimize --llm local --k 1 --out bench/results/kernel-wins-cpu.json
 	$(BIN)/python bench/constrained.py --out bench/results/constrained.json
 	$(BIN)/python bench/wins.py --out bench/results/wins.json
@@ -64,6 +65,7 @@ bench-quick: install
 	$(BIN)/python bench/verifier.py --quick --out bench/results/verifier.json
 	$(BIN)/python bench/inference.py --quick --out bench/results/inference.json
 	$(BIN)/python bench/kernels.py --device cpu --quick --out bench/results/kernels-cpu.json
+	$(BIN)/python bench/builds.py --only row_sumsq --out bench/results/builds-quick.json
 	$(BIN)/python bench/kernels.py --optimize --llm none --quick --only row_sumsq rmsnorm \
 		--out bench/results/kernel-wins-cpu-quick.json
 	$(BIN)/python bench/constrained.py --quick --out bench/results/constrained.json

@@ -138,9 +138,7 @@ def main() -> None:
     report: dict[str, Any] = {
         "before": args.before,
         "after": subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip(),
         "runs": args.runs,
         "python": platform.python_version(),

@@ -27,23 +27,6 @@ if _WORKERS > 1:  # before torch is imported anywhere in this process
 pytest_plugins = ["tests.servers"]
 
 
-# Tests that hold the embedded model in the test process run on one worker
-# (`--dist loadgroup`): it is loaded once, and the engines built on it are shared.
-_MODEL_FILES = (
-    "tests/inference/test_engine.py",
-    "tests/inference/test_constrain.py",
-    "tests/inference/test_models.py",
-    "tests/inference/test_native.py",
-    "tests/planner/test_grammar.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.nodeid.startswith(_MODEL_FILES):
-            item.add_marker(pytest.mark.xdist_group("model"))
-
-
 def pytest_report_header() -> str:
     if PG_URL:
         return f"postgres tests: against {PG_URL.split('@')[-1]}"

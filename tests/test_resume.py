@@ -46,10 +46,7 @@ def test_sigkill_mid_run_then_resume_runs_each_task_once(tmp_path: Path, db_url:
     (tmp_path / "tools.py").write_text(TOOLS_PY)
     (tmp_path / "script.json").write_text(
         json.dumps(
-            {
-                "planner": [PLAN],
-                "joiner": ["Thought: all steps ran\nAction: Finish(steps done)"],
-            }
+            {"planner": [PLAN], "joiner": ["Thought: all steps ran\nAction: Finish(steps done)"]}
         )
     )
     log = tmp_path / "steps.log"
@@ -65,11 +62,7 @@ def test_sigkill_mid_run_then_resume_runs_each_task_once(tmp_path: Path, db_url:
         "--json",
     ]
     proc = subprocess.Popen(
-        [*PERFSMITH, *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [*PERFSMITH, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     store = RunStore(Database(db_url))
     deadline = time.monotonic() + 60

@@ -176,8 +176,7 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 async def principal(
-    request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 ) -> Principal:
     """Who sent the request, from its bearer token (checked at most every 5 s per token)."""
     if creds is None or not creds.credentials:
@@ -409,9 +408,7 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
         responses={200: {"content": {"application/octet-stream": {}}}},
     )
     async def artifact(
-        run_id: RUN_ID,
-        artifact_id: Annotated[int, PathParam(ge=1, le=2**62)],
-        who: Auth,
+        run_id: RUN_ID, artifact_id: Annotated[int, PathParam(ge=1, le=2**62)], who: Auth
     ) -> Response:
         await owned(run_id, who)
         row = await asyncio.to_thread(store.artifact, run_id, artifact_id)
@@ -565,9 +562,7 @@ def _describe_the_event_stream(app: FastAPI) -> None:
         )
         doc.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
         ok = doc["paths"]["/runs/{run_id}/events"]["get"]["responses"]["200"]
-        ok["content"]["text/event-stream"] = {
-            "schema": {"$ref": "#/components/schemas/EventOut"},
-        }
+        ok["content"]["text/event-stream"] = {"schema": {"$ref": "#/components/schemas/EventOut"}}
         ok["description"] = (
             "Server-sent events: `id:` the event's seq, `event:` its type, `data:` an "
             "EventOut as JSON."

@@ -7,12 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from perfsmith.api.schemas import (
-    ChatRunCreate,
-    KernelRunCreate,
-    OptimizeRunCreate,
-    PlanRunCreate,
-)
+from perfsmith.api.schemas import ChatRunCreate, KernelRunCreate, OptimizeRunCreate, PlanRunCreate
 from perfsmith.errors import PerfsmithError
 
 TypedRequest = OptimizeRunCreate | KernelRunCreate | PlanRunCreate

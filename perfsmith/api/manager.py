@@ -195,8 +195,7 @@ class RunManager:
             ws.problem(req.problem, field="problem")
         elif not self.config.tools:
             raise RequestError(
-                "this server has no tools for free-form plans (start it with --tools)",
-                field="kind",
+                "this server has no tools for free-form plans (start it with --tools)", field="kind"
             )
 
     async def create(self, req: TypedRequest, *, tenant: str, message: str | None = None) -> Run:

@@ -125,8 +125,7 @@ class PlanRunCreate(_Body):
 
 
 RunCreate = Annotated[
-    ChatRunCreate | OptimizeRunCreate | KernelRunCreate | PlanRunCreate,
-    Field(discriminator="kind"),
+    ChatRunCreate | OptimizeRunCreate | KernelRunCreate | PlanRunCreate, Field(discriminator="kind")
 ]
 
 

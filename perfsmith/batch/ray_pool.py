@@ -87,11 +87,7 @@ def connect(address: str) -> None:
 
 
 async def work_on_ray(
-    ctx: WorkerContext,
-    *,
-    address: str,
-    workers: int,
-    batch_ids: Sequence[str] | None = None,
+    ctx: WorkerContext, *, address: str, workers: int, batch_ids: Sequence[str] | None = None
 ) -> set[str]:
     """Work the queue on the Ray cluster at ``address``, ``workers`` jobs at once;
     returns the batches whose jobs were worked on."""

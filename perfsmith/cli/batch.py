@@ -164,11 +164,7 @@ def _work(
     with progress.progress:
         ended = run_async(
             service.work(
-                batch_ids or None,
-                workers=workers,
-                ray=ray,
-                backend=backend,
-                listeners=listeners,
+                batch_ids or None, workers=workers, ray=ray, backend=backend, listeners=listeners
             )
         )
     shown = batch_ids or ended

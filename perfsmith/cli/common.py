@@ -57,8 +57,7 @@ ServerOption = Annotated[
     ),
 ]
 TokenOption = Annotated[
-    str | None,
-    typer.Option("--token", envvar="PERFSMITH_TOKEN", help="API token for --server."),
+    str | None, typer.Option("--token", envvar="PERFSMITH_TOKEN", help="API token for --server.")
 ]
 BackendOption = Annotated[str, typer.Option(help="Sandbox: auto, process, bubblewrap, docker.")]
 LLM_HELP = SPEC_HELP
@@ -159,10 +158,7 @@ def plain_line(text: str) -> None:
 Listener = Callable[[dict[str, Any]], None]
 
 
-def execute(
-    coro_factory: Callable[[list[Listener]], Coroutine[Any, Any, T]],
-    as_json: bool,
-) -> T:
+def execute(coro_factory: Callable[[list[Listener]], Coroutine[Any, Any, T]], as_json: bool) -> T:
     """Run a run's coroutine with progress: the live task table in a terminal, one plain
     line per step in a log or a pipe, nothing with --json."""
     from perfsmith.console import LiveProgress, PlainProgress

@@ -154,9 +154,12 @@ def verify_cmd(
     )
     if threads is not None:
         settings.threads = threads
-    result = in_sandbox(
-        sandbox, lambda box: verify_kernel(box, problem_source, candidate_source, settings)
-    )
+    # a terminal sees that something happens (the first C++ build on a machine also
+    # precompiles torch's header: about a minute more); logs get the steps as lines
+    with err.status("building and verifying the candidate", spinner="dots"):
+        result = in_sandbox(
+            sandbox, lambda box: verify_kernel(box, problem_source, candidate_source, settings)
+        )
     print_result(result, as_json)
 
 

@@ -27,10 +27,7 @@ class RemoteUsageError(Exception):
 
 
 def call(
-    server: str,
-    token: str | None,
-    err: Console,
-    work: Callable[[Client], Coroutine[Any, Any, T]],
+    server: str, token: str | None, err: Console, work: Callable[[Client], Coroutine[Any, Any, T]]
 ) -> T:
     """Run `work` with a client; API errors become one line and exit code 1."""
 

@@ -225,10 +225,7 @@ def runs_show(
 
 @runs_app.command("cancel")
 def runs_cancel(
-    run_id: str,
-    db: DbOption = None,
-    server: ServerOption = None,
-    token: TokenOption = None,
+    run_id: str, db: DbOption = None, server: ServerOption = None, token: TokenOption = None
 ) -> None:
     """Stop a run: on a server, its work stops; here, a run whose process is gone (killed,
     crashed) is marked cancelled. Either way `runs resume` can finish it later."""
@@ -278,8 +275,7 @@ def runs_resume(
     from perfsmith.service.library import resume
 
     result = execute(
-        lambda listeners: resume(run_id, llm=llm, settings=settings, listeners=listeners),
-        as_json,
+        lambda listeners: resume(run_id, llm=llm, settings=settings, listeners=listeners), as_json
     )
     print_outcome(result, as_json)
 

@@ -133,8 +133,7 @@ def serve_cmd(
         str, typer.Option("--sandbox", help="Sandbox: auto, process, bubblewrap, docker.")
     ] = "auto",
     allow_remote: Annotated[
-        bool,
-        typer.Option("--allow-remote", help="Allow binding an address other machines reach."),
+        bool, typer.Option("--allow-remote", help="Allow binding an address other machines reach.")
     ] = False,
     work_batches: Annotated[
         bool,

@@ -18,12 +18,7 @@ class Runner(Protocol):
     def new_cache(self, slots: int, capacity: int) -> SlotCache: ...
 
     def forward(
-        self,
-        cache: SlotCache,
-        slots: list[int],
-        tokens: torch.Tensor,
-        *,
-        last_only: bool = False,
+        self, cache: SlotCache, slots: list[int], tokens: torch.Tensor, *, last_only: bool = False
     ) -> torch.Tensor:
         """Logits ``[B, T, vocab]`` (fp32) for ``tokens`` ``[B, T]`` appended to each slot."""
         ...
@@ -79,12 +74,7 @@ class HFRunner:
 
     @torch.inference_mode()
     def forward(
-        self,
-        cache: SlotCache,
-        slots: list[int],
-        tokens: torch.Tensor,
-        *,
-        last_only: bool = False,
+        self, cache: SlotCache, slots: list[int], tokens: torch.Tensor, *, last_only: bool = False
     ) -> torch.Tensor:
         if not isinstance(cache, HFCache):
             raise TypeError("HFRunner needs the cache it made")

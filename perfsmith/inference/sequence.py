@@ -91,8 +91,7 @@ class Sequence:
         text = self.decode(self.tokens)
         window = max(0, self._emitted - self._hold)
         cut = min(
-            (i for i in (text.find(s, window) for s in self.params.stop) if i >= 0),
-            default=-1,
+            (i for i in (text.find(s, window) for s in self.params.stop) if i >= 0), default=-1
         )
         if cut >= 0:
             self.text = text[:cut]

@@ -61,10 +61,7 @@ class OpenAICompatible:
         self.supports_grammar = supports_grammar
         # The SDK's own retries are off: ours share the rate limiter and report attempts.
         self._client = openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=api_key or "not-needed",
-            max_retries=0,
-            timeout=timeout_s,
+            base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout_s
         )
         self.base_url = base_url
         self.model = model

@@ -202,21 +202,19 @@ def make_result(
     *,
     backend: str,
     limits: Limits,
-    code: int | None,
+    ended: Exit,
     out: bytes | bytearray,
     err: bytes | bytearray,
-    verdict: tuple[Status, str] | None,
     wall_s: float,
-    cpu_s: float,
-    max_rss_mb: float,
     files: dict[str, bytes],
 ) -> SandboxResult:
-    """The result of a finished run. `verdict` is set when the sandbox stopped the run
-    itself (a limit); otherwise the exit code (negative: a signal) decides."""
+    """The result of a finished run. ``ended.verdict`` is set when the sandbox stopped
+    the run itself (a limit); otherwise the exit code (negative: a signal) decides."""
     reason: str | None
     sig: str | None
-    if verdict is not None:
-        status, reason = verdict
+    code, cpu_s, max_rss_mb = ended.code, ended.cpu_s, ended.max_rss_mb
+    if ended.verdict is not None:
+        status, reason = ended.verdict
         sig = "SIGKILL"
     elif code is None:
         status, sig, reason = Status.KILLED, None, "the run ended without an exit status"

@@ -29,26 +29,9 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-from perfsmith.sandbox.base import (
-    SAFE_PATH,
-    Command,
-    Limits,
-    Sandbox,
-    SandboxError,
-    SandboxResult,
-    Status,
-    base_environment,
-    make_result,
-    parse_report,
-    pid_alive,
-    settle_exit,
-)
-from perfsmith.sandbox.confine import (
-    ADDR_NO_RANDOMIZE,
-    DENIED_SYSCALLS,
-    ENOSYS,
-    NAMESPACE_FLAGS,
-)
+from perfsmith.sandbox import base
+from perfsmith.sandbox.base import Command, Limits, Sandbox, SandboxError, SandboxResult, Status
+from perfsmith.sandbox.confine import ADDR_NO_RANDOMIZE, DENIED_SYSCALLS, ENOSYS, NAMESPACE_FLAGS
 from perfsmith.sandbox.files import collect_files, place_files
 from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir, runtime_paths
 
@@ -367,7 +350,7 @@ class DockerSandbox(Sandbox):
         """Containers (and their tmpfs) left by perfsmith processes that died."""
         for c in self.client.containers.list(all=True, filters={"label": "perfsmith.sandbox"}):
             owner = int(c.labels.get("perfsmith.owner", "0") or 0)
-            if owner and pid_alive(owner):
+            if owner and base.pid_alive(owner):
                 continue
             with contextlib.suppress(Exception):
                 c.remove(force=True)
@@ -413,7 +396,7 @@ class DockerSandbox(Sandbox):
                 "perfsmith.owner": str(os.getpid()),
                 "perfsmith.host_dir": host_dir,
             },
-            environment={"PATH": SAFE_PATH},
+            environment={"PATH": base.SAFE_PATH},
         )
         box = _Box(container, host_dir, mounted, alive)
         box.binds = [v["bind"] for v in volumes.values() if v["mode"] == "ro"]
@@ -535,7 +518,7 @@ class DockerSandbox(Sandbox):
             ]
         )
         environment = {
-            **base_environment(workdir),
+            **base.base_environment(workdir),
             **env,
             "PERFSMITH_REPORT_PATH": report,
             "PERFSMITH_RLIMITS": rlimits,
@@ -577,21 +560,18 @@ class DockerSandbox(Sandbox):
         # Leftovers (daemons, orphans) die before anything is read or the box is reused.
         self._kill_all(box)
         box.clear_private()
-        ended = settle_exit(_read_report(host_report), code, verdict[0] if verdict else None)
+        ended = base.settle_exit(_read_report(host_report), code, verdict[0] if verdict else None)
         collected = collect_files(host_run, collect, limits.file_size_mb * 1024 * 1024)
         shutil.rmtree(host_run, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.unlink(host_report)
-        return make_result(
+        return base.make_result(
             backend=self.name,
             limits=limits,
-            code=ended.code,
+            ended=ended,
             out=out,
             err=err,
-            verdict=ended.verdict,
             wall_s=wall,
-            cpu_s=ended.cpu_s,
-            max_rss_mb=ended.max_rss_mb,
             files=collected,
         )
 
@@ -603,4 +583,4 @@ def _read_report(path: str) -> dict[str, float] | None:
     except OSError:
         return None
     with os.fdopen(fd, "rb") as f:
-        return parse_report(f.read(4096))
+        return base.parse_report(f.read(4096))

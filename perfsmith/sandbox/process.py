@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -26,20 +27,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from perfsmith.sandbox import confine
-from perfsmith.sandbox.base import (
-    Command,
-    Limits,
-    Sandbox,
-    SandboxError,
-    SandboxResult,
-    Status,
-    base_environment,
-    make_result,
-    parse_report,
-    pid_alive,
-    settle_exit,
-)
+from perfsmith.sandbox import base, confine
+from perfsmith.sandbox.base import Command, Limits, Sandbox, SandboxError, SandboxResult, Status
 from perfsmith.sandbox.files import collect_files, place_files
 from perfsmith.sandbox.launch import INSIDE_DIR, launcher_command, launcher_dir, runtime_paths
 
@@ -91,23 +80,23 @@ RUN_PREFIX = "run-"
 def remove_stale_runs(root: str | None) -> list[str]:
     """Working directories of runs whose perfsmith process is gone (killed with -9):
     named run-<pid>-..., removed at the next start. Returns what was removed."""
-    base = root or tempfile.gettempdir()
+    folder = root or tempfile.gettempdir()
     removed = []
     try:
-        names = os.listdir(base)
+        names = os.listdir(folder)
     except OSError:
         return []
     for name in names:
         parts = name.split("-")
         if len(parts) < 3 or parts[0] + "-" != RUN_PREFIX or not parts[1].isdigit():
             continue
-        path = os.path.join(base, name)
+        path = os.path.join(folder, name)
         try:  # as root a run's folder belongs to the run's uid; otherwise to us
             if os.geteuid() != 0 and os.stat(path).st_uid != os.geteuid():
                 continue
         except OSError:
             continue
-        if not pid_alive(int(parts[1])):
+        if not base.pid_alive(int(parts[1])):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
@@ -129,7 +118,7 @@ def _read_report(fd: int) -> dict[str, float] | None:
         data = b""
     finally:
         os.close(fd)
-    return parse_report(data)
+    return base.parse_report(data)
 
 
 def _stage_dir() -> str:
@@ -194,7 +183,7 @@ class ProcessSandbox(Sandbox):
 
     def _environment(self, workdir: str, extra: dict[str, str]) -> dict[str, str]:
         home = "/sandbox" if self.bwrap else (FIXED_WORKDIR if self.is_root else workdir)
-        return {**base_environment(home), **extra}
+        return {**base.base_environment(home), **extra}
 
     def _bwrap_command(
         self, command: list[str], workdir: str, seccomp_fd: int | None, shared: tuple[str, ...]
@@ -351,20 +340,17 @@ class ProcessSandbox(Sandbox):
         code = os.waitstatus_to_exitcode(status_word)
         proc.returncode = code  # reaped here: keep Popen from waiting again
         report = _read_report(report_r)
-        ended = settle_exit(report, code, verdict, cpu_s=cpu, max_rss_mb=rss)
-        verdict = ended.verdict
-        if verdict is None and report is None and ended.code == -signal.SIGKILL:
-            verdict = (Status.KILLED, "the command killed the sandbox's supervisor")
-        return make_result(
+        ended = base.settle_exit(report, code, verdict, cpu_s=cpu, max_rss_mb=rss)
+        if ended.verdict is None and report is None and ended.code == -signal.SIGKILL:
+            killed = (Status.KILLED, "the command killed the sandbox's supervisor")
+            ended = dataclasses.replace(ended, verdict=killed)
+        return base.make_result(
             backend=self.name,
             limits=limits,
-            code=ended.code,
+            ended=ended,
             out=out,
             err=err,
-            verdict=verdict,
             wall_s=wall,
-            cpu_s=ended.cpu_s,
-            max_rss_mb=ended.max_rss_mb,
             files=collect_files(workdir, collect, limits.file_size_mb * 1024 * 1024),
         )
 

@@ -48,10 +48,7 @@ def error_text(exc: BaseException) -> str:
 
 class RunService:
     def __init__(
-        self,
-        db: Database,
-        settings: Settings,
-        workflows: Mapping[str, Workflow] | None = None,
+        self, db: Database, settings: Settings, workflows: Mapping[str, Workflow] | None = None
     ) -> None:
         if workflows is None:
             from perfsmith.service.registry import WORKFLOWS

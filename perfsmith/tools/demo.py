@@ -122,9 +122,6 @@ def demo_model() -> ChatModel:
     from perfsmith.llm.scripted import ScriptedChatModel
 
     return ScriptedChatModel(
-        {
-            "planner": [demo_plan()],
-            "joiner": [lambda msgs, _opts: demo_joiner(msgs[-1].content)],
-        },
+        {"planner": [demo_plan()], "joiner": [lambda msgs, _opts: demo_joiner(msgs[-1].content)]},
         name="demo-script",
     )

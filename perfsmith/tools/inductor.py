@@ -38,8 +38,7 @@ from perfsmith.verifiers.kernel.verify import (
 SCRIPT = "_perfsmith_inductor.py"
 
 BINDING = re.compile(
-    r"^(\w+) = async_compile\.cpp_pybinding\(\[([^\]]*)\], r'''\n(.*?)\n'''\)",
-    re.S | re.M,
+    r"^(\w+) = async_compile\.cpp_pybinding\(\[([^\]]*)\], r'''\n(.*?)\n'''\)", re.S | re.M
 )
 ENTRY = re.compile(r'extern\s+"C"\s+void\s+kernel\s*\(')
 PRAGMA = re.compile(r"#pragma omp parallel(?!\s+for\b)(\s+num_threads\(\d+\))?")

@@ -105,12 +105,7 @@ class ProfileError(Exception):
 
 
 async def _pass(
-    sandbox: Sandbox,
-    target: Target,
-    workload: Target,
-    mode: str,
-    extra: list[str],
-    limits: Limits,
+    sandbox: Sandbox, target: Target, workload: Target, mode: str, extra: list[str], limits: Limits
 ) -> dict[str, Any]:
     files = {
         target.module_file: target.source.encode(),

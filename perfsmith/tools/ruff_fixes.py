@@ -60,10 +60,7 @@ def _excerpt(module_source: str, function: str) -> tuple[str, list[str]]:
 
 async def _run(*args: str) -> str:
     proc = await asyncio.create_subprocess_exec(
-        _ruff(),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        _ruff(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), _TIMEOUT_S)

@@ -11,11 +11,7 @@ from pathlib import Path
 
 from perfsmith.errors import CandidateError
 from perfsmith.llm.base import ChatMessage, ChatModel, GenerationOptions
-from perfsmith.verifiers.python.target import (
-    Target,
-    defined_names,
-    find_definition,
-)
+from perfsmith.verifiers.python.target import Target, defined_names, find_definition
 
 _FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 

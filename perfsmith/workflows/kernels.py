@@ -30,13 +30,16 @@ from perfsmith.storage.models import Candidate as CandidateRow
 from perfsmith.tools.inductor import Capture, CompilerCandidateError, capture, compiler_candidate
 from perfsmith.tools.kernel import PRODUCERS, STRATEGIES, STRATEGY_TEXT, kernel_tools
 from perfsmith.tools.registry import Tool
+from perfsmith.verifiers.kernel.pch import merged_flags, precompiled_header
 from perfsmith.verifiers.kernel.verify import (
     BACKENDS,
+    CPU_FLAGS,
     CompileBaseline,
     KernelInputError,
     KernelResult,
     KernelSettings,
     check_candidate_source,
+    pch_root,
     read_candidate,
     read_problem,
     verify_kernel,
@@ -45,11 +48,7 @@ from perfsmith.verifiers.python.target import source_hash
 from perfsmith.workflows.base import Finished, Job
 from perfsmith.workflows.guard import CandidateGuard
 from perfsmith.workflows.pool import stored_ci
-from perfsmith.workflows.session import (
-    CandidateSession,
-    CandidateWorkflow,
-    record_verdict,
-)
+from perfsmith.workflows.session import CandidateSession, CandidateWorkflow, record_verdict
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +81,8 @@ class KernelCandidateResult:
             "ci": list(r.ci) if r.ci else None,
             "failure": r.failure,
             "flags": r.flags,
+            # the build: seconds, found in the cache, with the precompiled torch header
+            "build": {k: r.details.get(k) for k in ("build_s", "build_cached", "pch")},
         }
 
 
@@ -164,6 +165,9 @@ class KernelSession(CandidateSession[KernelCandidate, KernelCandidateResult]):
             code = compiler_candidate(self.problem, captured, problem_name=self.problem_path.name)
         except CompilerCandidateError as exc:
             raise PerfsmithError(str(exc)) from exc
+        # every compiler candidate on this machine builds with the compiler's vector
+        # flags: a precompiled header for them pays for itself from the second build
+        await precompiled_header(pch_root(), merged_flags(CPU_FLAGS, captured.cflags))
         return (await self.add_candidate(code, COMPILER_ORIGIN)).id
 
     @property
@@ -339,12 +343,7 @@ def compiler_speedup(results: Iterable[KernelCandidateResult]) -> float | None:
 
 def write_report(result: KernelOptimizeResult, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f"# perfsmith kernel optimize: {result.problem}",
-        "",
-        f"run `{result.run_id}`",
-        "",
-    ]
+    lines = [f"# perfsmith kernel optimize: {result.problem}", "", f"run `{result.run_id}`", ""]
     if result.best is not None:
         r = result.best.result
         ci = f" [{r.ci[0]:.2f}, {r.ci[1]:.2f}]" if r.ci else ""
@@ -502,11 +501,7 @@ class KernelWorkflow(CandidateWorkflow[KernelSession]):
         return [(f"user:{Path(p).name}", read_candidate(p)) for p in paths]
 
     async def conclude(
-        self,
-        job: Job,
-        session: KernelSession,
-        results: list[KernelCandidateResult],
-        answer: str,
+        self, job: Job, session: KernelSession, results: list[KernelCandidateResult], answer: str
     ) -> Finished:
         """Keep the best kernel and write the report."""
         config, run_id = job.config, job.run_id

@@ -45,11 +45,7 @@ from perfsmith.workflows.base import Finished, Job
 from perfsmith.workflows.candidates import Candidate, splice
 from perfsmith.workflows.guard import CandidateGuard
 from perfsmith.workflows.pool import stored_ci
-from perfsmith.workflows.session import (
-    CandidateSession,
-    CandidateWorkflow,
-    record_verdict,
-)
+from perfsmith.workflows.session import CandidateSession, CandidateWorkflow, record_verdict
 
 log = logging.getLogger(__name__)
 

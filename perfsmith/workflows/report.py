@@ -188,11 +188,7 @@ def write_report(result: OptimizeResult, session: OptimizeSession, folder: Path)
         tasks.append((f"{t.round}.{t.idx} {t.tool}", t.status, start, run_s))
     (folder / "report.md").write_text(
         markdown(
-            result,
-            tasks,
-            session.profile_report,
-            session.shortfalls,
-            session.default_plan_ran,
+            result, tasks, session.profile_report, session.shortfalls, session.default_plan_ran
         ),
         encoding="utf-8",
     )

@@ -43,12 +43,7 @@ fuzzed = schemathesis.openapi.from_dict(json.loads(COMMITTED.read_text()))
 
 @pytest.mark.slow
 @fuzzed.parametrize()
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-)
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_no_generated_request_gets_a_server_error(
     case: schemathesis.Case, plan_server: Server
 ) -> None:

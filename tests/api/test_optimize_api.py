@@ -142,9 +142,7 @@ def test_the_cli_drives_a_remote_server(optimize_server: Server, tmp_path: Path)
     assert down.returncode == 1 and "cannot reach" in down.stderr
 
 
-async def test_a_kernel_problem_picked_by_name_runs_through_the_api(
-    kernel_server: Server,
-) -> None:
+async def test_a_kernel_problem_picked_by_name_runs_through_the_api(kernel_server: Server) -> None:
     """A kernel run cancelled while its kernel is verified resumes through the API: the
     proposal is reused, the kernel verified once, the run done."""
     async with Client(kernel_server.url, kernel_server.tokens["alice"]) as client:

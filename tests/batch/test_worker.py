@@ -178,9 +178,7 @@ def test_a_repository_named_by_url_is_cloned_once_for_the_night(tmp_path: Path) 
     db.close()
 
 
-def test_a_run_stored_by_a_worker_that_died_before_starting_it_is_started(
-    tmp_path: Path,
-) -> None:
+def test_a_run_stored_by_a_worker_that_died_before_starting_it_is_started(tmp_path: Path) -> None:
     from datetime import timedelta
 
     from sqlalchemy import update

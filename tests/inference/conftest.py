@@ -22,8 +22,7 @@ def engine_for(loaded: models.LoadedModel, engines: dict[tuple[str, str], Engine
         key = (compress, speculate)
         if key not in engines:
             engines[key] = build_engine(
-                EngineConfig(compress=compress, speculate=speculate, context=1024),
-                loaded=loaded,
+                EngineConfig(compress=compress, speculate=speculate, context=1024), loaded=loaded
             )
         return engines[key]
 

@@ -152,11 +152,7 @@ def test_json_schema_and_grammar_requests(client: openai.OpenAI) -> None:
             "context is 1024 tokens",
         ),
         ({"extra_body": {"grammar": "root ::= nothing"}}, openai.BadRequestError, "grammar"),
-        (
-            {"response_format": {"type": "json_schema"}},
-            openai.BadRequestError,
-            "json_schema",
-        ),
+        ({"response_format": {"type": "json_schema"}}, openai.BadRequestError, "json_schema"),
     ],
 )
 def test_bad_requests_get_openai_style_errors(
@@ -193,10 +189,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server: st
 
     async def one(ask: str) -> str:
         reply = await client.chat.completions.create(
-            model=MODEL,
-            messages=[{"role": "user", "content": ask}],
-            max_tokens=24,
-            temperature=0,
+            model=MODEL, messages=[{"role": "user", "content": ask}], max_tokens=24, temperature=0
         )
         return reply.choices[0].message.content or ""
 

@@ -137,6 +137,13 @@ def test_kernel_optimize_without_a_model_takes_and_tunes_the_compilers_kernel(
     assert all(o.startswith("tune:1 PERFSMITH_THREADS=") for o in origins[1:])
     compiled = result["candidates"][0]
     assert compiled["compiled"] and compiled["correct"], compiled
+    # the compiler's own vector flags got a precompiled header of their own; its build
+    # took it (unless an earlier test built this candidate already)
+    from perfsmith.verifiers.kernel.verify import CPU_FLAGS, pch_root
+
+    headers = [json.loads(p.read_text()) for p in pch_root().glob("*/meta.json")]
+    assert any(h["cflags"][: len(CPU_FLAGS)] == CPU_FLAGS != h["cflags"] for h in headers)
+    assert compiled["build"]["build_cached"] or compiled["build"]["pch"], compiled["build"]
     from perfsmith.storage.db import Database
     from perfsmith.storage.runs import RunStore
 

@@ -524,11 +524,7 @@ def test_progress_is_plain_lines_as_it_happens_when_the_output_is_a_log(
 
     spec = script(tmp_path, [fence(WRONG), fence(SLOW), fence(FAST)])
     done = cli(
-        env_for(tmp_path),
-        *scripted_optimize(project, spec),
-        "--verify-rounds",
-        "4",
-        timeout=600,
+        env_for(tmp_path), *scripted_optimize(project, spec), "--verify-rounds", "4", timeout=600
     )
     assert done.returncode == 0, done.stderr
     progress = [line for line in done.stdout.splitlines() if line.startswith("[")]

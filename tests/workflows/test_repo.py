@@ -107,15 +107,7 @@ def test_bad_repositories_and_commands_are_clear_errors(tmp_path: Path, repo: Pa
             "fails before any change",
         ),
         (
-            [
-                str(repo),
-                "--command",
-                "no-such-program-xyz",
-                "--llm",
-                "none",
-                "--candidate",
-                cand,
-            ],
+            [str(repo), "--command", "no-such-program-xyz", "--llm", "none", "--candidate", cand],
             "cannot run",
         ),
     ]
@@ -236,12 +228,7 @@ def test_a_killed_repository_run_resumes_where_it_stopped(tmp_path: Path, repo: 
     db_url = f"sqlite:///{tmp_path / 'runs.db'}"
     env = {**os.environ, "PERFSMITH_HOME": str(tmp_path / "home"), "PERFSMITH_DATABASE_URL": db_url}
     proc = subprocess.Popen(
-        [
-            *PERFSMITH,
-            "optimize-repo",
-            str(repo),
-            *TWO_FUNCTIONS,
-        ],
+        [*PERFSMITH, "optimize-repo", str(repo), *TWO_FUNCTIONS],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

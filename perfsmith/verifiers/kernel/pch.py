@@ -86,11 +86,11 @@ def _key(cxx: str, cflags: list[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-async def precompiled_header(root: Path, cflags: list[str]) -> Path | None:
+async def precompiled_header(root: Path, cflags: list[str], *, build: bool = True) -> Path | None:
     """The folder holding ``torch/extension.h.gch`` for CPU builds with ``cflags``,
-    in ``root`` (built there first when missing, other processes waiting for it);
-    None when it is turned off or cannot be built (GCC missing, the build or its check
-    failed: recorded, and not tried again)."""
+    in ``root`` (built there first when missing and ``build``, other processes waiting
+    for it); None when it is turned off, missing and not to be built, or cannot be built
+    (GCC missing, the build or its check failed: recorded, and not tried again)."""
     if not enabled():
         return None
     cxx = compiler()
@@ -100,7 +100,7 @@ async def precompiled_header(root: Path, cflags: list[str]) -> Path | None:
     folder, failed = root / key, root / f"{key}.failed"
     if (folder / GCH).is_file():
         return folder
-    if failed.is_file():
+    if failed.is_file() or not build:
         return None
     # on a worker thread, lock and all: a caller that stops waiting (a cancelled run)
     # leaves the build to finish, and the next caller finds it (or waits for it)
@@ -161,6 +161,8 @@ def _build(cxx: str, cflags: list[str], folder: Path, failed: Path) -> Path | No
         if checked.returncode != 0:
             _give_up(failed, f"a build does not use it: {checked.stderr[-2000:]}")
             return None
+        mine = _meta(cxx)
+        (staging / "meta.json").write_text(json.dumps({**mine, "cflags": cflags}))
         for path in staging.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
         staging.chmod(0o755)
@@ -169,8 +171,8 @@ def _build(cxx: str, cflags: list[str], folder: Path, failed: Path) -> Path | No
         except OSError:
             if not (folder / GCH).is_file():  # not a finished one already there
                 raise
-        for other in folder.parent.iterdir():  # other torch versions' (not being built)
-            if other.is_dir() and other != folder and "." not in other.name:
+        for other in folder.parent.iterdir():  # other torch versions' or compilers'
+            if other.is_dir() and "." not in other.name and _stale(other, mine):
                 shutil.rmtree(other, ignore_errors=True)
         log.info("precompiled torch/extension.h in %.0f s", time.perf_counter() - started)
         return folder
@@ -179,6 +181,28 @@ def _build(cxx: str, cflags: list[str], folder: Path, failed: Path) -> Path | No
         return None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _meta(cxx: str) -> dict[str, str]:
+    import torch
+
+    found = _gcc(cxx)
+    return {"torch": torch.__version__, "compiler": found[1] if found else ""}
+
+
+def _stale(folder: Path, current: dict[str, str]) -> bool:
+    """A finished header (others are still being built) for another torch or compiler."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return (folder / GCH).is_file()  # finished, of an earlier layout
+    return any(meta.get(k) != v for k, v in current.items())
+
+
+def merged_flags(base: list[str], extra: list[str]) -> list[str]:
+    """The flags a build passes: ``base``, then each of ``extra`` not already there (as
+    the compile step merges a candidate's own flags into perfsmith's)."""
+    return list(base) + [f for f in extra if f not in base]
 
 
 def _give_up(failed: Path, why: str) -> None:

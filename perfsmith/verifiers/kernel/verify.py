@@ -32,7 +32,7 @@ from perfsmith.errors import PerfsmithError
 from perfsmith.sandbox.base import SAFE_PATH, Limits, Sandbox, SandboxResult
 from perfsmith.verifiers.kernel.cache_lock import exclusive
 from perfsmith.verifiers.kernel.cheats import check_kernel_source
-from perfsmith.verifiers.kernel.pch import precompiled_header
+from perfsmith.verifiers.kernel.pch import merged_flags, precompiled_header
 from perfsmith.verifiers.python.stats import paired_speedup, verdict
 from perfsmith.verifiers.slot import timing_slot
 
@@ -356,7 +356,14 @@ async def _build(
     config = _config(problem, candidate, settings)
     header = None
     if settings.device == "cpu" and not settings.compile_only:
-        header = await precompiled_header(pch_root(), CPU_FLAGS)
+        # a header built for the candidate's own flags (torch's compiler's are built
+        # ahead: see workflows/kernels.py), else perfsmith's (built on first use): GCC
+        # takes it where the candidate's flags allow, and parses the header where not
+        extra = literal_cflags(candidate)
+        if extra:
+            flags = merged_flags(CPU_FLAGS, extra)
+            header = await precompiled_header(pch_root(), flags, build=False)
+        header = header or await precompiled_header(pch_root(), CPU_FLAGS)
         config["pch"] = str(header) if header else None
     files = {
         HARNESS: harness_source().encode(),
@@ -407,6 +414,35 @@ async def _build(
     return folder, None, False
 
 
+def literal_cflags(candidate: str) -> list[str] | None:
+    """The flags the candidate's ``load_inline``/``load`` calls add to perfsmith's, when
+    every call gives the same literal list (or none); None when a call computes them,
+    the calls differ, or nothing is built."""
+    try:
+        tree = ast.parse(candidate)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    found: list[list[str]] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if name not in ("load_inline", "load"):
+            continue
+        given = next((k.value for k in node.keywords if k.arg == "extra_cflags"), None)
+        try:
+            value = ast.literal_eval(given) if given is not None else []
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+            return None
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            return None
+        found.append([str(v) for v in value])
+    if not found or any(flags != found[0] for flags in found):
+        return None
+    return found[0]
+
+
 _EXTENSION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
@@ -426,10 +462,7 @@ def _built_extensions(data: bytes) -> dict[str, bytes]:
 
 
 async def verify_kernel(
-    sandbox: Sandbox,
-    problem: str,
-    candidate: str,
-    settings: KernelSettings | None = None,
+    sandbox: Sandbox, problem: str, candidate: str, settings: KernelSettings | None = None
 ) -> KernelResult:
     """Is ``candidate`` (a ModelNew source) correct on ``problem`` (a Model source), and
     faster? Sources, not paths: the kernel workflow verifies LLM proposals the same way."""

@@ -111,10 +111,7 @@ def _compare_arrays(expected: Any, actual: Any, path: str, tol: Tolerance) -> Di
 
 
 def first_difference(
-    expected: Any,
-    actual: Any,
-    tol: Tolerance | None = None,
-    path: str = "result",
+    expected: Any, actual: Any, tol: Tolerance | None = None, path: str = "result"
 ) -> Difference | None:
     """None when `actual` matches `expected`; otherwise where and how they first differ."""
     return _compare(expected, actual, tol or Tolerance(), path, set())

@@ -18,6 +18,7 @@ from perfsmith.verifiers.kernel.verify import (
     CPU_FLAGS,
     KernelSettings,
     _built_extensions,
+    literal_cflags,
     pch_root,
     read_candidate,
     read_problem,
@@ -32,8 +33,7 @@ needs_gcc = pytest.mark.skipif(pch.compiler() is None, reason="no GCC here")
 async def test_the_header_is_built_once_and_a_cpp_build_takes_it(sandbox: Sandbox) -> None:
     # the session's header (tests/conftest.py): every C++ build of the suite uses it
     first, second = await asyncio.gather(
-        pch.precompiled_header(pch_root(), CPU_FLAGS),
-        pch.precompiled_header(pch_root(), CPU_FLAGS),
+        pch.precompiled_header(pch_root(), CPU_FLAGS), pch.precompiled_header(pch_root(), CPU_FLAGS)
     )
     assert first is not None and first == second
     gch = first / "torch" / "extension.h.gch"
@@ -69,6 +69,25 @@ async def test_a_header_that_cannot_be_built_is_recorded_and_skipped(
     monkeypatch.setenv("PERFSMITH_KERNEL_PCH", "off")
     assert await pch.precompiled_header(tmp_path, CPU_FLAGS) is None
     assert calls == []
+
+
+def test_a_candidates_own_flags_are_read_when_they_are_literal() -> None:
+    call = 'load_inline(name="e{i}", cpp_sources=S, functions=["f"]{flags})\n'
+    assert literal_cflags(call.format(i=1, flags="")) == []
+    fast = call.format(i=1, flags=', extra_cflags=["-ffast-math"]')
+    assert literal_cflags(fast) == ["-ffast-math"]
+    assert literal_cflags(fast + fast.replace("e1", "e2")) == ["-ffast-math"]
+    assert literal_cflags(fast + call.format(i=2, flags="")) is None  # the calls differ
+    assert literal_cflags(call.format(i=1, flags=", extra_cflags=FLAGS")) is None  # computed
+    assert literal_cflags(call.format(i=1, flags=", extra_cflags=[1]")) is None
+    assert literal_cflags("def f(:\n") is None and literal_cflags("x = 1\n") is None
+    assert literal_cflags("load_inline(extra_cflags=" + "[" * 50_000 + "]" * 50_000 + ")") is None
+    assert pch.merged_flags(CPU_FLAGS, ["-O3", "-ffast-math"]) == [*CPU_FLAGS, "-ffast-math"]
+
+
+async def test_a_header_for_other_flags_is_only_built_when_asked(tmp_path: Path) -> None:
+    assert await pch.precompiled_header(tmp_path, [*CPU_FLAGS, "-DX"], build=False) is None
+    assert not list(tmp_path.iterdir())
 
 
 def test_the_compile_steps_output_is_read_as_untrusted() -> None:

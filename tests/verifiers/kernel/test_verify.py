@@ -64,10 +64,7 @@ async def test_hand_written_cpp_softmax_compiles_verifies_and_is_cached(
     assert first.compiled and first.correct, first.failure
     assert first.verdict in ("faster", "same", "slower") and first.speedup is not None
     assert waited.correct, waited.failure
-    assert sorted([first.details["build_cached"], waited.details["build_cached"]]) == [
-        False,
-        True,
-    ]
+    assert sorted([first.details["build_cached"], waited.details["build_cached"]]) == [False, True]
     assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 1
     again = await verify_kernel(sandbox, SOFTMAX, candidate, KernelSettings(time=False))
     assert again.correct and again.details["build_cached"] is True
@@ -111,9 +108,7 @@ def test_speedups_beyond_10x_or_the_roofline_are_flagged_not_won() -> None:
     assert any("move its inputs and outputs" in f for f in memory.flags) and not memory.win
     # a matmul's FLOPs at the measured peak bound it from below too
     compute = judge_timing(
-        timing_of(900e-6, 80e-6, peak_bandwidth=3e12, flops=2 * 4096**3, peak_flops=5e14),
-        gpu,
-        {},
+        timing_of(900e-6, 80e-6, peak_bandwidth=3e12, flops=2 * 4096**3, peak_flops=5e14), gpu, {}
     )
     assert any("do its FLOPs" in f for f in compute.flags) and not compute.win
     big = judge_timing(timing_of(1e-3, 50e-6), KernelSettings(), {})

@@ -111,10 +111,7 @@ def upgrade() -> None:
         sa.Column("ci_high", sa.Float(), nullable=True),
         sa.Column("failure", sa.Text(), nullable=True),
         _created(),
-        sa.ForeignKeyConstraint(
-            ["task_id"],
-            ["tasks.id"],
-        ),
+        sa.ForeignKeyConstraint(["task_id"], ["tasks.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_candidates_run_hash", "candidates", ["run_id", "source_hash"], unique=False)
@@ -129,10 +126,7 @@ def upgrade() -> None:
         sa.Column("media_type", sa.String(length=128), nullable=False),
         sa.Column("content", sa.LargeBinary(), nullable=False),
         _created(),
-        sa.ForeignKeyConstraint(
-            ["candidate_id"],
-            ["candidates.id"],
-        ),
+        sa.ForeignKeyConstraint(["candidate_id"], ["candidates.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index(op.f("ix_artifacts_run_id"), "artifacts", ["run_id"], unique=False)
