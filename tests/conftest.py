@@ -61,8 +61,8 @@ def _kernel_build_cache(
         # the precompiled torch header too, also for tests with a build cache of their own
         mp.setenv("PERFSMITH_KERNEL_PCH_DIR", str(folder / "pch"))
         if any("kernel" in item.nodeid for item in request.session.items):
-            # the precompiled torch header, built while the first tests run (the
-            # workers' other thread waits for it under its lock)
+            # the precompiled torch header, built while the first tests run (another
+            # worker, or a build, that needs it waits for it under its lock)
             threading.Thread(target=_precompile_header, args=(folder / "pch",), daemon=True).start()
         yield folder
 
