@@ -249,12 +249,12 @@ def test_results_past_the_int_string_limit_are_compared(work: Path) -> None:
 
 
 def test_a_candidate_that_crashes_while_timed_is_one_line_and_exit_1(work: Path) -> None:
-    # correct on the correctness inputs; ends its process once it has been called often
+    # correct on the correctness inputs; ends its process when it is timed (the harness's
+    # mode is its first argument), however few calls a slow machine's loops make
     (work / "fragile.py").write_text(
-        "import os\n"
-        "def dedupe(items: list[int], _calls: list[int] = []) -> list[int]:\n"
-        "    _calls.append(1)\n"
-        "    if len(_calls) > 60:\n"
+        "import os, sys\n"
+        "def dedupe(items: list[int]) -> list[int]:\n"
+        "    if sys.argv[1:2] == ['time']:\n"
         "        os.abort()\n"
         "    return list(dict.fromkeys(items))\n"
     )
