@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,28 +27,24 @@ __all__ = [
 ]
 
 
+# Where each public name lives: loaded on first use (the orchestrator pulls in LangGraph and
+# the openai SDK, the tool registry pydantic) so that `perfsmith --help` and light commands
+# start fast.
+_HOMES = {
+    "tool": "perfsmith.tools.registry",
+    "run": "perfsmith.service.library",
+    "resume": "perfsmith.service.library",
+    "optimize": "perfsmith.service.library",
+    "optimize_repo": "perfsmith.service.library",
+    "kernel_optimize": "perfsmith.service.library",
+    "RunResult": "perfsmith.engine.drive",
+    "OptimizeResult": "perfsmith.workflows.optimize",
+    "Client": "perfsmith.api.client",
+}
+
+
 def __getattr__(name: str) -> Any:
-    # Everything is loaded on first use (the orchestrator pulls in LangGraph and the openai
-    # SDK, the tool registry pydantic) so that `perfsmith --help` and light commands start
-    # fast.
-    if name == "tool":
-        from perfsmith.tools.registry import tool
-
-        return tool
-    if name in ("run", "resume", "optimize", "optimize_repo", "kernel_optimize"):
-        from perfsmith.service import library
-
-        return getattr(library, name)
-    if name == "RunResult":
-        from perfsmith.engine.drive import RunResult
-
-        return RunResult
-    if name == "OptimizeResult":
-        from perfsmith.workflows.optimize import OptimizeResult
-
-        return OptimizeResult
-    if name == "Client":
-        from perfsmith.api.client import Client
-
-        return Client
-    raise AttributeError(f"module 'perfsmith' has no attribute {name!r}")
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'perfsmith' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

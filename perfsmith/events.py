@@ -88,64 +88,68 @@ class RunFinished(EventPayload):
     commits: list[KeptCommit] | None = None
 
 
-class PlanStarted(EventPayload):
-    type: Literal["plan_started"] = "plan_started"
+class RoundEvent(EventPayload):
+    """An event of one planning round (`round` counts from 1)."""
+
     round: int
+
+
+class TaskEvent(RoundEvent):
+    """An event of one task of a round's plan: `idx` is its number in the plan (None for
+    a line that did not parse), `tool` what it calls."""
+
+    idx: int | None
+    tool: str
+
+
+class PlanStarted(RoundEvent):
+    type: Literal["plan_started"] = "plan_started"
     reused: bool  # a stored plan (a resumed run) rather than a new one
 
 
-class PlanFinished(EventPayload):
+class PlanFinished(RoundEvent):
     type: Literal["plan_finished"] = "plan_finished"
-    round: int
     tasks: int
 
 
-class PlanShort(EventPayload):
+class PlanNote(RoundEvent):
+    """What became of a round's plan, and why (`reason`)."""
+
+    reason: str
+
+
+class PlanShort(PlanNote):
     """The plan guard's verdict: the plan cannot do what the workflow needs."""
 
     type: Literal["plan_short"] = "plan_short"
-    round: int
-    reason: str
 
 
-class PlanDefault(EventPayload):
+class PlanDefault(PlanNote):
     """The workflow's default plan runs instead of the planner's."""
 
     type: Literal["plan_default"] = "plan_default"
-    round: int
-    reason: str
 
 
-class InvalidPlanLine(EventPayload):
+class InvalidPlanLine(RoundEvent):
     type: Literal["plan_line_error"] = "plan_line_error"
-    round: int
     idx: int | None
     line: str
     error: str | None
 
 
-class TaskParsed(EventPayload):
+class TaskParsed(TaskEvent):
     type: Literal["task_parsed"] = "task_parsed"
-    round: int
-    idx: int | None
-    tool: str
     deps: list[int]
     line: str
     duplicate_of: int | None  # the same call earlier in the plan: it runs once
 
 
-class TaskStarted(EventPayload):
+class TaskStarted(TaskEvent):
     type: Literal["task_started"] = "task_started"
-    round: int
-    idx: int | None
-    tool: str
 
 
-class TaskFinished(EventPayload):
+class TaskFinished(TaskEvent):
     type: Literal["task_finished"] = "task_finished"
-    round: int
-    idx: int | None
-    tool: str
     status: str
     error: str | None
     result: str  # the first 500 characters
@@ -154,11 +158,10 @@ class TaskFinished(EventPayload):
     reused: bool  # finished before a resume: not run again
 
 
-class JoinDecided(EventPayload):
+class JoinDecided(RoundEvent):
     """The joiner's decision after a round."""
 
     type: Literal["join"] = "join"
-    round: int
     action: str  # finish or replan
     thought: str | None
     text: str

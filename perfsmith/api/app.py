@@ -52,6 +52,15 @@ BATCH_ID = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$", description="a ba
 _PROBLEM_JSON = "application/problem+json"
 MAX_SEQ = 2**62  # every integer the database is asked about fits its 64-bit integers
 _UI_DIR = Path(__file__).resolve().parent.parent / "ui" / "static"
+
+
+def _raw(response_class: type[Response], *media_types: str) -> dict[str, Any]:
+    """The route options of an endpoint whose answer is not JSON: its response class and
+    the media types its 200 carries (for the OpenAPI document)."""
+    content: dict[str, Any] = {media: {} for media in media_types}
+    return {"response_class": response_class, "responses": {200: {"content": content}}}
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "description": text, "content": {_PROBLEM_JSON: {}}}
     for code, text in (
@@ -388,24 +397,12 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
         """Diffs, reports and kernel sources; download each from its own URL."""
         await owned(run_id, who)
         rows = await asyncio.to_thread(store.artifacts, run_id)
-        return [
-            ArtifactOut(
-                id=a.id,
-                kind=a.kind,
-                name=a.name,
-                media_type=a.media_type,
-                size=size,
-                candidate_id=a.candidate_id,
-                created_at=a.created_at,
-            )
-            for a, size in rows
-        ]
+        return [ArtifactOut.of(a, size) for a, size in rows]
 
     @app.get(
         "/runs/{run_id}/artifacts/{artifact_id}",
         tags=["runs"],
-        response_class=Response,
-        responses={200: {"content": {"application/octet-stream": {}}}},
+        **_raw(Response, "application/octet-stream"),
     )
     async def artifact(
         run_id: RUN_ID, artifact_id: Annotated[int, PathParam(ge=1, le=2**62)], who: Auth
@@ -421,12 +418,7 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
             headers={"Content-Disposition": f'attachment; filename="{safe}"'},
         )
 
-    @app.get(
-        "/runs/{run_id}/events",
-        tags=["runs"],
-        response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
-    )
+    @app.get("/runs/{run_id}/events", tags=["runs"], **_raw(StreamingResponse, "text/event-stream"))
     async def events(
         run_id: RUN_ID,
         who: Auth,
@@ -503,8 +495,7 @@ def create_app(manager: RunManager, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
     @app.get(
         "/batches/{batch_id}/report",
         tags=["batches"],
-        response_class=Response,
-        responses={200: {"content": {"text/markdown": {}, "text/html": {}}}},
+        **_raw(Response, "text/markdown", "text/html"),
     )
     async def batch_report(
         batch_id: BATCH_ID,

@@ -213,6 +213,11 @@ class ArtifactOut(BaseModel):
     candidate_id: int | None
     created_at: StoredTime
 
+    @classmethod
+    def of(cls, row: Any, size: int) -> ArtifactOut:
+        """A stored artifact (its row, without the content) and its size in bytes."""
+        return cls(size=size, **{f: getattr(row, f) for f in cls.model_fields if f != "size"})
+
 
 class EventOut(BaseModel):
     seq: int

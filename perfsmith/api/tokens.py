@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -32,6 +32,11 @@ class TokenInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked: bool
+
+    @classmethod
+    def of(cls, row: ApiToken) -> TokenInfo:
+        stored = {f.name: getattr(row, f.name) for f in fields(cls) if f.name != "revoked"}
+        return cls(revoked=row.revoked_at is not None, **stored)
 
 
 @dataclass(frozen=True)
@@ -103,17 +108,7 @@ class TokenStore:
     def list(self) -> list[TokenInfo]:
         with self.db.session() as s:
             rows = s.scalars(select(ApiToken).order_by(ApiToken.created_at, ApiToken.id))
-            return [
-                TokenInfo(
-                    name=r.name,
-                    tenant=r.tenant,
-                    prefix=r.prefix,
-                    created_at=r.created_at,
-                    last_used_at=r.last_used_at,
-                    revoked=r.revoked_at is not None,
-                )
-                for r in rows
-            ]
+            return [TokenInfo.of(r) for r in rows]
 
     def revoke(self, name: str) -> None:
         with self.db.session() as s:

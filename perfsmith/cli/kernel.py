@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,9 +21,7 @@ from perfsmith.cli.common import (
     settings_for,
     usage_error,
 )
-
-if TYPE_CHECKING:
-    from perfsmith.workflows.kernels import KernelOptimizeResult
+from perfsmith.cli.results import print_outcome
 
 kernel_app = typer.Typer(
     help="Kernels for PyTorch operators (KernelBench problems): verify, tune, optimize.",
@@ -297,31 +295,4 @@ def optimize_cmd(
         ),
         as_json,
     )
-    print_kernel_optimize(result, as_json)
-
-
-def print_kernel_optimize(result: KernelOptimizeResult, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(result.as_json()) + "\n")
-        return
-    for c in result.candidates:
-        r = c.result
-        speed = "-" if r.speedup is None else f"{r.speedup:.2f}x"
-        if r.ci:
-            speed += f" [{r.ci[0]:.2f}, {r.ci[1]:.2f}]"
-        line = f"candidate {c.id} ({c.origin}): {r.verdict} {speed}"
-        if r.failure:
-            line += f" · {r.failure.splitlines()[0][:140]}"
-        out.print(line, markup=False, highlight=False)
-    if result.best is None:
-        out.print("no kernel was verified faster")
-    else:
-        out.print(f"best: candidate {result.best.id}, written to {result.best_file}", markup=False)
-        v = result.best.result.versus_compile
-        if v is not None:
-            out.print(
-                f"best against torch.compile: {v.verdict}, {v.speedup:.2f}x "
-                f"[{v.ci[0]:.2f}, {v.ci[1]:.2f}] (compiling took {v.compile_s:.1f} s)",
-                markup=False,
-            )
-    out.print(f"report: {result.report}", markup=False, soft_wrap=True)
+    print_outcome(result, as_json)

@@ -3,10 +3,8 @@ hottest functions, kept as commits on a new branch)."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -25,10 +23,7 @@ from perfsmith.cli.common import (
     settings_for,
     usage_error,
 )
-
-if TYPE_CHECKING:
-    from perfsmith.workflows.optimize import OptimizeResult
-    from perfsmith.workflows.repo import RepoResult
+from perfsmith.cli.results import print_outcome
 
 
 def optimize_cmd(
@@ -139,35 +134,7 @@ def optimize_cmd(
         ),
         as_json,
     )
-    print_optimize(result, as_json)
-
-
-def print_optimize(result: OptimizeResult, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(result.as_json()) + "\n")
-        return
-    for c in result.candidates:
-        speed = "-" if c.speedup is None else f"{c.speedup:.2f}x"
-        if c.ci:
-            speed += f" [{c.ci[0]:.2f}, {c.ci[1]:.2f}]"
-        line = f"candidate {c.id} ({c.origin}): {c.verdict} {speed}"
-        if c.failure:
-            line += f" · {c.failure.splitlines()[0][:140]}"
-        out.print(line, markup=False, highlight=False, soft_wrap=True)
-    if result.best is None:
-        # perfsmith's summary: every candidate's verdict, or why none was produced
-        summary = result.answer.splitlines()[0] if result.answer else "no candidate was verified"
-        out.print(f"{summary} Nothing to apply.", markup=False, highlight=False, soft_wrap=True)
-    else:
-        out.print(result.diff, markup=False, highlight=False)
-        out.print(
-            f"best: candidate {result.best.id}, {result.best.speedup:.2f}x"
-            + (" (applied)" if result.applied else " (not applied: pass --apply)"),
-            markup=False,
-            highlight=False,
-        )
-    if result.report:
-        out.print(f"report: {result.report}", markup=False, highlight=False, soft_wrap=True)
+    print_outcome(result, as_json)
 
 
 def optimize_repo_cmd(
@@ -229,22 +196,4 @@ def optimize_repo_cmd(
         ),
         as_json,
     )
-    print_repo(result, as_json)
-
-
-def print_repo(result: RepoResult, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(result.as_json()) + "\n")
-        return
-    for o in result.outcomes:
-        mark = f"kept {o.commit[:10]}" if o.kept and o.commit else "not kept"
-        out.print(
-            f"{o.hotspot.file}::{o.hotspot.function} ({o.hotspot.total_s:.3f} s): "
-            f"{mark} · {o.note}",
-            markup=False,
-            highlight=False,
-        )
-    kept = sum(o.kept for o in result.outcomes)
-    out.print(f"branch {result.branch}: {kept} commit(s) on {result.base[:10]}", markup=False)
-    if result.report:
-        out.print(f"report: {result.report}", markup=False, highlight=False, soft_wrap=True)
+    print_outcome(result, as_json)

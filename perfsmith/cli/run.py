@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -19,29 +18,7 @@ from perfsmith.cli.common import (
     out,
     settings_for,
 )
-
-if TYPE_CHECKING:
-    from perfsmith.engine.drive import RunResult
-
-
-def print_result(result: RunResult, as_json: bool) -> None:
-    if as_json:
-        out.print_json(
-            json.dumps(
-                {
-                    "run_id": result.run_id,
-                    "status": result.status,
-                    "answer": result.answer,
-                    "rounds": result.rounds,
-                }
-            )
-        )
-        return
-    out.print(f"\n[bold]answer:[/] {escape(result.answer)}")
-    out.print(
-        f"[dim]run {result.run_id} · {result.rounds} round(s) · "
-        f"`perfsmith runs show {result.run_id}`[/]"
-    )
+from perfsmith.cli.results import print_outcome
 
 
 def run_cmd(
@@ -77,7 +54,7 @@ def run_cmd(
         ),
         as_json,
     )
-    print_result(result, as_json)
+    print_outcome(result, as_json)
 
 
 def demo(db: DbOption = None) -> None:
@@ -115,4 +92,4 @@ def demo(db: DbOption = None) -> None:
         f"{serial:.2f} s · critical path {trace.critical_path_s:.2f} s "
         f"({' -> '.join(f'${i}' for i in trace.critical_path)})"
     )
-    print_result(result, False)
+    print_outcome(result, False)

@@ -24,6 +24,7 @@ from perfsmith.cli.common import (
     run_async,
     settings_for,
 )
+from perfsmith.cli.results import print_outcome
 
 if TYPE_CHECKING:
     from perfsmith.api.client import Client
@@ -278,24 +279,3 @@ def runs_resume(
         lambda listeners: resume(run_id, llm=llm, settings=settings, listeners=listeners), as_json
     )
     print_outcome(result, as_json)
-
-
-def print_outcome(result: object, as_json: bool) -> None:
-    """A finished run's result, as the command that started it prints it."""
-    from perfsmith.cli.kernel import print_kernel_optimize
-    from perfsmith.cli.optimize import print_optimize, print_repo
-    from perfsmith.cli.run import print_result
-    from perfsmith.engine.drive import RunResult
-    from perfsmith.workflows.kernels import KernelOptimizeResult
-    from perfsmith.workflows.optimize import OptimizeResult
-    from perfsmith.workflows.repo import RepoResult
-
-    if isinstance(result, OptimizeResult):
-        print_optimize(result, as_json)
-    elif isinstance(result, RepoResult):
-        print_repo(result, as_json)
-    elif isinstance(result, KernelOptimizeResult):
-        print_kernel_optimize(result, as_json)
-    else:
-        assert isinstance(result, RunResult)
-        print_result(result, as_json)

@@ -32,6 +32,14 @@ class RunResult:
     rounds: int
     traces: list[Trace] = field(default_factory=list)
 
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "answer": self.answer,
+            "rounds": self.rounds,
+        }
+
 
 async def drive(
     *,

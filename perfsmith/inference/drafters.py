@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -64,6 +65,7 @@ class PromptLookupDrafter:
         return None
 
 
+@dataclass(kw_only=True, eq=False)
 class AdaptiveNgramDrafter:
     """Continuation counts for every n-gram (n = 1..max_ngram) of the sequence so far.
 
@@ -73,21 +75,13 @@ class AdaptiveNgramDrafter:
     average of the acceptance rate, so long drafts go out only while they pay."""
 
     name = "adaptive"
+    max_ngram: int = 4
+    min_draft: int = 2
+    max_draft: int = 24
+    min_share: float = 0.3
+    smoothing: float = 0.3
 
-    def __init__(
-        self,
-        *,
-        max_ngram: int = 4,
-        min_draft: int = 2,
-        max_draft: int = 24,
-        min_share: float = 0.3,
-        smoothing: float = 0.3,
-    ) -> None:
-        self.max_ngram = max_ngram
-        self.min_draft = min_draft
-        self.max_draft = max_draft
-        self.min_share = min_share
-        self.smoothing = smoothing
+    def __post_init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import torch
 
@@ -32,6 +32,13 @@ from perfsmith.inference.kv_cache import SlotCache
 from perfsmith.inference.runner import Runner
 from perfsmith.inference.sampling import SamplingParams, accept_draft, pick, probabilities
 from perfsmith.inference.sequence import DecodeStats, Sequence
+
+
+class DecodeOptions(TypedDict, total=False):
+    """How one request decodes, beyond its prompt and sampling parameters."""
+
+    constraint: ConstraintSpec | None  # a grammar or JSON schema the output must follow
+    speculate: bool  # draft tokens with the engine's drafter (True)
 
 
 class RequestError(PerfsmithError):
@@ -300,12 +307,7 @@ class Scheduler:
         self._thread.join(timeout=30)
 
     async def stream(
-        self,
-        prompt: list[int],
-        params: SamplingParams,
-        *,
-        constraint: ConstraintSpec | None = None,
-        speculate: bool = True,
+        self, prompt: list[int], params: SamplingParams, **options: Unpack[DecodeOptions]
     ) -> AsyncIterator[tuple[str, Any]]:
         """Events: ``("text", delta)`` ... then ``("done", Generation)``."""
         loop = asyncio.get_running_loop()
@@ -314,9 +316,7 @@ class Scheduler:
         def on_text(delta: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, ("text", delta))
 
-        seq = self.engine.new_sequence(
-            prompt, params, constraint=constraint, speculate=speculate, on_text=on_text
-        )
+        seq = self.engine.new_sequence(prompt, params, on_text=on_text, **options)
         request = _Request(seq, loop, queue)
         with self._cond:
             if self._stopped:
@@ -335,16 +335,9 @@ class Scheduler:
             seq.cancelled = True
 
     async def complete(
-        self,
-        prompt: list[int],
-        params: SamplingParams,
-        *,
-        constraint: ConstraintSpec | None = None,
-        speculate: bool = True,
+        self, prompt: list[int], params: SamplingParams, **options: Unpack[DecodeOptions]
     ) -> Generation:
-        async for kind, value in self.stream(
-            prompt, params, constraint=constraint, speculate=speculate
-        ):
+        async for kind, value in self.stream(prompt, params, **options):
             if kind == "done":
                 result: Generation = value
                 return result

@@ -199,17 +199,17 @@ async def run_python(
 
 
 def make_result(
-    *,
     backend: str,
     limits: Limits,
     ended: Exit,
-    out: bytes | bytearray,
-    err: bytes | bytearray,
+    output: tuple[bytes | bytearray, bytes | bytearray],
     wall_s: float,
     files: dict[str, bytes],
 ) -> SandboxResult:
-    """The result of a finished run. ``ended.verdict`` is set when the sandbox stopped
+    """The result of a finished run of ``backend``: its ``output`` (stdout, stderr) as
+    read, under the caps of ``limits``. ``ended.verdict`` is set when the sandbox stopped
     the run itself (a limit); otherwise the exit code (negative: a signal) decides."""
+    out, err = output
     reason: str | None
     sig: str | None
     code, cpu_s, max_rss_mb = ended.code, ended.cpu_s, ended.max_rss_mb

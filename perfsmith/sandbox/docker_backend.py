@@ -565,15 +565,7 @@ class DockerSandbox(Sandbox):
         shutil.rmtree(host_run, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.unlink(host_report)
-        return base.make_result(
-            backend=self.name,
-            limits=limits,
-            ended=ended,
-            out=out,
-            err=err,
-            wall_s=wall,
-            files=collected,
-        )
+        return base.make_result(self.name, limits, ended, (out, err), wall, collected)
 
 
 def _read_report(path: str) -> dict[str, float] | None:

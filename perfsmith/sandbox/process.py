@@ -344,15 +344,8 @@ class ProcessSandbox(Sandbox):
         if ended.verdict is None and report is None and ended.code == -signal.SIGKILL:
             killed = (Status.KILLED, "the command killed the sandbox's supervisor")
             ended = dataclasses.replace(ended, verdict=killed)
-        return base.make_result(
-            backend=self.name,
-            limits=limits,
-            ended=ended,
-            out=out,
-            err=err,
-            wall_s=wall,
-            files=collect_files(workdir, collect, limits.file_size_mb * 1024 * 1024),
-        )
+        files = collect_files(workdir, collect, limits.file_size_mb * 1024 * 1024)
+        return base.make_result(self.name, limits, ended, (out, err), wall, files)
 
     def _monitor(
         self, proc: subprocess.Popen[bytes], workdir: str, limits: Limits, started: float

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from perfsmith.config import Settings, load_settings
 from perfsmith.service.resources import Resources, open_database
-from perfsmith.service.runs import Outcome, RunService
+from perfsmith.service.runs import RunService
 
 if TYPE_CHECKING:
     from perfsmith.engine.drive import RunResult
@@ -23,12 +23,11 @@ if TYPE_CHECKING:
     from perfsmith.sandbox.base import Sandbox
     from perfsmith.storage.db import Database
     from perfsmith.tools.registry import Tool
-    from perfsmith.verifiers.kernel.verify import KernelSettings
     from perfsmith.verifiers.python.capture import RecordedCalls
     from perfsmith.verifiers.python.target import Target
-    from perfsmith.workflows.kernels import KernelOptimizeResult
-    from perfsmith.workflows.optimize import OptimizeResult
-    from perfsmith.workflows.repo import RepoResult
+    from perfsmith.workflows.kernels import KernelOptimizeResult, KernelOptions
+    from perfsmith.workflows.optimize import OptimizeOptions, OptimizeResult
+    from perfsmith.workflows.repo import RepoOptions, RepoResult
 
 
 async def run(
@@ -54,15 +53,9 @@ async def run(
     settings = settings or load_settings()
     replans = settings.max_replans if max_replans is None else max_replans
     config = {"tools": None, "llm": None, **(resume_config or {}), "max_replans": replans}
-    outcome = await _start(
-        kind,
-        config,
-        _Where(database, settings, None, "auto", llm, listeners),
-        request=request,
-        extras={"tools": list(tools), "observers": list(observers), "guard": guard},
-    )
-    result: RunResult = outcome.result
-    return result
+    where = _Where(database, settings, None, "auto", llm, listeners)
+    extras = {"tools": list(tools), "observers": list(observers), "guard": guard}
+    return cast("RunResult", await _start(kind, config, where, extras=extras, request=request))
 
 
 async def resume(
@@ -100,55 +93,27 @@ async def optimize(
     *,
     sandbox: Sandbox | None = None,
     llm: ChatModel | str | None = "local",
-    workload: str | Target | None = None,
-    inputs: str | Target | None = None,
-    candidates: Iterable[str | Path] = (),
-    rounds: int = 2,
-    k: int = 3,
-    apply: bool = False,
     database: Database | str | None = None,
     settings: Settings | None = None,
     backend: str = "auto",
-    report_dir: Path | None = None,
-    report: bool = True,
     listeners: Iterable[EventListener] = (),
-    verify_rounds: int = 12,
-    profile_note: str | None = None,
     recorded: RecordedCalls | None = None,
+    **options: Unpack[OptimizeOptions],
 ) -> OptimizeResult:
     """Make ``target`` (``FILE::FUNC`` or ``FILE::Class.method``) faster: plan, propose
     candidates, verify each in the sandbox, keep the fastest verified one (written over
     FILE with ``apply``). ``llm``: a ChatModel, a spec (``local``, a URL,
     ``scripted:FILE``) or None (perfsmith's own rewrites and the ``candidates`` only).
-    ``profile_note`` is what ``profile`` answers without a workload (the target's cost
-    measured elsewhere); ``recorded`` are calls to the target recorded elsewhere, replayed
-    as the inputs. Without a ``sandbox`` one of ``backend`` (auto: the best available) is
-    opened and closed."""
+    ``options`` are `OptimizeOptions` (workload, inputs, candidates, rounds, k, apply,
+    report_dir, verify_rounds, profile_note, report); ``recorded`` are calls to the target
+    recorded elsewhere, replayed as the inputs. Without a ``sandbox`` one of ``backend``
+    (auto: the best available) is opened and closed."""
     from perfsmith.workflows.optimize import optimize_config
 
-    config = optimize_config(
-        target,
-        llm=llm if isinstance(llm, str) else None,
-        workload=workload,
-        inputs=inputs,
-        candidates=candidates,
-        rounds=rounds,
-        k=k,
-        apply=apply,
-        report_dir=report_dir,
-        verify_rounds=verify_rounds,
-        profile_note=profile_note,
-        report=report,
-    )
+    config = optimize_config(target, llm=llm if isinstance(llm, str) else None, **options)
+    where = _Where(database, settings, sandbox, backend, llm, listeners)
     extras = {"recorded": recorded} if recorded is not None else None
-    outcome = await _start(
-        "optimize",
-        config,
-        _Where(database, settings, sandbox, backend, llm, listeners),
-        extras=extras,
-    )
-    result: OptimizeResult = outcome.result
-    return result
+    return cast("OptimizeResult", await _start("optimize", config, where, extras=extras))
 
 
 async def optimize_repo(
@@ -156,41 +121,23 @@ async def optimize_repo(
     *,
     command: str,
     llm: ChatModel | str | None = "local",
-    top: int = 3,
-    branch: str | None = None,
-    rounds: int = 1,
-    k: int = 3,
-    candidates: dict[str, list[Path]] | None = None,
     database: Database | str | None = None,
     settings: Settings | None = None,
     sandbox: Sandbox | None = None,
     backend: str = "auto",
-    verify_rounds: int = 12,
-    report_dir: Path | None = None,
     listeners: Iterable[EventListener] = (),
+    **options: Unpack[RepoOptions],
 ) -> RepoResult:
-    """Profile ``command`` in the git repository ``repo``, optimize its ``top`` hottest
-    functions (each an optimize run), and commit each verified speedup the command still
-    accepts to a new branch; see `perfsmith.workflows.repo`. Resumable as one run."""
+    """Profile ``command`` in the git repository ``repo``, optimize its hottest functions
+    (each an optimize run), and commit each verified speedup the command still accepts to
+    a new branch; see `perfsmith.workflows.repo`. ``options`` are `RepoOptions` (top,
+    branch, rounds, k, candidates, verify_rounds, report_dir). Resumable as one run."""
     from perfsmith.workflows.repo import repo_config
 
-    config = repo_config(
-        Path(repo),
-        command=command,
-        llm=llm if isinstance(llm, str) else None,
-        top=top,
-        branch=branch,
-        rounds=rounds,
-        k=k,
-        candidates=candidates,
-        verify_rounds=verify_rounds,
-        report_dir=report_dir,
-    )
-    outcome = await _start(
-        "repo", config, _Where(database, settings, sandbox, backend, llm, listeners)
-    )
-    result: RepoResult = outcome.result
-    return result
+    spec = llm if isinstance(llm, str) else None
+    config = repo_config(Path(repo), command=command, llm=spec, **options)
+    where = _Where(database, settings, sandbox, backend, llm, listeners)
+    return cast("RepoResult", await _start("repo", config, where))
 
 
 async def kernel_optimize(
@@ -198,40 +145,22 @@ async def kernel_optimize(
     *,
     sandbox: Sandbox | None = None,
     llm: ChatModel | str | None = "local",
-    settings: KernelSettings | None = None,
-    backend: str = "cpp",
-    candidates: Iterable[str | Path] = (),
-    rounds: int = 2,
-    k: int = 3,
-    compiler: bool = True,
     database: Database | str | None = None,
     app_settings: Settings | None = None,
     sandbox_backend: str = "auto",
-    report_dir: Path | None = None,
     listeners: Iterable[EventListener] = (),
+    **options: Unpack[KernelOptions],
 ) -> KernelOptimizeResult:
     """A faster kernel for the operator of ``problem`` (a KernelBench file), verified
     against eager PyTorch (and the best against torch.compile of the reference when
-    ``settings.versus_compile``); ``compiler``: torch's compiler's kernels are a
-    candidate. See `perfsmith.workflows.kernels`."""
+    ``settings.versus_compile``). ``options`` are `KernelOptions` (settings, backend,
+    candidates, rounds, k, report_dir, compiler: torch's compiler's kernels are a
+    candidate). See `perfsmith.workflows.kernels`."""
     from perfsmith.workflows.kernels import kernel_config
 
-    config = kernel_config(
-        problem,
-        llm=llm if isinstance(llm, str) else None,
-        settings=settings,
-        backend=backend,
-        candidates=candidates,
-        rounds=rounds,
-        k=k,
-        report_dir=report_dir,
-        compiler=compiler,
-    )
-    outcome = await _start(
-        "kernel", config, _Where(database, app_settings, sandbox, sandbox_backend, llm, listeners)
-    )
-    result: KernelOptimizeResult = outcome.result
-    return result
+    config = kernel_config(problem, llm=llm if isinstance(llm, str) else None, **options)
+    where = _Where(database, app_settings, sandbox, sandbox_backend, llm, listeners)
+    return cast("KernelOptimizeResult", await _start("kernel", config, where))
 
 
 @dataclass(frozen=True)
@@ -254,13 +183,13 @@ async def _start(
     *,
     extras: dict[str, Any] | None = None,
     request: str | None = None,
-) -> Outcome:
+) -> Any:
     """A run of ``kind`` through the service, with the database, sandbox and model opened
-    here unless given."""
+    here unless given; its workflow's result."""
     settings = where.settings or load_settings()
     resources = Resources(settings, sandbox=where.sandbox, backend=where.backend, llm=where.llm)
     async with _service(where.database, settings, resources) as service:
-        return await service.start(
+        outcome = await service.start(
             kind,
             config,
             request=request,
@@ -268,6 +197,7 @@ async def _start(
             listeners=where.listeners,
             extras=extras,
         )
+    return outcome.result
 
 
 @asynccontextmanager

@@ -64,9 +64,9 @@ def _expired(job: BatchJob, now: datetime) -> bool:
     return job.lease_owner is not None and owners.is_gone(job.lease_owner)
 
 
+@dataclass(frozen=True)
 class BatchStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    db: Database
 
     # -- batches ---------------------------------------------------------------------
 

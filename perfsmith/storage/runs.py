@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select, update
@@ -27,11 +28,11 @@ def _filtered(
     return q
 
 
+@dataclass(frozen=True)
 class RunStore:
     """Queries over runs; every method opens its own short transaction."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    db: Database
 
     def create_run(
         self,

@@ -29,8 +29,10 @@ from typing import Any
 from perfsmith.errors import PerfsmithError
 from perfsmith.sandbox.base import Sandbox
 from perfsmith.verifiers.kernel.verify import (
+    HARNESS,
     KernelSettings,
     cache_root,
+    harness_source,
     sandbox_environment,
     sandbox_limits,
 )
@@ -105,6 +107,7 @@ async def capture(sandbox: Sandbox, problem: str, threads: int) -> Capture:
         [sys.executable, "-s", SCRIPT],
         files={
             SCRIPT: script.encode(),
+            HARNESS: harness_source().encode(),
             "config.json": json.dumps({"problem": "problem_src.py", "threads": threads}).encode(),
             "problem_src.py": problem.encode(),
         },

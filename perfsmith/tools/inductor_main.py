@@ -8,33 +8,28 @@ compiler flags the kernels need and how long compiling took. The model's paramet
 buffers are the graph's first inputs, in ``named_parameters`` then ``named_buffers``
 order, so the generated code can be called with them.
 
-Standalone: imports nothing of perfsmith.
+Imports nothing of perfsmith: the kernel harness is copied beside it as
+``_perfsmith_kernel.py`` (it loads the problem and answers as the harness does).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import operator
 import os
 import sys
 import time
-import traceback
 from types import ModuleType
 from typing import Any
 
 import torch
+from _perfsmith_kernel import answer, load_module  # type: ignore[import-not-found]
 
 CONFIG: dict[str, Any] = {}
 
 
 def load_problem(path: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("problem", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["problem"] = module
-    spec.loader.exec_module(module)
+    module: ModuleType = load_module("problem", path)
     return module
 
 
@@ -143,13 +138,7 @@ def main() -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(os.getcwd(), "_inductor"))
     sys.path.insert(0, os.getcwd())
     torch.set_num_threads(int(CONFIG.get("threads") or torch.get_num_threads()))
-    try:
-        result = capture(CONFIG["problem"])
-    except Exception as exc:
-        tb = traceback.format_exc().strip().splitlines()
-        result = {"error": f"{type(exc).__name__}: {str(exc)[:2000]}", "traceback": tb[-8:]}
-    with open("result.json", "w") as f:
-        json.dump(result, f)
+    answer(lambda: capture(CONFIG["problem"]), cap=2000)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -83,6 +84,14 @@ class Job:
     # from another process goes without them
     extras: dict[str, Any] = field(default_factory=dict)
     runs: Runs | None = None  # the service, for workflows whose work is runs of their own
+
+    def report_folder(self, name: str | None = None) -> Path:
+        """Where the run's report goes: the configured ``report_dir``, else a folder
+        ``name`` (the run's id by default) under the data directory's ``reports``."""
+        from perfsmith.config import data_dir
+
+        given = self.config.get("report_dir")
+        return Path(given) if given else data_dir() / "reports" / (name or self.run_id)
 
 
 @dataclass

@@ -18,9 +18,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from perfsmith.config import data_dir
 from perfsmith.errors import CandidateError, PerfsmithError
 from perfsmith.llm.base import ChatModel
 from perfsmith.sandbox.base import Sandbox
@@ -48,7 +47,12 @@ from perfsmith.verifiers.python.target import source_hash
 from perfsmith.workflows.base import Finished, Job
 from perfsmith.workflows.guard import CandidateGuard
 from perfsmith.workflows.pool import stored_ci
-from perfsmith.workflows.session import CandidateSession, CandidateWorkflow, record_verdict
+from perfsmith.workflows.session import (
+    CandidateSession,
+    CandidateWorkflow,
+    best_json,
+    record_verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,22 +97,17 @@ class KernelOptimizeResult:
     best: KernelCandidateResult | None
     candidates: list[KernelCandidateResult]
     best_file: Path | None
-    report: Path | None
     answer: str = ""
+    report: Path | None = None
 
     def as_json(self) -> dict[str, Any]:
         best = None
         if self.best is not None:
+            r = self.best.result
+            versus = r.versus_compile.model_dump() if r.versus_compile else None
             best = {
-                "source": self.best.source,
-                "speedup": self.best.result.speedup,
-                "ci": list(self.best.result.ci) if self.best.result.ci else None,
-                "origin": self.best.origin,
-                "versus_compile": (
-                    self.best.result.versus_compile.model_dump()
-                    if self.best.result.versus_compile
-                    else None
-                ),
+                **best_json(self.best.source, r.speedup, r.ci, self.best.origin),
+                "versus_compile": versus,
             }
         return {
             "run_id": self.run_id,
@@ -132,7 +131,6 @@ class KernelSession(CandidateSession[KernelCandidate, KernelCandidateResult]):
     _capture: Capture | None = field(default=None, init=False)
     _capture_error: str | None = field(default=None, init=False)
     _capture_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
-    _guard: CandidateGuard | None = field(default=None, init=False)
 
     async def compiled(self) -> Capture | None:
         """What torch's compiler made of the problem, captured once in the sandbox; None
@@ -175,16 +173,10 @@ class KernelSession(CandidateSession[KernelCandidate, KernelCandidateResult]):
         """Does this run take torch's compiler's kernels (turned on, C++ for CPUs)?"""
         return self.compiler and self.backend == "cpp" and self.settings.device == "cpu"
 
-    def guard(self, k: int) -> CandidateGuard:
-        """What a kernel plan must do (with a model): produce candidates, verify them."""
-        if self._guard is None:
-            self._guard = CandidateGuard(
-                producers=PRODUCERS,
-                verify_tool="verify",
-                verified=lambda: self.results.keys(),
-                default_plan=lambda: default_plan(k, True, self.uses_compiler),
-            )
-        return self._guard
+    producers = PRODUCERS
+
+    def default_plan(self, k: int) -> str:
+        return default_plan(k, True, self.uses_compiler)
 
     async def add_candidate(self, code: str, origin: str) -> KernelCandidate:
         """Store ``code`` (a ModelNew file); a duplicate returns the one stored."""
@@ -386,29 +378,36 @@ def write_report(result: KernelOptimizeResult, folder: Path) -> Path:
     return path
 
 
+class KernelOptions(TypedDict, total=False):
+    """What a kernel run is asked to do, beyond its problem and model (each optional; the
+    defaults are `kernel_config`'s)."""
+
+    settings: KernelSettings | None  # the verifier's (default: for the backend's device)
+    backend: str  # the candidates' language: cpp, cuda or triton (cpp)
+    candidates: Iterable[str | Path]  # the user's own ModelNew files (default: none)
+    rounds: int  # planning rounds (2)
+    k: int  # candidates the model writes per round (3)
+    report_dir: Path | None  # the report's folder (default: under the data directory)
+    compiler: bool  # torch's compiler's kernels become a candidate (True; CPU problems)
+
+
 def kernel_config(
-    problem: str | Path,
-    *,
-    llm: str | None,
-    settings: KernelSettings | None = None,
-    backend: str = "cpp",
-    candidates: Iterable[str | Path] = (),
-    rounds: int = 2,
-    k: int = 3,
-    report_dir: Path | None = None,
-    compiler: bool = True,
+    problem: str | Path, *, llm: str | None, **options: Unpack[KernelOptions]
 ) -> dict[str, Any]:
-    """A kernel run's config: everything `resume` needs to rebuild it. ``compiler``:
-    torch's compiler's kernels become a candidate (CPU problems)."""
-    settings = settings or KernelSettings(device="cuda" if backend in ("cuda", "triton") else "cpu")
+    """A kernel run's config: everything `resume` needs to rebuild it."""
+    backend = options.get("backend", "cpp")
+    settings = options.get("settings") or KernelSettings(
+        device="cuda" if backend in ("cuda", "triton") else "cpu"
+    )
+    report_dir = options.get("report_dir")
     return {
         "problem": str(problem),
         "backend": backend,
         "settings": dataclasses.asdict(settings),
-        "candidates": [str(p) for p in candidates],
-        "rounds": rounds,
-        "k": k,
-        "compiler": compiler,
+        "candidates": [str(p) for p in options.get("candidates", ())],
+        "rounds": options.get("rounds", 2),
+        "k": options.get("k", 3),
+        "compiler": options.get("compiler", True),
         "llm": llm,
         "report_dir": str(report_dir) if report_dir else None,
     }
@@ -504,13 +503,12 @@ class KernelWorkflow(CandidateWorkflow[KernelSession]):
         self, job: Job, session: KernelSession, results: list[KernelCandidateResult], answer: str
     ) -> Finished:
         """Keep the best kernel and write the report."""
-        config, run_id = job.config, job.run_id
+        run_id = job.run_id
         path = session.problem_path
         best = best_of(results)
         if best is not None and session.settings.versus_compile:
             await session.versus_compile(best)
-        report_dir = config.get("report_dir")
-        folder = Path(report_dir) if report_dir else data_dir() / "reports" / run_id
+        folder = job.report_folder()
         folder.mkdir(parents=True, exist_ok=True)
         best_file = None
         artifacts: list[Artifact] = []
@@ -522,15 +520,7 @@ class KernelWorkflow(CandidateWorkflow[KernelSession]):
                     best.id, kind="kernel", name=best_file.name, content=best.source.encode()
                 )
             )
-        result = KernelOptimizeResult(
-            run_id=run_id,
-            problem=str(path),
-            best=best,
-            candidates=results,
-            best_file=best_file,
-            report=None,
-            answer=answer,
-        )
+        result = KernelOptimizeResult(run_id, str(path), best, results, best_file, answer)
         result.report = write_report(result, folder)
         await session.keep([*artifacts, *report_artifacts(run_id, folder)])
         summary = (

@@ -19,9 +19,8 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from perfsmith.config import data_dir
 from perfsmith.errors import CandidateError, PerfsmithError
 from perfsmith.llm.base import ChatModel
 from perfsmith.llm.degenerate import cut_repetition
@@ -45,7 +44,12 @@ from perfsmith.workflows.base import Finished, Job
 from perfsmith.workflows.candidates import Candidate, splice
 from perfsmith.workflows.guard import CandidateGuard
 from perfsmith.workflows.pool import stored_ci
-from perfsmith.workflows.session import CandidateSession, CandidateWorkflow, record_verdict
+from perfsmith.workflows.session import (
+    CandidateSession,
+    CandidateWorkflow,
+    best_json,
+    record_verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +110,13 @@ class OptimizeResult:
     best: CandidateResult | None
     candidates: list[CandidateResult]
     diff: str
-    report: Path | None
     applied: bool
     answer: str = ""
+    report: Path | None = None
 
     def as_json(self) -> dict[str, Any]:
-        best = None
-        if self.best is not None:
-            best = {
-                "source": self.best.code,
-                "speedup": self.best.speedup,
-                "ci": list(self.best.ci) if self.best.ci else None,
-                "origin": self.best.origin,
-            }
+        b = self.best
+        best = best_json(b.code, b.speedup, b.ci, b.origin) if b is not None else None
         return {
             "run_id": self.run_id,
             "target": self.target,
@@ -142,7 +140,6 @@ class OptimizeSession(CandidateSession[Candidate, CandidateResult]):
     replayed: ReplayedInputs | None = None  # the workload's calls, when no generator
     # what is known of the target's cost from outside (optimize-repo: the project's command)
     profile_note: str | None = None
-    _guard: CandidateGuard | None = field(default=None, init=False)
     rule_sets: dict[int, tuple[str, ...]] = field(default_factory=dict, init=False)
 
     # -- candidates ------------------------------------------------------------------
@@ -239,25 +236,10 @@ class OptimizeSession(CandidateSession[Candidate, CandidateResult]):
         elif calls.error is not None:  # a method whose instance cannot be recorded, say
             raise PerfsmithError(calls.why_none(str(self.target), f"the workload {self.workload}"))
 
-    @property
-    def default_plan_ran(self) -> bool:
-        return self._guard is not None and self._guard.default_ran
+    producers = PRODUCERS
 
-    @property
-    def shortfalls(self) -> list[str]:
-        """Why the run's plans fell short, in order."""
-        return self._guard.reasons if self._guard is not None else []
-
-    def guard(self, k: int) -> CandidateGuard:
-        """What an optimize plan must do: produce candidates and verify them."""
-        if self._guard is None:
-            self._guard = CandidateGuard(
-                producers=PRODUCERS,
-                verify_tool="verify",
-                verified=lambda: self.results.keys(),
-                default_plan=lambda: default_plan(k, self.workload is not None),
-            )
-        return self._guard
+    def default_plan(self, k: int) -> str:
+        return default_plan(k, self.workload is not None)
 
 
 def request_text(target: Target, k: int, has_workload: bool) -> str:
@@ -374,36 +356,42 @@ def apply_atomically(path: Path, text: str) -> None:
 ReportWriter = Callable[["OptimizeResult", OptimizeSession, Path], Path]
 
 
+class OptimizeOptions(TypedDict, total=False):
+    """What an optimize run is asked to do, beyond its target and model (each optional;
+    the defaults are `optimize_config`'s)."""
+
+    workload: str | Target | None  # FILE::FUNC run under the profiler (default: none)
+    inputs: str | Target | None  # FILE::FUNC generating the inputs (default: inferred)
+    candidates: Iterable[str | Path]  # the user's own candidate files (default: none)
+    rounds: int  # planning rounds (2)
+    k: int  # candidates the model writes per round (3)
+    apply: bool  # write the best over the file (False)
+    report_dir: Path | None  # the report's folder (default: under the data directory)
+    verify_rounds: int  # timing rounds per verdict (12)
+    profile_note: str | None  # the target's cost measured elsewhere (optimize-repo)
+    report: bool  # write a report (True)
+
+
 def optimize_config(
-    target: str | Target,
-    *,
-    llm: str | None,
-    workload: str | Target | None = None,
-    inputs: str | Target | None = None,
-    candidates: Iterable[str | Path] = (),
-    rounds: int = 2,
-    k: int = 3,
-    apply: bool = False,
-    report_dir: Path | None = None,
-    verify_rounds: int = 12,
-    profile_note: str | None = None,
-    report: bool = True,
+    target: str | Target, *, llm: str | None, **options: Unpack[OptimizeOptions]
 ) -> dict[str, Any]:
     """An optimize run's config: everything `resume` needs to rebuild it (``llm`` is a
     spec, or None for a run with an in-process model or none)."""
+    workload, inputs = options.get("workload"), options.get("inputs")
+    report_dir = options.get("report_dir")
     return {
         "target": str(target),
         "workload": str(workload) if workload else None,
         "inputs": str(inputs) if inputs else None,
-        "candidates": [str(p) for p in candidates],
-        "rounds": rounds,
-        "k": k,
+        "candidates": [str(p) for p in options.get("candidates", ())],
+        "rounds": options.get("rounds", 2),
+        "k": options.get("k", 3),
         "llm": llm,
-        "verify_rounds": verify_rounds,
-        "apply": apply,
+        "verify_rounds": options.get("verify_rounds", 12),
+        "apply": options.get("apply", False),
         "report_dir": str(report_dir) if report_dir else None,
-        "profile_note": profile_note,
-        "report": report,
+        "profile_note": options.get("profile_note"),
+        "report": options.get("report", True),
     }
 
 
@@ -516,14 +504,11 @@ class OptimizeWorkflow(CandidateWorkflow[OptimizeSession]):
             best=best,
             candidates=results,
             diff=diff,
-            report=None,
             applied=False,
             answer=final,
         )
         if self.write_report is not None and config.get("report", True):
-            report_dir = config.get("report_dir")
-            folder = Path(report_dir) if report_dir else data_dir() / "reports" / run_id
-            outcome.report = self.write_report(outcome, session, folder)
+            outcome.report = self.write_report(outcome, session, job.report_folder())
         if config.get("apply") and best is not None:
             apply_atomically(ref.path, best.module)
             outcome.applied = True

@@ -22,7 +22,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypedDict, Unpack, cast
 
 from perfsmith.config import data_dir
 from perfsmith.errors import PerfsmithError
@@ -289,31 +289,37 @@ def _check_repo(repo: Path, branch: str | None) -> tuple[str, str]:
     return base, name
 
 
+class RepoOptions(TypedDict, total=False):
+    """What a repository run is asked to do, beyond its repository, command and model
+    (each optional; the defaults are `repo_config`'s)."""
+
+    top: int  # the hottest functions to optimize (3)
+    branch: str | None  # the branch to commit to (default: perfsmith/<date>)
+    rounds: int  # planning rounds per function (1)
+    k: int  # candidates per round (3)
+    candidates: dict[str, list[Path]] | None  # FILE::FUNC (in the repository) -> files
+    verify_rounds: int  # timing rounds per verdict (12)
+    report_dir: Path | None  # the report's folder (default: under the data directory)
+
+
 def repo_config(
-    repo: Path,
-    *,
-    command: str,
-    llm: str | None,
-    top: int = 3,
-    branch: str | None = None,
-    rounds: int = 1,
-    k: int = 3,
-    candidates: dict[str, list[Path]] | None = None,
-    verify_rounds: int = 12,
-    report_dir: Path | None = None,
+    repo: Path, *, command: str, llm: str | None, **options: Unpack[RepoOptions]
 ) -> dict[str, Any]:
     """A repository run's config: everything `resume` needs. ``candidates`` maps
     ``FILE::FUNC`` (relative to the repository) to candidate files verified alongside."""
+    report_dir = options.get("report_dir")
     return {
         "repo": str(repo),
         "command": command,
         "llm": llm,
-        "top": top,
-        "branch": branch,
-        "rounds": rounds,
-        "k": k,
-        "candidates": {f: [str(p) for p in ps] for f, ps in (candidates or {}).items()},
-        "verify_rounds": verify_rounds,
+        "top": options.get("top", 3),
+        "branch": options.get("branch"),
+        "rounds": options.get("rounds", 1),
+        "k": options.get("k", 3),
+        "candidates": {
+            f: [str(p) for p in ps] for f, ps in (options.get("candidates") or {}).items()
+        },
+        "verify_rounds": options.get("verify_rounds", 12),
         "report_dir": str(report_dir) if report_dir else None,
     }
 
@@ -388,12 +394,7 @@ class RepoWorkflow:
                 await asyncio.to_thread(_drop_worktree, repo, work, branch)
                 await asyncio.to_thread(shutil.rmtree, folder, True)
             raise
-        report_dir = config.get("report_dir")
-        report_folder = (
-            Path(report_dir)
-            if report_dir
-            else data_dir() / "reports" / f"repo-{branch.replace('/', '-')}"
-        )
+        report_folder = job.report_folder(f"repo-{branch.replace('/', '-')}")
         result.report = await asyncio.to_thread(
             write_repo_report, result, report_folder, str(config["command"])
         )

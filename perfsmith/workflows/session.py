@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,7 @@ from perfsmith.tools.proposals import HasId
 from perfsmith.tools.registry import Tool
 from perfsmith.workflows.base import Finished, Job, drive_job
 from perfsmith.workflows.candidates import ask_for_code
+from perfsmith.workflows.guard import CandidateGuard
 from perfsmith.workflows.pool import CandidatePool
 
 C = TypeVar("C", bound=HasId)
@@ -64,6 +65,13 @@ def record_verdict(
                 meta={"ci": ci, **meta},
             )
         )
+
+
+def best_json(
+    source: str, speedup: float | None, ci: tuple[float, float] | None, origin: str
+) -> dict[str, Any]:
+    """The best candidate as a run's JSON result shows it (every candidate workflow)."""
+    return {"source": source, "speedup": speedup, "ci": list(ci) if ci else None, "origin": origin}
 
 
 @dataclass(kw_only=True)
@@ -105,6 +113,33 @@ class CandidateSession(Generic[C, R]):
 
     async def _verify(self, cid: int) -> R:
         raise NotImplementedError
+
+    producers: ClassVar[frozenset[str]] = frozenset()  # the tools that make candidates
+    _guard: CandidateGuard | None = field(default=None, init=False)
+
+    def default_plan(self, k: int) -> str:
+        """The plan that runs when the planner's cannot do the work (``k`` proposals)."""
+        raise NotImplementedError
+
+    def guard(self, k: int) -> CandidateGuard:
+        """What a plan of this run must do: produce candidates and verify them."""
+        if self._guard is None:
+            self._guard = CandidateGuard(
+                producers=self.producers,
+                verify_tool="verify",
+                verified=lambda: self.results.keys(),
+                default_plan=lambda: self.default_plan(k),
+            )
+        return self._guard
+
+    @property
+    def default_plan_ran(self) -> bool:
+        return self._guard is not None and self._guard.default_ran
+
+    @property
+    def shortfalls(self) -> list[str]:
+        """Why the run's plans fell short, in order."""
+        return self._guard.reasons if self._guard is not None else []
 
     async def verify_candidate(self, cid: int) -> R:
         """The candidate's result, verified once however many ask."""

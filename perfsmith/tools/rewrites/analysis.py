@@ -254,6 +254,23 @@ class Tree:
             node = self.parents[node]
             yield node
 
+    def method_statement(self, use: ast.AST, method: str, nargs: int) -> ast.Call | None:
+        """The call ``use.method(...)`` with ``nargs`` plain positional arguments, when it
+        is a statement of its own (its value unused); else None."""
+        parent = self.parents.get(use)
+        found = self.parents.get(parent) if parent is not None else None
+        if (
+            isinstance(parent, ast.Attribute)
+            and parent.attr == method
+            and isinstance(found, ast.Call)
+            and found.func is parent
+            and len(found.args) == nargs
+            and not any(isinstance(a, ast.Starred) for a in found.args)
+            and isinstance(self.parents.get(found), ast.Expr)
+        ):
+            return found
+        return None
+
     def statement(self, node: ast.AST) -> ast.stmt:
         """The innermost statement holding ``node``."""
         if isinstance(node, ast.stmt):

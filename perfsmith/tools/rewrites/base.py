@@ -10,6 +10,7 @@ code that it can see would behave differently; the verifiers decide the rest.
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -198,25 +199,34 @@ class Rule(Protocol):
         ...
 
 
-def name_load(name: str) -> ast.Name:
-    return ast.Name(id=name, ctx=ast.Load())
+class NodeRule:
+    """A rule whose sites are found node by node (``match`` yields the sites at one node
+    of the function) and, unless the rule overrides ``apply``, rewritten one by one
+    (``rewrite``). ``ready`` says whether the rule can apply in this function at all
+    (say, the module its rewrite imports is not shadowed)."""
 
+    id: str
+    title: str
 
-def name_store(name: str) -> ast.Name:
-    return ast.Name(id=name, ctx=ast.Store())
+    def ready(self, tree: Tree, module: ModuleInfo) -> bool:
+        return True
 
+    def match(self, node: ast.AST, tree: Tree, module: ModuleInfo) -> Iterator[Site]:
+        raise NotImplementedError
 
-def call(func: str | ast.expr, *args: ast.expr, **kwargs: ast.expr) -> ast.Call:
-    f = name_load(func) if isinstance(func, str) else func
-    return ast.Call(
-        func=f, args=list(args), keywords=[ast.keyword(arg=k, value=v) for k, v in kwargs.items()]
-    )
+    def site(self, node: ast.AST, note: str, *, line: int | None = None, **data: Any) -> Site:
+        """A site of this rule at ``node`` (on its line unless ``line``), saying ``note``."""
+        return Site(self.id, line or int(getattr(node, "lineno", 0)), note, node, data)
 
+    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
+        if not self.ready(tree, module):
+            return []
+        return [site for node in ast.walk(tree.fn) for site in self.match(node, tree, module)]
 
-def attr(value: str | ast.expr, name: str) -> ast.Attribute:
-    v = name_load(value) if isinstance(value, str) else value
-    return ast.Attribute(value=v, attr=name, ctx=ast.Load())
+    def rewrite(self, tree: Tree, site: Site, emit: Emit) -> None:
+        raise NotImplementedError
 
-
-def assign(name: str, value: ast.expr) -> ast.Assign:
-    return ast.Assign(targets=[name_store(name)], value=value, lineno=0)
+    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
+        for site in sites:
+            self.rewrite(tree, site, emit)
+        return bool(sites)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from perfsmith.tools.rewrites.analysis import (
@@ -19,7 +19,8 @@ from perfsmith.tools.rewrites.analysis import (
     method_call,
     names_read,
 )
-from perfsmith.tools.rewrites.base import Emit, ModuleInfo, Site, assign, attr, call, name_load
+from perfsmith.tools.rewrites.base import Emit, ModuleInfo, NodeRule, Site
+from perfsmith.tools.rewrites.nodes import assign, attr, call, loop_items, name_load
 
 
 def _set_like(tree: Tree, name: str) -> bool:
@@ -266,16 +267,9 @@ class GrownListMembership:
                     ok = False
                     break
                 parent = tree.parents[use]
-                grand = tree.parents.get(parent)
-                if (
-                    isinstance(parent, ast.Attribute)
-                    and parent.attr == "append"
-                    and isinstance(grand, ast.Call)
-                    and len(grand.args) == 1
-                    and not isinstance(grand.args[0], ast.Starred)
-                    and isinstance(tree.parents.get(grand), ast.Expr)
-                ):
-                    stmt = tree.parents[grand]
+                append = tree.method_statement(use, "append", 1)
+                if append is not None:
+                    stmt = tree.parents[append]
                     assert isinstance(stmt, ast.Expr)
                     appends.append(stmt)
                 elif (
@@ -323,42 +317,38 @@ class GrownListMembership:
         return bool(sites)
 
 
-class PopFrontToDeque:
+class PopFrontToDeque(NodeRule):
     """`queue.pop(0)` on a list: every pop shifts the whole list; a deque pops in O(1)."""
 
     id = "pop-front-to-deque"
     title = "`some_list.pop(0)` (a queue): use collections.deque and popleft()"
 
+    def ready(self, tree: Tree, module: ModuleInfo) -> bool:
+        return module.module_free("collections")
+
     def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
-        if not module.module_free("collections"):
-            return []
-        sites: list[Site] = []
-        for node in ast.walk(tree.fn):
-            found = method_call(node, "pop")
-            if found is None or not tree.in_own_scope(node):
-                continue
-            name, pop = found
-            if not (len(pop.args) == 1 and _const(pop.args[0]) == 0 and tree.repeated_by(pop)):
-                continue
-            init = _single_binding(tree, name)
-            if init is None or not (
-                isinstance(init.value, ast.List | ast.ListComp)
-                or (isinstance(init.value, ast.Call) and is_name(init.value.func, "list"))
-            ):
-                continue
-            if all(self._queue_use(tree, u) for u in _uses(tree, name) if u is not init.targets[0]):
-                sites.append(
-                    Site(
-                        self.id,
-                        pop.lineno,
-                        f"`{name}.pop(0)` moves every item of the list {name!r}: a deque pops "
-                        "from the front in constant time",
-                        init,
-                        {"name": name},
-                    )
-                )
-        unique: dict[str, Site] = {s.data["name"]: s for s in sites}
-        return list(unique.values())
+        # one site per list, however many pops it has
+        return list({s.data["name"]: s for s in super().find(tree, module)}.values())
+
+    def match(self, node: ast.AST, tree: Tree, module: ModuleInfo) -> Iterator[Site]:
+        found = method_call(node, "pop")
+        if found is None or not tree.in_own_scope(node):
+            return
+        name, pop = found
+        if not (len(pop.args) == 1 and _const(pop.args[0]) == 0 and tree.repeated_by(pop)):
+            return
+        init = _single_binding(tree, name)
+        if init is None or not (
+            isinstance(init.value, ast.List | ast.ListComp)
+            or (isinstance(init.value, ast.Call) and is_name(init.value.func, "list"))
+        ):
+            return
+        if all(self._queue_use(tree, u) for u in _uses(tree, name) if u is not init.targets[0]):
+            note = (
+                f"`{name}.pop(0)` moves every item of the list {name!r}: a deque pops from the "
+                "front in constant time"
+            )
+            yield self.site(init, note, line=pop.lineno, name=name)
 
     @staticmethod
     def _queue_use(tree: Tree, use: ast.Name) -> bool:
@@ -386,21 +376,19 @@ class PopFrontToDeque:
             return True
         return isinstance(parent, ast.Compare) and use in parent.comparators
 
-    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
-        for site in sites:
-            init = site.node
-            assert isinstance(init, ast.Assign)
-            init.value = call(attr(emit.need_import("collections"), "deque"), init.value)
-            for use in _uses(tree, site.data["name"]):
-                parent = tree.parents[use]
-                grand = tree.parents.get(parent)
-                if not (isinstance(parent, ast.Attribute) and isinstance(grand, ast.Call)):
-                    continue
-                if parent.attr == "pop" and grand.args:
-                    parent.attr, grand.args = "popleft", []
-                elif parent.attr == "insert":
-                    parent.attr, grand.args = "appendleft", grand.args[1:]
-        return bool(sites)
+    def rewrite(self, tree: Tree, site: Site, emit: Emit) -> None:
+        init = site.node
+        assert isinstance(init, ast.Assign)
+        init.value = call(attr(emit.need_import("collections"), "deque"), init.value)
+        for use in _uses(tree, site.data["name"]):
+            parent = tree.parents[use]
+            grand = tree.parents.get(parent)
+            if not (isinstance(parent, ast.Attribute) and isinstance(grand, ast.Call)):
+                continue
+            if parent.attr == "pop" and grand.args:
+                parent.attr, grand.args = "popleft", []
+            elif parent.attr == "insert":
+                parent.attr, grand.args = "appendleft", grand.args[1:]
 
 
 def _const(node: ast.AST) -> object:
@@ -416,67 +404,51 @@ def _const(node: ast.AST) -> object:
     return None
 
 
-class InsertFrontToAppend:
+class InsertFrontToAppend(NodeRule):
     """`out.insert(0, x)` in a loop: append, then reverse once after the loop."""
 
     id = "insert-front-to-append-reverse"
     title = "`some_list.insert(0, x)` in a loop: append, and reverse once after the loop"
 
-    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
-        sites: list[Site] = []
-        for loop in ast.walk(tree.fn):
-            if not isinstance(loop, ast.For | ast.While) or loop.orelse:
+    def match(self, loop: ast.AST, tree: Tree, module: ModuleInfo) -> Iterator[Site]:
+        if not isinstance(loop, ast.For | ast.While) or loop.orelse:
+            return
+        if not tree.in_own_scope(loop) or any(
+            isinstance(n, ast.Return | ast.Yield | ast.YieldFrom | ast.Try) for n in ast.walk(loop)
+        ):
+            return
+        for name in sorted(names_read(loop)):
+            init = _single_binding(tree, name)
+            if init is None or not (isinstance(init.value, ast.List) and not init.value.elts):
                 continue
-            if not tree.in_own_scope(loop) or any(
-                isinstance(n, ast.Return | ast.Yield | ast.YieldFrom | ast.Try)
-                for n in ast.walk(loop)
-            ):
+            if not tree.bound_before(loop, name) or any(n is init for n in ast.walk(loop)):
                 continue
-            for name in sorted(names_read(loop)):
-                init = _single_binding(tree, name)
-                if init is None or not (isinstance(init.value, ast.List) and not init.value.elts):
-                    continue
-                if not tree.bound_before(loop, name) or any(n is init for n in ast.walk(loop)):
-                    continue
-                inserts = []
-                ok = True
-                for use in (u for u in ast.walk(loop) if is_name(u, name)):
-                    parent = tree.parents[use]
-                    grand = tree.parents.get(parent)
-                    if (
-                        isinstance(parent, ast.Attribute)
-                        and parent.attr == "insert"
-                        and isinstance(grand, ast.Call)
-                        and len(grand.args) == 2
-                        and _const(grand.args[0]) == 0
-                        and isinstance(tree.parents.get(grand), ast.Expr)
-                    ):
-                        inserts.append(grand)
-                    else:
-                        ok = False
-                if ok and inserts:
-                    sites.append(
-                        Site(
-                            self.id,
-                            inserts[0].lineno,
-                            f"`{name}.insert(0, ...)` shifts the whole list on every pass: "
-                            "append, and reverse once after the loop",
-                            loop,
-                            {"name": name, "inserts": inserts},
-                        )
-                    )
-        return sites
+            inserts = []
+            ok = True
+            for use in (u for u in ast.walk(loop) if is_name(u, name)):
+                insert = tree.method_statement(use, "insert", 2)
+                if insert is not None and _const(insert.args[0]) == 0:
+                    inserts.append(insert)
+                else:
+                    ok = False
+            if ok and inserts:
+                yield Site(
+                    self.id,
+                    inserts[0].lineno,
+                    f"`{name}.insert(0, ...)` shifts the whole list on every pass: "
+                    "append, and reverse once after the loop",
+                    loop,
+                    {"name": name, "inserts": inserts},
+                )
 
-    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
-        for site in sites:
-            for grand in site.data["inserts"]:
-                assert isinstance(grand.func, ast.Attribute)
-                grand.func.attr = "append"
-                grand.args = grand.args[1:]
-            loop = site.node
-            assert isinstance(loop, ast.stmt)
-            tree.insert_after(loop, [ast.Expr(call(attr(site.data["name"], "reverse")))])
-        return bool(sites)
+    def rewrite(self, tree: Tree, site: Site, emit: Emit) -> None:
+        for grand in site.data["inserts"]:
+            assert isinstance(grand.func, ast.Attribute)
+            grand.func.attr = "append"
+            grand.args = grand.args[1:]
+        loop = site.node
+        assert isinstance(loop, ast.stmt)
+        tree.insert_after(loop, [ast.Expr(call(attr(site.data["name"], "reverse")))])
 
 
 def _subscript_of(node: ast.AST, name: str) -> ast.expr | None:
@@ -508,21 +480,22 @@ def _counting_key(stmts: list[ast.stmt], name: str) -> ast.expr | None:
             and _const(s.value) == value
         )
 
-    if len(stmts) == 1 and isinstance(stmts[0], ast.If):
-        s = stmts[0]
+    def tested(s: ast.stmt) -> tuple[ast.If, ast.cmpop, ast.expr] | None:
+        """`if KEY in name:` (or `not in`) with one statement: the if, the test, KEY."""
+        if not (isinstance(s, ast.If) and len(s.body) == 1):
+            return None
         t = s.test
-        if (
-            isinstance(t, ast.Compare)
-            and len(t.ops) == 1
-            and is_name(t.comparators[0], name)
-            and len(s.body) == 1
-            and len(s.orelse) == 1
-        ):
-            k = t.left
-            if isinstance(t.ops[0], ast.In) and incr(s.body[0], k) and put(s.orelse[0], k, 1):
-                return k
-            if isinstance(t.ops[0], ast.NotIn) and put(s.body[0], k, 1) and incr(s.orelse[0], k):
-                return k
+        if isinstance(t, ast.Compare) and len(t.ops) == 1 and is_name(t.comparators[0], name):
+            return s, t.ops[0], t.left
+        return None
+
+    first = tested(stmts[0]) if stmts else None
+    if len(stmts) == 1 and first is not None and len(first[0].orelse) == 1:
+        s, op, k = first
+        if isinstance(op, ast.In) and incr(s.body[0], k) and put(s.orelse[0], k, 1):
+            return k
+        if isinstance(op, ast.NotIn) and put(s.body[0], k, 1) and incr(s.orelse[0], k):
+            return k
     if len(stmts) == 1 and isinstance(stmts[0], ast.Assign) and len(stmts[0].targets) == 1:
         key = _subscript_of(stmts[0].targets[0], name)
         v = stmts[0].value
@@ -541,91 +514,63 @@ def _counting_key(stmts: list[ast.stmt], name: str) -> ast.expr | None:
                 and _const(got[1].args[1]) == 0
             ):
                 return key
-    if len(stmts) == 2 and isinstance(stmts[0], ast.If):
-        s = stmts[0]
-        t = s.test
-        if (
-            isinstance(t, ast.Compare)
-            and len(t.ops) == 1
-            and isinstance(t.ops[0], ast.NotIn)
-            and is_name(t.comparators[0], name)
-            and len(s.body) == 1
-            and not s.orelse
-            and put(s.body[0], t.left, 0)
-            and incr(stmts[1], t.left)
-        ):
-            return t.left
+    if len(stmts) == 2 and first is not None and not first[0].orelse:
+        s, op, k = first
+        if isinstance(op, ast.NotIn) and put(s.body[0], k, 0) and incr(stmts[1], k):
+            return k
     return None
 
 
-class CountingLoopToCounter:
+class CountingLoopToCounter(NodeRule):
     """A dictionary of counts filled by hand in a loop: collections.Counter counts in C."""
 
     id = "counting-loop-to-counter"
     title = "counting into a dict by hand in a loop: collections.Counter counts in C"
 
-    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
-        if not module.module_free("collections"):
-            return []
-        sites: list[Site] = []
-        for loop in ast.walk(tree.fn):
-            if not isinstance(loop, ast.For) or loop.orelse or not tree.in_own_scope(loop):
-                continue
-            for name in sorted(names_read(loop)):
-                key = _counting_key(loop.body, name)
-                if key is None or not is_pure(key) or name in names_read(key):
-                    continue
-                if name in names_read(loop.iter):
-                    continue
-                block, i = tree.body_of(loop)
-                start = next(
-                    (
-                        j
-                        for j in range(i - 1, -1, -1)
-                        if isinstance(block[j], ast.Assign)
-                        and [ast.dump(t) for t in block[j].targets]  # type: ignore[attr-defined]
-                        == [ast.dump(ast.Name(id=name, ctx=ast.Store()))]
-                    ),
-                    None,
-                )
-                if start is None:
-                    continue
-                init = block[start]
-                assert isinstance(init, ast.Assign)
-                between = block[start + 1 : i]
-                fresh = isinstance(init.value, ast.Dict) and not init.value.keys
-                if fresh and not any(name in names_read(s) | bound_names(s) for s in between):
-                    sites.append(
-                        Site(
-                            self.id,
-                            loop.lineno,
-                            f"the loop at line {loop.lineno} counts into {name!r} one item at "
-                            "a time: collections.Counter does it in C",
-                            loop,
-                            {"name": name, "key": key},
-                        )
-                    )
-        return sites
+    def ready(self, tree: Tree, module: ModuleInfo) -> bool:
+        return module.module_free("collections")
 
-    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
-        counter = attr(emit.need_import("collections"), "Counter")
-        for site in sites:
-            loop = site.node
-            assert isinstance(loop, ast.For)
-            key = site.data["key"]
-            items: ast.expr
-            if isinstance(loop.target, ast.Name) and is_name(key, loop.target.id):
-                items = loop.iter
-            else:
-                items = ast.GeneratorExp(
-                    elt=key,
-                    generators=[
-                        ast.comprehension(target=loop.target, iter=loop.iter, ifs=[], is_async=0)
-                    ],
-                )
-            update = ast.Expr(
-                call(attr(site.data["name"], "update"), call(copy.copy(counter), items))
-            )
+    def match(self, loop: ast.AST, tree: Tree, module: ModuleInfo) -> Iterator[Site]:
+        if not isinstance(loop, ast.For) or loop.orelse or not tree.in_own_scope(loop):
+            return
+        for name in sorted(names_read(loop)):
+            key = _counting_key(loop.body, name)
+            if key is None or not is_pure(key) or name in names_read(key):
+                continue
+            if name in names_read(loop.iter):
+                continue
             block, i = tree.body_of(loop)
-            block[i] = update
-        return bool(sites)
+            start = next(
+                (
+                    j
+                    for j in range(i - 1, -1, -1)
+                    if isinstance(block[j], ast.Assign)
+                    and [ast.dump(t) for t in block[j].targets]  # type: ignore[attr-defined]
+                    == [ast.dump(ast.Name(id=name, ctx=ast.Store()))]
+                ),
+                None,
+            )
+            if start is None:
+                continue
+            init = block[start]
+            assert isinstance(init, ast.Assign)
+            between = block[start + 1 : i]
+            fresh = isinstance(init.value, ast.Dict) and not init.value.keys
+            if fresh and not any(name in names_read(s) | bound_names(s) for s in between):
+                yield Site(
+                    self.id,
+                    loop.lineno,
+                    f"the loop at line {loop.lineno} counts into {name!r} one item at "
+                    "a time: collections.Counter does it in C",
+                    loop,
+                    {"name": name, "key": key},
+                )
+
+    def rewrite(self, tree: Tree, site: Site, emit: Emit) -> None:
+        counter = attr(emit.need_import("collections"), "Counter")
+        loop = site.node
+        assert isinstance(loop, ast.For)
+        key = site.data["key"]
+        items = loop_items(loop, key)
+        block, i = tree.body_of(loop)
+        block[i] = ast.Expr(call(attr(site.data["name"], "update"), call(counter, items)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import copy
+from collections.abc import Iterator
 
 from perfsmith.tools.rewrites.analysis import (
     COSTLY_PURE_CALLS,
@@ -17,16 +18,8 @@ from perfsmith.tools.rewrites.analysis import (
     mutated_names,
     names_read,
 )
-from perfsmith.tools.rewrites.base import (
-    Emit,
-    ModuleInfo,
-    Site,
-    assign,
-    attr,
-    call,
-    name_load,
-    name_store,
-)
+from perfsmith.tools.rewrites.base import Emit, ModuleInfo, NodeRule, Site
+from perfsmith.tools.rewrites.nodes import assign, attr, call, loop_items, name_load, name_store
 
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp)
 
@@ -123,40 +116,35 @@ class HoistInvariant:
         return bool(sites)
 
 
-class HoistModuleAttribute:
+class HoistModuleAttribute(NodeRule):
     """`math.sqrt(x)` in a hot loop looks `sqrt` up in the module on every call."""
 
     id = "hoist-module-attribute"
     title = "a module function looked up on every pass of a loop: bind it to a local once"
 
-    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
-        sites: list[Site] = []
-        for node in ast.walk(tree.fn):
-            if not (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and isinstance(node.func.value, ast.Name)
-                and node.func.value.id in module.imports
-                and tree.in_own_scope(node)
-            ):
-                continue
-            mod = node.func.value.id
-            if mod in bound_names(tree.fn):
-                continue
-            point = tree.hoist_point(node.func, {mod})
-            if point is None or not isinstance(point, ast.For | ast.While):
-                continue
-            sites.append(
-                Site(
-                    self.id,
-                    node.lineno,
-                    f"`{mod}.{node.func.attr}` is looked up in the module on every pass of "
-                    f"the loop at line {point.lineno}: bind it to a local name once",
-                    node.func,
-                    {"point": point},
-                )
-            )
-        return sites
+    def match(self, node: ast.AST, tree: Tree, module: ModuleInfo) -> Iterator[Site]:
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in module.imports
+            and tree.in_own_scope(node)
+        ):
+            return
+        mod = node.func.value.id
+        if mod in bound_names(tree.fn):
+            return
+        point = tree.hoist_point(node.func, {mod})
+        if point is None or not isinstance(point, ast.For | ast.While):
+            return
+        yield Site(
+            self.id,
+            node.lineno,
+            f"`{mod}.{node.func.attr}` is looked up in the module on every pass of "
+            f"the loop at line {point.lineno}: bind it to a local name once",
+            node.func,
+            {"point": point},
+        )
 
     def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
         done: dict[tuple[int, str], str] = {}
@@ -202,77 +190,68 @@ def _renamed(node: ast.AST, names: dict[str, str]) -> ast.AST:
     return new
 
 
-class NestedLoopToIndex:
+class NestedLoopToIndex(NodeRule):
     """`for a in A: for b in B: if key(b) == key(a): ...` scans B for every a: group B by
     its key once, then look each a's matches up."""
 
     id = "nested-loop-to-dict-index"
     title = "a nested loop that looks items up by key: index the inner collection once"
 
-    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
-        sites: list[Site] = []
-        for inner in ast.walk(tree.fn):
-            if not (
-                isinstance(inner, ast.For)
-                and not inner.orelse
-                and isinstance(inner.target, ast.Name | ast.Tuple)
-                and isinstance(inner.iter, ast.Name)
-                and len(inner.body) == 1
-                and isinstance(inner.body[0], ast.If)
-                and tree.in_own_scope(inner)
-            ):
-                continue
-            cond = inner.body[0].test
-            tests = (
-                cond.values
-                if isinstance(cond, ast.BoolOp) and isinstance(cond.op, ast.And)
-                else [cond]
-            )
-            bound, coll = bound_names(inner.target), inner.iter.id
-            keys = _key_side(tests[0], bound)
-            if keys is None:
-                continue
-            mine, other = keys
-            point = tree.hoist_point(inner, {coll})
-            outer = point if isinstance(point, ast.For | ast.While) else None
-            if outer is None or changed_names(outer) & names_read(mine) - bound:
-                continue
-            sites.append(
-                Site(
-                    self.id,
-                    inner.lineno,
-                    f"the loop at line {inner.lineno} scans {coll!r} for items whose "
-                    f"`{ast.unparse(mine)}` equals `{ast.unparse(other)}`, once per pass of the "
-                    f"loop at line {outer.lineno}: group {coll!r} by that key once",
-                    inner,
-                    {"point": outer, "mine": mine, "other": other},
-                )
-            )
-        return sites
+    def match(self, inner: ast.AST, tree: Tree, module: ModuleInfo) -> Iterator[Site]:
+        if not (
+            isinstance(inner, ast.For)
+            and not inner.orelse
+            and isinstance(inner.target, ast.Name | ast.Tuple)
+            and isinstance(inner.iter, ast.Name)
+            and len(inner.body) == 1
+            and isinstance(inner.body[0], ast.If)
+            and tree.in_own_scope(inner)
+        ):
+            return
+        cond = inner.body[0].test
+        tests = (
+            cond.values if isinstance(cond, ast.BoolOp) and isinstance(cond.op, ast.And) else [cond]
+        )
+        bound, coll = bound_names(inner.target), inner.iter.id
+        keys = _key_side(tests[0], bound)
+        if keys is None:
+            return
+        mine, other = keys
+        point = tree.hoist_point(inner, {coll})
+        outer = point if isinstance(point, ast.For | ast.While) else None
+        if outer is None or changed_names(outer) & names_read(mine) - bound:
+            return
+        yield Site(
+            self.id,
+            inner.lineno,
+            f"the loop at line {inner.lineno} scans {coll!r} for items whose "
+            f"`{ast.unparse(mine)}` equals `{ast.unparse(other)}`, once per pass of the "
+            f"loop at line {outer.lineno}: group {coll!r} by that key once",
+            inner,
+            {"point": outer, "mine": mine, "other": other},
+        )
 
-    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
-        for site in sites:
-            inner = site.node
-            assert isinstance(inner, ast.For) and isinstance(inner.iter, ast.Name)
-            coll = inner.iter.id
-            index = emit.name(f"_{coll}_by_key")
-            item = emit.name("_item")
-            # the loop's own variables keep their values: the index uses fresh names
-            fresh = {n: emit.name(f"_{n}") for n in sorted(bound_names(inner.target))}
-            target = ast.unparse(_renamed(inner.target, fresh))
-            key = ast.unparse(_renamed(site.data["mine"], fresh))
-            build = ast.parse(
-                f"{index} = {{}}\n"
-                f"for {item} in {coll}:\n"
-                f"    {target} = {item}\n"
-                f"    {index}.setdefault({key}, []).append({item})\n"
-            ).body
-            tree.insert_before(site.data["point"], build)
-            # the test stays: it keeps deciding, the index only skips the items that cannot match
-            inner.iter = call(
-                attr(index, "get"), site.data["other"], ast.Tuple(elts=[], ctx=ast.Load())
-            )
-        return bool(sites)
+    def rewrite(self, tree: Tree, site: Site, emit: Emit) -> None:
+        inner = site.node
+        assert isinstance(inner, ast.For) and isinstance(inner.iter, ast.Name)
+        coll = inner.iter.id
+        index = emit.name(f"_{coll}_by_key")
+        item = emit.name("_item")
+        # the loop's own variables keep their values: the index uses fresh names
+        fresh = {n: emit.name(f"_{n}") for n in sorted(bound_names(inner.target))}
+        target = ast.unparse(_renamed(inner.target, fresh))
+        key = ast.unparse(_renamed(site.data["mine"], fresh))
+        build = ast.parse(
+            f"{index} = {{}}\n"
+            f"for {item} in {coll}:\n"
+            f"    {target} = {item}\n"
+            f"    {index}.setdefault({key}, []).append({item})\n"
+        ).body
+        tree.insert_before(site.data["point"], build)
+        # the test stays: it keeps deciding, the index only skips the items that cannot match
+        inner.iter = call(
+            attr(index, "get"), site.data["other"], ast.Tuple(elts=[], ctx=ast.Load())
+        )
 
 
 def _block_init(tree: Tree, loop: ast.stmt, name: str) -> ast.Assign | None:
@@ -298,41 +277,35 @@ def _spine(expr: ast.expr, name: str) -> list[ast.expr] | None:
     return None
 
 
-class StringConcatToJoin:
+class StringConcatToJoin(NodeRule):
     """`s += piece` (or `s = s + a + b`) in a loop copies the string built so far."""
 
     id = "string-concat-to-join"
     title = "a string built with `+=` in a loop: collect the pieces, join once"
 
-    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
-        sites: list[Site] = []
-        for loop in ast.walk(tree.fn):
-            if not isinstance(loop, ast.For | ast.While) or not tree.in_own_scope(loop):
-                continue
-            if any(
-                isinstance(n, ast.Return | ast.Yield | ast.YieldFrom | ast.Try)
-                for n in ast.walk(loop)
+    def match(self, loop: ast.AST, tree: Tree, module: ModuleInfo) -> Iterator[Site]:
+        if not isinstance(loop, ast.For | ast.While) or not tree.in_own_scope(loop):
+            return
+        if any(
+            isinstance(n, ast.Return | ast.Yield | ast.YieldFrom | ast.Try) for n in ast.walk(loop)
+        ):
+            return
+        for name in sorted(bound_names(loop)):
+            init = _block_init(tree, loop, name)
+            if init is None or not (
+                isinstance(init.value, ast.Constant) and isinstance(init.value.value, str)
             ):
                 continue
-            for name in sorted(bound_names(loop)):
-                init = _block_init(tree, loop, name)
-                if init is None or not (
-                    isinstance(init.value, ast.Constant) and isinstance(init.value.value, str)
-                ):
-                    continue
-                pieces = self._pieces(loop, name)
-                if pieces:
-                    sites.append(
-                        Site(
-                            self.id,
-                            pieces[0][0].lineno,
-                            f"`{ast.unparse(pieces[0][0])}` copies the whole string {name!r} "
-                            "on every pass: collect the pieces in a list and join once",
-                            loop,
-                            {"name": name, "pieces": pieces},
-                        )
-                    )
-        return sites
+            pieces = self._pieces(loop, name)
+            if pieces:
+                yield Site(
+                    self.id,
+                    pieces[0][0].lineno,
+                    f"`{ast.unparse(pieces[0][0])}` copies the whole string {name!r} "
+                    "on every pass: collect the pieces in a list and join once",
+                    loop,
+                    {"name": name, "pieces": pieces},
+                )
 
     @staticmethod
     def _pieces(loop: ast.stmt, name: str) -> list[tuple[ast.stmt, list[ast.expr]]] | None:
@@ -365,164 +338,136 @@ class StringConcatToJoin:
         others = [n for n in ast.walk(loop) if is_name(n, name) and id(n) not in covered]
         return found if found and not others else None
 
-    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
-        for site in sites:
-            name, loop = site.data["name"], site.node
-            assert isinstance(loop, ast.stmt)
-            parts_var = emit.name(f"_{name}_parts")
-            tree.insert_before(
-                loop, [assign(parts_var, ast.List(elts=[name_load(name)], ctx=ast.Load()))]
-            )
-            for stmt, pieces in site.data["pieces"]:
-                if len(pieces) == 1:
-                    new = ast.Expr(call(attr(parts_var, "append"), pieces[0]))
-                else:
-                    new = ast.Expr(
-                        call(attr(parts_var, "extend"), ast.Tuple(elts=pieces, ctx=ast.Load()))
-                    )
-                block, i = tree.body_of(stmt)
-                block[i] = new
-            joined = call(attr(ast.Constant(""), "join"), name_load(parts_var))
-            tree.insert_after(
-                loop, [ast.Assign(targets=[name_store(name)], value=joined, lineno=0)]
-            )
-        return bool(sites)
+    def rewrite(self, tree: Tree, site: Site, emit: Emit) -> None:
+        name, loop = site.data["name"], site.node
+        assert isinstance(loop, ast.stmt)
+        parts_var = emit.name(f"_{name}_parts")
+        tree.insert_before(
+            loop, [assign(parts_var, ast.List(elts=[name_load(name)], ctx=ast.Load()))]
+        )
+        for stmt, pieces in site.data["pieces"]:
+            if len(pieces) == 1:
+                new = ast.Expr(call(attr(parts_var, "append"), pieces[0]))
+            else:
+                new = ast.Expr(
+                    call(attr(parts_var, "extend"), ast.Tuple(elts=pieces, ctx=ast.Load()))
+                )
+            block, i = tree.body_of(stmt)
+            block[i] = new
+        joined = call(attr(ast.Constant(""), "join"), name_load(parts_var))
+        tree.insert_after(loop, [ast.Assign(targets=[name_store(name)], value=joined, lineno=0)])
 
 
-class AccumulateToSum:
+class AccumulateToSum(NodeRule):
     """`total += f(x)` over a loop: sum() runs the same additions in C."""
 
     id = "accumulate-to-sum"
     title = "a number accumulated one item at a time: sum() over a generator"
 
-    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
-        if not module.builtin_free(tree, "sum"):
-            return []
-        sites: list[Site] = []
-        for loop in ast.walk(tree.fn):
-            if not (
-                isinstance(loop, ast.For)
-                and not loop.orelse
-                and len(loop.body) == 1
-                and tree.in_own_scope(loop)
-            ):
-                continue
-            s = loop.body[0]
-            if (
-                isinstance(s, ast.AugAssign)
-                and isinstance(s.op, ast.Add)
-                and isinstance(s.target, ast.Name)
-            ):
-                name, term = s.target.id, s.value
-            elif (
-                isinstance(s, ast.Assign)
-                and len(s.targets) == 1
-                and isinstance(s.targets[0], ast.Name)
-            ):
-                parts = _spine(s.value, s.targets[0].id)
-                if parts is None or len(parts) != 1:
-                    continue
-                name, term = s.targets[0].id, parts[0]
-            else:
-                continue
-            if name in names_read(term) or not is_pure(term) or name in names_read(loop.iter):
-                continue
-            init = _block_init(tree, loop, name)
-            if init is None or not (
-                isinstance(init.value, ast.Constant) and type(init.value.value) in (int, float)
-            ):
-                continue
-            sites.append(
-                Site(
-                    self.id,
-                    s.lineno,
-                    f"{name!r} is accumulated one item at a time in the loop at line "
-                    f"{loop.lineno}: sum() does the same additions in C",
-                    loop,
-                    {"name": name, "term": term},
-                )
-            )
-        return sites
+    def ready(self, tree: Tree, module: ModuleInfo) -> bool:
+        return module.builtin_free(tree, "sum")
 
-    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
-        for site in sites:
-            loop = site.node
-            assert isinstance(loop, ast.For)
-            name, term = site.data["name"], site.data["term"]
-            items: ast.expr
-            if isinstance(loop.target, ast.Name) and is_name(term, loop.target.id):
-                items = loop.iter
-            else:
-                items = ast.GeneratorExp(
-                    elt=term,
-                    generators=[
-                        ast.comprehension(target=loop.target, iter=loop.iter, ifs=[], is_async=0)
-                    ],
-                )
-            block, i = tree.body_of(loop)
-            block[i] = ast.Assign(
-                targets=[name_store(name)], value=call("sum", items, name_load(name)), lineno=0
-            )
-        return bool(sites)
+    def match(self, loop: ast.AST, tree: Tree, module: ModuleInfo) -> Iterator[Site]:
+        if not (
+            isinstance(loop, ast.For)
+            and not loop.orelse
+            and len(loop.body) == 1
+            and tree.in_own_scope(loop)
+        ):
+            return
+        s = loop.body[0]
+        if (
+            isinstance(s, ast.AugAssign)
+            and isinstance(s.op, ast.Add)
+            and isinstance(s.target, ast.Name)
+        ):
+            name, term = s.target.id, s.value
+        elif (
+            isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)
+        ):
+            parts = _spine(s.value, s.targets[0].id)
+            if parts is None or len(parts) != 1:
+                return
+            name, term = s.targets[0].id, parts[0]
+        else:
+            return
+        if name in names_read(term) or not is_pure(term) or name in names_read(loop.iter):
+            return
+        init = _block_init(tree, loop, name)
+        if init is None or not (
+            isinstance(init.value, ast.Constant) and type(init.value.value) in (int, float)
+        ):
+            return
+        yield Site(
+            self.id,
+            s.lineno,
+            f"{name!r} is accumulated one item at a time in the loop at line "
+            f"{loop.lineno}: sum() does the same additions in C",
+            loop,
+            {"name": name, "term": term},
+        )
+
+    def rewrite(self, tree: Tree, site: Site, emit: Emit) -> None:
+        loop = site.node
+        assert isinstance(loop, ast.For)
+        name, term = site.data["name"], site.data["term"]
+        items = loop_items(loop, term)
+        block, i = tree.body_of(loop)
+        block[i] = ast.Assign(
+            targets=[name_store(name)], value=call("sum", items, name_load(name)), lineno=0
+        )
 
 
-class IndexLoopToIteration:
+class IndexLoopToIteration(NodeRule):
     """`for i in range(len(xs)): ... xs[i] ...` where `i` only indexes `xs`."""
 
     id = "index-loop-to-iteration"
     title = "`for i in range(len(xs))` that only reads `xs[i]`: iterate over xs directly"
 
-    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
-        if not (module.builtin_free(tree, "range") and module.builtin_free(tree, "len")):
-            return []
-        sites: list[Site] = []
-        for loop in ast.walk(tree.fn):
-            if not (
-                isinstance(loop, ast.For)
-                and isinstance(loop.target, ast.Name)
-                and isinstance(loop.iter, ast.Call)
-                and is_name(loop.iter.func, "range")
-                and len(loop.iter.args) == 1
-                and isinstance(loop.iter.args[0], ast.Call)
-                and is_name(loop.iter.args[0].func, "len")
-                and len(loop.iter.args[0].args) == 1
-                and isinstance(loop.iter.args[0].args[0], ast.Name)
-                and tree.in_own_scope(loop)
-            ):
-                continue
-            i, xs = loop.target.id, loop.iter.args[0].args[0].id
-            if xs in changed_names(loop) or "*" in mutated_names(loop):
-                continue
-            uses = [n for n in ast.walk(tree.fn) if is_name(n, i)]
-            reads = [n for n in uses if n is not loop.target]
-            if not reads or not all(
-                isinstance(tree.parents[n], ast.Subscript)
-                and tree.parents[n].slice is n  # type: ignore[attr-defined]
-                and is_name(tree.parents[n].value, xs)  # type: ignore[attr-defined]
-                and isinstance(tree.parents[n].ctx, ast.Load)  # type: ignore[attr-defined]
-                and any(a is loop for a in tree.ancestors(n))
-                for n in reads
-            ):
-                continue
-            sites.append(
-                Site(
-                    self.id,
-                    loop.lineno,
-                    f"`for {i} in range(len({xs}))` only reads `{xs}[{i}]`: iterate over "
-                    f"{xs!r} directly",
-                    loop,
-                    {"i": i, "xs": xs, "reads": reads},
-                )
-            )
-        return sites
+    def ready(self, tree: Tree, module: ModuleInfo) -> bool:
+        return module.builtin_free(tree, "range") and module.builtin_free(tree, "len")
 
-    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
-        for site in sites:
-            loop = site.node
-            assert isinstance(loop, ast.For)
-            item = emit.name(f"{site.data['xs']}_item")
-            loop.target = name_store(item)
-            loop.iter = name_load(site.data["xs"])
-            for n in site.data["reads"]:
-                tree.replace(tree.parents[n], name_load(item))
-        return bool(sites)
+    def match(self, loop: ast.AST, tree: Tree, module: ModuleInfo) -> Iterator[Site]:
+        if not (
+            isinstance(loop, ast.For)
+            and isinstance(loop.target, ast.Name)
+            and isinstance(loop.iter, ast.Call)
+            and is_name(loop.iter.func, "range")
+            and len(loop.iter.args) == 1
+            and isinstance(loop.iter.args[0], ast.Call)
+            and is_name(loop.iter.args[0].func, "len")
+            and len(loop.iter.args[0].args) == 1
+            and isinstance(loop.iter.args[0].args[0], ast.Name)
+            and tree.in_own_scope(loop)
+        ):
+            return
+        i, xs = loop.target.id, loop.iter.args[0].args[0].id
+        if xs in changed_names(loop) or "*" in mutated_names(loop):
+            return
+        uses = [n for n in ast.walk(tree.fn) if is_name(n, i)]
+        reads = [n for n in uses if n is not loop.target]
+        if not reads or not all(
+            isinstance(tree.parents[n], ast.Subscript)
+            and tree.parents[n].slice is n  # type: ignore[attr-defined]
+            and is_name(tree.parents[n].value, xs)  # type: ignore[attr-defined]
+            and isinstance(tree.parents[n].ctx, ast.Load)  # type: ignore[attr-defined]
+            and any(a is loop for a in tree.ancestors(n))
+            for n in reads
+        ):
+            return
+        yield Site(
+            self.id,
+            loop.lineno,
+            f"`for {i} in range(len({xs}))` only reads `{xs}[{i}]`: iterate over {xs!r} directly",
+            loop,
+            {"i": i, "xs": xs, "reads": reads},
+        )
+
+    def rewrite(self, tree: Tree, site: Site, emit: Emit) -> None:
+        loop = site.node
+        assert isinstance(loop, ast.For)
+        item = emit.name(f"{site.data['xs']}_item")
+        loop.target = name_store(item)
+        loop.iter = name_load(site.data["xs"])
+        for n in site.data["reads"]:
+            tree.replace(tree.parents[n], name_load(item))

@@ -4,9 +4,11 @@ first k, taken from a fully sorted copy."""
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 
 from perfsmith.tools.rewrites.analysis import Tree, bound_names, is_name
-from perfsmith.tools.rewrites.base import Emit, ModuleInfo, Site, attr, call
+from perfsmith.tools.rewrites.base import Emit, ModuleInfo, NodeRule, Site
+from perfsmith.tools.rewrites.nodes import attr, call
 
 
 def _sorted_call(node: ast.AST, tree: Tree, module: ModuleInfo) -> ast.Call | None:
@@ -50,102 +52,78 @@ def _index(node: ast.expr) -> int | None:
     return None
 
 
-class SortedEndToMinMax:
+class SortedEndToMinMax(NodeRule):
     """`sorted(xs)[0]` / `sorted(xs)[-1]` sorts everything to read one end."""
 
     id = "sorted-end-to-min-max"
     title = "`sorted(xs)[0]` or `[-1]`: min() or max() reads the list once"
 
-    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
-        sites = []
-        for node in ast.walk(tree.fn):
-            if not (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load)):
-                continue
-            inner = _sorted_call(node.value, tree, module)
-            reverse = _reverse(inner) if inner is not None else None
-            if inner is None or reverse is None:
-                continue
-            end = _index(node.slice)
-            keyed = bool(_key(inner))
-            # ties: sorted() is stable and min()/max() return the first extreme item, so
-            # with a key only the end that keeps the first of equal items is the same
-            if end == 0:
-                fn = "max" if reverse else "min"
-            elif end == -1 and not keyed:
-                fn = "min" if reverse else "max"
-            else:
-                continue
-            if any(n in bound_names(tree.fn) | module.names for n in ("min", "max")):
-                continue
-            sites.append(
-                Site(
-                    self.id,
-                    node.lineno,
-                    f"`{ast.unparse(node)}` sorts everything to read one end: {fn}() reads "
-                    "each item once",
-                    node,
-                    {"last": end == -1, "inner": inner},
-                )
-            )
-        return sites
+    def ready(self, tree: Tree, module: ModuleInfo) -> bool:
+        return not any(n in bound_names(tree.fn) | module.names for n in ("min", "max"))
 
-    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
-        for site in sites:
-            inner = site.data["inner"]
-            options = {k.arg: k.value for k in inner.keywords if k.arg is not None}
-            helper = emit.helper("_sorted_last" if site.data["last"] else "_sorted_first")
-            tree.replace(site.node, call(helper, inner.args[0], **options))
-        return bool(sites)
+    def match(self, node: ast.AST, tree: Tree, module: ModuleInfo) -> Iterator[Site]:
+        if not (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load)):
+            return
+        inner = _sorted_call(node.value, tree, module)
+        reverse = _reverse(inner) if inner is not None else None
+        if inner is None or reverse is None:
+            return
+        end = _index(node.slice)
+        # ties: sorted() is stable and min()/max() return the first extreme item, so
+        # with a key only the end that keeps the first of equal items is the same
+        if end == 0:
+            fn = "max" if reverse else "min"
+        elif end == -1 and not _key(inner):
+            fn = "min" if reverse else "max"
+        else:
+            return
+        note = (
+            f"`{ast.unparse(node)}` sorts everything to read one end: {fn}() reads each item once"
+        )
+        yield self.site(node, note, last=end == -1, inner=inner)
+
+    def rewrite(self, tree: Tree, site: Site, emit: Emit) -> None:
+        inner = site.data["inner"]
+        options = {k.arg: k.value for k in inner.keywords if k.arg is not None}
+        helper = emit.helper("_sorted_last" if site.data["last"] else "_sorted_first")
+        tree.replace(site.node, call(helper, inner.args[0], **options))
 
 
-class SortedPrefixToHeap:
+class SortedPrefixToHeap(NodeRule):
     """`sorted(xs)[:k]` sorts everything to keep k items; heapq keeps k as it goes
     (documented to equal `sorted(xs, key=key)[:k]`)."""
 
     id = "sorted-prefix-to-heapq"
     title = "`sorted(xs)[:k]`: heapq.nsmallest / nlargest keep only k items"
 
-    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
-        if not module.module_free("heapq"):
-            return []
-        sites = []
-        for node in ast.walk(tree.fn):
-            if not (
-                isinstance(node, ast.Subscript)
-                and isinstance(node.ctx, ast.Load)
-                and isinstance(node.slice, ast.Slice)
-                and node.slice.lower is None
-                and node.slice.step is None
-                and node.slice.upper is not None
-            ):
-                continue
-            inner = _sorted_call(node.value, tree, module)
-            reverse = _reverse(inner) if inner is not None else None
-            k = _index(node.slice.upper)
-            # a negative bound means "all but the last": not a heap's job
-            if inner is None or reverse is None or k is None or k < 0:
-                continue
-            sites.append(
-                Site(
-                    self.id,
-                    node.lineno,
-                    f"`{ast.unparse(node)}` sorts everything to keep {k} item(s): heapq keeps "
-                    f"only {k}",
-                    node,
-                    {"fn": "nlargest" if reverse else "nsmallest", "inner": inner, "k": k},
-                )
-            )
-        return sites
+    def ready(self, tree: Tree, module: ModuleInfo) -> bool:
+        return module.module_free("heapq")
 
-    def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
-        heapq = emit.need_import("heapq")
-        for site in sites:
-            inner = site.data["inner"]
-            new = call(
-                attr(heapq, site.data["fn"]),
-                ast.Constant(site.data["k"]),
-                inner.args[0],
-                **{k.arg: k.value for k in _key(inner) if k.arg is not None},
-            )
-            tree.replace(site.node, new)
-        return bool(sites)
+    def match(self, node: ast.AST, tree: Tree, module: ModuleInfo) -> Iterator[Site]:
+        if not (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Load)
+            and isinstance(node.slice, ast.Slice)
+            and node.slice.lower is None
+            and node.slice.step is None
+            and node.slice.upper is not None
+        ):
+            return
+        inner = _sorted_call(node.value, tree, module)
+        reverse = _reverse(inner) if inner is not None else None
+        k = _index(node.slice.upper)
+        # a negative bound means "all but the last": not a heap's job
+        if inner is None or reverse is None or k is None or k < 0:
+            return
+        note = f"`{ast.unparse(node)}` sorts everything to keep {k} item(s): heapq keeps only {k}"
+        yield self.site(node, note, fn="nlargest" if reverse else "nsmallest", inner=inner, k=k)
+
+    def rewrite(self, tree: Tree, site: Site, emit: Emit) -> None:
+        inner = site.data["inner"]
+        new = call(
+            attr(emit.need_import("heapq"), site.data["fn"]),
+            ast.Constant(site.data["k"]),
+            inner.args[0],
+            **{k.arg: k.value for k in _key(inner) if k.arg is not None},
+        )
+        tree.replace(site.node, new)

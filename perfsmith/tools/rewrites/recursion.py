@@ -13,7 +13,8 @@ from perfsmith.tools.rewrites.analysis import (
     parameters,
     pure_call,
 )
-from perfsmith.tools.rewrites.base import Emit, ModuleInfo, Site, attr, call, name_load
+from perfsmith.tools.rewrites.base import Emit, ModuleInfo, Site
+from perfsmith.tools.rewrites.nodes import attr, call, name_load
 
 _UNHASHABLE = {"list", "dict", "set", "List", "Dict", "Set", "bytearray"}
 

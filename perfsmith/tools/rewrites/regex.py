@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 
 from perfsmith.tools.rewrites.analysis import Tree, bound_names
-from perfsmith.tools.rewrites.base import Emit, ModuleInfo, Site, assign, attr, call, name_load
+from perfsmith.tools.rewrites.base import Emit, ModuleInfo, NodeRule, Site
+from perfsmith.tools.rewrites.nodes import assign, attr, call, name_load
 
 # re function -> how many positional arguments (pattern included) it takes before flags
 _FUNCTIONS = {
@@ -32,53 +34,49 @@ def _flags(node: ast.expr, re_name: str) -> bool:
     return True
 
 
-class PrecompileRegex:
+def _re_name(module: ModuleInfo) -> str | None:
+    """The name the module imports ``re`` as, if it does."""
+    return next((name for name, mod in module.imports.items() if mod == "re"), None)
+
+
+class PrecompileRegex(NodeRule):
     """`re.search(r"...", s)` with a literal pattern: compile it once at import."""
 
     id = "precompile-regex"
     title = "`re.match(LITERAL, s)` or `re.compile(LITERAL)` on every call: compile once"
 
-    def find(self, tree: Tree, module: ModuleInfo) -> list[Site]:
-        re_names = [name for name, mod in module.imports.items() if mod == "re"]
-        if not re_names:
-            return []
-        re_name = re_names[0]
-        if re_name in bound_names(tree.fn):
-            return []
-        sites = []
-        for node in ast.walk(tree.fn):
-            if not (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and isinstance(node.func.value, ast.Name)
-                and node.func.value.id == re_name
-                and node.func.attr in _FUNCTIONS
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str | bytes)
-                and len(node.args) <= _FUNCTIONS[node.func.attr]
-                and not any(isinstance(a, ast.Starred) for a in node.args)
-                and all(k.arg is not None for k in node.keywords)
-            ):
-                continue
-            flags = [k for k in node.keywords if k.arg == "flags"]
-            if flags and not _flags(flags[0].value, re_name):
-                continue
-            try:  # an invalid pattern must keep failing where it failed: at the call
-                re.compile(node.args[0].value)
-            except (re.error, TypeError):
-                continue
-            sites.append(
-                Site(
-                    self.id,
-                    node.lineno,
-                    f"`{re_name}.{node.func.attr}` with the pattern {node.args[0].value!r:.40} "
-                    "looks it up on every call: compile it once",
-                    node,
-                    {"re": re_name, "flags": flags[0].value if flags else None},
-                )
-            )
-        return sites
+    def ready(self, tree: Tree, module: ModuleInfo) -> bool:
+        re_name = _re_name(module)
+        return re_name is not None and re_name not in bound_names(tree.fn)
+
+    def match(self, node: ast.AST, tree: Tree, module: ModuleInfo) -> Iterator[Site]:
+        re_name = _re_name(module)
+        if re_name is None or not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == re_name
+            and node.func.attr in _FUNCTIONS
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str | bytes)
+            and len(node.args) <= _FUNCTIONS[node.func.attr]
+            and not any(isinstance(a, ast.Starred) for a in node.args)
+            and all(k.arg is not None for k in node.keywords)
+        ):
+            return
+        flags = [k for k in node.keywords if k.arg == "flags"]
+        if flags and not _flags(flags[0].value, re_name):
+            return
+        try:  # an invalid pattern must keep failing where it failed: at the call
+            re.compile(node.args[0].value)
+        except (re.error, TypeError):
+            return
+        note = (
+            f"`{re_name}.{node.func.attr}` with the pattern {node.args[0].value!r:.40} looks "
+            "it up on every call: compile it once"
+        )
+        yield self.site(node, note, re=re_name, flags=flags[0].value if flags else None)
 
     def apply(self, tree: Tree, sites: list[Site], emit: Emit) -> bool:
         compiled: dict[str, str] = {}

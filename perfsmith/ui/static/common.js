@@ -3,6 +3,23 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
+
+// Every page's header (filled in here, before the page's own script runs): perfsmith, the
+// page's tagline, a link to the other page, and the API token's form and state line.
+(function fillHeader() {
+  const header = $("header");
+  header.innerHTML = `<h1>perfsmith</h1> <span class="tagline"></span> <a class="navlink"></a>
+    <form id="token-form" class="token" autocomplete="off">
+      <label for="token-input">API token</label>
+      <input id="token-input" type="password" placeholder="psk_…" spellcheck="false">
+      <button type="submit">Use</button>
+      <span id="token-state" role="status"></span>
+    </form>`;
+  header.querySelector(".tagline").textContent = header.dataset.tagline;
+  const link = header.querySelector(".navlink");
+  link.href = header.dataset.link;
+  link.textContent = header.dataset.label;
+})();
 const session = { token: localStorage.getItem("perfsmith.token") || "" };
 
 function useToken(token) {

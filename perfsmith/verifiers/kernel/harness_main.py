@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -590,21 +591,29 @@ def step_run(problem_file: str, candidate_file: str, device: str) -> dict[str, A
     return result
 
 
+def answer(step: Callable[[], dict[str, Any]], cap: int | None = None) -> None:
+    """Run ``step`` and write what it returns, or its error (the message up to ``cap``
+    characters, the traceback's end), to ``result.json``: what the host reads. The
+    compiler's capture script (``tools/inductor_main.py``) answers the same way."""
+    try:
+        result = step()
+    except Exception as exc:
+        tb = traceback.format_exc().strip().splitlines()
+        result = {"error": f"{type(exc).__name__}: {str(exc)[:cap]}", "traceback": tb[-8:]}
+    with open("result.json", "w") as f:
+        json.dump(result, f)
+
+
 def main() -> None:
     mode = sys.argv[1]
     with open("config.json") as f:
         CONFIG.update(json.load(f))
     sys.path.insert(0, os.getcwd())
-    try:
-        if mode in ("compile", "compile-only"):
-            result = step_compile(CONFIG["problem"], CONFIG["candidate"], mode == "compile-only")
-        else:
-            result = step_run(CONFIG["problem"], CONFIG["candidate"], CONFIG["device"])
-    except Exception as exc:
-        tb = traceback.format_exc().strip().splitlines()
-        result = {"error": f"{type(exc).__name__}: {exc}", "traceback": tb[-8:]}
-    with open("result.json", "w") as f:
-        json.dump(result, f)
+    problem, candidate = CONFIG["problem"], CONFIG["candidate"]
+    if mode in ("compile", "compile-only"):
+        answer(lambda: step_compile(problem, candidate, mode == "compile-only"))
+    else:
+        answer(lambda: step_run(problem, candidate, CONFIG["device"]))
 
 
 if __name__ == "__main__":

@@ -9,23 +9,32 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Names a candidate has no business touching: the harness, the clocks, other frames.
 HARNESS_NAMES = {"_perfsmith_harness", "_perfsmith_encode", "_perfsmith_target", "_clock"}
-INTROSPECTION = {
-    ("sys", "_getframe"): "walks the interpreter's frames (can reach the harness)",
-    ("sys", "settrace"): "installs a tracer (can rewrite the harness)",
-    ("sys", "setprofile"): "installs a profiler hook",
-    ("gc", "get_objects"): "searches the heap (can reach the harness or earlier results)",
-    ("gc", "get_referrers"): "searches the heap (can reach the harness)",
-    ("inspect", "stack"): "walks the interpreter's frames",
-    ("inspect", "currentframe"): "walks the interpreter's frames",
-    ("os", "_exit"): "ends the process early (os._exit)",
-    ("os", "fork"): "forks a process (work can escape the clock)",
-    ("os", "kill"): "signals processes",
-    ("atexit", "register"): "runs code after the harness finishes",
-    ("time", "sleep"): "sleeps (measured time would not be its work)",
+# module -> attribute -> what calling it would do
+INTROSPECTION: dict[str, dict[str, str]] = {
+    "sys": {
+        "_getframe": "walks the interpreter's frames (can reach the harness)",
+        "settrace": "installs a tracer (can rewrite the harness)",
+        "setprofile": "installs a profiler hook",
+    },
+    "gc": {
+        "get_objects": "searches the heap (can reach the harness or earlier results)",
+        "get_referrers": "searches the heap (can reach the harness)",
+    },
+    "inspect": {
+        "stack": "walks the interpreter's frames",
+        "currentframe": "walks the interpreter's frames",
+    },
+    "os": {
+        "_exit": "ends the process early (os._exit)",
+        "fork": "forks a process (work can escape the clock)",
+        "kill": "signals processes",
+    },
+    "atexit": {"register": "runs code after the harness finishes"},
+    "time": {"sleep": "sleeps (measured time would not be its work)"},
 }
 CLOCKS = {
     "perf_counter",
@@ -66,8 +75,9 @@ CACHE_DECORATORS = {"cache", "lru_cache", "cached_property", "memoize"}
 INPUT_FILES = ("inputs.pkl", "outputs.json", "timing.json", ".report", "cg.out")
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):
+    """A trick found on a line of the candidate (line 0: the file as a whole)."""
+
     line: int
     trick: str
 
@@ -104,13 +114,14 @@ def _walk(tree: ast.AST) -> Iterator[Finding]:
                     yield Finding(line, "imports the verification harness")
             if isinstance(node, ast.ImportFrom):
                 for alias in node.names:
-                    key = (node.module or "", alias.name)
-                    if key in INTROSPECTION:
-                        yield Finding(line, INTROSPECTION[key])
+                    trick = INTROSPECTION.get(node.module or "", {}).get(alias.name)
+                    if trick is not None:
+                        yield Finding(line, trick)
         elif isinstance(node, ast.Attribute):
             dotted = dotted_name(node)
-            if len(dotted) >= 2 and (dotted[-2], dotted[-1]) in INTROSPECTION:
-                yield Finding(line, INTROSPECTION[(dotted[-2], dotted[-1])])
+            trick = INTROSPECTION.get(dotted[-2], {}).get(dotted[-1]) if len(dotted) >= 2 else None
+            if trick is not None:
+                yield Finding(line, trick)
             if node.attr in HARNESS_NAMES:
                 yield Finding(line, f"touches the harness ({node.attr})")
         elif isinstance(node, ast.Name) and node.id in HARNESS_NAMES:
@@ -169,13 +180,6 @@ def _cached_at_module_level(tree: ast.Module) -> Iterator[Finding]:
                         node.lineno,
                         f"caches results across calls (@{'.'.join(dotted)}): earlier "
                         "rounds' answers would pass for speed",
-                    )
-            for sub in ast.walk(node):
-                if isinstance(sub, ast.Global):
-                    yield Finding(
-                        sub.lineno,
-                        "keeps state in module globals across calls "
-                        f"(global {', '.join(sub.names)})",
                     )
 
 
@@ -250,10 +254,5 @@ def static_findings(source: str) -> list[Finding]:
         tree = ast.parse(source)
     except SyntaxError as exc:
         return [Finding(exc.lineno or 0, f"does not parse: {exc.msg}")]
-    seen: set[tuple[int, str]] = set()
-    out = []
-    for f in [*_walk(tree), *_cached_at_module_level(tree), *_module_state_mutated(tree)]:
-        if (f.line, f.trick) not in seen:
-            seen.add((f.line, f.trick))
-            out.append(f)
-    return sorted(out, key=lambda f: f.line)
+    found = {*_walk(tree), *_cached_at_module_level(tree), *_module_state_mutated(tree)}
+    return sorted(found)  # by line (then by trick): the same list however they were found

@@ -66,29 +66,27 @@ async def _count(
     return int(found.group(1))
 
 
+LOOPS = 3  # passes over the inputs per count
+SEED = 1000  # the inputs' seed: the same inputs for both sides, every time
+
+
 async def count_instructions(
-    sandbox: Sandbox,
-    reference: Target,
-    candidate: Target,
-    inputs: InputSource,
-    *,
-    loops: int = 3,
-    seed: int = 1000,
-    limits: Limits | None = None,
+    sandbox: Sandbox, reference: Target, candidate: Target, inputs: InputSource
 ) -> InstructionCount:
-    """Instructions of `loops` passes over the inputs, for each side."""
+    """Instructions of `LOOPS` passes over the inputs, for each side (the harness's own
+    work counted without the calls and taken off)."""
     missing = valgrind_missing()
     if missing:
         raise InstructionsError(missing)
     # valgrind multiplies memory and time: give it room.
-    lim = limits or Limits(wall_s=600, cpu_s=600, memory_mb=4096)
-    data = await inputs.make(sandbox, [seed], lim)
+    lim = Limits(wall_s=600, cpu_s=600, memory_mb=4096)
+    data = await inputs.make(sandbox, [SEED], lim)
     counts = []
     for side in (reference, candidate):
-        work = await _count(sandbox, side, data, loops, lim, dry=False)
-        base = await _count(sandbox, side, data, loops, lim, dry=True)
+        work = await _count(sandbox, side, data, LOOPS, lim, dry=False)
+        base = await _count(sandbox, side, data, LOOPS, lim, dry=True)
         counts.append(max(1, work - base))
-    return InstructionCount(reference=counts[0], candidate=counts[1], loops=loops)
+    return InstructionCount(reference=counts[0], candidate=counts[1], loops=LOOPS)
 
 
 def instructions_verdict(count: InstructionCount, threshold: float = 0.05) -> Verdict:
