@@ -15,7 +15,9 @@ import pytest
 from tests.cli_runner import cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-COMMAND = f"{sys.executable} -m pytest -q -p no:cacheprovider"
+# the example project's own tests: this environment's pytest plugins (3 s of imports
+# at every start) are not the project's
+COMMAND = f"env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q -p no:cacheprovider"
 
 
 CANDIDATES = EXAMPLES / "repo_candidates"
