@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from perfsmith.inference import models
-from perfsmith.inference.build import EngineConfig, build_engine
+from perfsmith.inference.build import build_engine
+from perfsmith.inference.config import EngineConfig
 from perfsmith.inference.constrain import ConstraintSpec
 from perfsmith.inference.sampling import SamplingParams
 from perfsmith.planner.grammar import plan_grammar

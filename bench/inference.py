@@ -42,8 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from perfsmith.inference import models, native
-from perfsmith.inference.build import EngineConfig, build_engine, layer_order
+from perfsmith.inference.build import build_engine, layer_order
 from perfsmith.inference.compress import progressive_drop
+from perfsmith.inference.config import EngineConfig
 from perfsmith.inference.engine import Engine, Scheduler
 from perfsmith.inference.quality import HELDOUT_FILES, agreement, chunks, perplexity, stdlib_text
 from perfsmith.inference.sampling import SamplingParams
@@ -142,7 +143,8 @@ def memory_of(spec: Spec) -> dict[str, float]:
     code = f"""
 import json, torch, gc
 torch.set_num_threads({THREADS})
-from perfsmith.inference.build import EngineConfig, build_engine, layer_order
+from perfsmith.inference.build import build_engine, layer_order
+from perfsmith.inference.config import EngineConfig
 from perfsmith.inference.sampling import SamplingParams
 e = build_engine(EngineConfig(compress={spec.compress!r}, speculate={spec.speculate!r}))
 gc.collect()

@@ -38,8 +38,7 @@ def serve_model(
     ] = None,
 ) -> None:
     """Serve a local model over an OpenAI-compatible API (/v1/chat/completions)."""
-    from perfsmith.inference.build import EngineConfig
-    from perfsmith.inference.serve import serve
+    from perfsmith.inference.config import EngineConfig
 
     config = EngineConfig(
         model=model,
@@ -50,6 +49,9 @@ def serve_model(
         threads=threads,
         chat_template=chat_template,
     )
+    guard(config.check)  # a wrong option is refused before the engine loads
+    from perfsmith.inference.serve import serve
+
     guard(
         lambda: serve(
             config,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import torch
 from perfsmith.errors import ConfigError
 from perfsmith.inference import llama_runner, models
 from perfsmith.inference.compress import Compression, kept_layers, parse_compression, ranking
+from perfsmith.inference.config import EngineConfig, check_speculation
 from perfsmith.inference.drafters import (
     AdaptiveNgramDrafter,
     Drafter,
@@ -23,20 +23,6 @@ from perfsmith.inference.engine import Engine
 from perfsmith.inference.runner import HFRunner, Runner
 
 log = logging.getLogger(__name__)
-
-SPECULATE_MODES = ("none", "ngram", "adaptive", "draft")
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    model: str = "embedded"
-    compress: str = "none"
-    speculate: str = "adaptive"
-    draft_layers: int = 8  # layers the layer-dropped draft model keeps
-    context: int = 2048
-    slots: int = 8
-    threads: int | None = None
-    chat_template: Path | None = None
 
 
 def _ranking_file(loaded: models.LoadedModel, spec: str) -> Path | None:
@@ -82,31 +68,28 @@ def make_runner(loaded: models.LoadedModel, compression: Compression, spec: str)
 def drafter_factory(
     mode: str, loaded: models.LoadedModel, config: EngineConfig, spec: str
 ) -> Callable[[], Drafter] | None:
+    check_speculation(mode)
     if mode == "none":
         return None
     if mode == "ngram":
         return PromptLookupDrafter
     if mode == "adaptive":
         return AdaptiveNgramDrafter
-    if mode == "draft":
-        model = loaded.model
-        if not llama_runner.supports(model.config):
-            raise ConfigError("the layer-dropped draft model needs a Llama-architecture model")
-        count = model.config.num_hidden_layers
-        drop = max(0, count - config.draft_layers)
-        order = layer_order(loaded, spec)
-        draft_runner = llama_runner.LlamaRunner(
-            model, dtype=torch.float32, layers=kept_layers(count, order, min(drop, len(order)))
-        )
-        return lambda: ModelDrafter(draft_runner, capacity=config.context + 64)
-    raise ConfigError(f"unknown speculation {mode!r}: use one of {', '.join(SPECULATE_MODES)}")
+    # the layer-dropped draft model
+    model = loaded.model
+    if not llama_runner.supports(model.config):
+        raise ConfigError("the layer-dropped draft model needs a Llama-architecture model")
+    count = model.config.num_hidden_layers
+    drop = max(0, count - config.draft_layers)
+    order = layer_order(loaded, spec)
+    draft_runner = llama_runner.LlamaRunner(
+        model, dtype=torch.float32, layers=kept_layers(count, order, min(drop, len(order)))
+    )
+    return lambda: ModelDrafter(draft_runner, capacity=config.context + 64)
 
 
 def build_engine(config: EngineConfig, *, loaded: models.LoadedModel | None = None) -> Engine:
-    if config.speculate not in SPECULATE_MODES:
-        raise ConfigError(
-            f"unknown speculation {config.speculate!r}: use one of {', '.join(SPECULATE_MODES)}"
-        )
+    check_speculation(config.speculate)
     compression = parse_compression(config.compress)
     if config.threads:
         torch.set_num_threads(config.threads)

@@ -19,6 +19,7 @@ import torch
 
 from perfsmith.errors import ConfigError
 from perfsmith.inference import native
+from perfsmith.inference.config import compression_parts
 from perfsmith.inference.linear import onednn_bf16
 from perfsmith.inference.quality import CALIBRATION_FILES, chunks, perplexity, stdlib_text
 
@@ -50,27 +51,9 @@ class Compression:
 
 
 def parse_compression(spec: str) -> Compression:
-    """``none``, or a comma list of ``int8``, ``bf16``, ``drop=N``."""
-    dtype, int8, drop = "fp32", False, 0
-    for raw in spec.split(","):
-        part = raw.strip().lower()
-        if part in ("", "none", "fp32"):
-            continue
-        if part == "int8":
-            int8 = True
-        elif part == "bf16":
-            dtype = "bf16"
-        elif part.startswith("drop="):
-            try:
-                drop = int(part.removeprefix("drop="))
-            except ValueError:
-                raise ConfigError(f"drop=N needs a whole number of layers, not {part!r}") from None
-            if drop < 0:
-                raise ConfigError("drop=N needs N >= 0")
-        else:
-            raise ConfigError(
-                f"unknown compression {part!r}: use none, int8, bf16, drop=N, or a comma list"
-            )
+    """``none``, or a comma list of ``int8``, ``bf16``, ``drop=N`` (bf16 where this CPU
+    computes in it)."""
+    dtype, int8, drop = compression_parts(spec)
     if dtype == "bf16" and not bf16_supported():
         raise ConfigError(
             "bf16 needs the native kernels (AVX-512 and a C compiler) or a CPU with AVX-512 "

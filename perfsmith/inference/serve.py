@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 
 from perfsmith.errors import ConfigError
-from perfsmith.inference.build import EngineConfig, build_engine
+from perfsmith.inference.build import build_engine
+from perfsmith.inference.config import EngineConfig
 from perfsmith.inference.engine import Scheduler
 
 

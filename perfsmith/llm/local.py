@@ -39,7 +39,7 @@ class LocalChatModel:
         default_max_tokens: int = 512,
     ) -> None:
         from perfsmith.inference import models
-        from perfsmith.inference.build import EngineConfig
+        from perfsmith.inference.config import EngineConfig
 
         models.resolve(model)  # an unknown model is a configuration error, now
         self.config = EngineConfig(

@@ -9,7 +9,8 @@ import torch
 
 from perfsmith.errors import ConfigError
 from perfsmith.inference import models
-from perfsmith.inference.build import EngineConfig, build_engine
+from perfsmith.inference.build import build_engine
+from perfsmith.inference.config import EngineConfig
 from perfsmith.inference.engine import ChatTemplateError
 from perfsmith.inference.llama_runner import LlamaRunner
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from perfsmith.inference import models
-from perfsmith.inference.build import EngineConfig, build_engine
+from perfsmith.inference.build import build_engine
+from perfsmith.inference.config import EngineConfig
 from perfsmith.inference.constrain import ConstraintSpec
 from perfsmith.inference.engine import Engine
 from perfsmith.inference.sampling import SamplingParams

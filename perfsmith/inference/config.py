@@ -1,0 +1,62 @@
+"""What an engine is asked to be: the model, its compression and its speculation, read and
+checked without torch (a command line with a wrong option is refused in a moment, before
+anything is loaded)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from perfsmith.errors import ConfigError
+
+SPECULATE_MODES = ("none", "ngram", "adaptive", "draft")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str = "embedded"
+    compress: str = "none"
+    speculate: str = "adaptive"
+    draft_layers: int = 8  # layers the layer-dropped draft model keeps
+    context: int = 2048
+    slots: int = 8
+    threads: int | None = None
+    chat_template: Path | None = None
+
+    def check(self) -> None:
+        """Refuse an unknown speculation mode, compression or model (ConfigError)."""
+        from perfsmith.inference.models import resolve
+
+        check_speculation(self.speculate)
+        compression_parts(self.compress)
+        resolve(self.model)
+
+
+def check_speculation(mode: str) -> None:
+    if mode not in SPECULATE_MODES:
+        raise ConfigError(f"unknown speculation {mode!r}: use one of {', '.join(SPECULATE_MODES)}")
+
+
+def compression_parts(spec: str) -> tuple[str, bool, int]:
+    """``none``, or a comma list of ``int8``, ``bf16``, ``drop=N``: (dtype, int8, drop)."""
+    dtype, int8, drop = "fp32", False, 0
+    for raw in spec.split(","):
+        part = raw.strip().lower()
+        if part in ("", "none", "fp32"):
+            continue
+        if part == "int8":
+            int8 = True
+        elif part == "bf16":
+            dtype = "bf16"
+        elif part.startswith("drop="):
+            try:
+                drop = int(part.removeprefix("drop="))
+            except ValueError:
+                raise ConfigError(f"drop=N needs a whole number of layers, not {part!r}") from None
+            if drop < 0:
+                raise ConfigError("drop=N needs N >= 0")
+        else:
+            raise ConfigError(
+                f"unknown compression {part!r}: use none, int8, bf16, drop=N, or a comma list"
+            )
+    return dtype, int8, drop
