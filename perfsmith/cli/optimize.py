@@ -18,6 +18,7 @@ from perfsmith.cli.common import (
     check_backend,
     err,
     execute,
+    fail,
     model_spec,
     out,
     settings_for,
@@ -165,6 +166,8 @@ def optimize_repo_cmd(
     verified speedup that COMMAND still accepts to a new branch (the working tree is not
     touched)."""
     check_backend(backend)
+    if not (path / ".git").exists():  # what the run checks first, said before anything loads
+        fail(f"{path} is not a {'git repository (no .git)' if path.is_dir() else 'directory'}")
     settings = settings_for(db)
     given: dict[str, list[Path]] = {}
     for item in candidate or []:

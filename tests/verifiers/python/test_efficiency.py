@@ -61,7 +61,10 @@ CANDIDATES = {
         "def dedupe(items):\n    if len(items) > 1000:\n        raise ValueError('too long')\n"
         "    return list(dict.fromkeys(items))\n"
     ),
-    "hungry": REFERENCE.replace("    return out", '    hog = b"x" * (200 * 2**20)\n    return out'),
+    # 200 MB more at its peak: allocated (and touched) by its first call, kept after it
+    "hungry": REFERENCE.replace("def dedupe(items", "def dedupe(items, _hog=[]").replace(
+        "    return out", '    _hog[:] = _hog or [b"x" * (200 * 2**20)]\n    return out'
+    ),
 }
 
 
