@@ -84,6 +84,8 @@ class CandidateSession(Generic[C, R]):
     sandbox: Sandbox
     llm: ChatModel | None = None
     pool: CandidatePool[C, R] = field(init=False)
+    _guard: CandidateGuard | None = field(default=None, init=False)
+    producers: ClassVar[frozenset[str]] = frozenset()  # the tools that make candidates
 
     def __post_init__(self) -> None:
         self.pool = CandidatePool(self.db, self._verify)
@@ -113,9 +115,6 @@ class CandidateSession(Generic[C, R]):
 
     async def _verify(self, cid: int) -> R:
         raise NotImplementedError
-
-    producers: ClassVar[frozenset[str]] = frozenset()  # the tools that make candidates
-    _guard: CandidateGuard | None = field(default=None, init=False)
 
     def default_plan(self, k: int) -> str:
         """The plan that runs when the planner's cannot do the work (``k`` proposals)."""
