@@ -166,8 +166,11 @@ def optimize_repo_cmd(
     verified speedup that COMMAND still accepts to a new branch (the working tree is not
     touched)."""
     check_backend(backend)
-    if not (path / ".git").exists():  # what the run checks first, said before anything loads
-        fail(f"{path} is not a {'git repository (no .git)' if path.is_dir() else 'directory'}")
+    from perfsmith.workflows.checkout import not_a_repository
+
+    problem = not_a_repository(path)  # what the run checks first, said before anything loads
+    if problem is not None:
+        fail(problem)
     settings = settings_for(db)
     given: dict[str, list[Path]] = {}
     for item in candidate or []:

@@ -29,6 +29,7 @@ from perfsmith.errors import PerfsmithError
 from perfsmith.storage.runs import RunStore
 from perfsmith.verifiers.python.capture import RECORDER, RecordedCalls
 from perfsmith.workflows.base import Finished, Job
+from perfsmith.workflows.checkout import not_a_repository
 from perfsmith.workflows.optimize import OptimizeResult, apply_atomically, optimize_config
 
 # Imported by every Python process the command starts (through PYTHONPATH): profiles the
@@ -278,10 +279,9 @@ def _branch_exists(repo: Path, name: str) -> bool:
 def _check_repo(repo: Path, branch: str | None) -> tuple[str, str]:
     """The base commit and the new branch's name; the repository must be a git work tree
     and the branch must not exist yet."""
-    if not repo.is_dir():
-        raise RepoError(f"{repo} is not a directory")
-    if not (repo / ".git").exists():
-        raise RepoError(f"{repo} is not a git repository (no .git)")
+    problem = not_a_repository(repo)
+    if problem is not None:
+        raise RepoError(problem)
     base = _git(repo, "rev-parse", "HEAD")
     name = branch or f"perfsmith/optimize-{base[:8]}"
     if _branch_exists(repo, name):
