@@ -81,6 +81,21 @@ class Capture:
             kernels=[m.group(3) for m in BINDING.finditer(str(data["code"]))],
         )
 
+    @property
+    def flags(self) -> list[str]:
+        """The compiler's build flags less its macros (its target's vector features)."""
+        return [f for f in self.cflags if not f.startswith("-D")]
+
+    @property
+    def defines(self) -> list[str]:
+        """The compiler's macros as ``#define`` lines (``-DNAME`` or ``-DNAME=VALUE``)."""
+        lines = []
+        for flag in self.cflags:
+            if flag.startswith("-D") and len(flag) > 2:
+                name, _, value = flag[2:].partition("=")
+                lines.append(f"#define {name} {value}".rstrip())
+        return lines
+
     def kernel_text(self, limit: int = 3000) -> str:
         """The generated C++ kernels, for a prompt (the code to beat)."""
         return "\n".join(self.kernels)[:limit]
@@ -229,9 +244,11 @@ def _wrapper(name: str, types: list[str]) -> str:
     return f"void {name}({', '.join(params)}) {{\n  kernel_{name}({', '.join(args)});\n}}\n"
 
 
-def cpp_source(code: str, threads: int) -> tuple[str, list[str]]:
+def cpp_source(code: str, threads: int, defines: list[str] | None = None) -> tuple[str, list[str]]:
     """The generated kernels as one C++ source with a wrapper per kernel taking tensors;
-    returns it and the kernels' names."""
+    returns it and the kernels' names. ``defines`` (the compiler's macros) open the
+    source, after the ``torch/extension.h`` that load_inline puts first, which does not
+    read them: as flags they would keep the build from taking the precompiled header."""
     found = list(BINDING.finditer(code))
     if not found:
         raise CompilerCandidateError("the compiler generated no C++ kernel for this problem")
@@ -248,8 +265,9 @@ def cpp_source(code: str, threads: int) -> tuple[str, list[str]]:
         wrappers.append(_wrapper(name, types))
         names.append(name)
     choices = sorted({1, 2, 4, 8, 16, threads} & set(range(1, max(threads, 1) + 1)) | {threads})
+    defined = "".join(f"{line}\n" for line in defines or [])
     head = (
-        f"{INCLUDE}\n\n"
+        f"{defined}{INCLUDE}\n\n"
         f"// perfsmith: tune PERFSMITH_THREADS=[{','.join(str(c) for c in choices)}]\n"
         f"#define PERFSMITH_THREADS {threads}\n\n"
     )
@@ -290,7 +308,7 @@ def compiler_candidate(problem: str, capture: Capture, *, problem_name: str = "p
     """A ``ModelNew`` file calling the kernels the compiler generated for ``problem``."""
     kernels = {m.group(1) for m in BINDING.finditer(capture.code)}
     body = _forward_lines(_call_body(capture.code), kernels, capture)  # ATen work refused
-    source, names = cpp_source(capture.code, capture.threads)
+    source, names = cpp_source(capture.code, capture.threads, capture.defines)
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     state_lines = []
     for i, s in enumerate(capture.state):
@@ -307,7 +325,7 @@ def compiler_candidate(problem: str, capture: Capture, *, problem_name: str = "p
         ["super().__init__()", "ref = _Weights(*args, **kwargs)", *state_lines]
     )
     forward = "\n        ".join(body)
-    flags = json.dumps(capture.cflags)
+    flags = json.dumps(capture.flags)
     return f'''"""{problem_name}: the kernels torch's compiler (Inductor) generated for
 Model.forward, built with load_inline and called directly (perfsmith's compiler
 candidate). The parameters are the reference's, drawn by its own __init__."""

@@ -29,7 +29,7 @@ from perfsmith.storage.models import Candidate as CandidateRow
 from perfsmith.tools.inductor import Capture, CompilerCandidateError, capture, compiler_candidate
 from perfsmith.tools.kernel import PRODUCERS, STRATEGIES, STRATEGY_TEXT, kernel_tools
 from perfsmith.tools.registry import Tool
-from perfsmith.verifiers.kernel.pch import merged_flags, precompiled_header
+from perfsmith.verifiers.kernel.pch import header_flags, precompiled_header
 from perfsmith.verifiers.kernel.verify import (
     BACKENDS,
     CPU_FLAGS,
@@ -164,8 +164,9 @@ class KernelSession(CandidateSession[KernelCandidate, KernelCandidateResult]):
         except CompilerCandidateError as exc:
             raise PerfsmithError(str(exc)) from exc
         # every compiler candidate on this machine builds with the compiler's vector
-        # flags: a precompiled header for them pays for itself from the second build
-        await precompiled_header(pch_root(), merged_flags(CPU_FLAGS, captured.cflags))
+        # flags: where they are more than -march=native's, a precompiled header for them
+        # pays for itself from the second build
+        await precompiled_header(pch_root(), header_flags(CPU_FLAGS, captured.flags))
         return (await self.add_candidate(code, COMPILER_ORIGIN)).id
 
     @property

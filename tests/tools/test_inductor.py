@@ -43,6 +43,8 @@ async def test_the_compilers_kernels_verify_against_eager_and_torch_compile(
     # its forward allocates and calls the kernels: the anti-cheat rules see nothing
     assert check_kernel_source(candidate) == []
     assert "// perfsmith: tune PERFSMITH_THREADS=[1,2]" in candidate
+    # the compiler's macros are in the source, its build flags only name vector features
+    assert "#define CPU_CAPABILITY_" in candidate and '"-DCPU_CAPABILITY' not in candidate
     settings = KernelSettings(device="cpu", rounds=5, threads=2, versus_compile=True)
     result = await verify_kernel(sandbox, ROW_SUMSQ, candidate, settings)
     assert result.correct, result.failure
@@ -137,12 +139,13 @@ def test_kernel_optimize_without_a_model_takes_and_tunes_the_compilers_kernel(
     assert all(o.startswith("tune:1 PERFSMITH_THREADS=") for o in origins[1:])
     compiled = result["candidates"][0]
     assert compiled["compiled"] and compiled["correct"], compiled
-    # the compiler's own vector flags got a precompiled header of their own; its build
-    # took it (unless an earlier test built this candidate already)
+    # the compiler's vector flags are ones -march=native turns on here: its build took
+    # perfsmith's own precompiled header (unless an earlier test built this candidate
+    # already), and no header was built for them
     from perfsmith.verifiers.kernel.verify import CPU_FLAGS, pch_root
 
     headers = [json.loads(p.read_text()) for p in pch_root().glob("*/meta.json")]
-    assert any(h["cflags"][: len(CPU_FLAGS)] == CPU_FLAGS != h["cflags"] for h in headers)
+    assert headers and all(h["cflags"] == CPU_FLAGS for h in headers), headers
     assert compiled["build"]["build_cached"] or compiled["build"]["pch"], compiled["build"]
     from perfsmith.storage.db import Database
     from perfsmith.storage.runs import RunStore

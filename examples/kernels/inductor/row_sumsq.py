@@ -6,6 +6,7 @@ import torch
 from torch.utils.cpp_extension import load_inline
 
 SOURCE = r"""
+#define CPU_CAPABILITY_AVX2
 #include <torch/csrc/inductor/cpp_prefix.h>
 
 // perfsmith: tune PERFSMITH_THREADS=[1,2]
@@ -57,7 +58,7 @@ _ext = load_inline(
     name="perfsmith_inductor_9d6b46efcee6",
     cpp_sources=SOURCE,
     functions=['cpp_fused_mul_sum_0'],
-    extra_cflags=["-DCPU_CAPABILITY_AVX2", "-mavx2", "-mfma", "-mf16c"],
+    extra_cflags=["-mavx2", "-mfma", "-mf16c"],
 )
 
 import torch

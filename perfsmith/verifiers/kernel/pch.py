@@ -205,6 +205,37 @@ def merged_flags(base: list[str], extra: list[str]) -> list[str]:
     return list(base) + [f for f in extra if f not in base]
 
 
+def header_flags(base: list[str], extra: list[str]) -> list[str]:
+    """The flags of the header a build with ``base`` and then ``extra`` can take:
+    ``base``'s own where ``extra`` only names target features that ``base`` already turns
+    on (``-mavx2`` beside ``-march=native`` on a machine with AVX2: GCC reports the same
+    target options, and takes the header), else the merged flags."""
+    merged = merged_flags(base, extra)
+    added = merged[len(base) :]
+    if not added:
+        return list(base)
+    if all(f.startswith("-m") for f in added):
+        mine = _target_options(tuple(base))
+        if mine is not None and mine == _target_options(tuple(merged)):
+            return list(base)
+    return merged
+
+
+@functools.cache
+def _target_options(flags: tuple[str, ...]) -> str | None:
+    """GCC's target options (``-Q --help=target``) under ``flags``; None without GCC."""
+    cxx = compiler()
+    if cxx is None:
+        return None
+    try:
+        done = subprocess.run(
+            [cxx, *flags, "-Q", "--help=target"], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
 def _give_up(failed: Path, why: str) -> None:
     log.warning("kernel builds go on without a precompiled header: %s", why.strip())
     failed.write_text(why, encoding="utf-8")

@@ -32,7 +32,7 @@ from perfsmith.errors import PerfsmithError
 from perfsmith.sandbox.base import SAFE_PATH, Limits, Sandbox, SandboxResult
 from perfsmith.verifiers.kernel.cache_lock import exclusive
 from perfsmith.verifiers.kernel.cheats import check_kernel_source
-from perfsmith.verifiers.kernel.pch import merged_flags, precompiled_header
+from perfsmith.verifiers.kernel.pch import header_flags, precompiled_header
 from perfsmith.verifiers.python.stats import paired_speedup, verdict
 from perfsmith.verifiers.slot import timing_slot
 
@@ -356,13 +356,15 @@ async def _build(
     config = _config(problem, candidate, settings)
     header = None
     if settings.device == "cpu" and not settings.compile_only:
-        # a header built for the candidate's own flags (torch's compiler's are built
-        # ahead: see workflows/kernels.py), else perfsmith's (built on first use): GCC
-        # takes it where the candidate's flags allow, and parses the header where not
+        # a header built for the candidate's own flags (when some run built one),
+        # else perfsmith's (built on first use; also for flags that only name vector
+        # features -march=native turns on): GCC takes it where the candidate's flags
+        # allow, and parses the header where not
         extra = literal_cflags(candidate)
         if extra:
-            flags = merged_flags(CPU_FLAGS, extra)
-            header = await precompiled_header(pch_root(), flags, build=False)
+            flags = header_flags(CPU_FLAGS, extra)
+            if flags != CPU_FLAGS:
+                header = await precompiled_header(pch_root(), flags, build=False)
         header = header or await precompiled_header(pch_root(), CPU_FLAGS)
         config["pch"] = str(header) if header else None
     files = {

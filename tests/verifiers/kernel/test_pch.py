@@ -87,6 +87,15 @@ def test_a_candidates_own_flags_are_read_when_they_are_literal() -> None:
     assert pch.merged_flags(CPU_FLAGS, ["-O3", "-ffast-math"]) == [*CPU_FLAGS, "-ffast-math"]
 
 
+@needs_gcc
+def test_flags_that_name_only_features_march_native_has_take_its_header() -> None:
+    # x86-64's baseline (SSE2) is in every -march=native: the same target, the same header
+    assert pch.header_flags(CPU_FLAGS, ["-msse2", "-O3"]) == CPU_FLAGS
+    # turning a feature off, a macro or a code-generation flag: a header of their own
+    for extra in (["-mno-sse4.2"], ["-msse2", "-DX"], ["-ffast-math"]):
+        assert pch.header_flags(CPU_FLAGS, extra) == pch.merged_flags(CPU_FLAGS, extra)
+
+
 async def test_a_header_for_other_flags_is_only_built_when_asked(tmp_path: Path) -> None:
     assert await pch.precompiled_header(tmp_path, [*CPU_FLAGS, "-DX"], build=False) is None
     assert not list(tmp_path.iterdir())
