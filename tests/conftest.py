@@ -27,6 +27,42 @@ if _WORKERS > 1:  # before torch is imported anywhere in this process
 pytest_plugins = ["tests.servers"]
 
 
+def _seconds(item: pytest.Item) -> float:
+    """What a test is expected to take on 2 busy cores: its ``slow`` mark's seconds (2
+    if it names none: whole modules are marked), 0 for the rest."""
+    mark = item.get_closest_marker("slow")
+    if mark is None:
+        return 0.0
+    return float(mark.kwargs.get("seconds", mark.args[0] if mark.args else 2))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Parallel workers end together: pytest-xdist's worksteal hands each worker an
+    equal, contiguous share of the list and lets the first one done take the back half
+    of another's queue. So the slow tests are shared out longest first (each to the
+    share with the least so far) and run at the start of their share, the quick ones
+    after them, where they balance the end."""
+    if _WORKERS < 2 or len(items) < 2 * _WORKERS:
+        return
+    slow = sorted((i for i in items if _seconds(i) > 0), key=_seconds, reverse=True)
+    quick = [i for i in items if _seconds(i) == 0]
+    shares: list[list[pytest.Item]] = [[] for _ in range(_WORKERS)]
+    loads = [0.0] * _WORKERS
+    for item in slow:
+        least = loads.index(min(loads))
+        shares[least].append(item)
+        loads[least] += _seconds(item)
+    # worksteal's shares: len(items) // workers each, the remainder to the last
+    sizes = [len(items) // _WORKERS] * _WORKERS
+    sizes[-1] += len(items) - sum(sizes)
+    ordered: list[pytest.Item] = []
+    for share, size in zip(shares, sizes, strict=True):
+        take = max(0, size - len(share))
+        ordered += share + quick[:take]
+        quick = quick[take:]
+    items[:] = ordered + quick
+
+
 def pytest_report_header() -> str:
     if PG_URL:
         return f"postgres tests: against {PG_URL.split('@')[-1]}"

@@ -10,6 +10,7 @@ from perfsmith.api.client import ApiError, Client
 from tests.servers import BATCH, Server
 
 
+@pytest.mark.slow(seconds=15)
 async def test_a_batch_is_submitted_worked_and_reported(batch_server: Server) -> None:
     async with Client(batch_server.url, batch_server.tokens["alice"]) as client:
         batch = await client.batches.submit(BATCH)

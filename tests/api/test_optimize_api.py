@@ -16,6 +16,7 @@ from tests.servers import COUNTING, EXAMPLES, Server
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.slow(seconds=30)
 async def test_a_chat_request_optimizes_and_a_follow_up_continues_the_run(
     optimize_server: Server,
 ) -> None:
@@ -59,6 +60,7 @@ async def test_a_chat_request_optimizes_and_a_follow_up_continues_the_run(
         assert any(e.type == "user_message" for e in events)
 
 
+@pytest.mark.slow(seconds=10)
 async def test_pasted_code_is_optimized_without_any_file_on_the_server(
     optimize_server: Server,
 ) -> None:
@@ -83,6 +85,7 @@ async def test_pasted_code_is_optimized_without_any_file_on_the_server(
         assert len(mine) == 1 and mine[0].source == COUNTING
 
 
+@pytest.mark.slow(seconds=20)
 def test_the_cli_drives_a_remote_server(optimize_server: Server, tmp_path: Path) -> None:
     here = tmp_path / "client-side"
     shutil.copytree(EXAMPLES / "dupes", here)
@@ -142,6 +145,7 @@ def test_the_cli_drives_a_remote_server(optimize_server: Server, tmp_path: Path)
     assert down.returncode == 1 and "cannot reach" in down.stderr
 
 
+@pytest.mark.slow(seconds=70)
 async def test_a_kernel_problem_picked_by_name_runs_through_the_api(kernel_server: Server) -> None:
     """A kernel run cancelled while its kernel is verified resumes through the API: the
     proposal is reused, the kernel verified once, the run done."""

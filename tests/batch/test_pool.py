@@ -7,6 +7,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from perfsmith.storage.batches import BatchStore
 from perfsmith.storage.db import Database
 from tests.batch.night import (
@@ -20,6 +22,7 @@ from tests.batch.night import (
 from tests.cli_runner import cli
 
 
+@pytest.mark.slow(seconds=75)
 def test_a_night_survives_kill_9_and_resumes_without_redoing_work(tmp_path: Path) -> None:
     night = write_night(tmp_path)
     db_url = f"sqlite:///{tmp_path / 'night.db'}"

@@ -104,6 +104,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             _kill(mark)
 
 
+@pytest.mark.slow(seconds=80)
 def test_a_night_on_two_ray_nodes_survives_losing_one(tmp_path: Path, cluster: Cluster) -> None:
     night = write_night(tmp_path)
     db_url = f"sqlite:///{tmp_path / 'night.db'}"

@@ -34,6 +34,7 @@ arg ::= "$" [1-9] | "\"" [a-z_]{1,12} "\""
 """
 
 
+@pytest.mark.slow(seconds=15)
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_json_schema_output_always_parses_and_validates(
     engine_for: Callable[..., Engine], temperature: float
@@ -74,6 +75,7 @@ def test_a_bad_grammar_or_schema_is_a_clear_error(engine_for: Callable[..., Engi
         engine.constraint(ConstraintSpec("json_schema", "{not json"))
 
 
+@pytest.mark.slow(seconds=15)
 def test_greedy_constrained_decoding_speculates_and_stays_the_same(
     engine_for: Callable[..., Engine],
 ) -> None:

@@ -17,6 +17,7 @@ MakeEngine = Callable[..., Engine]
 PLAIN: dict[tuple[tuple[int, ...], int], Generation] = {}
 
 
+@pytest.mark.slow(seconds=20)
 @pytest.mark.parametrize("speculate", ["ngram", "adaptive", "draft"])
 def test_greedy_speculation_is_token_for_token_the_target_greedy_output(
     engine_for: MakeEngine, speculate: str

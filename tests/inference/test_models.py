@@ -29,6 +29,7 @@ def test_unknown_models_and_wrong_paths_are_clear_errors(tmp_path: Path) -> None
         models.resolve(str(tmp_path / "empty"))
 
 
+@pytest.mark.slow(seconds=20)
 def test_gguf_conversion_is_cached_and_the_cache_loads_the_same_weights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loaded: models.LoadedModel
 ) -> None:

@@ -204,6 +204,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server: st
     assert together[:2] == alone  # batched greedy decoding gives the lone answer
 
 
+@pytest.mark.slow(seconds=15)
 def test_serve_model_refuses_bad_options() -> None:
     env = dict(os.environ)
     cases = [

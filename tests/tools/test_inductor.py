@@ -30,6 +30,7 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     await box.close()
 
 
+@pytest.mark.slow(seconds=95)
 async def test_the_compilers_kernels_verify_against_eager_and_torch_compile(
     sandbox: Sandbox,
 ) -> None:
@@ -58,6 +59,7 @@ async def test_the_compilers_kernels_verify_against_eager_and_torch_compile(
     assert again.code == captured.code
 
 
+@pytest.mark.slow(seconds=55)
 async def test_parameters_are_drawn_as_the_reference_draws_them(sandbox: Sandbox) -> None:
     problem = (KERNELS / "layernorm.py").read_text()
     captured = await capture(sandbox, problem, threads=2)
@@ -72,6 +74,7 @@ async def test_parameters_are_drawn_as_the_reference_draws_them(sandbox: Sandbox
     assert result.correct, result.failure
 
 
+@pytest.mark.slow(seconds=25)
 async def test_work_the_compiler_hands_to_aten_is_no_candidate(sandbox: Sandbox) -> None:
     problem = (KERNELS / "linear_relu.py").read_text()
     captured = await capture(sandbox, problem, threads=2)
@@ -111,6 +114,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PERFSMITH_HOME": str(tmp_path / "home")}
 
 
+@pytest.mark.slow(seconds=35)
 def test_kernel_optimize_without_a_model_takes_and_tunes_the_compilers_kernel(
     tmp_path: Path,
 ) -> None:
@@ -169,6 +173,7 @@ DEGENERATE_PLANS = [
 ]
 
 
+@pytest.mark.slow(seconds=25)
 async def test_kernel_plans_that_fall_short_are_replaced_by_the_default_plan(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:

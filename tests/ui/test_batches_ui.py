@@ -11,6 +11,7 @@ from tests.servers import BATCH, Server
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.slow(seconds=15)
 def test_a_batch_is_submitted_followed_and_reported(page: Page, batch_server: Server) -> None:
     page.goto(batch_server.url + "/batches.html")
     page.fill("#token-input", batch_server.tokens["alice2"])

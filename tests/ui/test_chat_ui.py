@@ -28,6 +28,7 @@ def nodes_done(page: Page, at_least: int, round_: int = 1) -> None:
     )
 
 
+@pytest.mark.slow(seconds=30)
 def test_a_request_fills_the_dag_shows_the_diff_follows_up_and_replays(
     page: Page, optimize_server: Server
 ) -> None:
@@ -100,6 +101,7 @@ def test_a_bad_token_and_a_bad_request_are_reported(page: Page, optimize_server:
     expect(page.locator("#messages .msg.error")).to_contain_text("cannot tell what to optimize")
 
 
+@pytest.mark.slow(seconds=20)
 def test_the_message_and_a_pending_run_show_before_the_server_answers(
     page: Page, optimize_server: Server
 ) -> None:

@@ -80,6 +80,7 @@ def env_for(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PERFSMITH_HOME": str(tmp_path / "home")}
 
 
+@pytest.mark.slow(seconds=25)
 def test_the_faster_candidate_wins_the_wrong_one_is_rejected_and_apply_rewrites(
     tmp_path: Path, project: Path
 ) -> None:
@@ -241,6 +242,7 @@ def test_bad_input_is_a_clear_error_and_touches_nothing(
     assert {p.name: p.read_text() for p in project.iterdir() if p.is_file()} == before
 
 
+@pytest.mark.slow(seconds=35)
 def test_end_to_end_with_the_local_model_over_its_openai_compatible_server(
     tmp_path: Path, project: Path
 ) -> None:
@@ -355,6 +357,7 @@ async def test_the_python_api_verifies_given_candidates(tmp_path: Path, project:
     assert result.report is not None and result.report.is_file() and not result.applied
 
 
+@pytest.mark.slow(seconds=30)
 def test_a_killed_run_resumes_without_reverifying_verified_candidates(
     tmp_path: Path, project: Path
 ) -> None:
@@ -394,7 +397,7 @@ def test_a_killed_run_resumes_without_reverifying_verified_candidates(
             "--backend",
             "process",
             "--verify-rounds",
-            "30",
+            "10",
             "--json",
         ],
         env=env,

@@ -64,6 +64,7 @@ def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return cli(env, "optimize-repo", *args, timeout=900)
 
 
+@pytest.mark.slow(seconds=30)
 def test_verified_speedups_land_on_a_new_branch_and_the_tree_is_untouched(
     tmp_path: Path, repo: Path
 ) -> None:
@@ -144,6 +145,7 @@ def test_bad_repositories_and_commands_are_clear_errors(tmp_path: Path, repo: Pa
     assert git(repo, "status", "--porcelain") == ""
 
 
+@pytest.mark.slow(seconds=50)
 def test_a_library_with_slow_methods_gets_verified_commits_from_degenerate_plans(
     tmp_path: Path,
 ) -> None:
@@ -215,6 +217,7 @@ def test_a_library_with_slow_methods_gets_verified_commits_from_degenerate_plans
     assert profiles and all("The project's command" in p for p in profiles)
 
 
+@pytest.mark.slow(seconds=35)
 def test_a_killed_repository_run_resumes_where_it_stopped(tmp_path: Path, repo: Path) -> None:
     """kill -9 while the second function's plan runs: `runs resume` of the repository run
     keeps the first function's commit (its optimize run is not started again), resumes the

@@ -41,6 +41,7 @@ def test_bad_declarations_are_clear_errors() -> None:
         )
 
 
+@pytest.mark.slow(seconds=45)
 async def test_autotune_builds_times_and_keeps_the_best(sandbox: Sandbox) -> None:
     problem = read_problem(EXAMPLES / "matmul.py")
     two = MATMUL.replace("tune BLOCK=[32,64,128] KBLOCK=[64,128,256]", "tune BLOCK=[16,64]")

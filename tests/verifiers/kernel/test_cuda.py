@@ -25,6 +25,7 @@ GPU_KERNELS = sorted(
 )
 
 
+@pytest.mark.slow(seconds=35)
 @pytest.mark.skipif(GPU, reason="a GPU is here: the full CUDA path runs instead")
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 async def test_cuda_kernels_compile_without_a_gpu(sandbox: Sandbox) -> None:

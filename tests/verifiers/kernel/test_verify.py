@@ -49,6 +49,7 @@ async def test_a_correct_candidate_passes_the_dynamic_checks(sandbox: Sandbox) -
     assert result.details["threads"] >= 1 and len(result.details["reference_s"]) == 5
 
 
+@pytest.mark.slow(seconds=40)
 async def test_hand_written_cpp_softmax_compiles_verifies_and_is_cached(
     sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

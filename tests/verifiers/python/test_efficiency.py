@@ -90,6 +90,7 @@ async def timing(
     )
 
 
+@pytest.mark.slow(seconds=20)
 async def test_verdicts_follow_the_real_speed(sandbox: Sandbox, files: Path) -> None:
     fast = await timing(sandbox, files, "fast")
     ref_mb, cand_mb = fast.peak_mb
@@ -107,6 +108,7 @@ async def test_verdicts_follow_the_real_speed(sandbox: Sandbox, files: Path) -> 
     assert slow.verdict == "slower" and slow.estimate.high < 1, slow.estimate
 
 
+@pytest.mark.slow(seconds=35)
 async def test_peak_memory_of_the_calls(sandbox: Sandbox, files: Path) -> None:
     hungry = await timing(sandbox, files, "hungry", rounds=3)
     ref_mb, cand_mb = hungry.peak_mb

@@ -23,6 +23,7 @@ WORK = (
 )
 
 
+@pytest.mark.slow(seconds=25)
 async def test_counts_repeat_exactly(sandbox: Sandbox, tmp_path: Path) -> None:
     (tmp_path / "ref.py").write_text(WORK.format(burn=40_000))
     (tmp_path / "cand.py").write_text(WORK.format(burn=20_000))

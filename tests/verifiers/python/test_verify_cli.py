@@ -91,6 +91,7 @@ def test_incorrect_candidate_names_the_input(work: Path) -> None:
     assert str(data["failure"]).startswith("input #")
 
 
+@pytest.mark.slow(seconds=15)
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_instructions_mode(work: Path) -> None:
     code, data, err = run(
@@ -196,6 +197,7 @@ SIGNED_GEN = (
 )
 
 
+@pytest.mark.slow(seconds=15)
 def test_a_reference_that_raises_on_some_inputs_gets_a_verdict(work: Path) -> None:
     (work / "signed.py").write_text(SIGNED)
     (work / "signed_fast.py").write_text(SIGNED_FAST)
