@@ -34,7 +34,9 @@ class Settings(BaseSettings):
         "'local:MODEL', an OpenAI-compatible URL, or 'scripted:FILE'",
     )
     local_model: str = Field(default="embedded", description="model the local engine serves")
-    local_compress: str = Field(default="none", description="none, int8, bf16, drop=N, ...")
+    local_compress: str = Field(
+        default="none", description="none (a GGUF file's own weights), fp32, int8, bf16, drop=N"
+    )
     local_speculate: str = Field(default="adaptive", description="none, ngram, adaptive, draft")
     llm_base_url: str | None = Field(
         default=None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1"

@@ -18,7 +18,11 @@ def serve_model(
         ),
     ] = "embedded",
     compress: Annotated[
-        str, typer.Option("--compress", help="none, int8, bf16, drop=N, or a comma list")
+        str,
+        typer.Option(
+            "--compress",
+            help="none (a GGUF file's own weights), fp32, int8, bf16, drop=N, or a comma list",
+        ),
     ] = "none",
     speculate: Annotated[
         str, typer.Option("--speculate", help="none, ngram, adaptive or draft")

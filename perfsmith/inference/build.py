@@ -55,7 +55,11 @@ def make_runner(loaded: models.LoadedModel, compression: Compression, spec: str)
             order = layer_order(loaded, spec, steps=max(4, compression.drop))
             layers = kept_layers(model.config.num_hidden_layers, order, compression.drop)
         return llama_runner.LlamaRunner(
-            model, dtype=compression.torch_dtype, int8=compression.int8, layers=layers
+            model,
+            dtype=compression.torch_dtype,
+            int8=compression.int8,
+            layers=layers,
+            file_weights=loaded.file_weights() if compression.own else None,
         )
     if compression.int8 or compression.drop:
         raise ConfigError(
@@ -83,7 +87,10 @@ def drafter_factory(
     drop = max(0, count - config.draft_layers)
     order = layer_order(loaded, spec)
     draft_runner = llama_runner.LlamaRunner(
-        model, dtype=torch.float32, layers=kept_layers(count, order, min(drop, len(order)))
+        model,
+        dtype=torch.float32,
+        layers=kept_layers(count, order, min(drop, len(order))),
+        file_weights=loaded.file_weights(),
     )
     return lambda: ModelDrafter(draft_runner, capacity=config.context + 64)
 

@@ -27,11 +27,13 @@ from perfsmith.inference.quality import CALIBRATION_FILES, chunks, perplexity, s
 @dataclass(frozen=True)
 class Compression:
     """``dtype`` is ``fp32`` or ``bf16``; ``int8`` quantizes the linear layers' weights;
-    ``drop`` removes that many layers (ranked on calibration text)."""
+    ``drop`` removes that many layers (ranked on calibration text); ``own``: a GGUF
+    model computes with its file's own quantized weights (on the native kernels)."""
 
     dtype: str = "fp32"
     int8: bool = False
     drop: int = 0
+    own: bool = True
 
     @property
     def label(self) -> str:
@@ -40,6 +42,8 @@ class Compression:
             parts.append("int8")
         if self.dtype == "bf16":
             parts.append("bf16")
+        if not (self.int8 or self.dtype == "bf16" or self.own):
+            parts.append("fp32")
         if self.drop:
             parts.append(f"drop={self.drop}")
         return ",".join(parts) or "none"
@@ -51,15 +55,15 @@ class Compression:
 
 
 def parse_compression(spec: str) -> Compression:
-    """``none``, or a comma list of ``int8``, ``bf16``, ``drop=N`` (bf16 where this CPU
-    computes in it)."""
-    dtype, int8, drop = compression_parts(spec)
+    """``none``, or a comma list of ``int8``, ``bf16``, ``fp32``, ``drop=N`` (bf16 where
+    this CPU computes in it)."""
+    dtype, int8, drop, own = compression_parts(spec)
     if dtype == "bf16" and not bf16_supported():
         raise ConfigError(
             "bf16 needs the native kernels (AVX-512 and a C compiler) or a CPU with AVX-512 "
             "BF16 (or AMX); use fp32 or int8"
         )
-    return Compression(dtype=dtype, int8=int8, drop=drop)
+    return Compression(dtype=dtype, int8=int8, drop=drop, own=own)
 
 
 def bf16_supported() -> bool:

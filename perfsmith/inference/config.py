@@ -37,17 +37,21 @@ def check_speculation(mode: str) -> None:
         raise ConfigError(f"unknown speculation {mode!r}: use one of {', '.join(SPECULATE_MODES)}")
 
 
-def compression_parts(spec: str) -> tuple[str, bool, int]:
-    """``none``, or a comma list of ``int8``, ``bf16``, ``drop=N``: (dtype, int8, drop)."""
-    dtype, int8, drop = "fp32", False, 0
+def compression_parts(spec: str) -> tuple[str, bool, int, bool]:
+    """``none``, or a comma list of ``int8``, ``bf16``, ``fp32``, ``drop=N``: (dtype,
+    int8, drop, own). ``own``: a GGUF model keeps its file's quantized weights (``none``
+    and ``drop=N`` alone); ``fp32`` asks for them dequantized instead."""
+    dtype, int8, drop, own = "fp32", False, 0, True
     for raw in spec.split(","):
         part = raw.strip().lower()
-        if part in ("", "none", "fp32"):
+        if part in ("", "none"):
             continue
-        if part == "int8":
-            int8 = True
+        if part == "fp32":
+            own = False
+        elif part == "int8":
+            int8, own = True, False
         elif part == "bf16":
-            dtype = "bf16"
+            dtype, own = "bf16", False
         elif part.startswith("drop="):
             try:
                 drop = int(part.removeprefix("drop="))
@@ -57,6 +61,6 @@ def compression_parts(spec: str) -> tuple[str, bool, int]:
                 raise ConfigError("drop=N needs N >= 0")
         else:
             raise ConfigError(
-                f"unknown compression {part!r}: use none, int8, bf16, drop=N, or a comma list"
+                f"unknown compression {part!r}: use none, int8, bf16, fp32, drop=N, or a comma list"
             )
-    return dtype, int8, drop
+    return dtype, int8, drop, own

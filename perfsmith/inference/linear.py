@@ -106,29 +106,58 @@ class Int8Linear:
 
 
 class PanelLinear:
-    """A weight on the native kernel: ``dtype`` fp32, bf16, or int8 (quantized per output
-    channel here); fp32 activations in and out."""
+    """A weight on the native kernels, fp32 activations in and out: parts stacked along
+    the outputs (one, or a fused q/k/v or gate/up), each fp32, bf16, int8 (quantized per
+    output channel here) or a GGUF file's own blocks (:meth:`gguf`)."""
 
-    def __init__(self, lib: ctypes.CDLL, weight: torch.Tensor, dtype: torch.dtype) -> None:
+    def __init__(
+        self, lib: ctypes.CDLL, parts: list[tuple[torch.Tensor, torch.Tensor | None, int, int]]
+    ) -> None:
+        """``parts``: (packed weights, int8 scales or None, kernel type, output rows)."""
+        if not 1 <= len(parts) <= 3:
+            raise ValueError("a matrix on the native kernels has one to three parts")
         self._lib = lib
-        self.out_features = int(weight.shape[0])
-        self.scale: torch.Tensor | None = None
+        self._parts = parts  # the matrix points into these tensors: they stay alive here
+        self.out_features = sum(rows for _, _, _, rows in parts)
+        self.matrix = native_kernels.Matrix()
+        self.matrix.parts = len(parts)
+        for i, (packed, scale, kind, rows) in enumerate(parts):
+            part = self.matrix.part[i]
+            part.w = packed.data_ptr()
+            part.scale = None if scale is None else scale.data_ptr()
+            part.type = kind
+            part.rows = rows
+
+    @classmethod
+    def dense(cls, lib: ctypes.CDLL, weight: torch.Tensor, dtype: torch.dtype) -> PanelLinear:
+        """``weight`` as ``dtype``: fp32, bf16, or int8 quantized per output channel."""
+        rows = int(weight.shape[0])
         if dtype == torch.int8:
-            q, self.scale = quantize_per_channel(weight)
-            self.packed = native_kernels.pack(lib, q)
-        else:
-            self.packed = native_kernels.pack(lib, weight.detach().to(dtype))
+            q, scale = quantize_per_channel(weight)
+            return cls(lib, [(native_kernels.pack(lib, q), scale, 0, rows)])
+        packed = native_kernels.pack(lib, weight.detach().to(dtype))
+        return cls(lib, [(packed, None, native_kernels.WEIGHT_TYPES[dtype], rows)])
+
+    @classmethod
+    def gguf(cls, lib: ctypes.CDLL, raw: torch.Tensor, kind: str) -> PanelLinear:
+        """A GGUF tensor's own blocks (uint8 ``[N, row bytes]``, type ``kind``)."""
+        packed = native_kernels.pack_blocks(raw, kind)
+        return cls(lib, [(packed, None, native_kernels.BLOCK_TYPES[kind], int(raw.shape[0]))])
+
+    @classmethod
+    def stacked(cls, linears: list[PanelLinear]) -> PanelLinear:
+        """One matrix of ``linears`` stacked along the outputs, each part as it was."""
+        return cls(linears[0]._lib, [part for lin in linears for part in lin._parts])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, shape[-1]).float()
-        out = native_kernels.linear(self._lib, flat, self.packed, self.scale)
+        out = native_kernels.linear(self._lib, flat, self.matrix)
         return out.reshape(*shape[:-1], self.out_features)
 
-    def addresses(self) -> tuple[int, int | None]:
-        """The packed weight's and the scales' addresses, for the native layer kernel."""
-        return self.packed.data_ptr(), None if self.scale is None else self.scale.data_ptr()
-
     def nbytes(self) -> int:
-        scales = 0 if self.scale is None else self.scale.numel() * 4
-        return self.packed.numel() * self.packed.element_size() + scales
+        total = 0
+        for packed, scale, _, _ in self._parts:
+            total += packed.numel() * packed.element_size()
+            total += 0 if scale is None else scale.numel() * scale.element_size()
+        return total

@@ -7,6 +7,7 @@ The weights come from a transformers model; nothing here downloads or converts f
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from perfsmith.inference import native as native_kernels
+from perfsmith.inference.gguf_weights import FileWeight
 from perfsmith.inference.kv_cache import SlotCache
 from perfsmith.inference.linear import DenseLinear, Int8Linear, Linear, PanelLinear
 
@@ -70,11 +72,14 @@ class LlamaRunner:
         int8: bool = False,
         layers: list[int] | None = None,
         native: bool = True,
+        file_weights: Mapping[str, FileWeight] | None = None,
     ) -> None:
         """``dtype`` and ``int8`` choose the weights. Where the native kernels build (and
         ``native`` is left on), whole layers run in C with fp32 activations whatever the
         weights are; otherwise in Python on torch's kernels, with activations in
-        ``dtype`` (bf16 weights multiply bf16 activations there)."""
+        ``dtype`` (bf16 weights multiply bf16 activations there). ``file_weights`` (a
+        GGUF file's own blocks, :mod:`gguf_weights`) replace the fp32 weights they name
+        on the native path, unless ``int8`` or bf16 weights are asked for."""
         config = model.config
         if not supports(config):
             raise ValueError(f"{config.model_type} is not a plain Llama-architecture model")
@@ -97,31 +102,48 @@ class LlamaRunner:
         # activations (and the KV cache): fp32 on the native path
         self.dtype = dtype = torch.float32 if lib is not None else dtype
 
-        def linear(weight: torch.Tensor) -> Linear:
-            w = weight.detach()
+        own = dict(file_weights or {}) if weight_dtype == torch.float32 else {}
+        self.file_weights_used = 0  # how many weights are the file's own blocks
+
+        def panel(name: str, weight: torch.Tensor) -> PanelLinear:
+            assert lib is not None
+            mine = own.get(name)
+            if mine is not None and mine.rows % 16 == 0 and mine.columns % 32 == 0:
+                self.file_weights_used += 1
+                return PanelLinear.gguf(lib, mine.raw, mine.kind)
+            return PanelLinear.dense(lib, weight.detach(), weight_dtype)
+
+        def linear(names: list[str], weights: list[torch.Tensor]) -> Linear:
             if lib is not None:
-                return PanelLinear(lib, w, weight_dtype)
+                parts = [panel(n, w) for n, w in zip(names, weights, strict=True)]
+                return parts[0] if len(parts) == 1 else PanelLinear.stacked(parts)
+            w = torch.cat([w.detach() for w in weights])
             return Int8Linear(w, dtype) if int8 else DenseLinear(w.to(dtype))
 
         self.layers: list[_Layer] = []
         for i in keep:
             block = inner.layers[i]
             att, mlp = block.self_attn, block.mlp
-            qkv = torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight])
-            gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])
+            at, ml = f"model.layers.{i}.self_attn.", f"model.layers.{i}.mlp."
             self.layers.append(
                 _Layer(
                     ln1=block.input_layernorm.weight.detach().to(dtype),
-                    qkv=linear(qkv),
-                    o=linear(att.o_proj.weight),
+                    qkv=linear(
+                        [at + "q_proj.weight", at + "k_proj.weight", at + "v_proj.weight"],
+                        [att.q_proj.weight, att.k_proj.weight, att.v_proj.weight],
+                    ),
+                    o=linear([at + "o_proj.weight"], [att.o_proj.weight]),
                     ln2=block.post_attention_layernorm.weight.detach().to(dtype),
-                    gate_up=linear(gate_up),
-                    down=linear(mlp.down_proj.weight),
+                    gate_up=linear(
+                        [ml + "gate_proj.weight", ml + "up_proj.weight"],
+                        [mlp.gate_proj.weight, mlp.up_proj.weight],
+                    ),
+                    down=linear([ml + "down_proj.weight"], [mlp.down_proj.weight]),
                 )
             )
         self.embed = inner.embed_tokens.weight.detach().to(dtype)
         self.norm = inner.norm.weight.detach().to(dtype)
-        self.lm_head = linear(model.lm_head.weight)
+        self.lm_head = linear(["lm_head.weight"], [model.lm_head.weight])
         inv_freq = 1.0 / (
             theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
         )
@@ -130,7 +152,7 @@ class LlamaRunner:
         emb = torch.cat((freqs, freqs), dim=-1)
         self._cos = emb.cos().to(dtype)
         self._sin = emb.sin().to(dtype)
-        self._native = None if lib is None else self._native_layers(weight_dtype)
+        self._native = None if lib is None else self._native_layers()
 
     def _native_shapes(self) -> bool:
         """Whether the native layer kernel takes this model's shapes: head size a multiple
@@ -147,15 +169,15 @@ class LlamaRunner:
             and all(w % 16 == 0 for w in widths)
         )
 
-    def _native_layers(self, weight_dtype: torch.dtype) -> list[native_kernels.LayerSpec]:
-        """Every layer's shapes and weight addresses for the C layer kernel."""
+    def _native_layers(self) -> list[native_kernels.LayerSpec]:
+        """Every layer's shapes and weights for the C layer kernel."""
         specs = []
         for layer in self.layers:
-            parts: dict[str, int | None] = {}
+            parts = {}
             for name in ("qkv", "o", "gate_up", "down"):
                 lin = getattr(layer, name)
                 assert isinstance(lin, PanelLinear)
-                parts[name], parts[name + "_s"] = lin.addresses()
+                parts[name] = lin.matrix
             specs.append(
                 native_kernels.LayerSpec(
                     hidden=int(self.config.hidden_size),
@@ -163,7 +185,6 @@ class LlamaRunner:
                     kv_heads=self.kv_heads,
                     head_dim=self.head_dim,
                     inter=self.intermediate,
-                    wtype=native_kernels.WEIGHT_TYPES[weight_dtype],
                     eps=self.eps,
                     ln1=layer.ln1.data_ptr(),
                     ln2=layer.ln2.data_ptr(),

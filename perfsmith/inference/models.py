@@ -121,6 +121,17 @@ class LoadedModel:
     tokenizer: Any
     load_s: float
     from_cache: bool
+    source: ModelSource | None = None
+
+    def file_weights(self) -> dict[str, Any]:
+        """The GGUF file's own quantized weights by parameter name (``gguf_weights``;
+        kept beside the converted weights); empty for a HuggingFace directory."""
+        if self.source is None or self.source.kind != "gguf":
+            return {}
+        from perfsmith.inference import gguf_weights
+
+        folder = converted_dir(self.source)
+        return dict(gguf_weights.load(self.source.path, self.model.config, folder))
 
 
 def _quiet_transformers() -> None:
@@ -193,4 +204,5 @@ def load(spec: str, *, use_cache: bool = True) -> LoadedModel:
         tokenizer=tokenizer,
         load_s=time.perf_counter() - started,
         from_cache=from_cache,
+        source=source,
     )

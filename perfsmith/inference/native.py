@@ -104,8 +104,8 @@ def library() -> ctypes.CDLL | None:
         log.info("native kernels unavailable (%s); using torch's", exc)
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    lib.ps_linear.argtypes = [ptr, i64, i64, ptr, i64, ptr, i64, ptr, ctypes.c_int]
-    lib.ps_linear.restype = None
+    lib.ps_matmul.argtypes = [ptr, i64, i64, ctypes.POINTER(Matrix), ptr, ctypes.c_int]
+    lib.ps_matmul.restype = None
     lib.ps_pack.argtypes = [ptr, i64, i64, i64, ptr]
     lib.ps_pack.restype = None
     lib.ps_rms_norm.argtypes = [ptr, i64, i64, ptr, ctypes.c_float, ptr]
@@ -125,8 +125,12 @@ def library() -> ctypes.CDLL | None:
     return lib
 
 
-# the kernel's weight types (csrc/qlinear.c: W_INT8, W_BF16, W_F32)
+# the kernel's weight types (csrc/qlinear.c: W_INT8, W_BF16, W_F32, then GGUF's blocks)
 WEIGHT_TYPES = {torch.int8: 0, torch.bfloat16: 1, torch.float32: 2}
+BLOCK_TYPES = {"Q8_0": 3, "Q4_0": 4, "Q4_1": 5}
+# GGUF's block of 32 weights: bytes in the file, and where its fp16 scale, its fp16
+# minimum (Q4_1) and its quants lie
+BLOCK_LAYOUT = {"Q8_0": (34, 2, 0), "Q4_0": (18, 2, 0), "Q4_1": (20, 4, 2)}
 
 
 def pack(lib: ctypes.CDLL, weight: torch.Tensor) -> torch.Tensor:
@@ -143,31 +147,58 @@ def pack(lib: ctypes.CDLL, weight: torch.Tensor) -> torch.Tensor:
     return packed
 
 
-def linear(
-    lib: ctypes.CDLL, x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor | None
-) -> torch.Tensor:
-    """``x [M, K]`` fp32 times a packed weight (scaled per output channel when ``scale``
-    is given): fp32 ``[M, N]``."""
+def pack_blocks(raw: torch.Tensor, kind: str) -> torch.Tensor:
+    """A GGUF tensor's rows of blocks (uint8 ``[N, K/32 * block bytes]``, N a multiple of
+    16) into the kernel's panels, byte for byte: per panel of 16 rows and block of 32 k,
+    the rows' fp16 scales, their fp16 minimums (Q4_1), then their quants (see
+    csrc/qlinear.c)."""
+    if kind not in BLOCK_LAYOUT:
+        raise ValueError(f"GGUF type {kind} is not one the kernels read")
+    size, head, _ = BLOCK_LAYOUT[kind]
+    n, width = raw.shape
+    if n % 16 or width % size:
+        raise ValueError(f"[{n}, {width}] bytes are not rows of {kind} blocks in 16s")
+    blocks = raw.reshape(n // 16, 16, width // size, size).permute(0, 2, 1, 3)  # [P, B, 16, s]
+    scales = blocks[..., :head].reshape(n // 16, width // size, 16, head // 2, 2)
+    # fp16 scales of the 16 rows together, then (Q4_1) their minimums
+    parts = [scales[..., i, :].reshape(n // 16, width // size, 32) for i in range(head // 2)]
+    quants = blocks[..., head:]  # [P, B, 16 rows, q]
+    if kind == "Q8_0":  # [32 k][16 rows]
+        parts.append(quants.transpose(2, 3).reshape(n // 16, width // size, 512))
+    else:  # the file's bytes qs[j] of the 16 rows: [16 j][16 rows]
+        parts.append(quants.transpose(2, 3).reshape(n // 16, width // size, 256))
+    return torch.cat(parts, dim=-1).contiguous()
+
+
+_PTR, _I64 = ctypes.c_void_p, ctypes.c_int64
+
+
+class Part(ctypes.Structure):
+    """``ps_part`` in csrc/qlinear.c: packed weights of one type for ``rows`` outputs."""
+
+    _fields_ = [("w", _PTR), ("scale", _PTR), ("type", _I64), ("rows", _I64)]
+
+
+class Matrix(ctypes.Structure):
+    """``ps_matrix``: up to three parts stacked along the outputs (a fused q/k/v)."""
+
+    _fields_ = [("part", Part * 3), ("parts", ctypes.c_int64)]
+
+
+def linear(lib: ctypes.CDLL, x: torch.Tensor, matrix: Matrix) -> torch.Tensor:
+    """``x [M, K]`` fp32 times a packed weight matrix: fp32 ``[M, N]``."""
     flat = x if x.is_contiguous() else x.contiguous()
     m, k = flat.shape
-    n = packed.shape[0] * 16
+    n = sum(int(matrix.part[i].rows) for i in range(matrix.parts))
     out = torch.empty((m, n), dtype=torch.float32)
-    lib.ps_linear(
-        flat.data_ptr(),
-        m,
-        k,
-        packed.data_ptr(),
-        WEIGHT_TYPES[packed.dtype],
-        None if scale is None else scale.data_ptr(),
-        n,
-        out.data_ptr(),
-        torch.get_num_threads(),
+    lib.ps_matmul(
+        flat.data_ptr(), m, k, ctypes.byref(matrix), out.data_ptr(), torch.get_num_threads()
     )
     return out
 
 
 class LayerSpec(ctypes.Structure):
-    """``ps_layer`` in csrc/qlinear.c: one decoder layer's shapes and weight pointers."""
+    """``ps_layer`` in csrc/qlinear.c: one decoder layer's shapes and weights."""
 
     _fields_ = [
         ("hidden", ctypes.c_int64),
@@ -175,18 +206,13 @@ class LayerSpec(ctypes.Structure):
         ("kv_heads", ctypes.c_int64),
         ("head_dim", ctypes.c_int64),
         ("inter", ctypes.c_int64),
-        ("wtype", ctypes.c_int64),
         ("eps", ctypes.c_float),
         ("ln1", ctypes.c_void_p),
         ("ln2", ctypes.c_void_p),
-        ("qkv", ctypes.c_void_p),
-        ("o", ctypes.c_void_p),
-        ("gate_up", ctypes.c_void_p),
-        ("down", ctypes.c_void_p),
-        ("qkv_s", ctypes.c_void_p),
-        ("o_s", ctypes.c_void_p),
-        ("gate_up_s", ctypes.c_void_p),
-        ("down_s", ctypes.c_void_p),
+        ("qkv", Matrix),
+        ("o", Matrix),
+        ("gate_up", Matrix),
+        ("down", Matrix),
         ("cos", ctypes.c_void_p),
         ("sin", ctypes.c_void_p),
     ]

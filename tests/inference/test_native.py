@@ -26,7 +26,7 @@ def test_a_row_is_bit_identical_alone_or_with_any_other_rows(dtype: torch.dtype)
     assert LIB is not None
     torch.manual_seed(0)
     weight = torch.randn(96, 80)
-    layer = PanelLinear(LIB, weight, dtype)
+    layer = PanelLinear.dense(LIB, weight, dtype)
     x = torch.randn(23, 80)
     full = layer(x)
     for m in range(1, 24):  # every block size and remainder of the kernel's row loop
@@ -41,6 +41,87 @@ def test_a_row_is_bit_identical_alone_or_with_any_other_rows(dtype: torch.dtype)
     assert layer.nbytes() == 96 * 80 * torch.tensor([], dtype=dtype).element_size() + (
         96 * 4 if dtype == torch.int8 else 0
     )
+
+
+@needs_native
+@pytest.mark.parametrize("kind", ["Q8_0", "Q4_0", "Q4_1"])
+def test_a_gguf_files_blocks_compute_as_their_reference_dequantization(kind: str) -> None:
+    """The file's blocks as they are (no dequantizing at load): the same bytes, the
+    same products as GGUF's own dequantize-then-matmul (to float rounding: 1e-6 of the
+    output's scale), and a row's output the same whatever rows share the pass."""
+    assert LIB is not None
+    import gguf
+    import numpy as np
+
+    qtype = gguf.GGMLQuantizationType[kind]
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((96, 128)).astype(np.float32)
+    raw = gguf.quants.quantize(weight, qtype)
+    reference_weight = torch.from_numpy(gguf.quants.dequantize(raw, qtype))
+    layer = PanelLinear.gguf(LIB, torch.from_numpy(raw), kind)
+    assert layer.nbytes() == raw.nbytes  # the file's bytes, no more
+    x = torch.randn(23, 128)
+    full = layer(x)
+    reference = x @ reference_weight.T
+    assert (full - reference).abs().max() <= 1e-6 * reference.abs().max() * 128**0.5
+    for m in range(1, 24):
+        assert torch.equal(layer(x[:m]), full[:m]), m
+        assert torch.equal(layer(x[m - 1 : m]), full[m - 1 : m]), m
+    # stacked with parts of other types (a fused q/k/v whose parts differ): each part's
+    # outputs are its own
+    dense = torch.randn(32, 128)
+    stacked = PanelLinear.stacked([layer, PanelLinear.dense(LIB, dense, torch.float32), layer])
+    out = stacked(x)
+    assert out.shape == (23, 96 + 32 + 96)
+    assert torch.equal(out[:, :96], full) and torch.equal(out[:, 128:], full)
+    assert torch.allclose(out[:, 96:128], x @ dense.T, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="not rows of"):
+        PanelLinear.gguf(LIB, torch.from_numpy(raw[:8]), kind)
+
+
+@needs_native
+def test_the_embedded_model_runs_on_its_files_own_weights(loaded: LoadedModel) -> None:
+    """Every linear layer of the embedded model (Q4_1, the vocabulary projection Q8_0)
+    computes from the file's blocks: row for row the weights transformers dequantizes,
+    at a third of the fp32 weights' bytes, the same predictions."""
+    import gguf
+
+    from perfsmith.inference import gguf_weights
+
+    weights = loaded.file_weights()
+    kinds = {w.kind for w in weights.values()}
+    assert kinds == {"Q4_1", "Q8_0"}
+    inner = loaded.model.model
+    for name, module in (
+        ("model.layers.3.self_attn.q_proj.weight", inner.layers[3].self_attn.q_proj),
+        ("model.layers.3.self_attn.k_proj.weight", inner.layers[3].self_attn.k_proj),
+        ("model.layers.7.mlp.down_proj.weight", inner.layers[7].mlp.down_proj),
+        ("lm_head.weight", loaded.model.lm_head),
+    ):
+        mine = weights[name]
+        rows = gguf.quants.dequantize(mine.raw.numpy(), gguf.GGMLQuantizationType[mine.kind])
+        assert torch.equal(torch.from_numpy(rows), module.weight.detach()), name
+    assert (gguf_weights.unpermute_rows(torch.arange(8)[:, None], 1)[:, 0]).tolist() == [
+        0,
+        2,
+        4,
+        6,
+        1,
+        3,
+        5,
+        7,
+    ]
+    own = LlamaRunner(loaded.model, file_weights=weights)
+    assert own.path == "native" and own.file_weights_used == 7 * 30 + 1
+    fp32 = LlamaRunner(loaded.model)
+    assert own.weight_bytes() < fp32.weight_bytes() / 3
+    tokens = torch.tensor([[1, 504, 3062, 314, 253, 2376, 30, 378, 1126, 28, 5, 9, 17]])
+    a = own.forward(own.new_cache(1, 64), [0], tokens)
+    b = fp32.forward(fp32.new_cache(1, 64), [0], tokens)
+    assert torch.equal(a.argmax(-1), b.argmax(-1))
+    assert (a - b).abs().max() < 1e-4 * b.abs().max()
+    # int8 or bf16 asked for: those, not the file's
+    assert LlamaRunner(loaded.model, int8=True, file_weights=weights).file_weights_used == 0
 
 
 @needs_native

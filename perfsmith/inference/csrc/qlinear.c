@@ -2,14 +2,22 @@
    Llama decoder layers.
 
    Decoding a small model on a CPU reads every weight once per forward pass, so the pass
-   costs what reading the weights costs: int8 weights are a quarter of fp32's bytes, bf16
-   half. Weights are packed in panels of 16 output channels ([N/16][K][16]), so one load
-   feeds 16 channels and no horizontal sums are needed; a block of up to 6 activation rows
-   shares each loaded panel, so verifying a speculative draft of a few tokens costs little
-   more than one token. Activations and accumulation stay fp32 for every weight type.
+   costs what reading the weights costs: a GGUF file's own 4-bit blocks are an eighth of
+   fp32's bytes, int8 a quarter, bf16 half. Weights are packed in panels of 16 output
+   channels, so one load feeds 16 channels and no horizontal sums are needed; a block of
+   up to 6 activation rows shares each loaded panel, so verifying a speculative draft of a
+   few tokens costs little more than one token. Activations and accumulation stay fp32
+   for every weight type.
 
-   Every output element is one fused multiply-add chain over k in order, whatever the
-   number of rows: a token's logits are bit-identical whether it goes through the pass
+   GGUF's block types (Q8_0, Q4_0, Q4_1: 32 weights per block, an fp16 scale each, and an
+   fp16 minimum for Q4_1) keep the file's bytes: a panel holds, per block of 32 k, the 16
+   channels' scales (and minimums), then their quants (Q8_0: [32 k][16] int8; Q4_0/Q4_1:
+   [16 j][16] bytes, each the file's own byte qs[j], k = j in its low nibble and j + 16 in
+   its high one). A weight is formed in registers exactly as GGUF's reference
+   dequantization forms it (d * q, d * (q - 8), d * q + m in fp32) and used at once.
+
+   Every output element is one fused multiply-add chain over k in a fixed order, whatever
+   the number of rows: a token's logits are bit-identical whether it goes through the pass
    alone, with a draft, or beside other sequences, which keeps speculative greedy decoding
    lossless. */
 #include <immintrin.h>
@@ -22,7 +30,9 @@
 #define MB 6
 #define NP 4
 
-enum { W_INT8 = 0, W_BF16 = 1, W_F32 = 2 };
+enum { W_INT8 = 0, W_BF16 = 1, W_F32 = 2, W_Q8_0 = 3, W_Q4_0 = 4, W_Q4_1 = 5 };
+
+#define QNP 2 /* panels per step for block types (block sums take registers) */
 
 /* 16 weights of panel row k, as fp32 */
 static inline __attribute__((always_inline)) __m512 load_w(const int WT, const void *panel,
@@ -43,6 +53,7 @@ static inline int64_t w_size(const int WT) { return WT == W_INT8 ? 1 : WT == W_B
 static inline __attribute__((always_inline)) void block(
     const int WT, const int MM, const int PP, const float *x, int64_t K, const void *w,
     const float *scale, int64_t N, int64_t m0, int64_t p0, float *out) {
+    /* N: the output's row stride */
     __m512 acc[MB][NP];
     for (int i = 0; i < MM; i++)
         for (int p = 0; p < PP; p++) acc[i][p] = _mm512_setzero_ps();
@@ -66,46 +77,178 @@ static inline __attribute__((always_inline)) void block(
     }
 }
 
-#define ROWS(PP)                                                                          \
+
+/* bytes of one panel's block of 32 k: scales (and minimums), then quants */
+static inline int64_t q_bytes(const int QT) {
+    return QT == W_Q8_0 ? 32 + 512 : QT == W_Q4_0 ? 32 + 256 : 64 + 256;
+}
+
+static inline __attribute__((always_inline)) void qblock(const int QT, const int MM,
+                                                          const int PP, const float *x,
+                                                          const float *xsum, int64_t K,
+                                                          const uint8_t *w, int64_t N,
+                                                          int64_t m0, int64_t p0, float *out) {
+    /* per block: s = sum_k x[k] * q[k] (one FMA chain), then out += d * s, and for
+       Q4_1 + m * sum_k x[k], for Q4_0 - 8 d * sum_k x[k] (xsum: each row's block sums) */
+    __m512 acc[MB][QNP];
+    for (int i = 0; i < MM; i++)
+        for (int p = 0; p < PP; p++) acc[i][p] = _mm512_setzero_ps();
+    const int64_t nb = K / 32, bb = q_bytes(QT);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk[QNP];
+        for (int p = 0; p < PP; p++) blk[p] = w + ((p0 + p) * nb + b) * bb;
+        const float *xb = x + m0 * K + b * 32;
+        __m512 s[MB][QNP];
+        for (int i = 0; i < MM; i++)
+            for (int p = 0; p < PP; p++) s[i][p] = _mm512_setzero_ps();
+        if (QT == W_Q8_0) {
+            for (int j = 0; j < 32; j++) {
+                __m512 wv[QNP];
+                for (int p = 0; p < PP; p++)
+                    wv[p] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                        _mm_loadu_si128((const __m128i *)(blk[p] + 32 + j * 16))));
+                for (int i = 0; i < MM; i++) {
+                    const __m512 xv = _mm512_set1_ps(xb[i * K + j]);
+                    for (int p = 0; p < PP; p++) s[i][p] = _mm512_fmadd_ps(xv, wv[p], s[i][p]);
+                }
+            }
+        } else {
+            const int64_t qoff = QT == W_Q4_1 ? 64 : 32;
+            const __m512i low = _mm512_set1_epi32(0xF);
+            for (int j = 0; j < 16; j++) {
+                __m512 lo[QNP], hi[QNP];
+                for (int p = 0; p < PP; p++) {
+                    const __m512i q = _mm512_cvtepu8_epi32(
+                        _mm_loadu_si128((const __m128i *)(blk[p] + qoff + j * 16)));
+                    lo[p] = _mm512_cvtepi32_ps(_mm512_and_si512(q, low));
+                    hi[p] = _mm512_cvtepi32_ps(_mm512_srli_epi32(q, 4));
+                }
+                for (int i = 0; i < MM; i++) {
+                    const __m512 xl = _mm512_set1_ps(xb[i * K + j]);
+                    const __m512 xh = _mm512_set1_ps(xb[i * K + j + 16]);
+                    for (int p = 0; p < PP; p++) {
+                        s[i][p] = _mm512_fmadd_ps(xl, lo[p], s[i][p]);
+                        s[i][p] = _mm512_fmadd_ps(xh, hi[p], s[i][p]);
+                    }
+                }
+            }
+        }
+        for (int p = 0; p < PP; p++) {
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk[p]));
+            __m512 bias = _mm512_setzero_ps();
+            if (QT == W_Q4_1)
+                bias = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk[p] + 32)));
+            else if (QT == W_Q4_0)
+                bias = _mm512_mul_ps(d, _mm512_set1_ps(-8.0f));
+            for (int i = 0; i < MM; i++) {
+                acc[i][p] = _mm512_fmadd_ps(d, s[i][p], acc[i][p]);
+                if (QT != W_Q8_0)
+                    acc[i][p] = _mm512_fmadd_ps(bias, _mm512_set1_ps(xsum[(m0 + i) * nb + b]),
+                                                acc[i][p]);
+            }
+        }
+    }
+    for (int p = 0; p < PP; p++)
+        for (int i = 0; i < MM; i++)
+            _mm512_storeu_ps(out + (m0 + i) * N + (p0 + p) * 16, acc[i][p]);
+}
+
+#define ROWS(CALL)                                                                        \
     do {                                                                                  \
         int64_t m0 = 0;                                                                   \
-        for (; m0 + MB <= M; m0 += MB) block(WT, MB, PP, x, K, w, scale, N, m0, p, out);  \
+        for (; m0 + MB <= M; m0 += MB) CALL(MB);                                          \
         switch (M - m0) {                                                                 \
-        case 1: block(WT, 1, PP, x, K, w, scale, N, m0, p, out); break;                   \
-        case 2: block(WT, 2, PP, x, K, w, scale, N, m0, p, out); break;                   \
-        case 3: block(WT, 3, PP, x, K, w, scale, N, m0, p, out); break;                   \
-        case 4: block(WT, 4, PP, x, K, w, scale, N, m0, p, out); break;                   \
-        case 5: block(WT, 5, PP, x, K, w, scale, N, m0, p, out); break;                   \
+        case 1: CALL(1); break;                                                           \
+        case 2: CALL(2); break;                                                           \
+        case 3: CALL(3); break;                                                           \
+        case 4: CALL(4); break;                                                           \
+        case 5: CALL(5); break;                                                           \
         default: break;                                                                   \
         }                                                                                 \
     } while (0)
 
-static inline __attribute__((always_inline)) void linear(
-    const int WT, const float *x, int64_t M, int64_t K, const void *w, const float *scale,
-    int64_t N, float *out, int threads) {
-    const int64_t panels = N / 16;
-#pragma omp parallel num_threads(threads)
+/* panels [begin, end) of a weight of type WT: out[:, p*16 .. p*16+16) for each panel p,
+   out's rows N floats apart */
+static inline __attribute__((always_inline)) void panels(
+    const int WT, const float *x, const float *xsum, int64_t M, int64_t K, const void *w,
+    const float *scale, int64_t N, float *out, int64_t begin, int64_t end) {
+    int64_t p = begin;
+    if (WT >= W_Q8_0) {
+#define QCALL(MM) qblock(WT, MM, QNP, x, xsum, K, (const uint8_t *)w, N, m0, p, out)
+#define QCALL1(MM) qblock(WT, MM, 1, x, xsum, K, (const uint8_t *)w, N, m0, p, out)
+        for (; p + QNP <= end; p += QNP) ROWS(QCALL);
+        if (p < end) ROWS(QCALL1);
+        return;
+    }
+#define DCALL(MM) block(WT, MM, PP, x, K, w, scale, N, m0, p, out)
     {
-        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-        const int64_t begin = panels * t / nt, end = panels * (t + 1) / nt;
-        int64_t p = begin;
-        for (; p + NP <= end; p += NP) ROWS(NP);
-        switch (end - p) {
-        case 1: ROWS(1); break;
-        case 2: ROWS(2); break;
-        case 3: ROWS(3); break;
-        default: break;
-        }
+        enum { PP = NP };
+        for (; p + NP <= end; p += NP) ROWS(DCALL);
+    }
+    switch (end - p) {
+    case 1: { enum { PP = 1 }; ROWS(DCALL); break; }
+    case 2: { enum { PP = 2 }; ROWS(DCALL); break; }
+    case 3: { enum { PP = 3 }; ROWS(DCALL); break; }
+    default: break;
     }
 }
 
-/* out[M, N] = (x[M, K] @ W[N, K]^T) (* scale[N] when scale is not NULL), with W packed
-   as [N/16][K][16] weights of type wtype (W_INT8, W_BF16 or W_F32). */
-void ps_linear(const float *x, int64_t M, int64_t K, const void *w, int64_t wtype,
-               const float *scale, int64_t N, float *out, int threads) {
-    if (wtype == W_INT8) linear(W_INT8, x, M, K, w, scale, N, out, threads);
-    else if (wtype == W_BF16) linear(W_BF16, x, M, K, w, scale, N, out, threads);
-    else linear(W_F32, x, M, K, w, scale, N, out, threads);
+/* A weight matrix as the kernels take it: up to three parts stacked along the output
+   (a fused q/k/v or gate/up whose parts may be of different types), each `rows` output
+   channels (a multiple of 16) of type `type`, packed; `scale` per channel for int8. */
+typedef struct {
+    const void *w;
+    const float *scale;
+    int64_t type, rows;
+} ps_part;
+
+typedef struct {
+    ps_part part[3];
+    int64_t parts;
+} ps_matrix;
+
+static void part_panels(const ps_part *P, const float *x, const float *xsum, int64_t M,
+                        int64_t K, int64_t N, float *out, int64_t begin, int64_t end) {
+    switch (P->type) {
+    case W_INT8: panels(W_INT8, x, xsum, M, K, P->w, P->scale, N, out, begin, end); break;
+    case W_BF16: panels(W_BF16, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
+    case W_F32: panels(W_F32, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
+    case W_Q8_0: panels(W_Q8_0, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
+    case W_Q4_0: panels(W_Q4_0, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
+    case W_Q4_1: panels(W_Q4_1, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
+    default: break;
+    }
+}
+
+/* out[M, N] = x[M, K] @ W^T, N the parts' rows together. Each thread takes an even share
+   of every part's panels. */
+void ps_matmul(const float *x, int64_t M, int64_t K, const ps_matrix *W, float *out,
+               int threads) {
+    int64_t N = 0;
+    for (int64_t i = 0; i < W->parts; i++) N += W->part[i].rows;
+    /* each row's sums over blocks of 32 (for GGUF's Q4 types), in k order */
+    float *xsum = NULL;
+    if (K % 32 == 0) {
+        xsum = malloc(sizeof(float) * M * (K / 32));
+        for (int64_t r = 0; r < M; r++)
+            for (int64_t b = 0; b < K / 32; b++) {
+                float t = 0.0f;
+                for (int64_t k = 0; k < 32; k++) t += x[r * K + b * 32 + k];
+                xsum[r * (K / 32) + b] = t;
+            }
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int64_t col = 0;
+        for (int64_t i = 0; i < W->parts; i++) {
+            const ps_part *P = &W->part[i];
+            const int64_t count = P->rows / 16;
+            part_panels(P, x, xsum, M, K, N, out + col, count * t / nt, count * (t + 1) / nt);
+            col += P->rows;
+        }
+    }
+    free(xsum);
 }
 
 /* [N, K] row-major weights of `size` bytes each -> [N/16][K][16]. */
@@ -128,11 +271,10 @@ void ps_pack(const void *w, int64_t N, int64_t K, int64_t size, void *packed) {
    batched. The residual stream x [R, hidden] is updated in place. */
 
 typedef struct {
-    int64_t hidden, heads, kv_heads, head_dim, inter, wtype;
+    int64_t hidden, heads, kv_heads, head_dim, inter;
     float eps;
     const float *ln1, *ln2;
-    const void *qkv, *o, *gate_up, *down; /* packed; scales are NULL unless int8 */
-    const float *qkv_s, *o_s, *gate_up_s, *down_s;
+    ps_matrix qkv, o, gate_up, down;
     const float *cos, *sin; /* [positions, head_dim] */
 } ps_layer;
 
@@ -276,7 +418,7 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
     float *act = malloc(sizeof(float) * R * I);
 
     ps_rms_norm(x, R, H, L->ln1, L->eps, h);
-    ps_linear(h, R, H, L->qkv, L->wtype, L->qkv_s, NQKV, qkv, threads);
+    ps_matmul(h, R, H, &L->qkv, qkv, threads);
     for (int64_t r = 0; r < R; r++) {
         float *row = qkv + r * NQKV;
         const float *c = L->cos + pos[r] * D, *s = L->sin + pos[r] * D;
@@ -312,16 +454,16 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
         }
     }
     free(run_start);
-    ps_linear(att, R, Q, L->o, L->wtype, L->o_s, H, proj, threads);
+    ps_matmul(att, R, Q, &L->o, proj, threads);
     for (int64_t i = 0; i < R * H; i++) x[i] += proj[i];
     ps_rms_norm(x, R, H, L->ln2, L->eps, h);
-    ps_linear(h, R, H, L->gate_up, L->wtype, L->gate_up_s, 2 * I, gu, threads);
+    ps_matmul(h, R, H, &L->gate_up, gu, threads);
     for (int64_t r = 0; r < R; r++)
         for (int64_t i = 0; i < I; i++) {
             const float g = gu[r * 2 * I + i], u = gu[r * 2 * I + I + i];
             act[r * I + i] = g / (1.0f + expf(-g)) * u;
         }
-    ps_linear(act, R, I, L->down, L->wtype, L->down_s, H, proj, threads);
+    ps_matmul(act, R, I, &L->down, proj, threads);
     for (int64_t i = 0; i < R * H; i++) x[i] += proj[i];
     free(h);
     free(qkv);
