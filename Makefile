@@ -51,9 +51,9 @@ bench: install
 	$(BIN)/python bench/sandbox_hardening.py --out bench/results/sandbox_hardening.json
 	$(BIN)/python bench/verifier.py --out bench/results/verifier.json
 	$(BIN)/python bench/inference.py --out bench/results/inference.json
-	$(BIN)/python bench/kernels.py --device cpu --out bench/results/kernels-cpu.json
+	$(BIN)/python bench/kernel_suite.py --device cpu --out bench/results/kernels-cpu.json
 	$(BIN)/python bench/builds.py --out bench/results/builds.json
-	$(BIN)/python bench/kernels.py --optimize --llm local --k 1 --out bench/results/kernel-wins-cpu.json
+	$(BIN)/python bench/kernel_suite.py --optimize --llm local --k 1 --out bench/results/kernel-wins-cpu.json
 	$(BIN)/python bench/constrained.py --out bench/results/constrained.json
 	$(BIN)/python bench/wins.py --out bench/results/wins.json
 	$(BIN)/python bench/batch.py --out bench/results/batch.json
@@ -64,9 +64,9 @@ bench-quick: install
 	$(BIN)/python bench/sandbox_hardening.py --runs 20 --out bench/results/sandbox_hardening.json
 	$(BIN)/python bench/verifier.py --quick --out bench/results/verifier.json
 	$(BIN)/python bench/inference.py --quick --out bench/results/inference.json
-	$(BIN)/python bench/kernels.py --device cpu --quick --out bench/results/kernels-cpu.json
+	$(BIN)/python bench/kernel_suite.py --device cpu --quick --out bench/results/kernels-cpu.json
 	$(BIN)/python bench/builds.py --only row_sumsq --out bench/results/builds-quick.json
-	$(BIN)/python bench/kernels.py --optimize --llm none --quick --only row_sumsq rmsnorm \
+	$(BIN)/python bench/kernel_suite.py --optimize --llm none --quick --only row_sumsq rmsnorm \
 		--out bench/results/kernel-wins-cpu-quick.json
 	$(BIN)/python bench/constrained.py --quick --out bench/results/constrained.json
 	$(BIN)/python bench/wins.py --quick --out bench/results/wins.json

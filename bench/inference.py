@@ -1,7 +1,7 @@
 """Local inference benchmark: tokens/s, quality and memory of perfsmith's engine on the
 embedded model (SmolLM2-135M-Instruct), 2 CPU threads.
 
-    python bench/inference.py [--quick] [--out PATH]
+    python bench/inference.py [--quick] [--peer-only] [--out PATH]
 
 Measured, with every engine configuration run interleaved with the others in each round
 (medians over rounds):
@@ -18,7 +18,11 @@ Measured, with every engine configuration run interleaved with the others in eac
 - peak and steady memory of each configuration (its own process), load time cold
   (GGUF dequantization) and from the safetensors cache;
 - throughput of 8 concurrent requests (batched) over the same 8 sent one after another;
-- llama.cpp (llama-cpp-python, when installed) on the same GGUF file, as a peer.
+- llama.cpp (llama-cpp-python, when installed) on the same GGUF file, as a peer: on the
+  same token ids of a code edit, a chat question and a long prompt, interleaved with the
+  engine on the file's own weights (no drafts, the adaptive drafter) and int8+adaptive,
+  prefill and decode tok/s and their ratios (``--peer-only``: just this, into
+  ``inference-peer.json``).
 """
 
 from __future__ import annotations
@@ -209,6 +213,88 @@ def batch8(engine: Engine, rounds: int, n: int) -> dict[str, Any]:
     }
 
 
+LONG_PROMPT = (
+    "Review these functions: name each one's bug or slowness, then give a faster "
+    "version of the slowest.\n\n"
+    + LOOP
+    + "\n"
+    + BUGGY
+    + "\n"
+    + DUPES
+    + "\n"
+    + LOOP.replace("total_price", "total_cost")
+)
+CHAT_PROMPT = "What is the difference between a process and a thread? Answer briefly."
+
+
+def versus_llama_cpp(
+    source: Path, engines: dict[str, Engine], prompts: dict[str, list[int]], n: int, rounds: int
+) -> dict[str, Any] | None:
+    """llama.cpp and perfsmith's engines on the same token ids of the same GGUF file,
+    greedy, ``n`` new tokens, interleaved in every round: prefill tok/s (the prompt) and
+    decode tok/s (the tokens after the first), medians; ratios to llama.cpp."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=str(source), n_threads=THREADS, n_ctx=2048, verbose=False)
+    eos = llm.token_eos()
+
+    def peer(ids: list[int]) -> tuple[float, float, int]:
+        started = time.perf_counter()
+        first = None
+        count = 0
+        for token in llm.generate(ids, temp=0.0, reset=True):
+            count += 1
+            if first is None:
+                first = time.perf_counter()
+            if count >= n or token == eos:
+                break
+        ended = time.perf_counter()
+        assert first is not None
+        return len(ids) / (first - started), (count - 1) / max(ended - first, 1e-9), count
+
+    def ours(engine: Engine, ids: list[int], speculate: bool) -> tuple[float, float, int]:
+        gen = engine.generate(ids, SamplingParams(max_tokens=n), speculate=speculate)
+        stats = gen.stats
+        decode = (len(gen.tokens) - 1) / max(stats.decode_s, 1e-9)
+        return len(ids) / max(stats.prefill_s, 1e-9), decode, len(gen.tokens)
+
+    peer(prompts["chat question"])  # warm up
+    rows: dict[str, dict[str, list[tuple[float, float, int]]]] = {}
+    for _ in range(rounds):
+        for kind, ids in prompts.items():
+            row = rows.setdefault(kind, {})
+            row.setdefault("llama.cpp", []).append(peer(ids))
+            for name, engine in engines.items():
+                row.setdefault(name, []).append(ours(engine, ids, name != "gguf"))
+    result: dict[str, Any] = {"new_tokens": n, "rounds": rounds, "prompts": {}}
+    for kind, row in rows.items():
+        peer_prefill = statistics.median(r[0] for r in row["llama.cpp"])
+        peer_decode = statistics.median(r[1] for r in row["llama.cpp"])
+        entry: dict[str, Any] = {
+            "prompt_tokens": len(prompts[kind]),
+            "llama_cpp": {
+                "prefill_tok_s": round(peer_prefill, 1),
+                "decode_tok_s": round(peer_decode, 1),
+                "new_tokens": statistics.median(r[2] for r in row["llama.cpp"]),
+            },
+        }
+        for name in engines:
+            prefill = statistics.median(r[0] for r in row[name])
+            decode = statistics.median(r[1] for r in row[name])
+            entry[name] = {
+                "prefill_tok_s": round(prefill, 1),
+                "decode_tok_s": round(decode, 1),
+                "prefill_ratio": round(prefill / peer_prefill, 2),
+                "decode_ratio": round(decode / peer_decode, 2),
+                "new_tokens": statistics.median(r[2] for r in row[name]),
+            }
+        result["prompts"][kind] = entry
+        print(kind, json.dumps(entry), flush=True)
+    return result
+
+
 def llama_cpp_peer(source: Path, prompts: list[str], n: int) -> dict[str, Any] | None:
     try:
         from llama_cpp import Llama
@@ -232,10 +318,18 @@ def llama_cpp_peer(source: Path, prompts: list[str], n: int) -> dict[str, Any] |
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--peer-only",
+        action="store_true",
+        help="only the comparison with llama.cpp (writes bench/results/inference-peer.json)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/inference.json"))
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     quick = args.quick
+    if args.peer_only:
+        peer_only(args.out.with_name("inference-peer.json"), quick)
+        return
     rounds = 2 if quick else 3
     n_new = 64 if quick else 160
     ppl_chunks = 6 if quick else 16
@@ -391,6 +485,9 @@ def main() -> None:
     peer = llama_cpp_peer(source, CODE_PROMPTS, n_new)
     if peer is not None:
         peer["best_over_llama_cpp"] = round(configs[best]["tok_s"] / peer["tok_s"], 2)
+    versus = versus_llama_cpp(
+        source, peer_engines(loaded), peer_prompts(engines["gguf"]), 128, rounds
+    )
     result = {
         "benchmark": "inference",
         "quick": quick,
@@ -417,6 +514,7 @@ def main() -> None:
         "base_perplexity": round(base_ppl, 3),
         "load": load_times(),
         "llama_cpp": peer,
+        "versus_llama_cpp": versus,
         "bench_s": round(time.perf_counter() - t0, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -444,6 +542,48 @@ def main() -> None:
             f"ppl x{row['perplexity_ratio']} agree {row['agreement']} "
             f"peak {row['peak_rss_mb']} MB"
         )
+
+
+PEER_ENGINES = {
+    "gguf": ("none", "none"),
+    "gguf+adaptive": ("none", "adaptive"),
+    "int8+adaptive": ("int8", "adaptive"),
+}
+
+
+def peer_engines(loaded: models.LoadedModel) -> dict[str, Engine]:
+    """perfsmith's side of the comparison: the file's own weights without drafts and
+    with the adaptive drafter, and int8 with it."""
+    engines = {}
+    for name, (compress, speculate) in PEER_ENGINES.items():
+        engine = build_engine(EngineConfig(compress=compress, speculate=speculate), loaded=loaded)
+        engine.generate(chat_ids(engine, "hi"), SamplingParams(max_tokens=8))  # warm up
+        engines[name] = engine
+    return engines
+
+
+def peer_prompts(engine: Engine) -> dict[str, list[int]]:
+    return {
+        "code edit": chat_ids(engine, CODE_PROMPTS[0]),
+        "chat question": chat_ids(engine, CHAT_PROMPT),
+        "long": chat_ids(engine, LONG_PROMPT),
+    }
+
+
+def peer_only(out: Path, quick: bool) -> None:
+    loaded = models.load("embedded")
+    engines = peer_engines(loaded)
+    result = versus_llama_cpp(
+        models.resolve("embedded").path,
+        engines,
+        peer_prompts(engines["gguf"]),
+        128,
+        3 if quick else 5,
+    )
+    if result is None:
+        raise SystemExit("llama-cpp-python is not installed: pip install -e '.[peer]'")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
 _free_cache: dict[int, list[list[int]]] = {}

@@ -5,7 +5,7 @@ hand-written kernel's (examples/kernels/cpp or cuda) and, where a kernel declare
 tunables, every autotuned variant's; speedups with 95% intervals, and fast_p (the
 fraction of problems whose best verified kernel is correct and more than p times faster).
 
-    python bench/kernels.py [--device cpu|cuda] [--quick] [--out PATH]
+    python bench/kernel_suite.py [--device cpu|cuda] [--quick] [--out PATH]
 
 What perfsmith finds by itself (``--optimize``): ``kernel optimize`` on the six examples
 and the problems in bench/problems/kernels, with no candidate given: torch's compiler's
@@ -14,7 +14,7 @@ against torch.compile of the reference. fast_1.0 and fast_1.5 over each baseline
 the compile times (torch's compiler on the problem, torch.compile of the reference, the
 build of each candidate).
 
-    python bench/kernels.py --optimize [--llm local|none|SPEC] [--k 1] [--out PATH]
+    python bench/kernel_suite.py --optimize [--llm local|none|SPEC] [--k 1] [--out PATH]
                             [--generated-out examples/kernels/inductor]
 
 --quick tunes nothing and times fewer rounds. Builds are cached
