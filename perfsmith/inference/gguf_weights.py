@@ -1,7 +1,7 @@
 """A GGUF file's own quantized weights, by the names transformers gives the model's
 parameters, for the native kernels to compute with as they are (no dequantization).
 
-Only the block types the kernels read are taken (``native.BLOCK_LAYOUT``); other
+Only the block types the kernels read are taken (``native.BLOCK_TYPES``); other
 tensors (norms in fp32, types the kernels do not read) come from the transformers model
 as before. llama.cpp stores a Llama model's query and key rows permuted for its rotary
 embedding; the rows (each a run of whole blocks) are put back in transformers' order, so a
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from perfsmith.inference.native import BLOCK_LAYOUT
+from perfsmith.inference.native import BLOCK_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def read(path: Path, config: Any) -> dict[str, FileWeight]:
     for tensor in reader.tensors:
         kind = tensor.tensor_type.name
         name = hf_name(tensor.name)
-        if name is None or kind not in BLOCK_LAYOUT or len(tensor.shape) != 2:
+        if name is None or kind not in BLOCK_TYPES or len(tensor.shape) != 2:
             continue
         raw = torch.from_numpy(tensor.data.copy()).reshape(int(tensor.shape[1]), -1)
         if llama and name.endswith("q_proj.weight"):

@@ -127,10 +127,18 @@ def library() -> ctypes.CDLL | None:
 
 # the kernel's weight types (csrc/qlinear.c: W_INT8, W_BF16, W_F32, then GGUF's blocks)
 WEIGHT_TYPES = {torch.int8: 0, torch.bfloat16: 1, torch.float32: 2}
-BLOCK_TYPES = {"Q8_0": 3, "Q4_0": 4, "Q4_1": 5}
-# GGUF's block of 32 weights: bytes in the file, and where its fp16 scale, its fp16
-# minimum (Q4_1) and its quants lie
-BLOCK_LAYOUT = {"Q8_0": (34, 2, 0), "Q4_0": (18, 2, 0), "Q4_1": (20, 4, 2)}
+BLOCK_TYPES = {"Q8_0": 3, "Q4_0": 4, "Q4_1": 5, "Q4_K": 6, "Q6_K": 7, "Q5_0": 8, "Q5_1": 9}
+# GGUF's block of 32 weights: bytes in the file, the bytes of its fp16 scale (and fp16
+# minimum: Q4_1, Q5_1), and of its fifth bits (Q5), before its quants
+BLOCK_LAYOUT = {
+    "Q8_0": (34, 2, 0),
+    "Q4_0": (18, 2, 0),
+    "Q4_1": (20, 4, 0),
+    "Q5_0": (22, 2, 4),
+    "Q5_1": (24, 4, 4),
+}
+# the K-quants' super-block of 256 weights: bytes in the file
+SUPER_BLOCK_BYTES = {"Q4_K": 144, "Q6_K": 210}
 
 
 def pack(lib: ctypes.CDLL, weight: torch.Tensor) -> torch.Tensor:
@@ -148,26 +156,65 @@ def pack(lib: ctypes.CDLL, weight: torch.Tensor) -> torch.Tensor:
 
 
 def pack_blocks(raw: torch.Tensor, kind: str) -> torch.Tensor:
-    """A GGUF tensor's rows of blocks (uint8 ``[N, K/32 * block bytes]``, N a multiple of
-    16) into the kernel's panels, byte for byte: per panel of 16 rows and block of 32 k,
-    the rows' fp16 scales, their fp16 minimums (Q4_1), then their quants (see
-    csrc/qlinear.c)."""
+    """A GGUF tensor's rows of blocks (uint8 ``[N, row bytes]``, N a multiple of 16) into
+    the kernel's panels, the file's values rearranged, none recomputed: per panel of 16
+    rows and block, the rows' scales, then their quants (see csrc/qlinear.c)."""
+    if kind in SUPER_BLOCK_BYTES:
+        return _pack_k(raw, kind)
     if kind not in BLOCK_LAYOUT:
         raise ValueError(f"GGUF type {kind} is not one the kernels read")
-    size, head, _ = BLOCK_LAYOUT[kind]
+    size, head, bits = BLOCK_LAYOUT[kind]
+    blocks = _panels(raw, kind, size)  # [P, B, 16 rows, size]
+    panels, count = blocks.shape[:2]
+    # fp16 scales of the 16 rows together, then (Q4_1, Q5_1) their minimums
+    parts = [_rows_last(blocks[..., i : i + 2]) for i in range(0, head, 2)]
+    if bits:  # Q5: each row's 32-bit word of fifth bits, rows in order
+        parts.append(blocks[..., head : head + bits].reshape(panels, count, 16 * bits))
+    # the quants, rows last: Q8_0 [32 k][16 rows]; else the file's bytes qs[j] [16 j][16 rows]
+    parts.append(_rows_last(blocks[..., head + bits :]))
+    return torch.cat(parts, dim=-1).contiguous()
+
+
+def _panels(raw: torch.Tensor, kind: str, size: int) -> torch.Tensor:
+    """``raw`` as ``[N/16 panels, blocks per row, 16 rows, size]``."""
     n, width = raw.shape
     if n % 16 or width % size:
         raise ValueError(f"[{n}, {width}] bytes are not rows of {kind} blocks in 16s")
-    blocks = raw.reshape(n // 16, 16, width // size, size).permute(0, 2, 1, 3)  # [P, B, 16, s]
-    scales = blocks[..., :head].reshape(n // 16, width // size, 16, head // 2, 2)
-    # fp16 scales of the 16 rows together, then (Q4_1) their minimums
-    parts = [scales[..., i, :].reshape(n // 16, width // size, 32) for i in range(head // 2)]
-    quants = blocks[..., head:]  # [P, B, 16 rows, q]
-    if kind == "Q8_0":  # [32 k][16 rows]
-        parts.append(quants.transpose(2, 3).reshape(n // 16, width // size, 512))
-    else:  # the file's bytes qs[j] of the 16 rows: [16 j][16 rows]
-        parts.append(quants.transpose(2, 3).reshape(n // 16, width // size, 256))
-    return torch.cat(parts, dim=-1).contiguous()
+    return raw.reshape(n // 16, 16, width // size, size).permute(0, 2, 1, 3)
+
+
+def _rows_last(part: torch.Tensor) -> torch.Tensor:
+    """``[P, B, 16 rows, bytes]`` as ``[P, B, bytes * 16]`` with the 16 rows innermost
+    (fp16 pairs of bytes kept together: 2-byte fields come in as ``[..., 2]``)."""
+    panels, count, rows, width = part.shape
+    if width == 2:
+        return part.reshape(panels, count, rows * 2)
+    return part.transpose(2, 3).reshape(panels, count, width * rows)
+
+
+def _pack_k(raw: torch.Tensor, kind: str) -> torch.Tensor:
+    blocks = _panels(raw, kind, SUPER_BLOCK_BYTES[kind])  # [P, S, 16 rows, bytes]
+    if kind == "Q4_K":
+        d, dmin, packed, qs = (
+            blocks[..., 0:2],
+            blocks[..., 2:4],
+            blocks[..., 4:16],
+            blocks[..., 16:],
+        )
+        # the 6-bit scales and minimums of the 8 sub-blocks (llama.cpp's get_scale_min_k4)
+        a, b, c = packed[..., 0:4].int(), packed[..., 4:8].int(), packed[..., 8:12].int()
+        scales = torch.cat([a & 63, (c & 15) | ((a >> 6) << 4)], dim=-1).to(torch.uint8)
+        mins = torch.cat([b & 63, (c >> 4) | ((b >> 6) << 4)], dim=-1).to(torch.uint8)
+        parts = [d, dmin, scales, mins, qs]
+    else:  # Q6_K: ql[128], qh[64], int8 scales[16], fp16 d
+        ql, qh, scales, d = (
+            blocks[..., :128],
+            blocks[..., 128:192],
+            blocks[..., 192:208],
+            blocks[..., 208:],
+        )
+        parts = [d, scales, ql, qh]
+    return torch.cat([_rows_last(part) for part in parts], dim=-1).contiguous()
 
 
 _PTR, _I64 = ctypes.c_void_p, ctypes.c_int64

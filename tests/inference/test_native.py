@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -43,33 +44,57 @@ def test_a_row_is_bit_identical_alone_or_with_any_other_rows(dtype: torch.dtype)
     )
 
 
-@needs_native
-@pytest.mark.parametrize("kind", ["Q8_0", "Q4_0", "Q4_1"])
-def test_a_gguf_files_blocks_compute_as_their_reference_dequantization(kind: str) -> None:
-    """The file's blocks as they are (no dequantizing at load): the same bytes, the
-    same products as GGUF's own dequantize-then-matmul (to float rounding: 1e-6 of the
-    output's scale), and a row's output the same whatever rows share the pass."""
-    assert LIB is not None
+def _gguf_blocks(kind: str, rows: int, columns: int) -> Any:
+    """``rows`` rows of ``kind`` blocks: GGUF's own quantizer where it has one, else
+    random quants and scales (every byte pattern is a valid K-quant block) with small
+    positive fp16 super-block scales."""
     import gguf
     import numpy as np
 
-    qtype = gguf.GGMLQuantizationType[kind]
     rng = np.random.default_rng(0)
-    weight = rng.standard_normal((96, 128)).astype(np.float32)
-    raw = gguf.quants.quantize(weight, qtype)
+    if kind not in native.SUPER_BLOCK_BYTES:
+        weight = rng.standard_normal((rows, columns)).astype(np.float32)
+        return gguf.quants.quantize(weight, gguf.GGMLQuantizationType[kind])
+    blocks = columns // 256
+    raw = rng.integers(0, 256, (rows, blocks, native.SUPER_BLOCK_BYTES[kind]), dtype=np.uint8)
+
+    def halves() -> Any:
+        return rng.uniform(1e-3, 2e-2, (rows, blocks)).astype(np.float16).view(np.uint8)
+
+    if kind == "Q4_K":  # d, dmin first
+        raw[..., 0:2] = halves().reshape(rows, blocks, 2)
+        raw[..., 2:4] = halves().reshape(rows, blocks, 2)
+    else:  # Q6_K: d last
+        raw[..., 208:210] = halves().reshape(rows, blocks, 2)
+    return raw.reshape(rows, -1)
+
+
+@needs_native
+@pytest.mark.parametrize("kind", ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q6_K"])
+def test_a_gguf_files_blocks_compute_as_their_reference_dequantization(kind: str) -> None:
+    """The file's blocks as they are (no dequantizing at load): the file's bytes (Q4_K's
+    6-bit sub-block scales unpacked to a byte each), the same products as GGUF's own
+    dequantize-then-matmul (to float rounding: 1e-6 of the output's scale), and a row's
+    output the same whatever rows share the pass."""
+    assert LIB is not None
+    import gguf
+
+    qtype = gguf.GGMLQuantizationType[kind]
+    raw = _gguf_blocks(kind, 96, 512)
     reference_weight = torch.from_numpy(gguf.quants.dequantize(raw, qtype))
     layer = PanelLinear.gguf(LIB, torch.from_numpy(raw), kind)
-    assert layer.nbytes() == raw.nbytes  # the file's bytes, no more
-    x = torch.randn(23, 128)
+    unpacked = 96 * 2 * 4 if kind == "Q4_K" else 0  # 16 bytes of scales for 12
+    assert layer.nbytes() == raw.nbytes + unpacked
+    x = torch.randn(23, 512)
     full = layer(x)
     reference = x @ reference_weight.T
-    assert (full - reference).abs().max() <= 1e-6 * reference.abs().max() * 128**0.5
+    assert (full - reference).abs().max() <= 1e-6 * reference.abs().max() * 512**0.5
     for m in range(1, 24):
         assert torch.equal(layer(x[:m]), full[:m]), m
         assert torch.equal(layer(x[m - 1 : m]), full[m - 1 : m]), m
     # stacked with parts of other types (a fused q/k/v whose parts differ): each part's
     # outputs are its own
-    dense = torch.randn(32, 128)
+    dense = torch.randn(32, 512)
     stacked = PanelLinear.stacked([layer, PanelLinear.dense(LIB, dense, torch.float32), layer])
     out = stacked(x)
     assert out.shape == (23, 96 + 32 + 96)
@@ -77,6 +102,8 @@ def test_a_gguf_files_blocks_compute_as_their_reference_dequantization(kind: str
     assert torch.allclose(out[:, 96:128], x @ dense.T, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="not rows of"):
         PanelLinear.gguf(LIB, torch.from_numpy(raw[:8]), kind)
+    with pytest.raises(ValueError, match="not one the kernels read"):
+        PanelLinear.gguf(LIB, torch.from_numpy(raw), "IQ2_XXS")
 
 
 @needs_native

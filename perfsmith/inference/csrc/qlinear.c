@@ -9,12 +9,14 @@
    few tokens costs little more than one token. Activations and accumulation stay fp32
    for every weight type.
 
-   GGUF's block types (Q8_0, Q4_0, Q4_1: 32 weights per block, an fp16 scale each, and an
-   fp16 minimum for Q4_1) keep the file's bytes: a panel holds, per block of 32 k, the 16
-   channels' scales (and minimums), then their quants (Q8_0: [32 k][16] int8; Q4_0/Q4_1:
-   [16 j][16] bytes, each the file's own byte qs[j], k = j in its low nibble and j + 16 in
-   its high one). A weight is formed in registers exactly as GGUF's reference
-   dequantization forms it (d * q, d * (q - 8), d * q + m in fp32) and used at once.
+   GGUF's block types keep the file's values: Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 (32 weights
+   per block, an fp16 scale each, an fp16 minimum for Q4_1 and Q5_1) in panels holding,
+   per block of 32 k, the 16 channels' scales (and minimums), for Q5 their 32-bit words
+   of fifth bits ([16] uint32, bit k), then their quants (Q8_0: [32 k][16] int8; the rest
+   [16 j][16] bytes, each the file's own byte qs[j], k = j in its low nibble and j + 16
+   in its high one); the K-quants Q4_K and Q6_K: see kblock. Each block's quants are
+   multiplied with the activations in one FMA chain, then scaled by the block's scale
+   (and its minimum, or its offset, times the activations' sum).
 
    Every output element is one fused multiply-add chain over k in a fixed order, whatever
    the number of rows: a token's logits are bit-identical whether it goes through the pass
@@ -30,7 +32,13 @@
 #define MB 6
 #define NP 4
 
-enum { W_INT8 = 0, W_BF16 = 1, W_F32 = 2, W_Q8_0 = 3, W_Q4_0 = 4, W_Q4_1 = 5 };
+enum {
+    W_INT8 = 0, W_BF16 = 1, W_F32 = 2,
+    W_Q8_0 = 3, W_Q4_0 = 4, W_Q4_1 = 5, W_Q4_K = 6, W_Q6_K = 7, W_Q5_0 = 8, W_Q5_1 = 9
+};
+/* block types with a minimum per block (weight = d q + m), and with a fifth bit */
+#define HAS_MIN(QT) ((QT) == W_Q4_1 || (QT) == W_Q5_1)
+#define FIVE_BIT(QT) ((QT) == W_Q5_0 || (QT) == W_Q5_1)
 
 #define QNP 2 /* panels per step for block types (block sums take registers) */
 
@@ -80,7 +88,7 @@ static inline __attribute__((always_inline)) void block(
 
 /* bytes of one panel's block of 32 k: scales (and minimums), then quants */
 static inline int64_t q_bytes(const int QT) {
-    return QT == W_Q8_0 ? 32 + 512 : QT == W_Q4_0 ? 32 + 256 : 64 + 256;
+    return QT == W_Q8_0 ? 32 + 512 : (HAS_MIN(QT) ? 64 : 32) + (FIVE_BIT(QT) ? 64 : 0) + 256;
 }
 
 static inline __attribute__((always_inline)) void qblock(const int QT, const int MM,
@@ -113,15 +121,24 @@ static inline __attribute__((always_inline)) void qblock(const int QT, const int
                 }
             }
         } else {
-            const int64_t qoff = QT == W_Q4_1 ? 64 : 32;
-            const __m512i low = _mm512_set1_epi32(0xF);
+            const int64_t hoff = HAS_MIN(QT) ? 64 : 32, qoff = hoff + (FIVE_BIT(QT) ? 64 : 0);
+            const __m512i low = _mm512_set1_epi32(0xF), one = _mm512_set1_epi32(1);
             for (int j = 0; j < 16; j++) {
                 __m512 lo[QNP], hi[QNP];
                 for (int p = 0; p < PP; p++) {
                     const __m512i q = _mm512_cvtepu8_epi32(
                         _mm_loadu_si128((const __m128i *)(blk[p] + qoff + j * 16)));
-                    lo[p] = _mm512_cvtepi32_ps(_mm512_and_si512(q, low));
-                    hi[p] = _mm512_cvtepi32_ps(_mm512_srli_epi32(q, 4));
+                    __m512i ql = _mm512_and_si512(q, low), qh = _mm512_srli_epi32(q, 4);
+                    if (FIVE_BIT(QT)) { /* bit j (k = j) and bit j + 16 of each row's qh */
+                        const __m512i bits = _mm512_loadu_si512((const void *)(blk[p] + hoff));
+                        ql = _mm512_or_si512(
+                            ql, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(bits, j), one), 4));
+                        qh = _mm512_or_si512(
+                            qh, _mm512_slli_epi32(
+                                    _mm512_and_si512(_mm512_srli_epi32(bits, j + 16), one), 4));
+                    }
+                    lo[p] = _mm512_cvtepi32_ps(ql);
+                    hi[p] = _mm512_cvtepi32_ps(qh);
                 }
                 for (int i = 0; i < MM; i++) {
                     const __m512 xl = _mm512_set1_ps(xb[i * K + j]);
@@ -136,15 +153,111 @@ static inline __attribute__((always_inline)) void qblock(const int QT, const int
         for (int p = 0; p < PP; p++) {
             const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk[p]));
             __m512 bias = _mm512_setzero_ps();
-            if (QT == W_Q4_1)
+            if (HAS_MIN(QT))
                 bias = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk[p] + 32)));
             else if (QT == W_Q4_0)
                 bias = _mm512_mul_ps(d, _mm512_set1_ps(-8.0f));
+            else if (QT == W_Q5_0)
+                bias = _mm512_mul_ps(d, _mm512_set1_ps(-16.0f));
             for (int i = 0; i < MM; i++) {
                 acc[i][p] = _mm512_fmadd_ps(d, s[i][p], acc[i][p]);
                 if (QT != W_Q8_0)
                     acc[i][p] = _mm512_fmadd_ps(bias, _mm512_set1_ps(xsum[(m0 + i) * nb + b]),
                                                 acc[i][p]);
+            }
+        }
+    }
+    for (int p = 0; p < PP; p++)
+        for (int i = 0; i < MM; i++)
+            _mm512_storeu_ps(out + (m0 + i) * N + (p0 + p) * 16, acc[i][p]);
+}
+
+
+/* GGUF's K-quants in panels, per panel of 16 rows and super-block of 256 k (8 sub-blocks
+   of 32 for Q4_K, 16 of 16 for Q6_K), the file's values rearranged, none recomputed:
+   Q4_K: fp16 d[16], fp16 dmin[16], the 6-bit sub-block scales [8][16] and minimums
+         [8][16] unpacked to a byte each, then the quant bytes [128][16] (byte i is the
+         file's qs[i]: k = 64 (i / 32) + i % 32 in its low nibble, k + 32 in its high one);
+   Q6_K: fp16 d[16], the int8 sub-block scales [16][16], then the bytes ql [128][16] and
+         qh [64][16] as the file has them (k = 128 n + 32 g + l takes ql[64 n + 32 (g % 2)
+         + l] >> 4 (g / 2) and qh[32 n + l] >> 2 g). */
+static inline int64_t k_bytes(const int QT) { return QT == W_Q4_K ? 2368 : 3360; }
+
+static inline __attribute__((always_inline)) void kblock(const int QT, const int MM,
+                                                          const int PP, const float *x,
+                                                          const float *xsum, int64_t K,
+                                                          const uint8_t *w, int64_t N,
+                                                          int64_t m0, int64_t p0, float *out) {
+    /* per sub-block: s = sum_k x[k] * q[k] (one FMA chain), then out += d * scale * s,
+       and for Q4_K - dmin * min * sum_k x[k] */
+    __m512 acc[MB][QNP];
+    for (int i = 0; i < MM; i++)
+        for (int p = 0; p < PP; p++) acc[i][p] = _mm512_setzero_ps();
+    const int64_t nsb = K / 256, nb = K / 32, bb = k_bytes(QT);
+    const __m512i low = _mm512_set1_epi32(0xF);
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const uint8_t *blk[QNP];
+        for (int p = 0; p < PP; p++) blk[p] = w + ((p0 + p) * nsb + sb) * bb;
+        const float *xb = x + m0 * K + sb * 256;
+        const int subs = QT == W_Q4_K ? 8 : 16, len = QT == W_Q4_K ? 32 : 16;
+        for (int j = 0; j < subs; j++) {
+            __m512 s[MB][QNP];
+            for (int i = 0; i < MM; i++)
+                for (int p = 0; p < PP; p++) s[i][p] = _mm512_setzero_ps();
+            for (int l = 0; l < len; l++) {
+                int64_t k;
+                __m512 wv[QNP];
+                if (QT == W_Q4_K) {
+                    const int c = j / 2, h = j % 2;
+                    k = 64 * c + 32 * h + l;
+                    for (int p = 0; p < PP; p++) {
+                        const __m512i q = _mm512_cvtepu8_epi32(
+                            _mm_loadu_si128((const __m128i *)(blk[p] + 320 + (c * 32 + l) * 16)));
+                        wv[p] = _mm512_cvtepi32_ps(h ? _mm512_srli_epi32(q, 4)
+                                                     : _mm512_and_si512(q, low));
+                    }
+                } else {
+                    const int n = j / 8, g = (j % 8) / 2, t = (j % 2) * 16 + l;
+                    k = 128 * n + 32 * g + t;
+                    for (int p = 0; p < PP; p++) {
+                        const __m512i ql = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+                            (const __m128i *)(blk[p] + 288 + (64 * n + 32 * (g % 2) + t) * 16)));
+                        const __m512i qh = _mm512_cvtepu8_epi32(_mm_loadu_si128(
+                            (const __m128i *)(blk[p] + 2336 + (32 * n + t) * 16)));
+                        const __m512i q = _mm512_or_si512(
+                            _mm512_and_si512(_mm512_srli_epi32(ql, 4 * (g / 2)), low),
+                            _mm512_slli_epi32(
+                                _mm512_and_si512(_mm512_srli_epi32(qh, 2 * g), _mm512_set1_epi32(3)),
+                                4));
+                        wv[p] = _mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_set1_epi32(32)));
+                    }
+                }
+                for (int i = 0; i < MM; i++) {
+                    const __m512 xv = _mm512_set1_ps(xb[i * K + k]);
+                    for (int p = 0; p < PP; p++) s[i][p] = _mm512_fmadd_ps(xv, wv[p], s[i][p]);
+                }
+            }
+            for (int p = 0; p < PP; p++) {
+                const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk[p]));
+                if (QT == W_Q4_K) {
+                    const __m512 scale = _mm512_mul_ps(
+                        d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                               _mm_loadu_si128((const __m128i *)(blk[p] + 64 + j * 16)))));
+                    const __m512 bias = _mm512_mul_ps(
+                        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk[p] + 32))),
+                        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                            _mm_loadu_si128((const __m128i *)(blk[p] + 192 + j * 16)))));
+                    for (int i = 0; i < MM; i++) {
+                        acc[i][p] = _mm512_fmadd_ps(scale, s[i][p], acc[i][p]);
+                        acc[i][p] = _mm512_fnmadd_ps(
+                            bias, _mm512_set1_ps(xsum[(m0 + i) * nb + sb * 8 + j]), acc[i][p]);
+                    }
+                } else {
+                    const __m512 scale = _mm512_mul_ps(
+                        d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                               _mm_loadu_si128((const __m128i *)(blk[p] + 32 + j * 16)))));
+                    for (int i = 0; i < MM; i++) acc[i][p] = _mm512_fmadd_ps(scale, s[i][p], acc[i][p]);
+                }
             }
         }
     }
@@ -173,6 +286,13 @@ static inline __attribute__((always_inline)) void panels(
     const int WT, const float *x, const float *xsum, int64_t M, int64_t K, const void *w,
     const float *scale, int64_t N, float *out, int64_t begin, int64_t end) {
     int64_t p = begin;
+    if (WT == W_Q4_K || WT == W_Q6_K) {
+#define KCALL(MM) kblock(WT, MM, QNP, x, xsum, K, (const uint8_t *)w, N, m0, p, out)
+#define KCALL1(MM) kblock(WT, MM, 1, x, xsum, K, (const uint8_t *)w, N, m0, p, out)
+        for (; p + QNP <= end; p += QNP) ROWS(KCALL);
+        if (p < end) ROWS(KCALL1);
+        return;
+    }
     if (WT >= W_Q8_0) {
 #define QCALL(MM) qblock(WT, MM, QNP, x, xsum, K, (const uint8_t *)w, N, m0, p, out)
 #define QCALL1(MM) qblock(WT, MM, 1, x, xsum, K, (const uint8_t *)w, N, m0, p, out)
@@ -216,6 +336,10 @@ static void part_panels(const ps_part *P, const float *x, const float *xsum, int
     case W_Q8_0: panels(W_Q8_0, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
     case W_Q4_0: panels(W_Q4_0, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
     case W_Q4_1: panels(W_Q4_1, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
+    case W_Q5_0: panels(W_Q5_0, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
+    case W_Q5_1: panels(W_Q5_1, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
+    case W_Q4_K: panels(W_Q4_K, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
+    case W_Q6_K: panels(W_Q6_K, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
     default: break;
     }
 }
