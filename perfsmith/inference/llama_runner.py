@@ -1,5 +1,6 @@
-"""A fast forward pass for Llama-architecture models (SmolLM2, Llama, Qwen2-style without
-biases): fused QKV and gate/up projections, a slot KV cache, one SDPA call per layer.
+"""A fast forward pass for Llama-architecture models (SmolLM2, Llama; Qwen2 with its
+q/k/v biases, Qwen3 with its per-head q/k norms): fused QKV and gate/up projections, a
+slot KV cache, one SDPA call per layer.
 
 The weights come from a transformers model; nothing here downloads or converts files.
 """
@@ -19,16 +20,26 @@ from perfsmith.inference.gguf_weights import FileWeight
 from perfsmith.inference.kv_cache import SlotCache
 from perfsmith.inference.linear import DenseLinear, Int8Linear, Linear, PanelLinear
 
+ARCHITECTURES = ("llama", "qwen2", "qwen3")
+
 
 def supports(config: Any) -> bool:
-    """Whether this runner reproduces the model's forward pass exactly."""
+    """Whether this runner reproduces the model's forward pass exactly: Llama, Qwen2 or
+    Qwen3, SiLU, no MLP or output-projection bias, plain RoPE, full attention in every
+    layer."""
     rope = getattr(config, "rope_parameters", None) or {}
     rope_type = rope.get("rope_type", "default") if isinstance(rope, dict) else "default"
+    kind = getattr(config, "model_type", "")
+    layer_types = getattr(config, "layer_types", None) or ["full_attention"]
     return (
-        getattr(config, "model_type", "") == "llama"
+        kind in ARCHITECTURES
         and getattr(config, "hidden_act", "") == "silu"
-        and not getattr(config, "attention_bias", False)
+        # Llama's and Qwen3's attention_bias puts a bias on the output projection too;
+        # Qwen2's q/k/v biases are always there, its output projection has none
+        and (kind == "qwen2" or not getattr(config, "attention_bias", False))
         and not getattr(config, "mlp_bias", False)
+        and not getattr(config, "use_sliding_window", False)
+        and all(t == "full_attention" for t in layer_types)
         and rope_type == "default"
     )
 
@@ -41,6 +52,13 @@ class _Layer:
     ln2: torch.Tensor
     gate_up: Linear
     down: Linear
+    qkv_bias: torch.Tensor | None = None  # Qwen2
+    q_norm: torch.Tensor | None = None  # Qwen3: RMS norm of each query and key head
+    k_norm: torch.Tensor | None = None
+
+
+def _weight(module: Any) -> torch.Tensor | None:
+    return None if module is None else module.weight.detach().float().contiguous()
 
 
 def weights_of(dtype: torch.dtype) -> torch.dtype:
@@ -82,7 +100,9 @@ class LlamaRunner:
         on the native path, unless ``int8`` or bf16 weights are asked for."""
         config = model.config
         if not supports(config):
-            raise ValueError(f"{config.model_type} is not a plain Llama-architecture model")
+            raise ValueError(
+                f"{config.model_type} is not a Llama-architecture model this runner takes"
+            )
         self.config = config
         self.heads = int(config.num_attention_heads)
         self.kv_heads = int(config.num_key_value_heads)
@@ -139,6 +159,14 @@ class LlamaRunner:
                         [mlp.gate_proj.weight, mlp.up_proj.weight],
                     ),
                     down=linear([ml + "down_proj.weight"], [mlp.down_proj.weight]),
+                    qkv_bias=None
+                    if att.q_proj.bias is None
+                    else torch.cat([att.q_proj.bias, att.k_proj.bias, att.v_proj.bias])
+                    .detach()
+                    .to(dtype)
+                    .contiguous(),
+                    q_norm=_weight(getattr(att, "q_norm", None)),
+                    k_norm=_weight(getattr(att, "k_norm", None)),
                 )
             )
         self.embed = inner.embed_tokens.weight.detach().to(dtype)
@@ -190,6 +218,9 @@ class LlamaRunner:
                     ln2=layer.ln2.data_ptr(),
                     cos=self._cos.data_ptr(),
                     sin=self._sin.data_ptr(),
+                    qkv_bias=None if layer.qkv_bias is None else layer.qkv_bias.data_ptr(),
+                    q_norm=None if layer.q_norm is None else layer.q_norm.data_ptr(),
+                    k_norm=None if layer.k_norm is None else layer.k_norm.data_ptr(),
                     **parts,
                 )
             )
@@ -303,6 +334,8 @@ class LlamaRunner:
                 collect.append(x.float())
             h = _rms_norm(x, layer.ln1, self.eps)
             qkv = layer.qkv(h)
+            if layer.qkv_bias is not None:
+                qkv = qkv + layer.qkv_bias
             q = qkv[..., :q_size].view(batch, steps, self.heads, self.head_dim).transpose(1, 2)
             k = (
                 qkv[..., q_size : q_size + kv_size]
@@ -314,6 +347,9 @@ class LlamaRunner:
                 .view(batch, steps, self.kv_heads, self.head_dim)
                 .transpose(1, 2)
             )
+            if layer.q_norm is not None and layer.k_norm is not None:
+                q = _rms_norm(q, layer.q_norm.to(q.dtype), self.eps)
+                k = _rms_norm(k, layer.k_norm.to(k.dtype), self.eps)
             q = _rotate(q, cos, sin)
             k = _rotate(k, cos, sin)
             keys = cache.keys[li][lo : lo + batch]

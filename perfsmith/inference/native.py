@@ -262,6 +262,9 @@ class LayerSpec(ctypes.Structure):
         ("down", Matrix),
         ("cos", ctypes.c_void_p),
         ("sin", ctypes.c_void_p),
+        ("qkv_bias", ctypes.c_void_p),
+        ("q_norm", ctypes.c_void_p),
+        ("k_norm", ctypes.c_void_p),
     ]
 
 

@@ -385,7 +385,7 @@ void ps_pack(const void *w, int64_t N, int64_t K, int64_t size, void *packed) {
                    size);
 }
 
-/* ---- one Llama decoder layer, for any set of rows ---------------------------------
+/* ---- one Llama-architecture decoder layer (Llama, Qwen2, Qwen3), for any set of rows ---------------------------------
 
    Row r is a token at position pos[r] of cache slot slot[r] (the cache is
    [slots, kv_heads, capacity, head_dim] fp32): a prompt, a draft being
@@ -400,7 +400,17 @@ typedef struct {
     const float *ln1, *ln2;
     ps_matrix qkv, o, gate_up, down;
     const float *cos, *sin; /* [positions, head_dim] */
+    const float *qkv_bias;  /* [(heads + 2 kv_heads) head_dim] or NULL (Qwen2) */
+    const float *q_norm, *k_norm; /* [head_dim] or NULL: RMS norm of each head (Qwen3) */
 } ps_layer;
+
+/* v[0:D] = v / rms(v) * weight, in place */
+static void head_norm(float *v, int64_t D, const float *weight, float eps) {
+    float ss = 0.0f;
+    for (int64_t d = 0; d < D; d++) ss += v[d] * v[d];
+    const float inv = 1.0f / sqrtf(ss / (float)D + eps);
+    for (int64_t d = 0; d < D; d++) v[d] = v[d] * inv * weight[d];
+}
 
 static float sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
@@ -545,6 +555,12 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
     ps_matmul(h, R, H, &L->qkv, qkv, threads);
     for (int64_t r = 0; r < R; r++) {
         float *row = qkv + r * NQKV;
+        if (L->qkv_bias != NULL)
+            for (int64_t i = 0; i < NQKV; i++) row[i] += L->qkv_bias[i];
+        if (L->q_norm != NULL)
+            for (int64_t n = 0; n < NH; n++) head_norm(row + n * D, D, L->q_norm, L->eps);
+        if (L->k_norm != NULL)
+            for (int64_t n = NH; n < NH + KV; n++) head_norm(row + n * D, D, L->k_norm, L->eps);
         const float *c = L->cos + pos[r] * D, *s = L->sin + pos[r] * D;
         for (int64_t n = 0; n < NH + KV; n++) rope(row + n * D, c, s, D);
         for (int64_t g = 0; g < KV; g++) {
