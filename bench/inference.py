@@ -1,7 +1,7 @@
 """Local inference benchmark: tokens/s, quality and memory of perfsmith's engine on the
 embedded model (SmolLM2-135M-Instruct), 2 CPU threads.
 
-    python bench/inference.py [--quick] [--peer-only] [--out PATH]
+    python bench/inference.py [--quick] [--peer-only] [--gemma-only] [--out PATH]
 
 Measured, with every engine configuration run interleaved with the others in each round
 (medians over rounds):
@@ -22,7 +22,9 @@ Measured, with every engine configuration run interleaved with the others in eac
   same token ids of a code edit, a chat question and a long prompt, interleaved with the
   engine on the file's own weights (no drafts, the adaptive drafter) and int8+adaptive,
   prefill and decode tok/s and their ratios (``--peer-only``: just this, into
-  ``inference-peer.json``).
+  ``inference-peer.json``);
+- Gemma-3-270M on the native kernels with its file's own weights against transformers'
+  forward pass: greedy decode tok/s and held-out perplexity (``--gemma-only``).
 """
 
 from __future__ import annotations
@@ -323,12 +325,24 @@ def main() -> None:
         action="store_true",
         help="only the comparison with llama.cpp (writes bench/results/inference-peer.json)",
     )
+    parser.add_argument(
+        "--gemma-only",
+        action="store_true",
+        help="only Gemma-3-270M native vs transformers (writes inference-gemma.json)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/inference.json"))
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     quick = args.quick
     if args.peer_only:
         peer_only(args.out.with_name("inference-peer.json"), quick)
+        return
+    if args.gemma_only:
+        gemma = gemma_versus_transformers(
+            2 if quick else 3, 64 if quick else 128, 4 if quick else 8
+        )
+        out = args.out.with_name("inference-gemma.json")
+        out.write_text(json.dumps(gemma, indent=2) + "\n", encoding="utf-8")
         return
     rounds = 2 if quick else 3
     n_new = 64 if quick else 160
@@ -488,6 +502,7 @@ def main() -> None:
     versus = versus_llama_cpp(
         source, peer_engines(loaded), peer_prompts(engines["gguf"]), 128, rounds
     )
+    gemma = gemma_versus_transformers(rounds, 64 if quick else 128, 4 if quick else 8)
     result = {
         "benchmark": "inference",
         "quick": quick,
@@ -515,6 +530,7 @@ def main() -> None:
         "load": load_times(),
         "llama_cpp": peer,
         "versus_llama_cpp": versus,
+        "gemma3_270m": gemma,
         "bench_s": round(time.perf_counter() - t0, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -568,6 +584,54 @@ def peer_prompts(engine: Engine) -> dict[str, list[int]]:
         "chat question": chat_ids(engine, CHAT_PROMPT),
         "long": chat_ids(engine, LONG_PROMPT),
     }
+
+
+def gemma_versus_transformers(rounds: int, n: int, pieces: int) -> dict[str, Any]:
+    """Gemma-3-270M on the native path with its file's own weights against transformers'
+    forward pass on the same (dequantized) model: greedy decode tok/s, interleaved in
+    every round, and perplexity on held-out standard-library text."""
+    from perfsmith.inference.llama_runner import LlamaRunner
+    from perfsmith.inference.runner import HFRunner
+
+    loaded = models.load("gemma3-270m")
+    runners: dict[str, Any] = {
+        "transformers": HFRunner(loaded.model),
+        "native": LlamaRunner(loaded.model, file_weights=loaded.file_weights()),
+    }
+    prompt = loaded.tokenizer.encode(CODE_PROMPTS[0])
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    outputs: dict[str, list[int]] = {}
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            cache = runner.new_cache(1, len(prompt) + n + 1)
+            slot = cache.acquire()
+            logits = runner.forward(cache, [slot], torch.tensor([prompt]), last_only=True)
+            out: list[int] = []
+            started = time.perf_counter()
+            for _ in range(n):
+                out.append(int(logits[0, -1].argmax()))
+                logits = runner.forward(cache, [slot], torch.tensor([[out[-1]]]), last_only=True)
+            rates[name].append(n / (time.perf_counter() - started))
+            outputs[name] = out
+    heldout = chunks(loaded.tokenizer.encode(stdlib_text(HELDOUT_FILES)), 256, limit=pieces)
+    ppl = {name: perplexity(runner, heldout) for name, runner in runners.items()}
+    native_rate = statistics.median(rates["native"])
+    hf_rate = statistics.median(rates["transformers"])
+    result = {
+        "kernels": runners["native"].path,
+        "file_weights": runners["native"].file_weights_used,
+        "native_tok_s": round(native_rate, 1),
+        "transformers_tok_s": round(hf_rate, 1),
+        "speedup": round(native_rate / hf_rate, 2),
+        "same_greedy_tokens": outputs["native"] == outputs["transformers"],
+        "perplexity_native": round(ppl["native"], 4),
+        "perplexity_transformers": round(ppl["transformers"], 4),
+        "perplexity_ratio": round(ppl["native"] / ppl["transformers"], 5),
+        "new_tokens": n,
+        "rounds": rounds,
+    }
+    print("gemma3-270m", json.dumps(result), flush=True)
+    return result
 
 
 def peer_only(out: Path, quick: bool) -> None:

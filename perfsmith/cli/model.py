@@ -19,10 +19,7 @@ def serve_model(
     ] = "embedded",
     compress: Annotated[
         str,
-        typer.Option(
-            "--compress",
-            help="none (a GGUF file's own weights), fp32, int8, bf16, drop=N, or a comma list",
-        ),
+        typer.Option("--compress", help="none (a GGUF's own weights), fp32, int8, bf16, drop=N"),
     ] = "none",
     speculate: Annotated[
         str, typer.Option("--speculate", help="none, ngram, adaptive or draft")

@@ -20,27 +20,51 @@ from perfsmith.inference.gguf_weights import FileWeight
 from perfsmith.inference.kv_cache import SlotCache
 from perfsmith.inference.linear import DenseLinear, Int8Linear, Linear, PanelLinear
 
-ARCHITECTURES = ("llama", "qwen2", "qwen3")
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3_text")
+GEMMA = "gemma3_text"
+MAX_POSITIONS = 8192  # the rotary tables' length: the longest context the runner takes
+
+
+def _rope_types(config: Any) -> list[str]:
+    """The RoPE types of the model (Gemma 3 gives one per kind of layer)."""
+    rope = getattr(config, "rope_parameters", None) or {}
+    if not isinstance(rope, dict):
+        return ["default"]
+    nested = [v for v in rope.values() if isinstance(v, dict)]
+    return [str(v.get("rope_type", "default")) for v in nested] or [
+        str(rope.get("rope_type", "default"))
+    ]
 
 
 def supports(config: Any) -> bool:
     """Whether this runner reproduces the model's forward pass exactly: Llama, Qwen2 or
-    Qwen3, SiLU, no MLP or output-projection bias, plain RoPE, full attention in every
-    layer."""
-    rope = getattr(config, "rope_parameters", None) or {}
-    rope_type = rope.get("rope_type", "default") if isinstance(rope, dict) else "default"
+    Qwen3 (SiLU, full attention in every layer), Gemma 3's text model (GELU, sliding
+    windows, no soft-capping); no MLP or output-projection bias, plain RoPE."""
     kind = getattr(config, "model_type", "")
     layer_types = getattr(config, "layer_types", None) or ["full_attention"]
-    return (
+    common = (
         kind in ARCHITECTURES
+        and not getattr(config, "mlp_bias", False)
+        and all(t == "default" for t in _rope_types(config))
+    )
+    if kind == GEMMA:
+        return (
+            common
+            and getattr(config, "hidden_activation", "") == "gelu_pytorch_tanh"
+            and not getattr(config, "attention_bias", False)
+            and not getattr(config, "attn_logit_softcapping", None)
+            and not getattr(config, "final_logit_softcapping", None)
+            and not getattr(config, "use_bidirectional_attention", False)
+            and all(t in ("full_attention", "sliding_attention") for t in layer_types)
+        )
+    return (
+        common
         and getattr(config, "hidden_act", "") == "silu"
         # Llama's and Qwen3's attention_bias puts a bias on the output projection too;
         # Qwen2's q/k/v biases are always there, its output projection has none
         and (kind == "qwen2" or not getattr(config, "attention_bias", False))
-        and not getattr(config, "mlp_bias", False)
         and not getattr(config, "use_sliding_window", False)
         and all(t == "full_attention" for t in layer_types)
-        and rope_type == "default"
     )
 
 
@@ -52,13 +76,35 @@ class _Layer:
     ln2: torch.Tensor
     gate_up: Linear
     down: Linear
+    cos: torch.Tensor  # the layer's rotary tables [positions, head_dim]
+    sin: torch.Tensor
     qkv_bias: torch.Tensor | None = None  # Qwen2
-    q_norm: torch.Tensor | None = None  # Qwen3: RMS norm of each query and key head
+    q_norm: torch.Tensor | None = None  # Qwen3, Gemma 3: RMS norm of each q and k head
     k_norm: torch.Tensor | None = None
+    post_attn: torch.Tensor | None = None  # Gemma 3: norms of the attention's and the
+    post_mlp: torch.Tensor | None = None  # MLP's outputs
+    window: int = 0  # Gemma 3's sliding layers: each position sees its last `window`
 
 
-def _weight(module: Any) -> torch.Tensor | None:
-    return None if module is None else module.weight.detach().float().contiguous()
+def _address(tensor: torch.Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
+
+
+def _theta(config: Any, layer_type: str) -> float:
+    """The RoPE base of a layer: per kind of layer (Gemma 3) or one for all."""
+    rope = getattr(config, "rope_parameters", None) or {}
+    if isinstance(rope.get(layer_type), dict):
+        rope = rope[layer_type]
+    return float(rope.get("rope_theta", 10000.0))
+
+
+def _rope_tables(
+    theta: float, head_dim: int, positions: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    freqs = torch.outer(torch.arange(positions, dtype=torch.float32), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype).contiguous(), emb.sin().to(dtype).contiguous()
 
 
 def weights_of(dtype: torch.dtype) -> torch.dtype:
@@ -109,8 +155,11 @@ class LlamaRunner:
         self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // self.heads)
         self.eps = float(config.rms_norm_eps)
         self.vocab_size = int(config.vocab_size)
-        self.max_context = int(config.max_position_embeddings)
-        theta = float((getattr(config, "rope_parameters", None) or {}).get("rope_theta", 10000.0))
+        self.max_context = min(int(config.max_position_embeddings), MAX_POSITIONS)
+        self.gemma = config.model_type == GEMMA
+        # Gemma 3: GELU, its attention scale, its embeddings scaled
+        self.act = 1 if self.gemma else 0
+        self.attn_scale = float(config.query_pre_attn_scalar) ** -0.5 if self.gemma else 0.0
         inner = model.model
         keep = list(range(len(inner.layers))) if layers is None else list(layers)
         self.layer_ids = keep
@@ -140,20 +189,47 @@ class LlamaRunner:
             w = torch.cat([w.detach() for w in weights])
             return Int8Linear(w, dtype) if int8 else DenseLinear(w.to(dtype))
 
+        def norm(module: Any) -> torch.Tensor:
+            """A norm's weight as it multiplies: Gemma's scale by 1 + weight (in fp32)."""
+            w: torch.Tensor = module.weight.detach().float()
+            return ((1.0 + w) if self.gemma else w).to(dtype).contiguous()
+
+        def maybe_norm(module: Any) -> torch.Tensor | None:
+            return None if module is None else norm(module)
+
+        tables: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def rope(theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+            if theta not in tables:
+                tables[theta] = _rope_tables(theta, self.head_dim, self.max_context, dtype)
+            return tables[theta]
+
+        layer_types = list(getattr(config, "layer_types", None) or [])
         self.layers: list[_Layer] = []
         for i in keep:
             block = inner.layers[i]
             att, mlp = block.self_attn, block.mlp
             at, ml = f"model.layers.{i}.self_attn.", f"model.layers.{i}.mlp."
+            kind = layer_types[i] if i < len(layer_types) else "full_attention"
+            cos, sin = rope(_theta(config, kind))
             self.layers.append(
                 _Layer(
-                    ln1=block.input_layernorm.weight.detach().to(dtype),
+                    cos=cos,
+                    sin=sin,
+                    window=int(config.sliding_window) if kind == "sliding_attention" else 0,
+                    post_attn=norm(block.post_attention_layernorm) if self.gemma else None,
+                    post_mlp=norm(block.post_feedforward_layernorm) if self.gemma else None,
+                    ln1=norm(block.input_layernorm),
                     qkv=linear(
                         [at + "q_proj.weight", at + "k_proj.weight", at + "v_proj.weight"],
                         [att.q_proj.weight, att.k_proj.weight, att.v_proj.weight],
                     ),
                     o=linear([at + "o_proj.weight"], [att.o_proj.weight]),
-                    ln2=block.post_attention_layernorm.weight.detach().to(dtype),
+                    ln2=norm(
+                        block.pre_feedforward_layernorm
+                        if self.gemma
+                        else block.post_attention_layernorm
+                    ),
                     gate_up=linear(
                         [ml + "gate_proj.weight", ml + "up_proj.weight"],
                         [mlp.gate_proj.weight, mlp.up_proj.weight],
@@ -165,21 +241,15 @@ class LlamaRunner:
                     .detach()
                     .to(dtype)
                     .contiguous(),
-                    q_norm=_weight(getattr(att, "q_norm", None)),
-                    k_norm=_weight(getattr(att, "k_norm", None)),
+                    q_norm=maybe_norm(getattr(att, "q_norm", None)),
+                    k_norm=maybe_norm(getattr(att, "k_norm", None)),
                 )
             )
         self.embed = inner.embed_tokens.weight.detach().to(dtype)
-        self.norm = inner.norm.weight.detach().to(dtype)
+        scale = getattr(inner.embed_tokens, "embed_scale", None)
+        self.embed_scale = None if scale is None else scale.detach().to(dtype)
+        self.norm = norm(inner.norm)
         self.lm_head = linear(["lm_head.weight"], [model.lm_head.weight])
-        inv_freq = 1.0 / (
-            theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim)
-        )
-        positions = torch.arange(self.max_context, dtype=torch.float32)
-        freqs = torch.outer(positions, inv_freq)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        self._cos = emb.cos().to(dtype)
-        self._sin = emb.sin().to(dtype)
         self._native = None if lib is None else self._native_layers()
 
     def _native_shapes(self) -> bool:
@@ -216,15 +286,24 @@ class LlamaRunner:
                     eps=self.eps,
                     ln1=layer.ln1.data_ptr(),
                     ln2=layer.ln2.data_ptr(),
-                    cos=self._cos.data_ptr(),
-                    sin=self._sin.data_ptr(),
-                    qkv_bias=None if layer.qkv_bias is None else layer.qkv_bias.data_ptr(),
-                    q_norm=None if layer.q_norm is None else layer.q_norm.data_ptr(),
-                    k_norm=None if layer.k_norm is None else layer.k_norm.data_ptr(),
+                    cos=layer.cos.data_ptr(),
+                    sin=layer.sin.data_ptr(),
+                    qkv_bias=_address(layer.qkv_bias),
+                    q_norm=_address(layer.q_norm),
+                    k_norm=_address(layer.k_norm),
+                    post_attn=_address(layer.post_attn),
+                    post_mlp=_address(layer.post_mlp),
+                    act=self.act,
+                    window=layer.window,
+                    attn_scale=self.attn_scale,
                     **parts,
                 )
             )
         return specs
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = F.embedding(tokens, self.embed)
+        return x if self.embed_scale is None else x * self.embed_scale
 
     @property
     def path(self) -> str:
@@ -313,20 +392,40 @@ class LlamaRunner:
         end = max(starts) + steps
         if end > cache.capacity:
             raise ValueError(f"context of {end} tokens exceeds the cache ({cache.capacity})")
-        x = F.embedding(tokens, self.embed)
+        x = self._embed(tokens)
+        key_pos = torch.arange(end)
         if batch == 1:
             pos = torch.arange(starts[0], starts[0] + steps)
-            cos, sin = self._cos[pos][None, None], self._sin[pos][None, None]
-            mask = None
-            if steps > 1:
-                key_pos = torch.arange(end)
-                mask = (key_pos[None, :] <= pos[:, None])[None, None]
+            seen = key_pos[None, :] <= pos[:, None]
         else:
-            pos_t = torch.tensor(starts)
-            cos, sin = self._cos[pos_t][:, None, None], self._sin[pos_t][:, None, None]
-            key_pos = torch.arange(end)
-            mask = (key_pos[None, :] <= pos_t[:, None])[:, None, None, :]
+            pos = torch.tensor(starts)
+            seen = key_pos[None, :] <= pos[:, None]
             rows = torch.arange(batch)
+        masks: dict[int, torch.Tensor | None] = {}
+
+        def mask_for(window: int) -> torch.Tensor | None:
+            """Causal, and for a sliding layer its window; None where nothing is hidden
+            (one new token seeing the whole cache)."""
+            if window not in masks:
+                m = seen if not window else seen & (key_pos[None, :] > pos[:, None] - window)
+                if bool(m.all()):
+                    masks[window] = None
+                else:
+                    masks[window] = m[None, None] if batch == 1 else m[:, None, None, :]
+            return masks[window]
+
+        rotary: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def angles_for(layer: _Layer) -> tuple[torch.Tensor, torch.Tensor]:
+            key = layer.cos.data_ptr()
+            if key not in rotary:
+                cos, sin = layer.cos[pos], layer.sin[pos]
+                if batch == 1:
+                    rotary[key] = (cos[None, None], sin[None, None])
+                else:
+                    rotary[key] = (cos[:, None, None], sin[:, None, None])
+            return rotary[key]
+
         q_size = self.heads * self.head_dim
         kv_size = self.kv_heads * self.head_dim
         for li, layer in enumerate(self.layers):
@@ -350,6 +449,7 @@ class LlamaRunner:
             if layer.q_norm is not None and layer.k_norm is not None:
                 q = _rms_norm(q, layer.q_norm.to(q.dtype), self.eps)
                 k = _rms_norm(k, layer.k_norm.to(k.dtype), self.eps)
+            cos, sin = angles_for(layer)
             q = _rotate(q, cos, sin)
             k = _rotate(k, cos, sin)
             keys = cache.keys[li][lo : lo + batch]
@@ -359,14 +459,29 @@ class LlamaRunner:
                 keys[0, :, start : start + steps] = k[0]
                 values[0, :, start : start + steps] = v[0]
             else:
-                keys[rows, :, pos_t] = k[:, :, 0]
-                values[rows, :, pos_t] = v[:, :, 0]
+                keys[rows, :, pos] = k[:, :, 0]
+                values[rows, :, pos] = v[:, :, 0]
             kk, vv = keys[:, :, :end], values[:, :, :end]
-            att = F.scaled_dot_product_attention(q, kk, vv, attn_mask=mask, enable_gqa=True)
-            x = x + layer.o(att.transpose(1, 2).reshape(batch, steps, q_size))
+            att = F.scaled_dot_product_attention(
+                q,
+                kk,
+                vv,
+                attn_mask=mask_for(layer.window),
+                enable_gqa=True,
+                scale=self.attn_scale or None,
+            )
+            out = layer.o(att.transpose(1, 2).reshape(batch, steps, q_size))
+            if layer.post_attn is not None:
+                out = _rms_norm(out, layer.post_attn, self.eps)
+            x = x + out
             h = _rms_norm(x, layer.ln2, self.eps)
             gu = layer.gate_up(h)
-            x = x + layer.down(F.silu(gu[..., : self.intermediate]) * gu[..., self.intermediate :])
+            gate, up = gu[..., : self.intermediate], gu[..., self.intermediate :]
+            act = F.gelu(gate, approximate="tanh") if self.act else F.silu(gate)
+            out = layer.down(act * up)
+            if layer.post_mlp is not None:
+                out = _rms_norm(out, layer.post_mlp, self.eps)
+            x = x + out
         for s in slots:
             cache.lengths[s] += steps
         if collect is not None:
@@ -399,7 +514,7 @@ class LlamaRunner:
         if end > cache.capacity:
             raise ValueError(f"context of {end} tokens exceeds the cache ({cache.capacity})")
         hidden = int(self.config.hidden_size)
-        x = F.embedding(tokens.reshape(-1), self.embed).contiguous()
+        x = self._embed(tokens.reshape(-1)).contiguous()
         slot_t = torch.tensor(row_slots, dtype=torch.int64)
         pos_t = torch.tensor(positions, dtype=torch.int64)
         for li, spec in enumerate(specs):

@@ -248,23 +248,14 @@ class LayerSpec(ctypes.Structure):
     """``ps_layer`` in csrc/qlinear.c: one decoder layer's shapes and weights."""
 
     _fields_ = [
-        ("hidden", ctypes.c_int64),
-        ("heads", ctypes.c_int64),
-        ("kv_heads", ctypes.c_int64),
-        ("head_dim", ctypes.c_int64),
-        ("inter", ctypes.c_int64),
+        *[(name, _I64) for name in ("hidden", "heads", "kv_heads", "head_dim", "inter")],
         ("eps", ctypes.c_float),
-        ("ln1", ctypes.c_void_p),
-        ("ln2", ctypes.c_void_p),
-        ("qkv", Matrix),
-        ("o", Matrix),
-        ("gate_up", Matrix),
-        ("down", Matrix),
-        ("cos", ctypes.c_void_p),
-        ("sin", ctypes.c_void_p),
-        ("qkv_bias", ctypes.c_void_p),
-        ("q_norm", ctypes.c_void_p),
-        ("k_norm", ctypes.c_void_p),
+        *[(name, _PTR) for name in ("ln1", "ln2")],
+        *[(name, Matrix) for name in ("qkv", "o", "gate_up", "down")],
+        *[(name, _PTR) for name in ("cos", "sin", "qkv_bias", "q_norm", "k_norm")],
+        *[(name, _PTR) for name in ("post_attn", "post_mlp")],
+        *[(name, _I64) for name in ("act", "window")],
+        ("attn_scale", ctypes.c_float),
     ]
 
 

@@ -1,7 +1,8 @@
-"""The fast runner on the architectures users bring with ``--llm local:PATH``: a small
-randomly initialised Llama, Qwen2 (q/k/v biases) and Qwen3 (per-head q/k norms), built
-here, decode token for token as transformers' own greedy ``generate`` does, on the
-native kernels and on torch's."""
+"""The fast runner on the architectures users bring with ``--llm local:PATH`` and the
+second embedded model's: a small randomly initialised Llama, Qwen2 (q/k/v biases), Qwen3
+(per-head q/k norms) and Gemma 3 (GELU, norms of each sub-layer's output, sliding windows
+of positions, two RoPE bases, scaled embeddings), built here, decode token for token as
+transformers' own greedy ``generate`` does, on the native kernels and on torch's."""
 
 from __future__ import annotations
 
@@ -27,12 +28,34 @@ SHAPES: dict[str, Any] = {
 
 
 def _model(kind: str) -> Any:
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config, Qwen3Config
+    from transformers import (
+        AutoModelForCausalLM,
+        Gemma3TextConfig,
+        LlamaConfig,
+        Qwen2Config,
+        Qwen3Config,
+    )
 
-    config_class = {"llama": LlamaConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config}[kind]
-    extra = {"head_dim": 16} if kind == "qwen3" else {}
+    config_class = {
+        "llama": LlamaConfig,
+        "qwen2": Qwen2Config,
+        "qwen3": Qwen3Config,
+        "gemma3": Gemma3TextConfig,
+    }[kind]
+    extra: dict[str, Any] = {"head_dim": 16} if kind == "qwen3" else {}
+    if kind == "gemma3":
+        # a window of 5 positions, shorter than the prompt and its answer: the sliding
+        # layers hide the start, the full one does not
+        extra = {
+            "head_dim": 16,
+            "num_hidden_layers": 3,
+            "num_key_value_heads": 1,
+            "layer_types": ["sliding_attention", "sliding_attention", "full_attention"],
+            "sliding_window": 5,
+            "query_pre_attn_scalar": 24,
+        }
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config_class(**SHAPES, **extra))
+    model = AutoModelForCausalLM.from_config(config_class(**{**SHAPES, **extra}))
     # biases start at 0 and norms at 1: random ones, so that each must be applied right
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -54,7 +77,7 @@ def _greedy(runner: LlamaRunner, prompt: list[int], steps: int) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3"])
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "qwen3", "gemma3"])
 @pytest.mark.parametrize(
     "on_native",
     [
@@ -72,7 +95,7 @@ def test_greedy_decoding_is_transformers_token_for_token(kind: str, on_native: b
     assert supports(model.config)
     att = model.model.layers[0].self_attn
     assert (att.q_proj.bias is not None) == (kind == "qwen2")
-    assert hasattr(att, "q_norm") == (kind == "qwen3")
+    assert hasattr(att, "q_norm") == (kind in ("qwen3", "gemma3"))
     runner = LlamaRunner(model, native=on_native)
     assert runner.path == ("native" if on_native else "torch")
     prompt = [5, 17, 99, 3, 250, 42, 7, 64]

@@ -385,7 +385,7 @@ void ps_pack(const void *w, int64_t N, int64_t K, int64_t size, void *packed) {
                    size);
 }
 
-/* ---- one Llama-architecture decoder layer (Llama, Qwen2, Qwen3), for any set of rows ---------------------------------
+/* ---- one decoder layer (Llama, Qwen2, Qwen3, Gemma 3), for any set of rows ---------------------------------
 
    Row r is a token at position pos[r] of cache slot slot[r] (the cache is
    [slots, kv_heads, capacity, head_dim] fp32): a prompt, a draft being
@@ -402,6 +402,12 @@ typedef struct {
     const float *cos, *sin; /* [positions, head_dim] */
     const float *qkv_bias;  /* [(heads + 2 kv_heads) head_dim] or NULL (Qwen2) */
     const float *q_norm, *k_norm; /* [head_dim] or NULL: RMS norm of each head (Qwen3) */
+    /* Gemma 3: norms of the attention's and the MLP's outputs ([hidden] or NULL), GELU
+       (tanh) in the MLP (act 1; SiLU is 0), a sliding window of positions (0: none) and
+       the attention's scale (0: 1 / sqrt(head_dim)) */
+    const float *post_attn, *post_mlp;
+    int64_t act, window;
+    float attn_scale;
 } ps_layer;
 
 /* v[0:D] = v / rms(v) * weight, in place */
@@ -468,8 +474,8 @@ static inline __m512 exp16(__m512 x) {
    Every row's arithmetic is the same whichever rows share the call: positions past a
    row's end get weight exactly 0, and adding 0 changes no sum. */
 static void attend(const float *q, int64_t q_stride, const int64_t *pos, int64_t rows,
-                   int64_t D, const float *kt, const float *v, float scale, float *score,
-                   float *out, int64_t out_stride) {
+                   int64_t D, const float *kt, const float *v, float scale, int64_t window,
+                   float *score, float *out, int64_t out_stride) {
     int64_t maxlen = 0;
     for (int64_t t = 0; t < rows; t++)
         if (pos[t] + 1 > maxlen) maxlen = pos[t] + 1;
@@ -493,14 +499,19 @@ static void attend(const float *q, int64_t q_stride, const int64_t *pos, int64_t
     for (int64_t t = 0; t < rows; t++) {
         float *st = score + t * width;
         const int64_t len = pos[t] + 1, live = (len + 15) / 16;
+        /* a sliding window: the row sees its last `window` positions, weight 0 elsewhere */
+        const int64_t first = window > 0 && len > window ? len - window : 0;
+        for (int64_t j = 0; j < first; j++) st[j] = -INFINITY;
         for (int64_t j = len; j < live * 16; j++) st[j] = -INFINITY;
         __m512 top = _mm512_set1_ps(-INFINITY);
         for (int64_t b = 0; b < live; b++) top = _mm512_max_ps(top, _mm512_loadu_ps(st + b * 16));
         const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(top));
         __m512 total = _mm512_setzero_ps();
         for (int64_t b = 0; b < live; b++) {
-            const __mmask16 valid =
-                (__mmask16)(len - b * 16 >= 16 ? 0xFFFF : (1u << (len - b * 16)) - 1u);
+            const int64_t lo = first - b * 16, hi = len - b * 16;
+            const uint32_t upto = hi >= 16 ? 0xFFFFu : (1u << hi) - 1u;
+            const uint32_t from = lo <= 0 ? 0xFFFFu : lo >= 16 ? 0u : ~((1u << lo) - 1u);
+            const __mmask16 valid = (__mmask16)(upto & from);
             const __m512 e =
                 _mm512_maskz_mov_ps(valid, exp16(_mm512_sub_ps(_mm512_loadu_ps(st + b * 16), mx)));
             _mm512_storeu_ps(st + b * 16, e);
@@ -571,7 +582,7 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
                    sizeof(float) * D);
         }
     }
-    const float scale = 1.0f / sqrtf((float)D);
+    const float scale = L->attn_scale > 0.0f ? L->attn_scale : 1.0f / sqrtf((float)D);
     const int64_t group = NH / KV;
     /* runs of consecutive rows in one slot: a draft, a prompt, or one row per slot */
     int64_t *run_start = malloc(sizeof(int64_t) * (R + 1));
@@ -589,21 +600,27 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
             float *score = malloc(sizeof(float) * rows * ((maxlen + 15) / 16) * 16);
             attend(qkv + r0 * NQKV + n * D, NQKV, pos + r0, rows, D,
                    keys + (slot[r0] * KV + g) * CB * D * 16, values + (slot[r0] * KV + g) * C * D,
-                   scale, score, att + r0 * Q + n * D, Q);
+                   scale, L->window, score, att + r0 * Q + n * D, Q);
             free(score);
         }
     }
     free(run_start);
     ps_matmul(att, R, Q, &L->o, proj, threads);
+    if (L->post_attn != NULL) ps_rms_norm(proj, R, H, L->post_attn, L->eps, proj);
     for (int64_t i = 0; i < R * H; i++) x[i] += proj[i];
     ps_rms_norm(x, R, H, L->ln2, L->eps, h);
     ps_matmul(h, R, H, &L->gate_up, gu, threads);
     for (int64_t r = 0; r < R; r++)
         for (int64_t i = 0; i < I; i++) {
             const float g = gu[r * 2 * I + i], u = gu[r * 2 * I + I + i];
-            act[r * I + i] = g / (1.0f + expf(-g)) * u;
+            if (L->act == 1) /* GELU, tanh approximation (torch's "tanh") */
+                act[r * I + i] =
+                    0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g))) * u;
+            else
+                act[r * I + i] = g / (1.0f + expf(-g)) * u;
         }
     ps_matmul(act, R, I, &L->down, proj, threads);
+    if (L->post_mlp != NULL) ps_rms_norm(proj, R, H, L->post_mlp, L->eps, proj);
     for (int64_t i = 0; i < R * H; i++) x[i] += proj[i];
     free(h);
     free(qkv);
