@@ -3,7 +3,9 @@ directory, all from local disk.
 
 GGUF files are dequantized by transformers (seconds); the result is saved as safetensors
 under the user's cache directory, keyed by the file's path, size and modification time,
-and loaded from there next time.
+and loaded from there next time. The native kernels compute with the file's own
+quantized blocks (:meth:`LoadedModel.file_weights`); the dequantized model gives the rest
+(norms, the embedding table) and the torch fallback.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The Runner interface the engine decodes with, and a generic runner over any transformers
-causal LM (used for architectures the fast Llama runner does not cover, e.g. Gemma 3)."""
+causal LM (used for architectures the fast runner does not cover: Mistral, Phi, ...)."""
 
 from __future__ import annotations
 
