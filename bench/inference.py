@@ -297,26 +297,6 @@ def versus_llama_cpp(
     return result
 
 
-def llama_cpp_peer(source: Path, prompts: list[str], n: int) -> dict[str, Any] | None:
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        return None
-    llm = Llama(model_path=str(source), n_threads=THREADS, n_ctx=2048, verbose=False)
-    llm.create_chat_completion(
-        messages=[{"role": "user", "content": "hi"}], max_tokens=8, temperature=0
-    )
-    tokens, seconds = 0, 0.0
-    for text in prompts:
-        started = time.perf_counter()
-        out = llm.create_chat_completion(
-            messages=[{"role": "user", "content": text}], max_tokens=n, temperature=0
-        )
-        seconds += time.perf_counter() - started
-        tokens += out["usage"]["completion_tokens"]
-    return {"tok_s": round(tokens / seconds, 1), "quantization": "Q4_1 (the GGUF file as shipped)"}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -496,9 +476,6 @@ def main() -> None:
     print("batch8 ...", flush=True)
     batch = batch8(engines["gguf"], 2 if quick else 3, 48 if quick else 64)
     source = models.resolve("embedded").path
-    peer = llama_cpp_peer(source, CODE_PROMPTS, n_new)
-    if peer is not None:
-        peer["best_over_llama_cpp"] = round(configs[best]["tok_s"] / peer["tok_s"], 2)
     versus = versus_llama_cpp(
         source, peer_engines(loaded), peer_prompts(engines["gguf"]), 128, rounds
     )
@@ -528,7 +505,6 @@ def main() -> None:
         ],
         "base_perplexity": round(base_ppl, 3),
         "load": load_times(),
-        "llama_cpp": peer,
         "versus_llama_cpp": versus,
         "gemma3_270m": gemma,
         "bench_s": round(time.perf_counter() - t0, 1),
@@ -544,7 +520,6 @@ def main() -> None:
                     "best",
                     "batch8_speedup",
                     "load",
-                    "llama_cpp",
                     "bench_s",
                 )
             },

@@ -350,9 +350,15 @@ void ps_matmul(const float *x, int64_t M, int64_t K, const ps_matrix *W, float *
                int threads) {
     int64_t N = 0;
     for (int64_t i = 0; i < W->parts; i++) N += W->part[i].rows;
-    /* each row's sums over blocks of 32 (for GGUF's Q4 types), in k order */
+    /* each row's sums over blocks of 32, in k order: only the block types with a minimum
+       or an offset (all but Q8_0 and Q6_K) read them */
+    int sums = 0;
+    for (int64_t i = 0; i < W->parts; i++) {
+        const int64_t t = W->part[i].type;
+        sums |= t == W_Q4_0 || t == W_Q4_1 || t == W_Q5_0 || t == W_Q5_1 || t == W_Q4_K;
+    }
     float *xsum = NULL;
-    if (K % 32 == 0) {
+    if (sums && K % 32 == 0) {
         xsum = malloc(sizeof(float) * M * (K / 32));
         for (int64_t r = 0; r < M; r++)
             for (int64_t b = 0; b < K / 32; b++) {
