@@ -513,16 +513,7 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(
         json.dumps(
-            {
-                k: result[k]
-                for k in (
-                    "baseline_tok_s",
-                    "best",
-                    "batch8_speedup",
-                    "load",
-                    "bench_s",
-                )
-            },
+            {k: result[k] for k in ("baseline_tok_s", "best", "batch8_speedup", "load", "bench_s")},
             indent=1,
         )
     )

@@ -28,6 +28,7 @@ from typing import Any
 
 from perfsmith.errors import PerfsmithError
 from perfsmith.sandbox.base import Sandbox
+from perfsmith.verifiers.kernel.cache_lock import exclusive
 from perfsmith.verifiers.kernel.verify import (
     HARNESS,
     KernelSettings,
@@ -112,10 +113,19 @@ def _cache_file(problem: str, threads: int) -> Path:
 
 async def capture(sandbox: Sandbox, problem: str, threads: int) -> Capture:
     """Run torch's compiler on ``problem`` (a KernelBench source) in the sandbox; what it
-    made is kept in the kernel cache (the same problem, threads and torch: the same code)."""
+    made is kept in the kernel cache (the same problem, threads and torch: the same code).
+    Processes sharing the cache capture a problem once: the others wait for it."""
     cached = _cache_file(problem, threads)
     if cached.is_file():
         return Capture.from_json(json.loads(cached.read_text(encoding="utf-8")))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    async with exclusive(cached.with_name(f"{cached.name}.lock")):
+        if cached.is_file():  # captured while this one waited
+            return Capture.from_json(json.loads(cached.read_text(encoding="utf-8")))
+        return await _capture(sandbox, problem, threads, cached)
+
+
+async def _capture(sandbox: Sandbox, problem: str, threads: int, cached: Path) -> Capture:
     settings = KernelSettings(device="cpu", threads=threads)
     script = resources.files("perfsmith.tools").joinpath("inductor_main.py").read_text("utf-8")
     result = await sandbox.run(
@@ -140,7 +150,6 @@ async def capture(sandbox: Sandbox, problem: str, threads: int) -> Capture:
     if "error" in out:
         raise CompilerCandidateError(f"torch's compiler failed on the problem: {out['error']}")
     found = Capture.from_json(out)  # checked before it is kept
-    cached.parent.mkdir(parents=True, exist_ok=True)
     staged = cached.with_name(f"{cached.name}.tmp{os.getpid()}")
     staged.write_text(json.dumps(out), encoding="utf-8")
     staged.replace(cached)

@@ -104,6 +104,17 @@ def capture(problem_file: str) -> dict[str, Any]:
         weights = dict(zip(names, args[: len(names)], strict=True))
         return torch.func.functional_call(model, weights, tuple(args[len(names) :]))
 
+    from torch._inductor import async_compile
+
+    # The code is what is kept: the kernels are built later, as a candidate, in
+    # perfsmith's own build (its precompiled header). The CPU's features pick the vector
+    # ISA, without a test build of each one (there is no Inductor cache to keep them in
+    # the sandbox: about 9 s of builds every time).
+    def unbuilt(self: Any, argtypes: list[str], source_code: str) -> Any:
+        return lambda *args: None
+
+    async_compile.AsyncCompile.cpp_pybinding = unbuilt  # type: ignore[method-assign]
+    torch._inductor.config.cpp.vec_isa_ok = True
     with torch.no_grad():
         expected = model(*inputs)
         gm = make_fx(functional)(*flat)

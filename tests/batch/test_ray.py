@@ -1,6 +1,7 @@
 """Batches on a real Ray cluster: a head node and a second node on this machine, a night's
-batch across both, the second node killed mid-batch. Every job ends with its results, the
-lost ones taken up again on the node left, no candidate verified twice."""
+batch (its repositories and functions) across both, the second node killed mid-batch.
+Every job ends with its results, the lost ones taken up again on the node left, no
+candidate verified twice."""
 
 from __future__ import annotations
 
@@ -106,7 +107,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 @pytest.mark.slow(seconds=80)
 def test_a_night_on_two_ray_nodes_survives_losing_one(tmp_path: Path, cluster: Cluster) -> None:
-    night = write_night(tmp_path)
+    # the repositories and functions: the kernel suite's jobs take the same path (the
+    # local pool's night has them)
+    night = write_night(tmp_path, kernels=False)
     db_url = f"sqlite:///{tmp_path / 'night.db'}"
     env = {**cluster.env, "PERFSMITH_DATABASE_URL": db_url}
     batch_id = submit(env, night)
@@ -120,8 +123,8 @@ def test_a_night_on_two_ray_nodes_survives_losing_one(tmp_path: Path, cluster: C
     )
     assert _kill(cluster.nodes[1]) > 0
     _, stderr = driver.communicate(timeout=900)
-    assert driver.returncode == 1, stderr[-3000:]  # the problem with nothing to verify
-    jobs = check_night(db_url, batch_id)
+    assert driver.returncode == 0, stderr[-3000:]
+    jobs = check_night(db_url, batch_id, kernels=False)
     # the second node held two of the three running jobs (its two cores): they were lost
     # with it, taken up again on the head, their runs resumed
     again = [j for j in jobs.values() if j.attempts == 2]  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from perfsmith.sandbox.base import Sandbox
+from perfsmith.sandbox.base import Sandbox, SandboxResult
 from perfsmith.sandbox.process import ProcessSandbox
 from perfsmith.tools.inductor import CompilerCandidateError, capture, compiler_candidate
 from perfsmith.verifiers.kernel.cheats import check_kernel_source
@@ -80,6 +80,43 @@ async def test_work_the_compiler_hands_to_aten_is_no_candidate(sandbox: Sandbox)
     captured = await capture(sandbox, problem, threads=2)
     with pytest.raises(CompilerCandidateError, match=r"extern_kernels\.addmm"):
         compiler_candidate(problem, captured)
+
+
+class _SlowCompiler:
+    """A sandbox whose one job is a compiler run taking a while: how many it was given."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self, cmd: list[str], **kwargs: object) -> SandboxResult:
+        import asyncio
+
+        self.runs += 1
+        await asyncio.sleep(0.5)
+        out = {"code": "", "state": [], "inputs": 1, "output": "tensor", "graph": ["aten.mul"]}
+        out |= {"profile": [], "compile_s": 1.0, "cflags": ["-O3"], "threads": 2}
+        result = {"status": "ok", "exit_code": 0, "stdout": "", "stderr": "", "wall_s": 0.5}
+        result |= {"cpu_s": 0.5, "max_rss_mb": 1.0, "backend": self.name}
+        return SandboxResult(**result, files={"result.json": json.dumps(out).encode()})
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_processes_sharing_the_cache_capture_a_problem_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kernel jobs of a night on the same problem, at once: one runs the compiler, the
+    others wait for its result (each capture costs tens of seconds of CPU)."""
+    import asyncio
+
+    monkeypatch.setenv("PERFSMITH_KERNEL_CACHE_DIR", str(tmp_path))
+    box = _SlowCompiler()
+    got = await asyncio.gather(*(capture(box, ROW_SUMSQ, threads=2) for _ in range(3)))  # type: ignore[arg-type]
+    assert box.runs == 1
+    assert got[0] == got[1] == got[2] and got[0].graph == ["aten.mul"]
 
 
 def test_simd_vector_methods_pass_and_tensor_methods_are_still_caught() -> None:
