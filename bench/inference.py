@@ -1,7 +1,7 @@
 """Local inference benchmark: tokens/s, quality and memory of perfsmith's engine on the
 embedded model (SmolLM2-135M-Instruct), 2 CPU threads.
 
-    python bench/inference.py [--quick] [--peer-only] [--gemma-only] [--out PATH]
+    python bench/inference.py [--quick] [--peer-only] [--gemma-only] [--kivi-only] [--out PATH]
 
 Measured, with every engine configuration run interleaved with the others in each round
 (medians over rounds):
@@ -24,7 +24,10 @@ Measured, with every engine configuration run interleaved with the others in eac
   prefill and decode tok/s and their ratios (``--peer-only``: just this, into
   ``inference-peer.json``);
 - Gemma-3-270M on the native kernels with its file's own weights against transformers'
-  forward pass: greedy decode tok/s and held-out perplexity (``--gemma-only``).
+  forward pass: greedy decode tok/s and held-out perplexity (``--gemma-only``);
+- the quantized KV cache (KIVI, 2 and 4 bits) against the fp32 cache: memory per token,
+  perplexity on held-out 2,000-token pieces, agreement and decode tok/s at a 2,000-token
+  context (``--kivi-only``).
 """
 
 from __future__ import annotations
@@ -310,12 +313,22 @@ def main() -> None:
         action="store_true",
         help="only Gemma-3-270M native vs transformers (writes inference-gemma.json)",
     )
+    parser.add_argument(
+        "--kivi-only",
+        action="store_true",
+        help="only the quantized KV cache's memory and quality (writes inference-kivi.json)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/inference.json"))
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     quick = args.quick
     if args.peer_only:
         peer_only(args.out.with_name("inference-peer.json"), quick)
+        return
+    if args.kivi_only:
+        kivi = kivi_quality(2 if quick else 4, 64 if quick else 128, 2 if quick else 3)
+        out = args.out.with_name("inference-kivi.json")
+        out.write_text(json.dumps(kivi, indent=2) + "\n", encoding="utf-8")
         return
     if args.gemma_only:
         gemma = gemma_versus_transformers(
@@ -480,6 +493,7 @@ def main() -> None:
         source, peer_engines(loaded), peer_prompts(engines["gguf"]), 128, rounds
     )
     gemma = gemma_versus_transformers(rounds, 64 if quick else 128, 4 if quick else 8)
+    kivi = kivi_quality(2 if quick else 4, 64 if quick else 128, rounds)
     result = {
         "benchmark": "inference",
         "quick": quick,
@@ -507,6 +521,7 @@ def main() -> None:
         "load": load_times(),
         "versus_llama_cpp": versus,
         "gemma3_270m": gemma,
+        "kivi": kivi,
         "bench_s": round(time.perf_counter() - t0, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -597,6 +612,60 @@ def gemma_versus_transformers(rounds: int, n: int, pieces: int) -> dict[str, Any
         "rounds": rounds,
     }
     print("gemma3-270m", json.dumps(result), flush=True)
+    return result
+
+
+def kivi_quality(pieces: int, new_tokens: int, rounds: int) -> dict[str, Any]:
+    """The quantized KV cache (KIVI, 2 and 4 bits) on the embedded model with its file's
+    weights, against the fp32 cache: KV memory per token, perplexity on held-out
+    2,000-token pieces (every position past the fp32 window reads the older ones
+    quantized), teacher-forced agreement with the fp32 cache's greedy continuation of a
+    2,000-token prompt, and decode tok/s at that context (interleaved)."""
+    from perfsmith.inference.llama_runner import LlamaRunner
+    from perfsmith.inference.quality import greedy_targets
+
+    loaded = models.load("embedded")
+    weights = loaded.file_weights()
+    runners = {
+        bits: LlamaRunner(loaded.model, file_weights=weights, kv_bits=bits) for bits in (0, 4, 2)
+    }
+    tokens = loaded.tokenizer.encode(stdlib_text(HELDOUT_FILES))
+    held = chunks(tokens, 2000, limit=pieces)
+    prompt = held[0]
+    targets = greedy_targets(runners[0], [prompt], new_tokens)
+    rates: dict[int, list[float]] = {bits: [] for bits in runners}
+    for _ in range(rounds):
+        for bits, runner in runners.items():
+            cache = runner.new_cache(1, len(prompt) + new_tokens + 1)
+            slot = cache.acquire()
+            logits = runner.forward(cache, [slot], torch.tensor([prompt]), last_only=True)
+            started = time.perf_counter()
+            for _ in range(new_tokens):
+                token = int(logits[0, -1].argmax())
+                logits = runner.forward(cache, [slot], torch.tensor([[token]]), last_only=True)
+            rates[bits].append(new_tokens / (time.perf_counter() - started))
+    base_ppl = perplexity(runners[0], held)
+    result: dict[str, Any] = {
+        "model": "SmolLM2-135M (the file's own weights)",
+        "pieces": len(held),
+        "piece_tokens": [len(p) for p in held],
+        "new_tokens": new_tokens,
+        "window": runners[4].new_cache(1, 64).window,  # type: ignore[attr-defined]
+    }
+    for bits, runner in runners.items():
+        name = f"{bits}bit" if bits else "fp32"
+        ppl = base_ppl if not bits else perplexity(runner, held)
+        result[name] = {
+            "kv_bytes_per_token": runner.new_cache(1, 2048).bytes_per_token(),
+            "perplexity": round(ppl, 4),
+            "perplexity_ratio": round(ppl / base_ppl, 4),
+            "agreement": round(agreement(runner, [prompt], targets), 4),
+            "decode_tok_s_at_2000": round(statistics.median(rates[bits]), 1),
+        }
+        result[name]["memory_ratio"] = round(
+            result["fp32"]["kv_bytes_per_token"] / result[name]["kv_bytes_per_token"], 2
+        )
+    print("kivi", json.dumps(result), flush=True)
     return result
 
 

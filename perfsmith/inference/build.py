@@ -47,20 +47,31 @@ def layer_order(loaded: models.LoadedModel, spec: str, steps: int = 4) -> list[i
     )
 
 
-def make_runner(loaded: models.LoadedModel, compression: Compression, spec: str) -> Runner:
+def make_runner(
+    loaded: models.LoadedModel, compression: Compression, spec: str, kv_bits: int = 0
+) -> Runner:
     model = loaded.model
+    if kv_bits and not llama_runner.supports(model.config):
+        raise ConfigError(
+            f"--kv-bits needs a model the native runner takes; {loaded.name} is "
+            f"{model.config.model_type}"
+        )
     if llama_runner.supports(model.config):
         layers = None
         if compression.drop:
             order = layer_order(loaded, spec, steps=max(4, compression.drop))
             layers = kept_layers(model.config.num_hidden_layers, order, compression.drop)
-        return llama_runner.LlamaRunner(
-            model,
-            dtype=compression.torch_dtype,
-            int8=compression.int8,
-            layers=layers,
-            file_weights=loaded.file_weights() if compression.own else None,
-        )
+        try:
+            return llama_runner.LlamaRunner(
+                model,
+                dtype=compression.torch_dtype,
+                int8=compression.int8,
+                layers=layers,
+                file_weights=loaded.file_weights() if compression.own else None,
+                kv_bits=kv_bits,
+            )
+        except ValueError as exc:  # what --kv-bits needs (the native kernels, the shapes)
+            raise ConfigError(str(exc)) from None
     if compression.int8 or compression.drop:
         raise ConfigError(
             f"int8 and layer dropping need a Llama-architecture model; {loaded.name} is "
@@ -101,7 +112,7 @@ def build_engine(config: EngineConfig, *, loaded: models.LoadedModel | None = No
     if config.threads:
         torch.set_num_threads(config.threads)
     loaded = loaded or models.load(config.model)
-    runner = make_runner(loaded, compression, config.model)
+    runner = make_runner(loaded, compression, config.model, config.kv_bits)
     template = None
     if config.chat_template is not None:
         try:

@@ -10,6 +10,7 @@ from pathlib import Path
 from perfsmith.errors import ConfigError
 
 SPECULATE_MODES = ("none", "ngram", "adaptive", "draft")
+KV_BITS = (0, 2, 4)
 
 
 @dataclass(frozen=True)
@@ -22,13 +23,17 @@ class EngineConfig:
     slots: int = 8
     threads: int | None = None
     chat_template: Path | None = None
+    kv_bits: int = 0  # 2 or 4: the KV cache quantized (KIVI); 0: fp32
 
     def check(self) -> None:
-        """Refuse an unknown speculation mode, compression or model (ConfigError)."""
+        """Refuse an unknown speculation mode, compression, KV bits or model
+        (ConfigError)."""
         from perfsmith.inference.models import resolve
 
         check_speculation(self.speculate)
         compression_parts(self.compress)
+        if self.kv_bits not in KV_BITS:
+            raise ConfigError(f"--kv-bits takes 2 or 4 (0: an fp32 cache), not {self.kv_bits}")
         resolve(self.model)
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from perfsmith.inference import native as native_kernels
 from perfsmith.inference.gguf_weights import FileWeight
-from perfsmith.inference.kv_cache import SlotCache
+from perfsmith.inference.kv_cache import KIVI_GROUP, CacheShape, QuantizedSlotCache, SlotCache
 from perfsmith.inference.linear import DenseLinear, Int8Linear, Linear, PanelLinear
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3_text")
@@ -86,6 +86,32 @@ class _Layer:
     window: int = 0  # Gemma 3's sliding layers: each position sees its last `window`
 
 
+_NONE = torch.empty(0)
+
+
+def _kivi(cache: QuantizedSlotCache, layer: int) -> native_kernels.Kivi:
+    """The native kernel's view of one layer of a quantized cache (made once)."""
+    while len(cache.specs) <= layer:
+        i = len(cache.specs)
+        cache.specs.append(
+            native_kernels.Kivi(
+                bits=cache.bits,
+                window=cache.window,
+                ring=cache.ring,
+                stored=cache.stored.data_ptr(),
+                **{
+                    name: getattr(cache, name)[i].data_ptr()
+                    for name in ("kcodes", "kscale", "kmin", "vcodes", "vscale", "vmin")
+                },
+                rkeys=cache.rkeys[i].data_ptr(),
+                rvalues=cache.rvalues[i].data_ptr(),
+            )
+        )
+    spec = cache.specs[layer]
+    assert isinstance(spec, native_kernels.Kivi)
+    return spec
+
+
 def _address(tensor: torch.Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
 
@@ -137,13 +163,15 @@ class LlamaRunner:
         layers: list[int] | None = None,
         native: bool = True,
         file_weights: Mapping[str, FileWeight] | None = None,
+        kv_bits: int = 0,
     ) -> None:
         """``dtype`` and ``int8`` choose the weights. Where the native kernels build (and
         ``native`` is left on), whole layers run in C with fp32 activations whatever the
         weights are; otherwise in Python on torch's kernels, with activations in
         ``dtype`` (bf16 weights multiply bf16 activations there). ``file_weights`` (a
         GGUF file's own blocks, :mod:`gguf_weights`) replace the fp32 weights they name
-        on the native path, unless ``int8`` or bf16 weights are asked for."""
+        on the native path, unless ``int8`` or bf16 weights are asked for. ``kv_bits`` (2
+        or 4) quantizes the KV cache (KIVI, :class:`QuantizedSlotCache`; native path)."""
         config = model.config
         if not supports(config):
             raise ValueError(
@@ -251,6 +279,20 @@ class LlamaRunner:
         self.norm = norm(inner.norm)
         self.lm_head = linear(["lm_head.weight"], [model.lm_head.weight])
         self._native = None if lib is None else self._native_layers()
+        self.kv_bits = kv_bits
+        if kv_bits:
+            # the ValueError's words are the user's: the option and what it needs
+            if kv_bits not in (2, 4):
+                raise ValueError(f"--kv-bits takes 2 or 4, not {kv_bits}")
+            if self._native is None:
+                raise ValueError(
+                    "--kv-bits needs perfsmith's native kernels (AVX-512 and a C compiler)"
+                )
+            if self.head_dim % KIVI_GROUP:
+                raise ValueError(
+                    f"--kv-bits needs a head size that is a multiple of {KIVI_GROUP}, not "
+                    f"{self.head_dim}"
+                )
 
     def _native_shapes(self) -> bool:
         """Whether the native layer kernel takes this model's shapes: head size a multiple
@@ -345,15 +387,12 @@ class LlamaRunner:
         return total
 
     def new_cache(self, slots: int, capacity: int) -> SlotCache:
-        return SlotCache(
-            layers=len(self.layers),
-            slots=slots,
-            kv_heads=self.kv_heads,
-            head_dim=self.head_dim,
-            capacity=min(capacity, self.max_context),
-            dtype=self.dtype,
-            key_blocks=self._native is not None,
+        shape = CacheShape(
+            len(self.layers), slots, self.kv_heads, self.head_dim, min(capacity, self.max_context)
         )
+        if self.kv_bits:
+            return QuantizedSlotCache(shape, bits=self.kv_bits)
+        return SlotCache(shape, self.dtype, key_blocks=self._native is not None)
 
     @torch.inference_mode()
     def forward(
@@ -517,14 +556,30 @@ class LlamaRunner:
         x = self._embed(tokens.reshape(-1)).contiguous()
         slot_t = torch.tensor(row_slots, dtype=torch.int64)
         pos_t = torch.tensor(positions, dtype=torch.int64)
+        quantized = isinstance(cache, QuantizedSlotCache)
         for li, spec in enumerate(specs):
             if collect is not None:
                 collect.append(x.view(batch, steps, hidden).clone())
-            native_kernels.layer_forward(
-                lib, spec, x, slot_t, pos_t, cache.keys[li], cache.values[li]
-            )
+            if isinstance(cache, QuantizedSlotCache):
+                native_kernels.layer_forward(
+                    lib, spec, x, slot_t, pos_t, _NONE, _NONE, cache.padded, _kivi(cache, li)
+                )
+            else:
+                native_kernels.layer_forward(
+                    lib,
+                    spec,
+                    x,
+                    slot_t,
+                    pos_t,
+                    cache.keys[li],
+                    cache.values[li],
+                    cache.values[li].shape[2],
+                )
         for s in slots:
             cache.lengths[s] += steps
+            if quantized:
+                assert isinstance(cache, QuantizedSlotCache)
+                cache.advanced(s)
         if collect is not None:
             collect.append(x.view(batch, steps, hidden).clone())
         if last_only:

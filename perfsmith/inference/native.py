@@ -118,10 +118,13 @@ def library() -> ctypes.CDLL | None:
         ptr,
         ptr,
         ptr,
+        ctypes.POINTER(Kivi),
         i64,
         ctypes.c_int,
     ]
     lib.ps_layer_forward.restype = None
+    lib.ps_kivi_roundtrip.argtypes = [ptr, i64, i64, ptr]
+    lib.ps_kivi_roundtrip.restype = None
     return lib
 
 
@@ -259,6 +262,20 @@ class LayerSpec(ctypes.Structure):
     ]
 
 
+class Kivi(ctypes.Structure):
+    """``ps_kivi`` in csrc/qlinear.c: one layer's quantized key/value cache
+    (:class:`perfsmith.inference.kv_cache.QuantizedSlotCache`)."""
+
+    _fields_ = [
+        *[(name, _I64) for name in ("bits", "window", "ring")],
+        *[
+            (name, _PTR)
+            for name in ("stored", "kcodes", "kscale", "kmin", "vcodes", "vscale", "vmin")
+        ],
+        *[(name, _PTR) for name in ("rkeys", "rvalues")],
+    ]
+
+
 def rms_norm(lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """RMS norm of each row of a contiguous fp32 ``[R, H]``."""
     rows, hidden = x.shape
@@ -275,11 +292,14 @@ def layer_forward(
     positions: torch.Tensor,
     keys: torch.Tensor,
     values: torch.Tensor,
+    capacity: int,
+    kivi: Kivi | None = None,
 ) -> None:
     """Run one decoder layer over the rows of ``x`` (fp32 ``[R, hidden]``, in place):
     row r is the token at ``positions[r]`` of cache slot ``slots[r]``; its key and value
     are written to the layer's cache: keys ``[slots, kv_heads, ceil(capacity / 16),
-    head_dim, 16]``, values ``[slots, kv_heads, capacity, head_dim]``."""
+    head_dim, 16]``, values ``[slots, kv_heads, capacity, head_dim]``, or with ``kivi``
+    to that quantized cache (``keys`` and ``values`` unused)."""
     lib.ps_layer_forward(
         ctypes.byref(spec),
         x.data_ptr(),
@@ -288,6 +308,7 @@ def layer_forward(
         positions.data_ptr(),
         keys.data_ptr(),
         values.data_ptr(),
-        values.shape[2],
+        None if kivi is None else ctypes.byref(kivi),
+        capacity,
         torch.get_num_threads(),
     )

@@ -41,10 +41,10 @@ def perplexity(runner: Runner, pieces: list[list[int]]) -> float:
     total, count = 0.0, 0
     size = max(len(p) for p in pieces)
     cache = runner.new_cache(1, size + 1)
-    slot = cache.acquire()
     for piece in pieces:
-        cache.truncate(slot, 0)
+        slot = cache.acquire()  # emptied
         logits = runner.forward(cache, [slot], torch.tensor([piece]))[0]
+        cache.release(slot)
         loss = torch.nn.functional.cross_entropy(
             logits[:-1], torch.tensor(piece[1:]), reduction="sum"
         )

@@ -31,10 +31,7 @@ class HFCache(SlotCache):
         from transformers import DynamicCache
 
         self.keys, self.values = [], []
-        self.capacity = capacity
-        self.slots = slots
-        self.lengths = [0] * slots
-        self._free = list(range(slots - 1, -1, -1))
+        self.start_slots(slots, capacity)
         self._config = config
         self.dynamic = [DynamicCache(config=config) for _ in range(slots)]
 

@@ -40,6 +40,7 @@ def serve(
     app = create_app(scheduler, default_max_tokens=default_max_tokens)
     announce(
         f"serving {engine.name} (compress={config.compress}, speculate={config.speculate}, "
+        f"kv={f'{config.kv_bits} bits' if config.kv_bits else 'fp32'}, "
         f"context={engine.context}, slots={engine.slots}) at http://{host}:{port}/v1 "
         f"after {time.perf_counter() - started:.1f} s"
     )

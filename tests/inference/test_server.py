@@ -212,6 +212,7 @@ def test_serve_model_refuses_bad_options() -> None:
         (["serve-model", "--speculate", "psychic"], "unknown speculation 'psychic'"),
         (["serve-model", "--model", "/no/such/model.gguf"], "unknown model"),
         (["serve-model", "--compress", "drop=x"], "whole number"),
+        (["serve-model", "--kv-bits", "3"], "--kv-bits takes 2 or 4"),
     ]
     for args, message in cases:
         done = cli(env, *args, "--port", str(free_port()), timeout=240)

@@ -473,35 +473,11 @@ static inline __m512 exp16(__m512 x) {
 #define QK_ROWS 8
 #define PV_ROWS 6
 
-/* One query head's attention for rows of one cache slot (row t at position pos[t], so it
-   sees positions 0..pos[t]). Each key block and value row is loaded once for all the
-   rows. Keys are stored in blocks of 16 positions, transposed ([blocks][D][16]), so a
-   block's 16 scores are D multiply-adds with no horizontal sums; values are [C][D].
-   Every row's arithmetic is the same whichever rows share the call: positions past a
-   row's end get weight exactly 0, and adding 0 changes no sum. */
-static void attend(const float *q, int64_t q_stride, const int64_t *pos, int64_t rows,
-                   int64_t D, const float *kt, const float *v, float scale, int64_t window,
-                   float *score, float *out, int64_t out_stride) {
-    int64_t maxlen = 0;
-    for (int64_t t = 0; t < rows; t++)
-        if (pos[t] + 1 > maxlen) maxlen = pos[t] + 1;
-    const int64_t blocks = (maxlen + 15) / 16, width = blocks * 16;
-    for (int64_t t0 = 0; t0 < rows; t0 += QK_ROWS) {
-        const int64_t n = rows - t0 < QK_ROWS ? rows - t0 : QK_ROWS;
-        for (int64_t b = 0; b < blocks; b++) {
-            __m512 acc[QK_ROWS];
-            for (int64_t t = 0; t < n; t++) acc[t] = _mm512_setzero_ps();
-            const float *kb = kt + b * D * 16;
-            for (int64_t d = 0; d < D; d++) {
-                const __m512 kd = _mm512_loadu_ps(kb + d * 16);
-                for (int64_t t = 0; t < n; t++)
-                    acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(q[(t0 + t) * q_stride + d]), kd, acc[t]);
-            }
-            for (int64_t t = 0; t < n; t++)
-                _mm512_storeu_ps(score + (t0 + t) * width + b * 16,
-                                 _mm512_mul_ps(acc[t], _mm512_set1_ps(scale)));
-        }
-    }
+/* Each row's scores (row t at position pos[t], width positions) to its attention
+   weights: positions past pos[t] and, with a sliding window, before its last `window`
+   get weight exactly 0. */
+static void softmax_rows(float *score, int64_t width, const int64_t *pos, int64_t rows,
+                         int64_t window) {
     for (int64_t t = 0; t < rows; t++) {
         float *st = score + t * width;
         const int64_t len = pos[t] + 1, live = (len + 15) / 16;
@@ -528,36 +504,252 @@ static void attend(const float *q, int64_t q_stride, const int64_t *pos, int64_t
             _mm512_storeu_ps(st + b * 16, _mm512_mul_ps(_mm512_loadu_ps(st + b * 16), inv));
         for (int64_t j = live * 16; j < width; j++) st[j] = 0.0f;
     }
-    for (int64_t t0 = 0; t0 < rows; t0 += PV_ROWS) {
-        const int64_t n = rows - t0 < PV_ROWS ? rows - t0 : PV_ROWS;
-        int64_t len = 0;
-        for (int64_t t = 0; t < n; t++)
-            if (pos[t0 + t] + 1 > len) len = pos[t0 + t] + 1;
+}
+
+/* ---- KIVI: a quantized key/value cache ----------------------------------------------
+
+   Keys are quantized per channel (each channel's 32 positions of a group share an fp16
+   scale and minimum), values per token (each position's channels in groups of 32); codes
+   are 2 or 4 bits, position (or channel) i at bit i * bits of a little-endian stream.
+   A position is read quantized by a row more than `window` positions after it, whole
+   groups at a time: row p sees groups below kivi_boundary(p) quantized and the rest in
+   fp32. That depends on p only, so a token's arithmetic is the same fed alone, in a
+   prompt, with a draft or beside other sequences (speculative decoding stays lossless).
+   The fp32 keys and values of a slot's last `ring` positions are kept in a ring (index
+   position % ring); groups are quantized as soon as a row needs them, from the ring or
+   from the rows being run. */
+#define KG 32
+
+typedef struct {
+    int64_t bits, window, ring;
+    const int64_t *stored; /* [slots]: positions quantized so far (a multiple of KG) */
+    uint8_t *kcodes;       /* [slots][kv_heads][capacity / KG][head_dim][KG bits / 8] */
+    uint16_t *kscale, *kmin; /* [slots][kv_heads][capacity / KG][head_dim] fp16 */
+    uint8_t *vcodes;       /* [slots][kv_heads][capacity][head_dim bits / 8] */
+    uint16_t *vscale, *vmin; /* [slots][kv_heads][capacity][head_dim / KG] fp16 */
+    float *rkeys, *rvalues;  /* [slots][kv_heads][ring][head_dim] */
+} ps_kivi;
+
+static inline int64_t kivi_boundary(const ps_kivi *K, int64_t p) {
+    const int64_t old = p - K->window + 1;
+    return old > 0 ? old / KG * KG : 0;
+}
+
+/* KG values x[0], x[stride], ... to codes (KG bits / 8 bytes), an fp16 scale and minimum */
+static void quantize_kg(const float *x, int64_t stride, int64_t bits, uint8_t *codes,
+                        uint16_t *scale, uint16_t *minimum) {
+    float lo = x[0], hi = x[0];
+    for (int64_t i = 1; i < KG; i++) {
+        lo = fminf(lo, x[i * stride]);
+        hi = fmaxf(hi, x[i * stride]);
+    }
+    const int top = (1 << bits) - 1;
+    const uint16_t s16 = _cvtss_sh((hi - lo) / (float)top, _MM_FROUND_TO_NEAREST_INT);
+    const uint16_t m16 = _cvtss_sh(lo, _MM_FROUND_TO_NEAREST_INT);
+    const float s = _cvtsh_ss(s16), m = _cvtsh_ss(m16);
+    memset(codes, 0, (size_t)(KG * bits / 8));
+    for (int64_t i = 0; i < KG; i++) {
+        int c = s > 0.0f ? (int)lrintf((x[i * stride] - m) / s) : 0;
+        c = c < 0 ? 0 : c > top ? top : c;
+        codes[i * bits / 8] |= (uint8_t)(c << (i * bits % 8));
+    }
+    *scale = s16;
+    *minimum = m16;
+}
+
+/* 16 codes from 2 * bits bytes, as fp32 */
+static inline __m512 unpack16(int64_t bits, const uint8_t *p) {
+    uint32_t w0, w1;
+    memcpy(&w0, p, 4);
+    if (bits == 4) {
+        memcpy(&w1, p + 4, 4);
+        const __m512i w =
+            _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32((int)w0), _mm512_set1_epi32((int)w1));
+        const __m512i sh = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+        return _mm512_cvtepi32_ps(_mm512_and_epi32(_mm512_srlv_epi32(w, sh), _mm512_set1_epi32(15)));
+    }
+    const __m512i sh = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_cvtepi32_ps(
+        _mm512_and_epi32(_mm512_srlv_epi32(_mm512_set1_epi32((int)w0), sh), _mm512_set1_epi32(3)));
+}
+
+static inline __m512 dequant16(int64_t bits, const uint8_t *codes, uint16_t scale,
+                               uint16_t minimum) {
+    return _mm512_fmadd_ps(unpack16(bits, codes), _mm512_set1_ps(_cvtsh_ss(scale)),
+                           _mm512_set1_ps(_cvtsh_ss(minimum)));
+}
+
+/* The keys of 16 positions (block b) of a slot's kv head as [D][16] fp32 */
+static void kivi_key_block(const ps_kivi *K, int64_t head, int64_t C, int64_t D, int64_t b,
+                           float *out) {
+    const int64_t g = b * 16 / KG, half = b * 16 % KG, gb = KG * K->bits / 8;
+    const int64_t at = (head * (C / KG) + g) * D;
+    for (int64_t d = 0; d < D; d++)
+        _mm512_storeu_ps(out + d * 16,
+                         dequant16(K->bits, K->kcodes + (at + d) * gb + half * K->bits / 8,
+                                   K->kscale[at + d], K->kmin[at + d]));
+}
+
+/* Channels c..c+15 of the value at position j of a slot's kv head */
+static inline __m512 kivi_value16(const ps_kivi *K, int64_t head, int64_t C, int64_t D,
+                                  int64_t j, int64_t c) {
+    const int64_t row = head * C + j, groups = D / KG;
+    return dequant16(K->bits, K->vcodes + row * (D * K->bits / 8) + c * K->bits / 8,
+                     K->vscale[row * groups + c / KG], K->vmin[row * groups + c / KG]);
+}
+
+/* One query head's attention for rows of one cache slot (row t at position pos[t], so it
+   sees positions 0..pos[t]). Each key block and value row is loaded once for all the
+   rows. Keys are stored in blocks of 16 positions, transposed ([blocks][D][16]), so a
+   block's 16 scores are D multiply-adds with no horizontal sums; values are [C][D].
+   Every row's arithmetic is the same whichever rows share the call: positions past a
+   row's end get weight exactly 0, and adding 0 changes no sum.
+   With a KIVI cache (K), row t reads positions below kivi_boundary(pos[t]) dequantized
+   from it; every other position comes from the fp32 keys tk and values tv, which start
+   at position t0 (the whole fp32 cache: K NULL, t0 0). */
+static void attend(const float *q, int64_t q_stride, const int64_t *pos, int64_t rows,
+                   int64_t D, const ps_kivi *K, int64_t head, int64_t C, const float *tk,
+                   const float *tv, int64_t t0, float scale, int64_t window, float *score,
+                   float *out, int64_t out_stride) {
+    int64_t maxlen = 0;
+    for (int64_t t = 0; t < rows; t++)
+        if (pos[t] + 1 > maxlen) maxlen = pos[t] + 1;
+    const int64_t blocks = (maxlen + 15) / 16, width = blocks * 16;
+    float *kq = K != NULL ? malloc(sizeof(float) * D * 16) : NULL;
+    for (int64_t r0 = 0; r0 < rows; r0 += QK_ROWS) {
+        const int64_t n = rows - r0 < QK_ROWS ? rows - r0 : QK_ROWS;
+        int64_t bound[QK_ROWS], lo = INT64_MAX, hi = 0;
+        for (int64_t t = 0; t < n; t++) {
+            bound[t] = K != NULL ? kivi_boundary(K, pos[r0 + t]) : 0;
+            lo = bound[t] < lo ? bound[t] : lo;
+            hi = bound[t] > hi ? bound[t] : hi;
+        }
+        for (int64_t b = 0; b < blocks; b++) {
+            if (b * 16 < hi) kivi_key_block(K, head, C, D, b, kq);
+            const float *fb = b * 16 >= lo ? tk + (b - t0 / 16) * D * 16 : NULL;
+            __m512 acc[QK_ROWS];
+            for (int64_t t = 0; t < n; t++) acc[t] = _mm512_setzero_ps();
+            if (b * 16 >= hi || b * 16 < lo) { /* one source for every row: loaded once */
+                const float *kb = b * 16 < hi ? kq : fb;
+                for (int64_t d = 0; d < D; d++) {
+                    const __m512 kd = _mm512_loadu_ps(kb + d * 16);
+                    for (int64_t t = 0; t < n; t++)
+                        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(q[(r0 + t) * q_stride + d]), kd,
+                                                 acc[t]);
+                }
+            } else { /* the block is quantized for some rows, fp32 for the others */
+                const float *src[QK_ROWS];
+                for (int64_t t = 0; t < n; t++) src[t] = b * 16 < bound[t] ? kq : fb;
+                for (int64_t d = 0; d < D; d++)
+                    for (int64_t t = 0; t < n; t++)
+                        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(q[(r0 + t) * q_stride + d]),
+                                                 _mm512_loadu_ps(src[t] + d * 16), acc[t]);
+            }
+            for (int64_t t = 0; t < n; t++)
+                _mm512_storeu_ps(score + (r0 + t) * width + b * 16,
+                                 _mm512_mul_ps(acc[t], _mm512_set1_ps(scale)));
+        }
+    }
+    free(kq);
+    softmax_rows(score, width, pos, rows, window);
+    for (int64_t r0 = 0; r0 < rows; r0 += PV_ROWS) {
+        const int64_t n = rows - r0 < PV_ROWS ? rows - r0 : PV_ROWS;
+        int64_t bound[PV_ROWS], lo = INT64_MAX, hi = 0, len = 0;
+        for (int64_t t = 0; t < n; t++) {
+            bound[t] = K != NULL ? kivi_boundary(K, pos[r0 + t]) : 0;
+            lo = bound[t] < lo ? bound[t] : lo;
+            hi = bound[t] > hi ? bound[t] : hi;
+            if (pos[r0 + t] + 1 > len) len = pos[r0 + t] + 1;
+        }
         for (int64_t c = 0; c < D; c += 64) {
             const int64_t w_n = D - c < 64 ? (D - c) / 16 : 4;
             __m512 acc[PV_ROWS][4];
             for (int64_t t = 0; t < n; t++)
                 for (int64_t w = 0; w < w_n; w++) acc[t][w] = _mm512_setzero_ps();
             for (int64_t j = 0; j < len; j++) {
-                __m512 vj[4];
-                for (int64_t w = 0; w < w_n; w++) vj[w] = _mm512_loadu_ps(v + j * D + c + w * 16);
+                __m512 vq[4], vf[4];
+                for (int64_t w = 0; w < w_n; w++) {
+                    vq[w] = j < hi ? kivi_value16(K, head, C, D, j, c + w * 16) : _mm512_setzero_ps();
+                    vf[w] = j >= lo ? _mm512_loadu_ps(tv + (j - t0) * D + c + w * 16)
+                                    : _mm512_setzero_ps();
+                }
                 for (int64_t t = 0; t < n; t++) {
-                    const __m512 p = _mm512_set1_ps(score[(t0 + t) * width + j]);
-                    for (int64_t w = 0; w < w_n; w++) acc[t][w] = _mm512_fmadd_ps(p, vj[w], acc[t][w]);
+                    const __m512 p = _mm512_set1_ps(score[(r0 + t) * width + j]);
+                    const __m512 *v = j < bound[t] ? vq : vf;
+                    for (int64_t w = 0; w < w_n; w++) acc[t][w] = _mm512_fmadd_ps(p, v[w], acc[t][w]);
                 }
             }
             for (int64_t t = 0; t < n; t++)
                 for (int64_t w = 0; w < w_n; w++)
-                    _mm512_storeu_ps(out + (t0 + t) * out_stride + c + w * 16, acc[t][w]);
+                    _mm512_storeu_ps(out + (r0 + t) * out_stride + c + w * 16, acc[t][w]);
         }
+    }
+}
+
+/* Quantize and dequantize `groups` groups of KG values, as the cache stores and reads
+   them (tests check it against a reference) */
+void ps_kivi_roundtrip(const float *x, int64_t groups, int64_t bits, float *out) {
+    uint8_t codes[KG / 2];
+    uint16_t s, m;
+    for (int64_t g = 0; g < groups; g++) {
+        quantize_kg(x + g * KG, 1, bits, codes, &s, &m);
+        for (int64_t i = 0; i < KG; i += 16)
+            _mm512_storeu_ps(out + g * KG + i, dequant16(bits, codes + i * bits / 8, s, m));
+    }
+}
+
+/* The fp32 key (kv = 0) or value (kv = 1) at position j of a run of rows starting at
+   position start (rows r0...): from the run's rows, else from the ring */
+static inline const float *kivi_source(const ps_kivi *K, int64_t head, int64_t D, int64_t j,
+                                       int64_t start, const float *qkv, int64_t r0,
+                                       int64_t NQKV, int64_t offset, int kv) {
+    if (j >= start) return qkv + (r0 + j - start) * NQKV + offset;
+    const float *ring = kv ? K->rvalues : K->rkeys;
+    return ring + (head * K->ring + j % K->ring) * D;
+}
+
+/* For a run of rows of one slot and one kv head: quantize the groups its rows read
+   quantized and the store lacks, then build its fp32 tail from position t0 */
+static void kivi_prepare(const ps_kivi *K, int64_t slot, int64_t KV, int64_t g, int64_t C,
+                         int64_t D, int64_t start, int64_t end, const float *qkv, int64_t r0,
+                         int64_t NQKV, int64_t Q, float *tk, float *tv) {
+    const int64_t head = slot * KV + g;
+    const int64_t koff = Q + g * D, voff = Q + KV * D + g * D;
+    const int64_t have = K->stored[slot], need = kivi_boundary(K, end - 1);
+    float *kx = malloc(sizeof(float) * KG * D);
+    for (int64_t j0 = have; j0 < need; j0 += KG) {
+        const int64_t gi = head * (C / KG) + j0 / KG, gb = KG * K->bits / 8;
+        for (int64_t i = 0; i < KG; i++)
+            memcpy(kx + i * D, kivi_source(K, head, D, j0 + i, start, qkv, r0, NQKV, koff, 0),
+                   sizeof(float) * D);
+        for (int64_t d = 0; d < D; d++)
+            quantize_kg(kx + d, D, K->bits, K->kcodes + (gi * D + d) * gb, K->kscale + gi * D + d,
+                        K->kmin + gi * D + d);
+        for (int64_t i = 0; i < KG; i++) {
+            const int64_t row = head * C + j0 + i, groups = D / KG;
+            const float *v = kivi_source(K, head, D, j0 + i, start, qkv, r0, NQKV, voff, 1);
+            for (int64_t cg = 0; cg < groups; cg++)
+                quantize_kg(v + cg * KG, 1, K->bits, K->vcodes + row * (D * K->bits / 8) + cg * KG * K->bits / 8,
+                            K->vscale + row * groups + cg, K->vmin + row * groups + cg);
+        }
+    }
+    free(kx);
+    const int64_t t0 = kivi_boundary(K, start), n = end - t0, padded = (n + 15) / 16 * 16;
+    memset(tk, 0, sizeof(float) * padded * D);
+    for (int64_t j = t0; j < end; j++) {
+        const float *k = kivi_source(K, head, D, j, start, qkv, r0, NQKV, koff, 0);
+        float *blk = tk + (j - t0) / 16 * D * 16 + (j - t0) % 16;
+        for (int64_t d = 0; d < D; d++) blk[d * 16] = k[d];
+        memcpy(tv + (j - t0) * D, kivi_source(K, head, D, j, start, qkv, r0, NQKV, voff, 1),
+               sizeof(float) * D);
     }
 }
 
 /* The key cache is [slots][kv_heads][ceil(capacity/16)][head_dim][16] (keys transposed in
    blocks of 16 positions); the value cache is [slots][kv_heads][capacity][head_dim]. */
 void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slot,
-                      const int64_t *pos, float *keys, float *values, int64_t capacity,
-                      int threads) {
+                      const int64_t *pos, float *keys, float *values, const ps_kivi *kivi,
+                      int64_t capacity, int threads) {
     const int64_t H = L->hidden, NH = L->heads, KV = L->kv_heads, D = L->head_dim;
     const int64_t Q = NH * D, NQKV = (NH + 2 * KV) * D, I = L->inter, C = capacity;
     const int64_t CB = (C + 15) / 16;
@@ -580,7 +772,7 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
             for (int64_t n = NH; n < NH + KV; n++) head_norm(row + n * D, D, L->k_norm, L->eps);
         const float *c = L->cos + pos[r] * D, *s = L->sin + pos[r] * D;
         for (int64_t n = 0; n < NH + KV; n++) rope(row + n * D, c, s, D);
-        for (int64_t g = 0; g < KV; g++) {
+        for (int64_t g = 0; kivi == NULL && g < KV; g++) {
             const float *k = row + Q + g * D;
             float *kt = keys + ((slot[r] * KV + g) * CB + pos[r] / 16) * D * 16 + pos[r] % 16;
             for (int64_t d = 0; d < D; d++) kt[d * 16] = k[d];
@@ -596,6 +788,23 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
     for (int64_t r = 0; r < R; r++)
         if (r == 0 || slot[r] != slot[r - 1]) run_start[runs++] = r;
     run_start[runs] = R;
+    /* KIVI: each run's (slot's) groups quantized and its fp32 tail, per kv head */
+    float **tails = NULL;
+    if (kivi != NULL) {
+        tails = calloc((size_t)(2 * runs * KV), sizeof(float *));
+#pragma omp parallel for num_threads(threads) schedule(dynamic) collapse(2)
+        for (int64_t u = 0; u < runs; u++) {
+            for (int64_t g = 0; g < KV; g++) {
+                const int64_t r0 = run_start[u], start = pos[r0];
+                const int64_t end = pos[run_start[u + 1] - 1] + 1;
+                const int64_t n = (end - kivi_boundary(kivi, start) + 15) / 16 * 16;
+                float *tk = malloc(sizeof(float) * n * D), *tv = malloc(sizeof(float) * n * D);
+                kivi_prepare(kivi, slot[r0], KV, g, C, D, start, end, qkv, r0, NQKV, Q, tk, tv);
+                tails[2 * (u * KV + g)] = tk;
+                tails[2 * (u * KV + g) + 1] = tv;
+            }
+        }
+    }
 #pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
     for (int64_t u = 0; u < runs; u++) {
         for (int64_t n = 0; n < NH; n++) {
@@ -604,11 +813,34 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
             for (int64_t t = r0; t < r0 + rows; t++)
                 if (pos[t] + 1 > maxlen) maxlen = pos[t] + 1;
             float *score = malloc(sizeof(float) * rows * ((maxlen + 15) / 16) * 16);
-            attend(qkv + r0 * NQKV + n * D, NQKV, pos + r0, rows, D,
-                   keys + (slot[r0] * KV + g) * CB * D * 16, values + (slot[r0] * KV + g) * C * D,
-                   scale, L->window, score, att + r0 * Q + n * D, Q);
+            if (kivi != NULL)
+                attend(qkv + r0 * NQKV + n * D, NQKV, pos + r0, rows, D, kivi, slot[r0] * KV + g,
+                       C, tails[2 * (u * KV + g)], tails[2 * (u * KV + g) + 1],
+                       kivi_boundary(kivi, pos[r0]), scale, L->window, score,
+                       att + r0 * Q + n * D, Q);
+            else
+                attend(qkv + r0 * NQKV + n * D, NQKV, pos + r0, rows, D, NULL, 0, C,
+                       keys + (slot[r0] * KV + g) * CB * D * 16,
+                       values + (slot[r0] * KV + g) * C * D, 0, scale, L->window, score,
+                       att + r0 * Q + n * D, Q);
             free(score);
         }
+    }
+    if (kivi != NULL) {
+        /* the runs' rows into the ring (the tails no longer read it) */
+        for (int64_t u = 0; u < runs; u++) {
+            const int64_t r0 = run_start[u], start = pos[r0];
+            const int64_t end = pos[run_start[u + 1] - 1] + 1;
+            for (int64_t j = end - kivi->ring > start ? end - kivi->ring : start; j < end; j++)
+                for (int64_t g = 0; g < KV; g++) {
+                    const int64_t at = ((slot[r0] * KV + g) * kivi->ring + j % kivi->ring) * D;
+                    const float *row = qkv + (r0 + j - start) * NQKV;
+                    memcpy(kivi->rkeys + at, row + Q + g * D, sizeof(float) * D);
+                    memcpy(kivi->rvalues + at, row + Q + KV * D + g * D, sizeof(float) * D);
+                }
+        }
+        for (int64_t i = 0; i < 2 * runs * KV; i++) free(tails[i]);
+        free(tails);
     }
     free(run_start);
     ps_matmul(att, R, Q, &L->o, proj, threads);
