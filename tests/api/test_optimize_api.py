@@ -146,7 +146,7 @@ def test_the_cli_drives_a_remote_server(optimize_server: Server, tmp_path: Path)
     assert down.returncode == 1 and "cannot reach" in down.stderr
 
 
-@pytest.mark.slow(seconds=70)
+@pytest.mark.slow(seconds=40)
 async def test_a_kernel_problem_picked_by_name_runs_through_the_api(kernel_server: Server) -> None:
     """A kernel run cancelled while its kernel is verified resumes through the API: the
     proposal is reused, the kernel verified once, the run done. (A chat message picks the

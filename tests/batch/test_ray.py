@@ -105,7 +105,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             _kill(mark)
 
 
-@pytest.mark.slow(seconds=80)
+@pytest.mark.slow(seconds=40)
 def test_a_night_on_two_ray_nodes_survives_losing_one(tmp_path: Path, cluster: Cluster) -> None:
     # the repositories and functions: the kernel suite's jobs take the same path (the
     # local pool's night has them)

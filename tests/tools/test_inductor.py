@@ -59,7 +59,7 @@ async def test_the_compilers_kernels_verify_against_eager_and_torch_compile(
     assert again.code == captured.code
 
 
-@pytest.mark.slow(seconds=55)
+@pytest.mark.slow(seconds=30)
 async def test_parameters_are_drawn_as_the_reference_draws_them(sandbox: Sandbox) -> None:
     problem = (KERNELS / "layernorm.py").read_text()
     captured = await capture(sandbox, problem, threads=2)
@@ -74,7 +74,7 @@ async def test_parameters_are_drawn_as_the_reference_draws_them(sandbox: Sandbox
     assert result.correct, result.failure
 
 
-@pytest.mark.slow(seconds=25)
+@pytest.mark.slow(seconds=10)
 async def test_work_the_compiler_hands_to_aten_is_no_candidate(sandbox: Sandbox) -> None:
     problem = (KERNELS / "linear_relu.py").read_text()
     captured = await capture(sandbox, problem, threads=2)

@@ -604,18 +604,18 @@ static inline __m512 kivi_value16(const ps_kivi *K, int64_t head, int64_t C, int
    block's 16 scores are D multiply-adds with no horizontal sums; values are [C][D].
    Every row's arithmetic is the same whichever rows share the call: positions past a
    row's end get weight exactly 0, and adding 0 changes no sum.
-   With a KIVI cache (K), row t reads positions below kivi_boundary(pos[t]) dequantized
-   from it; every other position comes from the fp32 keys tk and values tv, which start
-   at position t0 (the whole fp32 cache: K NULL, t0 0). */
+   With a KIVI cache (K), row t reads positions below kivi_boundary(pos[t]) from its
+   dequantized keys dk ([blocks][D][16]) and values dv ([positions][D]); every other
+   position comes from the fp32 keys tk and values tv, which start at position t0 (the
+   whole fp32 cache: K NULL, t0 0). */
 static void attend(const float *q, int64_t q_stride, const int64_t *pos, int64_t rows,
-                   int64_t D, const ps_kivi *K, int64_t head, int64_t C, const float *tk,
-                   const float *tv, int64_t t0, float scale, int64_t window, float *score,
-                   float *out, int64_t out_stride) {
+                   int64_t D, const ps_kivi *K, const float *dk, const float *dv,
+                   const float *tk, const float *tv, int64_t t0, float scale, int64_t window,
+                   float *score, float *out, int64_t out_stride) {
     int64_t maxlen = 0;
     for (int64_t t = 0; t < rows; t++)
         if (pos[t] + 1 > maxlen) maxlen = pos[t] + 1;
     const int64_t blocks = (maxlen + 15) / 16, width = blocks * 16;
-    float *kq = K != NULL ? malloc(sizeof(float) * D * 16) : NULL;
     for (int64_t r0 = 0; r0 < rows; r0 += QK_ROWS) {
         const int64_t n = rows - r0 < QK_ROWS ? rows - r0 : QK_ROWS;
         int64_t bound[QK_ROWS], lo = INT64_MAX, hi = 0;
@@ -625,7 +625,7 @@ static void attend(const float *q, int64_t q_stride, const int64_t *pos, int64_t
             hi = bound[t] > hi ? bound[t] : hi;
         }
         for (int64_t b = 0; b < blocks; b++) {
-            if (b * 16 < hi) kivi_key_block(K, head, C, D, b, kq);
+            const float *kq = b * 16 < hi ? dk + b * D * 16 : NULL;
             const float *fb = b * 16 >= lo ? tk + (b - t0 / 16) * D * 16 : NULL;
             __m512 acc[QK_ROWS];
             for (int64_t t = 0; t < n; t++) acc[t] = _mm512_setzero_ps();
@@ -650,7 +650,6 @@ static void attend(const float *q, int64_t q_stride, const int64_t *pos, int64_t
                                  _mm512_mul_ps(acc[t], _mm512_set1_ps(scale)));
         }
     }
-    free(kq);
     softmax_rows(score, width, pos, rows, window);
     for (int64_t r0 = 0; r0 < rows; r0 += PV_ROWS) {
         const int64_t n = rows - r0 < PV_ROWS ? rows - r0 : PV_ROWS;
@@ -669,7 +668,7 @@ static void attend(const float *q, int64_t q_stride, const int64_t *pos, int64_t
             for (int64_t j = 0; j < len; j++) {
                 __m512 vq[4], vf[4];
                 for (int64_t w = 0; w < w_n; w++) {
-                    vq[w] = j < hi ? kivi_value16(K, head, C, D, j, c + w * 16) : _mm512_setzero_ps();
+                    vq[w] = j < hi ? _mm512_loadu_ps(dv + j * D + c + w * 16) : _mm512_setzero_ps();
                     vf[w] = j >= lo ? _mm512_loadu_ps(tv + (j - t0) * D + c + w * 16)
                                     : _mm512_setzero_ps();
                 }
@@ -709,10 +708,12 @@ static inline const float *kivi_source(const ps_kivi *K, int64_t head, int64_t D
 }
 
 /* For a run of rows of one slot and one kv head: quantize the groups its rows read
-   quantized and the store lacks, then build its fp32 tail from position t0 */
+   quantized and the store lacks, dequantize what they read quantized (dk, dv), and build
+   their fp32 tail from position t0 (tk, tv) */
 static void kivi_prepare(const ps_kivi *K, int64_t slot, int64_t KV, int64_t g, int64_t C,
                          int64_t D, int64_t start, int64_t end, const float *qkv, int64_t r0,
-                         int64_t NQKV, int64_t Q, float *tk, float *tv) {
+                         int64_t NQKV, int64_t Q, float *dk, float *dv, float *tk,
+                         float *tv) {
     const int64_t head = slot * KV + g;
     const int64_t koff = Q + g * D, voff = Q + KV * D + g * D;
     const int64_t have = K->stored[slot], need = kivi_boundary(K, end - 1);
@@ -734,6 +735,11 @@ static void kivi_prepare(const ps_kivi *K, int64_t slot, int64_t KV, int64_t g, 
         }
     }
     free(kx);
+    /* what the rows read quantized, dequantized once for all the kv head's query heads */
+    for (int64_t b = 0; b < need / 16; b++) kivi_key_block(K, head, C, D, b, dk + b * D * 16);
+    for (int64_t j = 0; j < need; j++)
+        for (int64_t c = 0; c < D; c += 16)
+            _mm512_storeu_ps(dv + j * D + c, kivi_value16(K, head, C, D, j, c));
     const int64_t t0 = kivi_boundary(K, start), n = end - t0, padded = (n + 15) / 16 * 16;
     memset(tk, 0, sizeof(float) * padded * D);
     for (int64_t j = t0; j < end; j++) {
@@ -791,17 +797,21 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
     /* KIVI: each run's (slot's) groups quantized and its fp32 tail, per kv head */
     float **tails = NULL;
     if (kivi != NULL) {
-        tails = calloc((size_t)(2 * runs * KV), sizeof(float *));
+        tails = calloc((size_t)(4 * runs * KV), sizeof(float *));
 #pragma omp parallel for num_threads(threads) schedule(dynamic) collapse(2)
         for (int64_t u = 0; u < runs; u++) {
             for (int64_t g = 0; g < KV; g++) {
                 const int64_t r0 = run_start[u], start = pos[r0];
                 const int64_t end = pos[run_start[u + 1] - 1] + 1;
                 const int64_t n = (end - kivi_boundary(kivi, start) + 15) / 16 * 16;
-                float *tk = malloc(sizeof(float) * n * D), *tv = malloc(sizeof(float) * n * D);
-                kivi_prepare(kivi, slot[r0], KV, g, C, D, start, end, qkv, r0, NQKV, Q, tk, tv);
-                tails[2 * (u * KV + g)] = tk;
-                tails[2 * (u * KV + g) + 1] = tv;
+                const int64_t q = kivi_boundary(kivi, end - 1);
+                float **mine = tails + 4 * (u * KV + g);
+                mine[0] = malloc(sizeof(float) * (q + 1) * D);
+                mine[1] = malloc(sizeof(float) * (q + 1) * D);
+                mine[2] = malloc(sizeof(float) * n * D);
+                mine[3] = malloc(sizeof(float) * n * D);
+                kivi_prepare(kivi, slot[r0], KV, g, C, D, start, end, qkv, r0, NQKV, Q, mine[0],
+                             mine[1], mine[2], mine[3]);
             }
         }
     }
@@ -813,13 +823,13 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
             for (int64_t t = r0; t < r0 + rows; t++)
                 if (pos[t] + 1 > maxlen) maxlen = pos[t] + 1;
             float *score = malloc(sizeof(float) * rows * ((maxlen + 15) / 16) * 16);
-            if (kivi != NULL)
-                attend(qkv + r0 * NQKV + n * D, NQKV, pos + r0, rows, D, kivi, slot[r0] * KV + g,
-                       C, tails[2 * (u * KV + g)], tails[2 * (u * KV + g) + 1],
-                       kivi_boundary(kivi, pos[r0]), scale, L->window, score,
+            if (kivi != NULL) {
+                float *const *mine = tails + 4 * (u * KV + g);
+                attend(qkv + r0 * NQKV + n * D, NQKV, pos + r0, rows, D, kivi, mine[0], mine[1],
+                       mine[2], mine[3], kivi_boundary(kivi, pos[r0]), scale, L->window, score,
                        att + r0 * Q + n * D, Q);
-            else
-                attend(qkv + r0 * NQKV + n * D, NQKV, pos + r0, rows, D, NULL, 0, C,
+            } else
+                attend(qkv + r0 * NQKV + n * D, NQKV, pos + r0, rows, D, NULL, NULL, NULL,
                        keys + (slot[r0] * KV + g) * CB * D * 16,
                        values + (slot[r0] * KV + g) * C * D, 0, scale, L->window, score,
                        att + r0 * Q + n * D, Q);
@@ -839,7 +849,7 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
                     memcpy(kivi->rvalues + at, row + Q + KV * D + g * D, sizeof(float) * D);
                 }
         }
-        for (int64_t i = 0; i < 2 * runs * KV; i++) free(tails[i]);
+        for (int64_t i = 0; i < 4 * runs * KV; i++) free(tails[i]);
         free(tails);
     }
     free(run_start);
