@@ -113,7 +113,7 @@ class KernelRunCreate(_Body):
     versus_compile: bool = Field(
         default=False,
         description="also time the best kernel against torch.compile of the reference "
-        "(about 30 s more)",
+        "(about 15 s more)",
     )
 
 

@@ -37,7 +37,7 @@ VersusCompileOption = Annotated[
     bool,
     typer.Option(
         "--versus-compile/--eager-only",
-        help="Also time torch.compile of the reference (compiling it takes about 20 s, "
+        help="Also time torch.compile of the reference (compiling it takes about 10 s, "
         "left out of the timing).",
     ),
 ]

@@ -97,7 +97,7 @@ class KernelSettings:
     static_checks: bool = True
     compile_only: bool = False
     cuda_arch: str = "sm_90"
-    # time torch.compile of the reference too (the second baseline; about 20 s to compile)
+    # time torch.compile of the reference too (the second baseline; about 10 s to compile)
     versus_compile: bool = False
 
 
