@@ -556,7 +556,6 @@ class LlamaRunner:
         x = self._embed(tokens.reshape(-1)).contiguous()
         slot_t = torch.tensor(row_slots, dtype=torch.int64)
         pos_t = torch.tensor(positions, dtype=torch.int64)
-        quantized = isinstance(cache, QuantizedSlotCache)
         for li, spec in enumerate(specs):
             if collect is not None:
                 collect.append(x.view(batch, steps, hidden).clone())
@@ -577,8 +576,7 @@ class LlamaRunner:
                 )
         for s in slots:
             cache.lengths[s] += steps
-            if quantized:
-                assert isinstance(cache, QuantizedSlotCache)
+            if isinstance(cache, QuantizedSlotCache):
                 cache.advanced(s)
         if collect is not None:
             collect.append(x.view(batch, steps, hidden).clone())
