@@ -1,7 +1,8 @@
 """Local inference benchmark: tokens/s, quality and memory of perfsmith's engine on the
 embedded model (SmolLM2-135M-Instruct), 2 CPU threads.
 
-    python bench/inference.py [--quick] [--peer-only] [--gemma-only] [--kivi-only] [--out PATH]
+    python bench/inference.py [--quick] [--peer-only] [--gemma-only] [--kivi-only]
+                              [--shared-only] [--out PATH]
 
 Measured, with every engine configuration run interleaved with the others in each round
 (medians over rounds):
@@ -20,14 +21,18 @@ Measured, with every engine configuration run interleaved with the others in eac
 - throughput of 8 concurrent requests (batched) over the same 8 sent one after another;
 - llama.cpp (llama-cpp-python, when installed) on the same GGUF file, as a peer: on the
   same token ids of a code edit, a chat question and a long prompt, interleaved with the
-  engine on the file's own weights (no drafts, the adaptive drafter) and int8+adaptive,
+  engine on the file's own weights (no drafts, the adaptive drafter; fp32 activations and
+  ``act8``, int8 activations as llama.cpp computes) and int8+adaptive,
   prefill and decode tok/s and their ratios (``--peer-only``: just this, into
   ``inference-peer.json``);
 - Gemma-3-270M on the native kernels with its file's own weights against transformers'
   forward pass: greedy decode tok/s and held-out perplexity (``--gemma-only``);
 - the quantized KV cache (KIVI, 2 and 4 bits) against the fp32 cache: memory per token,
   perplexity on held-out 2,000-token pieces, agreement and decode tok/s at a 2,000-token
-  context (``--kivi-only``).
+  context (``--kivi-only``);
+- K = 4 and 8 proposals sharing a 1,000-token prompt prefix sent together: throughput of
+  today's batching against shared prefixes (Hydragen), outputs compared token for token
+  (``--shared-only``).
 """
 
 from __future__ import annotations
@@ -272,7 +277,8 @@ def versus_llama_cpp(
             row = rows.setdefault(kind, {})
             row.setdefault("llama.cpp", []).append(peer(ids))
             for name, engine in engines.items():
-                row.setdefault(name, []).append(ours(engine, ids, name != "gguf"))
+                speculate = PEER_ENGINES[name][1] != "none"
+                row.setdefault(name, []).append(ours(engine, ids, speculate))
     result: dict[str, Any] = {"new_tokens": n, "rounds": rounds, "prompts": {}}
     for kind, row in rows.items():
         peer_prefill = statistics.median(r[0] for r in row["llama.cpp"])
@@ -318,6 +324,11 @@ def main() -> None:
         action="store_true",
         help="only the quantized KV cache's memory and quality (writes inference-kivi.json)",
     )
+    parser.add_argument(
+        "--shared-only",
+        action="store_true",
+        help="only K proposals sharing a long prompt prefix (writes inference-shared.json)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/inference.json"))
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
@@ -329,6 +340,11 @@ def main() -> None:
         kivi = kivi_quality(2 if quick else 4, 64 if quick else 128, 2 if quick else 3)
         out = args.out.with_name("inference-kivi.json")
         out.write_text(json.dumps(kivi, indent=2) + "\n", encoding="utf-8")
+        return
+    if args.shared_only:
+        shared = shared_prefixes(2 if quick else 5, 32 if quick else 64)
+        out = args.out.with_name("inference-shared.json")
+        out.write_text(json.dumps(shared, indent=2) + "\n", encoding="utf-8")
         return
     if args.gemma_only:
         gemma = gemma_versus_transformers(
@@ -383,6 +399,9 @@ def main() -> None:
         Spec(f"drop={drop_ok or 1}", f"drop={drop_ok or 1}", "none"),
         Spec("bf16+adaptive", "bf16", "adaptive"),
         Spec("int8+adaptive", "int8", "adaptive"),
+        # the file's own blocks times int8 activations (llama.cpp's arithmetic)
+        Spec("act8", "act8", "none"),
+        Spec("act8+adaptive", "act8", "adaptive"),
     ]
     if drop_ok:
         specs.append(Spec(f"bf16+drop={drop_ok}+adaptive", f"bf16,drop={drop_ok}", "adaptive"))
@@ -494,6 +513,7 @@ def main() -> None:
     )
     gemma = gemma_versus_transformers(rounds, 64 if quick else 128, 4 if quick else 8)
     kivi = kivi_quality(2 if quick else 4, 64 if quick else 128, rounds)
+    shared = shared_prefixes(2 if quick else 5, 32 if quick else 64)
     result = {
         "benchmark": "inference",
         "quick": quick,
@@ -522,6 +542,7 @@ def main() -> None:
         "versus_llama_cpp": versus,
         "gemma3_270m": gemma,
         "kivi": kivi,
+        "shared_prefixes": shared,
         "bench_s": round(time.perf_counter() - t0, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -543,14 +564,17 @@ def main() -> None:
 
 PEER_ENGINES = {
     "gguf": ("none", "none"),
+    "act8": ("act8", "none"),
     "gguf+adaptive": ("none", "adaptive"),
+    "act8+adaptive": ("act8", "adaptive"),
     "int8+adaptive": ("int8", "adaptive"),
 }
 
 
 def peer_engines(loaded: models.LoadedModel) -> dict[str, Engine]:
-    """perfsmith's side of the comparison: the file's own weights without drafts and
-    with the adaptive drafter, and int8 with it."""
+    """perfsmith's side of the comparison: the file's own weights (fp32 activations, and
+    int8 activations as llama.cpp computes them) without drafts and with the adaptive
+    drafter, and int8 weights with it."""
     engines = {}
     for name, (compress, speculate) in PEER_ENGINES.items():
         engine = build_engine(EngineConfig(compress=compress, speculate=speculate), loaded=loaded)
@@ -612,6 +636,118 @@ def gemma_versus_transformers(rounds: int, n: int, pieces: int) -> dict[str, Any
         "rounds": rounds,
     }
     print("gemma3-270m", json.dumps(result), flush=True)
+    return result
+
+
+STRATEGIES = [
+    "vectorize the inner loop",
+    "hoist the invariant work out of the loop",
+    "use a dictionary instead of repeated list scans",
+    "precompute the prefix sums",
+    "replace the recursion with a loop",
+    "cache the results of the pure helper",
+    "use the standard library's bisect",
+    "avoid building intermediate lists",
+]
+
+
+def proposal_prompts(engine: Engine, k: int, prefix_tokens: int = 1000) -> list[list[int]]:
+    """``k`` proposal requests as perfsmith's optimizer sends them: one shared context
+    (source under study, about ``prefix_tokens`` tokens with the chat template), then
+    each its own strategy."""
+    import inspect
+    import textwrap as module
+
+    source = inspect.getsource(module)
+    ids: list[int] = []
+    cut = len(source)
+    while True:  # the longest start of the source whose prompt fits the budget
+        context = "Make this module faster. Source under study:\n\n" + source[:cut]
+        ids = chat_ids(engine, context + "\n\nStrategy: x")
+        if len(ids) <= prefix_tokens + 8 or cut < 200:
+            break
+        cut = int(cut * 0.95)
+    return [
+        chat_ids(engine, f"{context}\n\nStrategy: {STRATEGIES[i % len(STRATEGIES)]}.")
+        for i in range(k)
+    ]
+
+
+def shared_prefixes(rounds: int, n: int, ks: tuple[int, ...] = (4, 8)) -> dict[str, Any]:
+    """K proposals sharing a ~1,000-token prompt, sent together to one scheduler:
+    today's batching (each request prefills its whole prompt and attends to its own
+    copy) against shared prefixes (the first request computes the prefix, the others
+    read it, and the attention reads it once per step for all of them); greedy, ``n``
+    new tokens each, interleaved; throughput over the whole batch (prefill included),
+    and whether every answer is the same token for token."""
+    loaded = models.load("embedded")
+    engines = {
+        mode: build_engine(
+            EngineConfig(speculate="none", share_prefixes=mode == "shared"), loaded=loaded
+        )
+        for mode in ("separate", "shared")
+    }
+    schedulers = {mode: Scheduler(engine) for mode, engine in engines.items()}
+    params = SamplingParams(max_tokens=n)
+    result: dict[str, Any] = {"new_tokens": n, "rounds": rounds}
+    try:
+        for k in ks:
+            prompts = proposal_prompts(engines["shared"], k)
+            common = min(
+                next(
+                    (i for i, (a, b) in enumerate(zip(p, prompts[0], strict=False)) if a != b),
+                    len(p),
+                )
+                for p in prompts[1:]
+            )
+
+            async def batch(
+                mode: str, prompts: list[list[int]] = prompts
+            ) -> tuple[float, float, list[list[int]], float]:
+                scheduler = schedulers[mode]
+                started = time.perf_counter()
+                gens = await asyncio.gather(*(scheduler.complete(p, params) for p in prompts))
+                wall = time.perf_counter() - started
+                tokens = sum(len(g.tokens) for g in gens)
+                prefill = sum(g.stats.prefill_s for g in gens)
+                # the sequences decode together: each one's decode time is the batch's
+                decode = tokens / max(max(g.stats.decode_s for g in gens), 1e-9)
+                return tokens / wall, decode, [g.tokens for g in gens], prefill
+
+            rates: dict[str, list[float]] = {}
+            decode_rates: dict[str, list[float]] = {}
+            prefill_s: dict[str, list[float]] = {}
+            outputs: dict[str, list[list[int]]] = {}
+            asyncio.run(batch("shared"))  # warm up
+            for r in range(rounds):
+                for mode in ("separate", "shared") if r % 2 == 0 else ("shared", "separate"):
+                    rate, decode, tokens, prefill = asyncio.run(batch(mode))
+                    rates.setdefault(mode, []).append(rate)
+                    decode_rates.setdefault(mode, []).append(decode)
+                    prefill_s.setdefault(mode, []).append(prefill)
+                    outputs[mode] = tokens
+            ratios = [s / p for s, p in zip(rates["shared"], rates["separate"], strict=True)]
+            decode_ratios = [
+                s / p for s, p in zip(decode_rates["shared"], decode_rates["separate"], strict=True)
+            ]
+            entry = {
+                "prompt_tokens": len(prompts[0]),
+                "common_prefix_tokens": common,
+                "separate_tok_s": round(statistics.median(rates["separate"]), 1),
+                "shared_tok_s": round(statistics.median(rates["shared"]), 1),
+                "throughput_ratio": round(statistics.median(ratios), 2),
+                "separate_decode_tok_s": round(statistics.median(decode_rates["separate"]), 1),
+                "shared_decode_tok_s": round(statistics.median(decode_rates["shared"]), 1),
+                "decode_ratio": round(statistics.median(decode_ratios), 2),
+                "separate_prefill_s": round(statistics.median(prefill_s["separate"]), 3),
+                "shared_prefill_s": round(statistics.median(prefill_s["shared"]), 3),
+                "identical_outputs": outputs["shared"] == outputs["separate"],
+            }
+            result[f"k{k}"] = entry
+            print(f"shared prefix K={k}", json.dumps(entry), flush=True)
+    finally:
+        for scheduler in schedulers.values():
+            scheduler.close()
     return result
 
 

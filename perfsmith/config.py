@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     )
     local_model: str = Field(default="embedded", description="model the local engine serves")
     local_compress: str = Field(
-        default="none", description="none (a GGUF file's own weights), fp32, int8, bf16, drop=N"
+        default="none",
+        description="none (a GGUF file's own weights), act8 (the same with int8 activations), "
+        "fp32, int8, bf16, drop=N",
     )
     local_speculate: str = Field(default="adaptive", description="none, ngram, adaptive, draft")
     llm_base_url: str | None = Field(

@@ -19,7 +19,9 @@ def serve_model(
     ] = "embedded",
     compress: Annotated[
         str,
-        typer.Option("--compress", help="none (a GGUF's own weights), fp32, int8, bf16, drop=N"),
+        typer.Option(
+            "--compress", help="none (a GGUF's own weights), act8, fp32, int8, bf16, drop=N"
+        ),
     ] = "none",
     speculate: Annotated[
         str, typer.Option("--speculate", help="none, ngram, adaptive or draft")

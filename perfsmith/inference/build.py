@@ -69,12 +69,13 @@ def make_runner(
                 layers=layers,
                 file_weights=loaded.file_weights() if compression.own else None,
                 kv_bits=kv_bits,
+                act8=compression.act8,
             )
-        except ValueError as exc:  # what --kv-bits needs (the native kernels, the shapes)
+        except ValueError as exc:  # what --kv-bits and act8 need (the kernels, the shapes)
             raise ConfigError(str(exc)) from None
-    if compression.int8 or compression.drop:
+    if compression.int8 or compression.drop or compression.act8:
         raise ConfigError(
-            f"int8 and layer dropping need a Llama-architecture model; {loaded.name} is "
+            f"int8, act8 and layer dropping need a Llama-architecture model; {loaded.name} is "
             f"{model.config.model_type}: use --compress none or bf16"
         )
     return HFRunner(model, dtype=compression.torch_dtype)
@@ -102,6 +103,7 @@ def drafter_factory(
         dtype=torch.float32,
         layers=kept_layers(count, order, min(drop, len(order))),
         file_weights=loaded.file_weights(),
+        act8=parse_compression(config.compress).act8,
     )
     return lambda: ModelDrafter(draft_runner, capacity=config.context + 64)
 
@@ -138,4 +140,5 @@ def build_engine(config: EngineConfig, *, loaded: models.LoadedModel | None = No
         chat_template=template,
         context=config.context,
         slots=config.slots,
+        share_prefixes=config.share_prefixes,
     )

@@ -28,16 +28,20 @@ from perfsmith.inference.quality import CALIBRATION_FILES, chunks, perplexity, s
 class Compression:
     """``dtype`` is ``fp32`` or ``bf16``; ``int8`` quantizes the linear layers' weights;
     ``drop`` removes that many layers (ranked on calibration text); ``own``: a GGUF
-    model computes with its file's own quantized weights (on the native kernels)."""
+    model computes with its file's own quantized weights (on the native kernels);
+    ``act8``: those of type Q8_0, Q4_0 and Q4_1 multiply int8 activations."""
 
     dtype: str = "fp32"
     int8: bool = False
     drop: int = 0
     own: bool = True
+    act8: bool = False
 
     @property
     def label(self) -> str:
         parts = []
+        if self.act8:
+            parts.append("act8")
         if self.int8:
             parts.append("int8")
         if self.dtype == "bf16":
@@ -55,15 +59,15 @@ class Compression:
 
 
 def parse_compression(spec: str) -> Compression:
-    """``none``, or a comma list of ``int8``, ``bf16``, ``fp32``, ``drop=N`` (bf16 where
-    this CPU computes in it)."""
-    dtype, int8, drop, own = compression_parts(spec)
+    """``none``, or a comma list of ``int8``, ``bf16``, ``fp32``, ``act8``, ``drop=N``
+    (bf16 where this CPU computes in it)."""
+    dtype, int8, drop, own, act8 = compression_parts(spec)
     if dtype == "bf16" and not bf16_supported():
         raise ConfigError(
             "bf16 needs the native kernels (AVX-512 and a C compiler) or a CPU with AVX-512 "
             "BF16 (or AMX); use fp32 or int8"
         )
-    return Compression(dtype=dtype, int8=int8, drop=drop, own=own)
+    return Compression(dtype=dtype, int8=int8, drop=drop, own=own, act8=act8)
 
 
 def bf16_supported() -> bool:

@@ -24,6 +24,7 @@ class EngineConfig:
     threads: int | None = None
     chat_template: Path | None = None
     kv_bits: int = 0  # 2 or 4: the KV cache quantized (KIVI); 0: fp32
+    share_prefixes: bool = True  # requests read a common prompt prefix from one slot
 
     def check(self) -> None:
         """Refuse an unknown speculation mode, compression, KV bits or model
@@ -42,16 +43,20 @@ def check_speculation(mode: str) -> None:
         raise ConfigError(f"unknown speculation {mode!r}: use one of {', '.join(SPECULATE_MODES)}")
 
 
-def compression_parts(spec: str) -> tuple[str, bool, int, bool]:
-    """``none``, or a comma list of ``int8``, ``bf16``, ``fp32``, ``drop=N``: (dtype,
-    int8, drop, own). ``own``: a GGUF model keeps its file's quantized weights (``none``
-    and ``drop=N`` alone); ``fp32`` asks for them dequantized instead."""
-    dtype, int8, drop, own = "fp32", False, 0, True
+def compression_parts(spec: str) -> tuple[str, bool, int, bool, bool]:
+    """``none``, or a comma list of ``int8``, ``bf16``, ``fp32``, ``act8``, ``drop=N``:
+    (dtype, int8, drop, own, act8). ``own``: a GGUF model keeps its file's quantized
+    weights (``none``, ``act8`` and ``drop=N``); ``fp32`` asks for them dequantized
+    instead. ``act8``: the file's Q8_0/Q4_0/Q4_1 blocks multiply int8 activations, as
+    llama.cpp computes them."""
+    dtype, int8, drop, own, act8 = "fp32", False, 0, True, False
     for raw in spec.split(","):
         part = raw.strip().lower()
         if part in ("", "none"):
             continue
-        if part == "fp32":
+        if part == "act8":
+            act8 = True
+        elif part == "fp32":
             own = False
         elif part == "int8":
             int8, own = True, False
@@ -66,6 +71,12 @@ def compression_parts(spec: str) -> tuple[str, bool, int, bool]:
                 raise ConfigError("drop=N needs N >= 0")
         else:
             raise ConfigError(
-                f"unknown compression {part!r}: use none, int8, bf16, fp32, drop=N, or a comma list"
+                f"unknown compression {part!r}: use none, act8, int8, bf16, fp32, drop=N, or a "
+                "comma list"
             )
-    return dtype, int8, drop, own
+    if act8 and not own:
+        raise ConfigError(
+            "act8 computes with a GGUF file's own blocks: it does not combine with int8, bf16 "
+            "or fp32"
+        )
+    return dtype, int8, drop, own, act8

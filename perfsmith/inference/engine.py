@@ -76,7 +76,11 @@ class Engine:
         chat_template: str | None = None,
         context: int = 2048,
         slots: int = 8,
+        share_prefixes: bool = True,
     ) -> None:
+        """``share_prefixes``: a request whose prompt begins as an earlier, still cached
+        one's does reads that prefix's keys and values from it instead of computing them
+        (runners that can: the native layers on an fp32 cache)."""
         self.runner = runner
         self.tokenizer = tokenizer
         self.name = name
@@ -91,6 +95,7 @@ class Engine:
         self._compiler: ConstraintCompiler | None = None
         self._lock = threading.Lock()
         self._cache: SlotCache | None = None
+        self.share_prefixes = share_prefixes and bool(getattr(runner, "shares_prefixes", False))
 
     # -- text ------------------------------------------------------------------------
 
@@ -156,11 +161,18 @@ class Engine:
     # -- steps -----------------------------------------------------------------------
 
     def prefill(self, cache: SlotCache, seq: Sequence) -> None:
+        """Put the prompt but its last token in a slot of ``cache`` (the last is fed by the
+        first step); a prefix another slot holds is read from there, not computed."""
         started = time.perf_counter()
         seq.slot = cache.acquire()
-        if len(seq.prompt) > 1:
-            self.runner.forward(cache, [seq.slot], torch.tensor([seq.prompt[:-1]]), last_only=True)
+        fed = seq.prompt[:-1]
+        start = cache.share(seq.slot, fed) if self.share_prefixes else 0
+        seq.stats.shared_prefix = start
+        if len(fed) > start:
+            self.runner.forward(cache, [seq.slot], torch.tensor([fed[start:]]), last_only=True)
             seq.stats.forward_passes += 1
+        if self.share_prefixes:
+            cache.hold(seq.slot, fed)
         seq.stats.prefill_s += time.perf_counter() - started
 
     def _room(self, cache: SlotCache, seq: Sequence) -> int:

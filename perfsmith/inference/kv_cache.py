@@ -6,6 +6,11 @@ Each layer holds keys and values as ``[slots, kv_heads, capacity, head_dim]`` (w
 many positions are valid. Rolling back rejected draft tokens is setting a
 length, and batching is running several slots through one forward pass.
 
+Sequences whose prompts begin alike share that prefix (Hydragen): the first to be
+prefilled holds it, a later one reads those positions from the holder's slot and
+computes only the rest of its prompt; the native attention reads a shared prefix once
+for all the sequences in a pass. A slot others read from stays held until they finish.
+
 :class:`QuantizedSlotCache` (KIVI) keeps keys and values in 2 or 4 bits instead, all but
 the most recent positions (``serve-model --kv-bits``).
 """
@@ -26,7 +31,22 @@ class CacheShape:
     capacity: int  # positions per slot
 
 
+SHARE_BLOCK = 16  # shared prefixes are whole key blocks of 16 positions
+MIN_SHARED = 64  # shorter common prefixes are computed again
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class SlotCache:
+    sharing = True  # whether slots may read a prompt prefix from another slot
+
     def __init__(self, shape: CacheShape, dtype: torch.dtype, *, key_blocks: bool = False) -> None:
         slots, kv_heads, capacity = shape.slots, shape.kv_heads, shape.capacity
         dims = (slots, kv_heads, capacity, shape.head_dim)
@@ -41,6 +61,12 @@ class SlotCache:
         self.capacity = capacity
         self.slots = slots
         self._free = list(range(slots - 1, -1, -1))
+        # where each slot's first positions are, and how many (0: in its own slot)
+        self.prefix_slot = list(range(slots))
+        self.shared = [0] * slots
+        self._held: dict[int, list[int]] = {}  # slots others may share: their prompts
+        self._readers = [0] * slots  # how many slots read from each
+        self._retired: set[int] = set()  # released, still read by others
 
     def acquire(self) -> int:
         """A free slot, emptied."""
@@ -51,8 +77,56 @@ class SlotCache:
         return slot
 
     def release(self, slot: int) -> None:
+        """The slot's sequence is done; a slot others still read from is kept until they
+        are."""
+        if self.shared[slot]:
+            holder = self.prefix_slot[slot]
+            self._readers[holder] -= 1
+            if holder in self._retired and not self._readers[holder]:
+                self._retired.discard(holder)
+                self._free_slot(holder)
+        if self._readers[slot]:
+            self._retired.add(slot)
+            return
+        self._free_slot(slot)
+
+    def _free_slot(self, slot: int) -> None:
         self.lengths[slot] = 0
+        self.prefix_slot[slot] = slot
+        self.shared[slot] = 0
+        self._held.pop(slot, None)
         self._free.append(slot)
+
+    def share(self, slot: int, tokens: list[int]) -> int:
+        """Point a newly acquired ``slot`` at the longest prefix of ``tokens`` (the
+        positions its prompt puts in the cache) that another slot holds, in whole blocks
+        of 16 and at least MIN_SHARED positions; returns how many positions it shares
+        (its length now), 0 for none."""
+        if not self.sharing or self.lengths[slot]:
+            return 0
+        best, holder = 0, -1
+        for other, held in self._held.items():
+            n = common_prefix(held, tokens)
+            if n > best:
+                best, holder = n, other
+        shared = best // SHARE_BLOCK * SHARE_BLOCK
+        if shared < MIN_SHARED:
+            return 0
+        self.prefix_slot[slot] = holder
+        self.shared[slot] = shared
+        self._readers[holder] += 1
+        self.lengths[slot] = shared
+        return shared
+
+    def hold(self, slot: int, tokens: list[int]) -> None:
+        """``slot`` has ``tokens`` at positions 0.. (a prefilled prompt): later prompts that
+        begin alike may share them. A slot that shares another's prefix holds nothing."""
+        if self.sharing and not self.shared[slot]:
+            self._held[slot] = list(tokens)
+
+    def reads_shared(self, slots: list[int]) -> bool:
+        """Whether any of ``slots`` reads another's prefix or is read by another."""
+        return any(self.shared[s] or self._readers[s] for s in slots)
 
     @property
     def free_slots(self) -> int:
@@ -66,6 +140,8 @@ class SlotCache:
         """Forget every position from ``length`` on (rejected draft tokens)."""
         if length > self.lengths[slot]:
             raise ValueError("cannot extend a slot by truncating it")
+        if length < self.shared[slot]:
+            raise ValueError("cannot truncate a slot into the prefix it shares")
         self.lengths[slot] = length
 
 
@@ -78,7 +154,10 @@ class QuantizedSlotCache(SlotCache):
     fp16 scale and minimum per group of 32; a position is read quantized by every token
     more than ``window`` positions after it (whole groups at a time), so the most recent
     positions stay fp32 (a ring of ``ring`` positions per slot keeps them). The native
-    layer kernel (csrc/qlinear.c, ``ps_kivi``) reads and writes it."""
+    layer kernel (csrc/qlinear.c, ``ps_kivi``) reads and writes it. Its slots share no
+    prefixes."""
+
+    sharing = False
 
     def __init__(self, shape: CacheShape, *, bits: int, window: int = 64) -> None:
         head_dim = shape.head_dim

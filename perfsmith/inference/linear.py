@@ -5,8 +5,9 @@ weight (fp32, bf16, or int8 with one scale per output channel) is a :class:`Pane
 fp32 activations, weights read once per panel for up to six rows, and a row's output
 bit-identical whatever other rows share the pass. Elsewhere fp32/bf16 weights use MKL or
 oneDNN (:class:`DenseLinear`) and int8 ``torch._weight_int8pack_mm`` (:class:`Int8Linear`).
-Activations stay in floating point throughout (dynamic activation quantization would make
-a row's output depend on the batch's range).
+Activations stay in floating point, except that a GGUF file's Q8_0/Q4_0/Q4_1 blocks may
+multiply int8 activations (``act8``), each row quantized from its own values per block of
+32, never from the batch's range, so a row's output still does not depend on its batch.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ class Int8Linear:
 
 
 class PanelLinear:
-    """A weight on the native kernels, fp32 activations in and out: parts stacked along
+    """A weight on the native kernels, fp32 activations in and out (int8 inside for
+    ``act8`` blocks): parts stacked along
     the outputs (one, or a fused q/k/v or gate/up), each fp32, bf16, int8 (quantized per
     output channel here) or a GGUF file's own blocks (:meth:`gguf`)."""
 
@@ -139,10 +141,17 @@ class PanelLinear:
         return cls(lib, [(packed, None, native_kernels.WEIGHT_TYPES[dtype], rows)])
 
     @classmethod
-    def gguf(cls, lib: ctypes.CDLL, raw: torch.Tensor, kind: str) -> PanelLinear:
-        """A GGUF tensor's own blocks (uint8 ``[N, row bytes]``, type ``kind``)."""
-        packed = native_kernels.pack_blocks(raw, kind)
-        return cls(lib, [(packed, None, native_kernels.BLOCK_TYPES[kind], int(raw.shape[0]))])
+    def gguf(
+        cls, lib: ctypes.CDLL, raw: torch.Tensor, kind: str, *, act8: bool = False
+    ) -> PanelLinear:
+        """A GGUF tensor's own blocks (uint8 ``[N, row bytes]``, type ``kind``). ``act8``:
+        multiplied with int8 activations (Q8_0, Q4_0, Q4_1 on a CPU with AVX-512 VNNI;
+        ValueError otherwise), as llama.cpp computes these types."""
+        if act8 and not native_kernels.act8(lib):
+            raise ValueError("int8 activations need AVX-512 VNNI, which this CPU lacks")
+        packed = native_kernels.pack_blocks(raw, kind, act8=act8)
+        kinds = native_kernels.ACT8_TYPES if act8 else native_kernels.BLOCK_TYPES
+        return cls(lib, [(packed, None, kinds[kind], int(raw.shape[0]))])
 
     @classmethod
     def stacked(cls, linears: list[PanelLinear]) -> PanelLinear:

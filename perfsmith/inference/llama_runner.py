@@ -164,6 +164,7 @@ class LlamaRunner:
         native: bool = True,
         file_weights: Mapping[str, FileWeight] | None = None,
         kv_bits: int = 0,
+        act8: bool = False,
     ) -> None:
         """``dtype`` and ``int8`` choose the weights. Where the native kernels build (and
         ``native`` is left on), whole layers run in C with fp32 activations whatever the
@@ -171,7 +172,9 @@ class LlamaRunner:
         ``dtype`` (bf16 weights multiply bf16 activations there). ``file_weights`` (a
         GGUF file's own blocks, :mod:`gguf_weights`) replace the fp32 weights they name
         on the native path, unless ``int8`` or bf16 weights are asked for. ``kv_bits`` (2
-        or 4) quantizes the KV cache (KIVI, :class:`QuantizedSlotCache`; native path)."""
+        or 4) quantizes the KV cache (KIVI, :class:`QuantizedSlotCache`; native path).
+        ``act8``: the file's Q8_0, Q4_0 and Q4_1 blocks multiply int8 activations (AVX-512
+        VNNI), as llama.cpp computes them; the other weights keep fp32 activations."""
         config = model.config
         if not supports(config):
             raise ValueError(
@@ -201,12 +204,26 @@ class LlamaRunner:
 
         own = dict(file_weights or {}) if weight_dtype == torch.float32 else {}
         self.file_weights_used = 0  # how many weights are the file's own blocks
+        self.act8_used = 0  # how many of them multiply int8 activations
+        if act8:
+            # the ValueError's words are the user's: the option and what it needs
+            if lib is None or not native_kernels.act8(lib):
+                raise ValueError(
+                    "--compress act8 needs perfsmith's native kernels on a CPU with AVX-512 VNNI"
+                )
+            if not any(w.kind in native_kernels.ACT8_TYPES for w in own.values()):
+                raise ValueError(
+                    "--compress act8 needs a GGUF model with Q8_0, Q4_0 or Q4_1 weights"
+                )
 
         def panel(name: str, weight: torch.Tensor) -> PanelLinear:
             assert lib is not None
             mine = own.get(name)
             if mine is not None and mine.rows % 16 == 0 and mine.columns % 32 == 0:
                 self.file_weights_used += 1
+                if act8 and mine.kind in native_kernels.ACT8_TYPES:
+                    self.act8_used += 1
+                    return PanelLinear.gguf(lib, mine.raw, mine.kind, act8=True)
                 return PanelLinear.gguf(lib, mine.raw, mine.kind)
             return PanelLinear.dense(lib, weight.detach(), weight_dtype)
 
@@ -346,6 +363,12 @@ class LlamaRunner:
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         x = F.embedding(tokens, self.embed)
         return x if self.embed_scale is None else x * self.embed_scale
+
+    @property
+    def shares_prefixes(self) -> bool:
+        """Whether a slot may read a prompt prefix from another's (the native layers on
+        an fp32 cache)."""
+        return self._native is not None and not self.kv_bits
 
     @property
     def path(self) -> str:
@@ -556,6 +579,11 @@ class LlamaRunner:
         x = self._embed(tokens.reshape(-1)).contiguous()
         slot_t = torch.tensor(row_slots, dtype=torch.int64)
         pos_t = torch.tensor(positions, dtype=torch.int64)
+        prefix = None
+        if cache.reads_shared(slots):
+            prefix = torch.tensor(
+                [[cache.prefix_slot[s], cache.shared[s]] for s in row_slots], dtype=torch.int64
+            )
         for li, spec in enumerate(specs):
             if collect is not None:
                 collect.append(x.view(batch, steps, hidden).clone())
@@ -573,6 +601,7 @@ class LlamaRunner:
                     cache.keys[li],
                     cache.values[li],
                     cache.values[li].shape[2],
+                    prefix=prefix,
                 )
         for s in slots:
             cache.lengths[s] += steps

@@ -118,6 +118,7 @@ def library() -> ctypes.CDLL | None:
         ptr,
         ptr,
         ptr,
+        ptr,
         ctypes.POINTER(Kivi),
         i64,
         ctypes.c_int,
@@ -125,12 +126,16 @@ def library() -> ctypes.CDLL | None:
     lib.ps_layer_forward.restype = None
     lib.ps_kivi_roundtrip.argtypes = [ptr, i64, i64, ptr]
     lib.ps_kivi_roundtrip.restype = None
+    lib.ps_features.argtypes = []
+    lib.ps_features.restype = ctypes.c_int
     return lib
 
 
 # the kernel's weight types (csrc/qlinear.c: W_INT8, W_BF16, W_F32, then GGUF's blocks)
 WEIGHT_TYPES = {torch.int8: 0, torch.bfloat16: 1, torch.float32: 2}
 BLOCK_TYPES = {"Q8_0": 3, "Q4_0": 4, "Q4_1": 5, "Q4_K": 6, "Q6_K": 7, "Q5_0": 8, "Q5_1": 9}
+# the block types the kernels also multiply with int8 activations (AVX-512 VNNI)
+ACT8_TYPES = {"Q8_0": 10, "Q4_0": 11, "Q4_1": 12}
 # GGUF's block of 32 weights: bytes in the file, the bytes of its fp16 scale (and fp16
 # minimum: Q4_1, Q5_1), and of its fifth bits (Q5), before its quants
 BLOCK_LAYOUT = {
@@ -158,24 +163,60 @@ def pack(lib: ctypes.CDLL, weight: torch.Tensor) -> torch.Tensor:
     return packed
 
 
-def pack_blocks(raw: torch.Tensor, kind: str) -> torch.Tensor:
+def act8(lib: ctypes.CDLL) -> bool:
+    """Whether this build multiplies Q8_0/Q4_0/Q4_1 blocks with int8 activations (the CPU
+    has AVX-512 VNNI)."""
+    return bool(lib.ps_features() & 1)
+
+
+def pack_blocks(raw: torch.Tensor, kind: str, *, act8: bool = False) -> torch.Tensor:
     """A GGUF tensor's rows of blocks (uint8 ``[N, row bytes]``, N a multiple of 16) into
     the kernel's panels, the file's values rearranged, none recomputed: per panel of 16
-    rows and block, the rows' scales, then their quants (see csrc/qlinear.c)."""
+    rows and block, the rows' scales, then their quants (see csrc/qlinear.c). ``act8``:
+    the layout the int8-activation kernel reads (Q8_0, Q4_0, Q4_1)."""
+    if act8:
+        return _pack_act8(raw, kind)
     if kind in SUPER_BLOCK_BYTES:
         return _pack_k(raw, kind)
     if kind not in BLOCK_LAYOUT:
         raise ValueError(f"GGUF type {kind} is not one the kernels read")
-    size, head, bits = BLOCK_LAYOUT[kind]
-    blocks = _panels(raw, kind, size)  # [P, B, 16 rows, size]
+    blocks, parts = _scales(raw, kind)
     panels, count = blocks.shape[:2]
-    # fp16 scales of the 16 rows together, then (Q4_1, Q5_1) their minimums
-    parts = [_rows_last(blocks[..., i : i + 2]) for i in range(0, head, 2)]
+    _, head, bits = BLOCK_LAYOUT[kind]
     if bits:  # Q5: each row's 32-bit word of fifth bits, rows in order
         parts.append(blocks[..., head : head + bits].reshape(panels, count, 16 * bits))
     # the quants, rows last: Q8_0 [32 k][16 rows]; else the file's bytes qs[j] [16 j][16 rows]
     parts.append(_rows_last(blocks[..., head + bits :]))
     return torch.cat(parts, dim=-1).contiguous()
+
+
+def _pack_act8(raw: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per panel and block: the rows' fp16 d (and Q4_1's fp16 m), then the quants (Q8_0's
+    plus 128) in groups of 4 k with the 16 rows inside (csrc/qlinear.c, ablock)."""
+    if kind not in ACT8_TYPES:
+        raise ValueError(f"GGUF type {kind} has no int8-activation kernel (Q8_0, Q4_0, Q4_1 do)")
+    blocks, parts = _scales(raw, kind)
+    panels, count = blocks.shape[:2]
+    quants = blocks[..., BLOCK_LAYOUT[kind][1] :]  # [P, B, 16 rows, 32 (Q8_0) or 16 bytes]
+    if kind == "Q8_0":  # unsigned: the file's int8 plus 128
+        quants = quants ^ 0x80
+    groups = quants.shape[-1] // 4
+    grouped = quants.reshape(panels, count, 16, groups, 4).permute(0, 1, 3, 2, 4)
+    parts.append(grouped.reshape(panels, count, groups * 64))
+    packed = torch.cat(parts, dim=-1)  # [P, B, block bytes]
+    # panels in pairs, each pair's blocks interleaved (an odd last panel alone): the two
+    # panels a step of the kernel reads are one stream
+    paired = panels // 2 * 2
+    pairs = packed[:paired].reshape(paired // 2, 2, count, -1).transpose(1, 2)
+    return torch.cat([pairs.reshape(-1), packed[paired:].reshape(-1)]).contiguous()
+
+
+def _scales(raw: torch.Tensor, kind: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``raw``'s blocks ``[P, B, 16 rows, bytes]``, and the parts every layout starts
+    with: the fp16 scales of the 16 rows together, then (Q4_1, Q5_1) their minimums."""
+    size, head, _ = BLOCK_LAYOUT[kind]
+    blocks = _panels(raw, kind, size)
+    return blocks, [_rows_last(blocks[..., i : i + 2]) for i in range(0, head, 2)]
 
 
 def _panels(raw: torch.Tensor, kind: str, size: int) -> torch.Tensor:
@@ -294,18 +335,22 @@ def layer_forward(
     values: torch.Tensor,
     capacity: int,
     kivi: Kivi | None = None,
+    prefix: torch.Tensor | None = None,
 ) -> None:
     """Run one decoder layer over the rows of ``x`` (fp32 ``[R, hidden]``, in place):
     row r is the token at ``positions[r]`` of cache slot ``slots[r]``; its key and value
     are written to the layer's cache: keys ``[slots, kv_heads, ceil(capacity / 16),
     head_dim, 16]``, values ``[slots, kv_heads, capacity, head_dim]``, or with ``kivi``
-    to that quantized cache (``keys`` and ``values`` unused)."""
+    to that quantized cache (``keys`` and ``values`` unused). ``prefix`` (int64 ``[R,
+    2]``): row r reads its first ``prefix[r, 1]`` positions (a multiple of 16) from slot
+    ``prefix[r, 0]``'s cache, a prompt prefix it shares with that slot."""
     lib.ps_layer_forward(
         ctypes.byref(spec),
         x.data_ptr(),
         x.shape[0],
         slots.data_ptr(),
         positions.data_ptr(),
+        None if prefix is None else prefix.data_ptr(),
         keys.data_ptr(),
         values.data_ptr(),
         None if kivi is None else ctypes.byref(kivi),

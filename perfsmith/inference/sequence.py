@@ -20,6 +20,7 @@ class DecodeStats:
     accepted: int = 0
     prefill_s: float = 0.0
     decode_s: float = 0.0
+    shared_prefix: int = 0  # prompt positions read from another sequence's cache
 
     @property
     def acceptance_rate(self) -> float | None:

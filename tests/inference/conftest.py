@@ -3,12 +3,35 @@ first conversion), and engines built on it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from perfsmith.inference import models
 from perfsmith.inference.build import build_engine
 from perfsmith.inference.config import EngineConfig
 from perfsmith.inference.engine import Engine
+
+
+def tiny_llama(*, hidden: int = 128, heads: int = 4, kv_heads: int = 2) -> Any:
+    """A small random Llama (2 layers, 256 tokens, head size hidden / heads), the same
+    weights on every call."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=hidden,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        vocab_size=256,
+        max_position_embeddings=512,
+        initializer_range=0.2,
+        tie_word_embeddings=False,
+    )
+    return AutoModelForCausalLM.from_config(config).eval()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,11 @@ MakeEngine = Callable[..., Engine]
 PLAIN: dict[tuple[tuple[int, ...], int], Generation] = {}
 
 
+def _act8() -> bool:
+    lib = native.library()
+    return lib is not None and native.act8(lib)
+
+
 @pytest.mark.slow(seconds=20)
 @pytest.mark.parametrize("speculate", ["ngram", "adaptive", "draft"])
 def test_greedy_speculation_is_token_for_token_the_target_greedy_output(
@@ -54,15 +59,25 @@ def test_greedy_speculation_is_token_for_token_the_target_greedy_output(
                 reason="bf16 is lossless on the native kernels only (AVX-512 and a C compiler)",
             ),
         ),
+        pytest.param(
+            "act8",
+            marks=pytest.mark.skipif(
+                not _act8(), reason="int8 activations need AVX-512 VNNI and the native kernels"
+            ),
+        ),
     ],
 )
 def test_speculation_stays_lossless_on_compressed_models(
     engine_for: MakeEngine, compress: str
 ) -> None:
-    """Every weight type on the native kernels (fp32 activations, fixed accumulation
-    order): a row's result does not depend on the other rows in the pass.
-    (bench/inference.py reports `identical_to_greedy` for every configuration.)"""
+    """Every weight type on the native kernels (fp32 activations, or with act8 int8 ones
+    quantized per row; fixed accumulation order): a row's result does not depend on the
+    other rows in the pass. (bench/inference.py reports `identical_to_greedy` for every
+    configuration.)"""
     engine = engine_for(compress, "adaptive")
+    if compress == "act8":  # every weight of the file (Q4_1, Q8_0) on int8 activations
+        runner = engine.runner
+        assert runner.act8_used == runner.file_weights_used == 211  # type: ignore[attr-defined]
     # one copy-heavy prompt: drafts land, so accepted and rejected drafts both occur
     for text in PROMPTS[:1]:
         prompt = engine.encode_chat([{"role": "user", "content": text}])

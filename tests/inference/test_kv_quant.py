@@ -15,6 +15,7 @@ import torch
 from perfsmith.inference import native
 from perfsmith.inference.kv_cache import ROLLBACK, QuantizedSlotCache
 from perfsmith.inference.llama_runner import LlamaRunner
+from tests.inference.conftest import tiny_llama
 
 pytestmark = pytest.mark.skipif(native.library() is None, reason="native kernels unavailable")
 
@@ -54,21 +55,7 @@ def test_the_kernels_quantize_as_the_reference_does(bits: int) -> None:
 
 
 def _model() -> Any:
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,  # head size 32
-        vocab_size=256,
-        max_position_embeddings=512,
-        initializer_range=0.2,
-        tie_word_embeddings=False,
-    )
-    return AutoModelForCausalLM.from_config(config).eval()  # type: ignore[no-untyped-call]
+    return tiny_llama()  # head size 32
 
 
 @pytest.fixture(scope="module")

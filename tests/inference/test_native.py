@@ -106,6 +106,68 @@ def test_a_gguf_files_blocks_compute_as_their_reference_dequantization(kind: str
         PanelLinear.gguf(LIB, torch.from_numpy(raw), "IQ2_XXS")
 
 
+needs_act8 = pytest.mark.skipif(
+    LIB is None or not native.act8(LIB),
+    reason="int8 activations need the native kernels on a CPU with AVX-512 VNNI",
+)
+
+
+def _quantized_activations(x: torch.Tensor) -> torch.Tensor:
+    """What the int8-activation kernel multiplies: each row's blocks of 32 as int8 with
+    one scale max |x| / 127, rounded to nearest (llama.cpp's Q8 quantization)."""
+    blocks = x.reshape(x.shape[0], -1, 32)
+    amax = blocks.abs().amax(dim=-1, keepdim=True)
+    inverse = torch.where(amax > 0, 127.0 / amax, torch.zeros_like(amax))
+    return (torch.round(blocks * inverse) * (amax / 127.0)).reshape(x.shape)
+
+
+@needs_act8
+@pytest.mark.parametrize("kind", ["Q8_0", "Q4_0", "Q4_1"])
+@pytest.mark.parametrize("rows", [96, 80])  # an even and an odd number of panels
+def test_int8_activations_compute_the_files_blocks_as_llama_cpp_does(kind: str, rows: int) -> None:
+    """The file's blocks times activations quantized per block of 32 (integer dot
+    products, scaled per block): GGUF's dequantized weights times the quantized
+    activations, to float rounding; a row's output the same whatever rows share the
+    pass; and the fp32-activation result within int8 rounding of it."""
+    assert LIB is not None
+    import gguf
+
+    qtype = gguf.GGMLQuantizationType[kind]
+    raw = _gguf_blocks(kind, rows, 512)
+    weight = torch.from_numpy(gguf.quants.dequantize(raw, qtype)).double()
+    layer = PanelLinear.gguf(LIB, torch.from_numpy(raw), kind, act8=True)
+    assert layer.nbytes() == raw.nbytes  # the file's bytes, rearranged
+    x = torch.randn(23, 512)
+    full = layer(x)
+    reference = _quantized_activations(x).double() @ weight.T
+    scale = reference.abs().max()
+    assert (full.double() - reference).abs().max() <= 1e-6 * scale
+    fp32 = PanelLinear.gguf(LIB, torch.from_numpy(raw), kind)(x)
+    error = (fp32 - full).abs().max() / scale
+    assert 1e-5 < error < 2e-2  # int8 rounding, not another model
+    for m in range(1, 24):
+        assert torch.equal(layer(x[:m]), full[:m]), m
+        assert torch.equal(layer(x[m - 1 : m]), full[m - 1 : m]), m
+    stacked = PanelLinear.stacked(
+        [layer, PanelLinear.dense(LIB, torch.randn(32, 512), torch.float32)]
+    )
+    assert torch.equal(stacked(x)[:, :rows], full)
+    with pytest.raises(ValueError, match="no int8-activation kernel"):
+        PanelLinear.gguf(LIB, torch.from_numpy(_gguf_blocks("Q5_0", 16, 512)), "Q5_0", act8=True)
+
+
+@needs_act8
+def test_act8_needs_a_files_own_blocks(loaded: LoadedModel) -> None:
+    from perfsmith.errors import ConfigError
+    from perfsmith.inference.config import compression_parts
+
+    with pytest.raises(ValueError, match="needs a GGUF model with Q8_0, Q4_0 or Q4_1"):
+        LlamaRunner(loaded.model, act8=True)  # the dequantized weights: nothing to run
+    assert compression_parts("act8,drop=2") == ("fp32", False, 2, True, True)
+    with pytest.raises(ConfigError, match="does not combine with int8, bf16 or fp32"):
+        compression_parts("act8,fp32")
+
+
 @needs_native
 def test_the_embedded_model_runs_on_its_files_own_weights(loaded: LoadedModel) -> None:
     """Every linear layer of the embedded model (Q4_1, the vocabulary projection Q8_0)

@@ -213,6 +213,7 @@ def test_serve_model_refuses_bad_options() -> None:
         (["serve-model", "--model", "/no/such/model.gguf"], "unknown model"),
         (["serve-model", "--compress", "drop=x"], "whole number"),
         (["serve-model", "--kv-bits", "3"], "--kv-bits takes 2 or 4"),
+        (["serve-model", "--compress", "act8,int8"], "does not combine"),
     ]
     for args, message in cases:
         done = cli(env, *args, "--port", str(free_port()), timeout=240)

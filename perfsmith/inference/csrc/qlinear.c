@@ -7,7 +7,9 @@
    channels, so one load feeds 16 channels and no horizontal sums are needed; a block of
    up to 6 activation rows shares each loaded panel, so verifying a speculative draft of a
    few tokens costs little more than one token. Activations and accumulation stay fp32
-   for every weight type.
+   for every weight type, except where asked for int8 activations (Q8_0, Q4_0 and Q4_1
+   blocks times activations quantized per row and block of 32, integer dot products with
+   AVX-512 VNNI, as llama.cpp computes these types: see ablock).
 
    GGUF's block types keep the file's values: Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 (32 weights
    per block, an fp16 scale each, an fp16 minimum for Q4_1 and Q5_1) in panels holding,
@@ -18,8 +20,8 @@
    multiplied with the activations in one FMA chain, then scaled by the block's scale
    (and its minimum, or its offset, times the activations' sum).
 
-   Every output element is one fused multiply-add chain over k in a fixed order, whatever
-   the number of rows: a token's logits are bit-identical whether it goes through the pass
+   Every output element is one fused multiply-add chain over k in a fixed order (and a
+   row's activations are quantized from that row alone), whatever the number of rows: a token's logits are bit-identical whether it goes through the pass
    alone, with a draft, or beside other sequences, which keeps speculative greedy decoding
    lossless. */
 #include <immintrin.h>
@@ -34,8 +36,11 @@
 
 enum {
     W_INT8 = 0, W_BF16 = 1, W_F32 = 2,
-    W_Q8_0 = 3, W_Q4_0 = 4, W_Q4_1 = 5, W_Q4_K = 6, W_Q6_K = 7, W_Q5_0 = 8, W_Q5_1 = 9
+    W_Q8_0 = 3, W_Q4_0 = 4, W_Q4_1 = 5, W_Q4_K = 6, W_Q6_K = 7, W_Q5_0 = 8, W_Q5_1 = 9,
+    /* the same blocks, multiplied with int8 activations (see ablock) */
+    W_Q8_0_A8 = 10, W_Q4_0_A8 = 11, W_Q4_1_A8 = 12
 };
+#define A8(QT) ((QT) >= W_Q8_0_A8)
 /* block types with a minimum per block (weight = d q + m), and with a fifth bit */
 #define HAS_MIN(QT) ((QT) == W_Q4_1 || (QT) == W_Q5_1)
 #define FIVE_BIT(QT) ((QT) == W_Q5_0 || (QT) == W_Q5_1)
@@ -266,6 +271,153 @@ static inline __attribute__((always_inline)) void kblock(const int QT, const int
             _mm512_storeu_ps(out + (m0 + i) * N + (p0 + p) * 16, acc[i][p]);
 }
 
+/* ---- int8 activations (AVX-512 VNNI) ------------------------------------------------
+
+   W_Q8_0_A8, W_Q4_0_A8, W_Q4_1_A8: a GGUF file's Q8_0, Q4_0 and Q4_1 blocks multiplied
+   with activations quantized to int8, as llama.cpp's own dot products for these types
+   are: each row's block of 32 activations has one fp32 scale dx = max |x| / 127 and
+   quants q = x / dx rounded to nearest, and sx = dx * sum q. A block's 32 products are one
+   integer sum (vpdpbusd, 4 products per instruction), then scaled: Q8_0 d dx s, Q4_0
+   d (dx s - 8 sx), Q4_1 d dx s + m sx. Per panel and block of 32 k: the 16 rows' fp16 d,
+   then Q4_1 their fp16 m; then the quants in groups of 4 k, rows inside: Q8_0 [8 g][16
+   rows][4] the file's int8 plus 128 (k = 4 g + t), Q4 [4 g][16 rows][4] the file's bytes
+   qs[4 g + t] (k = 4 g + t in the low nibble, k + 16 in the high one); panels in pairs
+   (a8_offset). Q8_0's unsigned weights multiply the activations' quants, and 128 times
+   their sum is taken back. A row's result does not depend on the other rows here
+   either. */
+typedef struct {
+    const int8_t *q;  /* [M][K] */
+    const int32_t *n; /* [M][K / 32]: sums of q */
+    const float *d, *s; /* [M][K / 32] */
+} ps_xq;
+
+static inline int64_t a_bytes(const int QT) {
+    return QT == W_Q8_0_A8 ? 32 + 512 : (QT == W_Q4_1_A8 ? 64 : 32) + 256;
+}
+
+#ifdef __AVX512VNNI__
+static inline __m512i bcast4(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* where block b of panel p is: panels in pairs, the pair's blocks interleaved (one
+   stream for the two panels a step reads); an odd last panel alone */
+static inline int64_t a8_offset(int64_t p, int64_t b, int64_t nb, int64_t bb, int64_t count) {
+    if (p == count - 1 && count % 2) return (p * nb + b) * bb;
+    return ((p / 2 * nb + b) * 2 + p % 2) * bb;
+}
+
+static inline __attribute__((always_inline)) void ablock(const int QT, const int MM,
+                                                          const int PP, const ps_xq *X,
+                                                          int64_t K, const uint8_t *w, int64_t N,
+                                                          int64_t count, int64_t m0, int64_t p0,
+                                                          float *out) {
+    __m512 acc[MB][QNP];
+    for (int i = 0; i < MM; i++)
+        for (int p = 0; p < PP; p++) acc[i][p] = _mm512_setzero_ps();
+    const int64_t nb = K / 32, bb = a_bytes(QT);
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk[QNP];
+        for (int p = 0; p < PP; p++) blk[p] = w + a8_offset(p0 + p, b, nb, bb, count);
+        __m512i s[MB][QNP];
+        for (int i = 0; i < MM; i++)
+            for (int p = 0; p < PP; p++) s[i][p] = _mm512_setzero_si512();
+        if (QT == W_Q8_0_A8) {
+            const int8_t *xq = X->q + m0 * K + b * 32;
+            for (int g = 0; g < 8; g++) {
+                __m512i wv[QNP];
+                for (int p = 0; p < PP; p++)
+                    wv[p] = _mm512_loadu_si512((const void *)(blk[p] + 32 + g * 64));
+                for (int i = 0; i < MM; i++) {
+                    const __m512i xv = bcast4(xq + i * K + 4 * g);
+                    for (int p = 0; p < PP; p++) s[i][p] = _mm512_dpbusd_epi32(s[i][p], wv[p], xv);
+                }
+            }
+        } else {
+            const int64_t qoff = QT == W_Q4_1_A8 ? 64 : 32;
+            const int8_t *xq = X->q + m0 * K + b * 32;
+            for (int g = 0; g < 4; g++) {
+                __m512i lo[QNP], hi[QNP];
+                for (int p = 0; p < PP; p++) {
+                    const __m512i v = _mm512_loadu_si512((const void *)(blk[p] + qoff + g * 64));
+                    lo[p] = _mm512_and_si512(v, low);
+                    hi[p] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+                }
+                for (int i = 0; i < MM; i++) {
+                    const __m512i xl = bcast4(xq + i * K + 4 * g);
+                    const __m512i xh = bcast4(xq + i * K + 16 + 4 * g);
+                    for (int p = 0; p < PP; p++) {
+                        s[i][p] = _mm512_dpbusd_epi32(s[i][p], lo[p], xl);
+                        s[i][p] = _mm512_dpbusd_epi32(s[i][p], hi[p], xh);
+                    }
+                }
+            }
+        }
+        for (int p = 0; p < PP; p++) {
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk[p]));
+            __m512 m = _mm512_setzero_ps();
+            if (QT == W_Q4_1_A8)
+                m = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk[p] + 32)));
+            for (int i = 0; i < MM; i++) {
+                const int64_t at = (m0 + i) * nb + b;
+                const __m512 dx = _mm512_set1_ps(X->d[at]);
+                if (QT == W_Q8_0_A8) {
+                    const __m512i back = _mm512_set1_epi32(128 * X->n[at]);
+                    const __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s[i][p], back)), dx);
+                    acc[i][p] = _mm512_fmadd_ps(d, t, acc[i][p]);
+                } else if (QT == W_Q4_0_A8) {
+                    const __m512 t = _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), _mm512_set1_ps(X->s[at]),
+                                                      _mm512_mul_ps(_mm512_cvtepi32_ps(s[i][p]), dx));
+                    acc[i][p] = _mm512_fmadd_ps(d, t, acc[i][p]);
+                } else {
+                    const __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(s[i][p]), dx);
+                    acc[i][p] = _mm512_fmadd_ps(d, t, acc[i][p]);
+                    acc[i][p] = _mm512_fmadd_ps(m, _mm512_set1_ps(X->s[at]), acc[i][p]);
+                }
+            }
+        }
+    }
+    for (int p = 0; p < PP; p++)
+        for (int i = 0; i < MM; i++)
+            _mm512_storeu_ps(out + (m0 + i) * N + (p0 + p) * 16, acc[i][p]);
+}
+#endif
+
+/* each row's blocks of 32 activations as int8 (see ablock) */
+static void quantize_rows(const float *x, int64_t M, int64_t K, int8_t *q, int32_t *n, float *d,
+                          float *s) {
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    for (int64_t r = 0; r < M; r++)
+        for (int64_t b = 0; b < K / 32; b++) {
+            const float *v = x + r * K + b * 32;
+            const __m512 a = _mm512_loadu_ps(v), c = _mm512_loadu_ps(v + 16);
+            const float amax = _mm512_reduce_max_ps(
+                _mm512_max_ps(_mm512_andnot_ps(sign, a), _mm512_andnot_ps(sign, c)));
+            const float dd = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+            const __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, _mm512_set1_ps(id)));
+            const __m512i qc = _mm512_cvtps_epi32(_mm512_mul_ps(c, _mm512_set1_ps(id)));
+            int8_t *dst = q + r * K + b * 32;
+            _mm_storeu_si128((__m128i *)dst, _mm512_cvtsepi32_epi8(qa));
+            _mm_storeu_si128((__m128i *)(dst + 16), _mm512_cvtsepi32_epi8(qc));
+            const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qc));
+            n[r * (K / 32) + b] = sum;
+            d[r * (K / 32) + b] = dd;
+            s[r * (K / 32) + b] = dd * (float)sum;
+        }
+}
+
+/* what this build computes beyond the base kernels: bit 0, int8 activations (VNNI) */
+int ps_features(void) {
+#ifdef __AVX512VNNI__
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 #define ROWS(CALL)                                                                        \
     do {                                                                                  \
         int64_t m0 = 0;                                                                   \
@@ -283,9 +435,22 @@ static inline __attribute__((always_inline)) void kblock(const int QT, const int
 /* panels [begin, end) of a weight of type WT: out[:, p*16 .. p*16+16) for each panel p,
    out's rows N floats apart */
 static inline __attribute__((always_inline)) void panels(
-    const int WT, const float *x, const float *xsum, int64_t M, int64_t K, const void *w,
-    const float *scale, int64_t N, float *out, int64_t begin, int64_t end) {
+    const int WT, const float *x, const float *xsum, const ps_xq *X, int64_t M, int64_t K,
+    const void *w, const float *scale, int64_t N, float *out, int64_t count, int64_t begin,
+    int64_t end) {
     int64_t p = begin;
+#ifdef __AVX512VNNI__
+    if (A8(WT)) {
+#define ACALL(MM) ablock(WT, MM, QNP, X, K, (const uint8_t *)w, N, count, m0, p, out)
+#define ACALL1(MM) ablock(WT, MM, 1, X, K, (const uint8_t *)w, N, count, m0, p, out)
+        for (; p + QNP <= end; p += QNP) ROWS(ACALL);
+        if (p < end) ROWS(ACALL1);
+        return;
+    }
+#else
+    (void)X;
+    (void)count;
+#endif
     if (WT == W_Q4_K || WT == W_Q6_K) {
 #define KCALL(MM) kblock(WT, MM, QNP, x, xsum, K, (const uint8_t *)w, N, m0, p, out)
 #define KCALL1(MM) kblock(WT, MM, 1, x, xsum, K, (const uint8_t *)w, N, m0, p, out)
@@ -327,19 +492,18 @@ typedef struct {
     int64_t parts;
 } ps_matrix;
 
-static void part_panels(const ps_part *P, const float *x, const float *xsum, int64_t M,
-                        int64_t K, int64_t N, float *out, int64_t begin, int64_t end) {
+static void part_panels(const ps_part *P, const float *x, const float *xsum, const ps_xq *X,
+                        int64_t M, int64_t K, int64_t N, float *out, int64_t begin, int64_t end) {
+    /* one instance of the panel loop per weight type: the type is a constant in each */
+#define PANELS(T)                                                                       \
+    case T:                                                                             \
+        panels(T, x, xsum, X, M, K, P->w, T == W_INT8 ? P->scale : NULL, N, out,         \
+               P->rows / 16, begin, end);                                               \
+        break;
     switch (P->type) {
-    case W_INT8: panels(W_INT8, x, xsum, M, K, P->w, P->scale, N, out, begin, end); break;
-    case W_BF16: panels(W_BF16, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
-    case W_F32: panels(W_F32, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
-    case W_Q8_0: panels(W_Q8_0, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
-    case W_Q4_0: panels(W_Q4_0, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
-    case W_Q4_1: panels(W_Q4_1, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
-    case W_Q5_0: panels(W_Q5_0, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
-    case W_Q5_1: panels(W_Q5_1, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
-    case W_Q4_K: panels(W_Q4_K, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
-    case W_Q6_K: panels(W_Q6_K, x, xsum, M, K, P->w, NULL, N, out, begin, end); break;
+        PANELS(W_INT8) PANELS(W_BF16) PANELS(W_F32) PANELS(W_Q8_0) PANELS(W_Q4_0)
+        PANELS(W_Q4_1) PANELS(W_Q5_0) PANELS(W_Q5_1) PANELS(W_Q4_K) PANELS(W_Q6_K)
+        PANELS(W_Q8_0_A8) PANELS(W_Q4_0_A8) PANELS(W_Q4_1_A8)
     default: break;
     }
 }
@@ -352,10 +516,21 @@ void ps_matmul(const float *x, int64_t M, int64_t K, const ps_matrix *W, float *
     for (int64_t i = 0; i < W->parts; i++) N += W->part[i].rows;
     /* each row's sums over blocks of 32, in k order: only the block types with a minimum
        or an offset (all but Q8_0 and Q6_K) read them */
-    int sums = 0;
+    int sums = 0, a8 = 0;
     for (int64_t i = 0; i < W->parts; i++) {
         const int64_t t = W->part[i].type;
         sums |= t == W_Q4_0 || t == W_Q4_1 || t == W_Q5_0 || t == W_Q5_1 || t == W_Q4_K;
+        a8 |= A8(t);
+    }
+    ps_xq X = {NULL, NULL, NULL, NULL};
+    void *xq = NULL;
+    if (a8 && K % 32 == 0) {
+        xq = malloc(sizeof(float) * 3 * M * (K / 32) + (size_t)(M * K));
+        X.d = xq;
+        X.s = X.d + M * (K / 32);
+        X.n = (const int32_t *)(X.s + M * (K / 32));
+        X.q = (const int8_t *)(X.n + M * (K / 32));
+        quantize_rows(x, M, K, (int8_t *)X.q, (int32_t *)X.n, (float *)X.d, (float *)X.s);
     }
     float *xsum = NULL;
     if (sums && K % 32 == 0) {
@@ -374,11 +549,12 @@ void ps_matmul(const float *x, int64_t M, int64_t K, const ps_matrix *W, float *
         for (int64_t i = 0; i < W->parts; i++) {
             const ps_part *P = &W->part[i];
             const int64_t count = P->rows / 16;
-            part_panels(P, x, xsum, M, K, N, out + col, count * t / nt, count * (t + 1) / nt);
+            part_panels(P, x, xsum, &X, M, K, N, out + col, count * t / nt, count * (t + 1) / nt);
             col += P->rows;
         }
     }
     free(xsum);
+    free(xq);
 }
 
 /* [N, K] row-major weights of `size` bytes each -> [N/16][K][16]. */
@@ -470,8 +646,36 @@ static inline __m512 exp16(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
+/* out = act(g) * u: SiLU (act 0) or GELU with tanh (act 1, torch's "tanh"), 16 at a time
+   (exp16; tanh y = 1 - 2 / (exp 2y + 1)) */
+static void gated(const float *g, const float *u, int64_t n, int64_t act, float *out) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(g + i);
+        __m512 a;
+        if (act == 1) {
+            const __m512 y = _mm512_mul_ps(
+                _mm512_set1_ps(0.7978845608028654f),
+                _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), x), _mm512_mul_ps(x, x), x));
+            const __m512 e = exp16(_mm512_add_ps(y, y));
+            const __m512 t = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+            a = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), _mm512_add_ps(one, t));
+        } else
+            a = _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(a, _mm512_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) {
+        const float x = g[i];
+        out[i] = (act == 1 ? 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)))
+                           : x / (1.0f + expf(-x))) *
+                 u[i];
+    }
+}
+
 #define QK_ROWS 8
 #define PV_ROWS 6
+#define ATT_TOKENS 16 /* tokens of a run per attention task */
 
 /* Each row's scores (row t at position pos[t], width positions) to its attention
    weights: positions past pos[t] and, with a sliding window, before its last `window`
@@ -598,51 +802,73 @@ static inline __m512 kivi_value16(const ps_kivi *K, int64_t head, int64_t C, int
                      K->vscale[row * groups + c / KG], K->vmin[row * groups + c / KG]);
 }
 
-/* One query head's attention for rows of one cache slot (row t at position pos[t], so it
-   sees positions 0..pos[t]). Each key block and value row is loaded once for all the
-   rows. Keys are stored in blocks of 16 positions, transposed ([blocks][D][16]), so a
-   block's 16 scores are D multiply-adds with no horizontal sums; values are [C][D].
-   Every row's arithmetic is the same whichever rows share the call: positions past a
-   row's end get weight exactly 0, and adding 0 changes no sum.
-   With a KIVI cache (K), row t reads positions below kivi_boundary(pos[t]) from its
-   dequantized keys dk ([blocks][D][16]) and values dv ([positions][D]); every other
-   position comes from the fp32 keys tk and values tv, which start at position t0 (the
-   whole fp32 cache: K NULL, t0 0). */
-static void attend(const float *q, int64_t q_stride, const int64_t *pos, int64_t rows,
-                   int64_t D, const ps_kivi *K, const float *dk, const float *dv,
-                   const float *tk, const float *tv, int64_t t0, float scale, int64_t window,
-                   float *score, float *out, int64_t out_stride) {
+/* One row of attention: a query head of a token at position pos, which sees positions
+   0..pos. Position j of its keys and values comes from KIVI's dequantized dk, dv below
+   `bound`, else from a shared prefix (pk, pv, another slot's cache, Hydragen) below
+   `shared`, else from its own k, v, which start at position t0 (keys in blocks of 16
+   positions: bound, shared and t0 are multiples of 16). */
+typedef struct {
+    const float *q;
+    float *out;
+    int64_t pos, bound, shared, t0;
+    const float *k, *v, *pk, *pv;
+} att_row;
+
+static inline const float *key_block(const att_row *r, const float *dk, int64_t b, int64_t D) {
+    if (b * 16 < r->bound) return dk + b * D * 16;
+    if (b * 16 < r->shared) return r->pk + b * D * 16;
+    return r->k + (b - r->t0 / 16) * D * 16;
+}
+
+static inline const float *value_row(const att_row *r, const float *dv, int64_t j, int64_t D) {
+    if (j < r->bound) return dv + j * D;
+    if (j < r->shared) return r->pv + j * D;
+    return r->v + (j - r->t0) * D;
+}
+
+/* Attention for `rows` rows (a sequence's tokens times the query heads of one KV head, or
+   one token of each of several sequences that share a prompt prefix). Keys are stored in
+   blocks of 16 positions, transposed ([blocks][D][16]), so a block's 16 scores are D
+   multiply-adds with no horizontal sums; values are [positions][D]. A key block or value
+   row that several rows read from the same place (their own sequence's, or a prefix they
+   share) is loaded once for all of them. Every row's arithmetic is the same whichever rows
+   share the call: the same multiply-adds in the same order, and positions past its own
+   end get weight exactly 0 (scores) or are skipped (values). */
+static void attend(const att_row *row, int64_t rows, int64_t D, const float *dk,
+                   const float *dv, float scale, int64_t window, float *score) {
+    int64_t *pos = calloc((size_t)rows, sizeof(int64_t));
     int64_t maxlen = 0;
-    for (int64_t t = 0; t < rows; t++)
+    for (int64_t t = 0; t < rows; t++) {
+        pos[t] = row[t].pos;
         if (pos[t] + 1 > maxlen) maxlen = pos[t] + 1;
+    }
     const int64_t blocks = (maxlen + 15) / 16, width = blocks * 16;
     for (int64_t r0 = 0; r0 < rows; r0 += QK_ROWS) {
         const int64_t n = rows - r0 < QK_ROWS ? rows - r0 : QK_ROWS;
-        int64_t bound[QK_ROWS], lo = INT64_MAX, hi = 0;
-        for (int64_t t = 0; t < n; t++) {
-            bound[t] = K != NULL ? kivi_boundary(K, pos[r0 + t]) : 0;
-            lo = bound[t] < lo ? bound[t] : lo;
-            hi = bound[t] > hi ? bound[t] : hi;
-        }
+        const att_row *rr = row + r0;
+        int64_t end = 0; /* blocks this chunk's rows see */
+        for (int64_t t = 0; t < n; t++)
+            if ((rr[t].pos + 16) / 16 > end) end = (rr[t].pos + 16) / 16;
         for (int64_t b = 0; b < blocks; b++) {
-            const float *kq = b * 16 < hi ? dk + b * D * 16 : NULL;
-            const float *fb = b * 16 >= lo ? tk + (b - t0 / 16) * D * 16 : NULL;
             __m512 acc[QK_ROWS];
             for (int64_t t = 0; t < n; t++) acc[t] = _mm512_setzero_ps();
-            if (b * 16 >= hi || b * 16 < lo) { /* one source for every row: loaded once */
-                const float *kb = b * 16 < hi ? kq : fb;
+            const float *src[QK_ROWS];
+            int one = 1;
+            for (int64_t t = 0; t < n; t++) {
+                src[t] = key_block(&rr[t], dk, b < end ? b : 0, D);
+                one &= src[t] == src[0];
+            }
+            if (b >= end) { /* past every row's end: its scores are masked */
+            } else if (one) { /* one source for every row: loaded once */
                 for (int64_t d = 0; d < D; d++) {
-                    const __m512 kd = _mm512_loadu_ps(kb + d * 16);
+                    const __m512 kd = _mm512_loadu_ps(src[0] + d * 16);
                     for (int64_t t = 0; t < n; t++)
-                        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(q[(r0 + t) * q_stride + d]), kd,
-                                                 acc[t]);
+                        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(rr[t].q[d]), kd, acc[t]);
                 }
-            } else { /* the block is quantized for some rows, fp32 for the others */
-                const float *src[QK_ROWS];
-                for (int64_t t = 0; t < n; t++) src[t] = b * 16 < bound[t] ? kq : fb;
+            } else {
                 for (int64_t d = 0; d < D; d++)
                     for (int64_t t = 0; t < n; t++)
-                        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(q[(r0 + t) * q_stride + d]),
+                        acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(rr[t].q[d]),
                                                  _mm512_loadu_ps(src[t] + d * 16), acc[t]);
             }
             for (int64_t t = 0; t < n; t++)
@@ -653,36 +879,35 @@ static void attend(const float *q, int64_t q_stride, const int64_t *pos, int64_t
     softmax_rows(score, width, pos, rows, window);
     for (int64_t r0 = 0; r0 < rows; r0 += PV_ROWS) {
         const int64_t n = rows - r0 < PV_ROWS ? rows - r0 : PV_ROWS;
-        int64_t bound[PV_ROWS], lo = INT64_MAX, hi = 0, len = 0;
-        for (int64_t t = 0; t < n; t++) {
-            bound[t] = K != NULL ? kivi_boundary(K, pos[r0 + t]) : 0;
-            lo = bound[t] < lo ? bound[t] : lo;
-            hi = bound[t] > hi ? bound[t] : hi;
-            if (pos[r0 + t] + 1 > len) len = pos[r0 + t] + 1;
-        }
+        const att_row *rr = row + r0;
+        int64_t len = 0;
+        for (int64_t t = 0; t < n; t++)
+            if (rr[t].pos + 1 > len) len = rr[t].pos + 1;
         for (int64_t c = 0; c < D; c += 64) {
             const int64_t w_n = D - c < 64 ? (D - c) / 16 : 4;
             __m512 acc[PV_ROWS][4];
             for (int64_t t = 0; t < n; t++)
                 for (int64_t w = 0; w < w_n; w++) acc[t][w] = _mm512_setzero_ps();
             for (int64_t j = 0; j < len; j++) {
-                __m512 vq[4], vf[4];
-                for (int64_t w = 0; w < w_n; w++) {
-                    vq[w] = j < hi ? _mm512_loadu_ps(dv + j * D + c + w * 16) : _mm512_setzero_ps();
-                    vf[w] = j >= lo ? _mm512_loadu_ps(tv + (j - t0) * D + c + w * 16)
-                                    : _mm512_setzero_ps();
-                }
+                const float *loaded = NULL;
+                __m512 v[4];
                 for (int64_t t = 0; t < n; t++) {
+                    if (j > rr[t].pos) continue;
+                    const float *src = value_row(&rr[t], dv, j, D) + c;
+                    if (src != loaded) {
+                        for (int64_t w = 0; w < w_n; w++) v[w] = _mm512_loadu_ps(src + w * 16);
+                        loaded = src;
+                    }
                     const __m512 p = _mm512_set1_ps(score[(r0 + t) * width + j]);
-                    const __m512 *v = j < bound[t] ? vq : vf;
                     for (int64_t w = 0; w < w_n; w++) acc[t][w] = _mm512_fmadd_ps(p, v[w], acc[t][w]);
                 }
             }
             for (int64_t t = 0; t < n; t++)
                 for (int64_t w = 0; w < w_n; w++)
-                    _mm512_storeu_ps(out + (r0 + t) * out_stride + c + w * 16, acc[t][w]);
+                    _mm512_storeu_ps(rr[t].out + c + w * 16, acc[t][w]);
         }
     }
+    free(pos);
 }
 
 /* Quantize and dequantize `groups` groups of KG values, as the cache stores and reads
@@ -752,10 +977,13 @@ static void kivi_prepare(const ps_kivi *K, int64_t slot, int64_t KV, int64_t g, 
 }
 
 /* The key cache is [slots][kv_heads][ceil(capacity/16)][head_dim][16] (keys transposed in
-   blocks of 16 positions); the value cache is [slots][kv_heads][capacity][head_dim]. */
+   blocks of 16 positions); the value cache is [slots][kv_heads][capacity][head_dim].
+   prefix (NULL: none): per row, the slot whose cache holds the row's first positions
+   and how many (a multiple of 16; 0: the row's own slot holds them all): sequences
+   whose prompts begin alike read that prefix from the one slot that computed it. */
 void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slot,
-                      const int64_t *pos, float *keys, float *values, const ps_kivi *kivi,
-                      int64_t capacity, int threads) {
+                      const int64_t *pos, const int64_t *prefix, float *keys, float *values,
+                      const ps_kivi *kivi, int64_t capacity, int threads) {
     const int64_t H = L->hidden, NH = L->heads, KV = L->kv_heads, D = L->head_dim;
     const int64_t Q = NH * D, NQKV = (NH + 2 * KV) * D, I = L->inter, C = capacity;
     const int64_t CB = (C + 15) / 16;
@@ -815,27 +1043,92 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
             }
         }
     }
-#pragma omp parallel for num_threads(threads) schedule(static) collapse(2)
+    /* attention tasks: rows tok[first .. first + count) (row indices) times the query
+       heads of KV head g. A run of several tokens (a prompt, a draft) in chunks of
+       ATT_TOKENS; one-token runs that read one shared prefix (their own, or another slot's:
+       prefix[2 r], the slot, prefix[2 r + 1], its length) together, in up to `parts`
+       parts, so each part reads the prefix once for all its sequences (Hydragen) */
+    int64_t *tok = malloc(sizeof(int64_t) * (R + 1));
+    int64_t *task = malloc(sizeof(int64_t) * 4 * (R * KV + 1));
+    int64_t *key = malloc(sizeof(int64_t) * (runs + 1));
+    int64_t tasks = 0, used = 0;
+    const int64_t parts = (2 * threads + KV - 1) / KV;
     for (int64_t u = 0; u < runs; u++) {
-        for (int64_t n = 0; n < NH; n++) {
-            const int64_t r0 = run_start[u], rows = run_start[u + 1] - r0, g = n / group;
-            int64_t maxlen = 0;
-            for (int64_t t = r0; t < r0 + rows; t++)
-                if (pos[t] + 1 > maxlen) maxlen = pos[t] + 1;
-            float *score = malloc(sizeof(float) * rows * ((maxlen + 15) / 16) * 16);
-            if (kivi != NULL) {
-                float *const *mine = tails + 4 * (u * KV + g);
-                attend(qkv + r0 * NQKV + n * D, NQKV, pos + r0, rows, D, kivi, mine[0], mine[1],
-                       mine[2], mine[3], kivi_boundary(kivi, pos[r0]), scale, L->window, score,
-                       att + r0 * Q + n * D, Q);
-            } else
-                attend(qkv + r0 * NQKV + n * D, NQKV, pos + r0, rows, D, NULL, NULL, NULL,
-                       keys + (slot[r0] * KV + g) * CB * D * 16,
-                       values + (slot[r0] * KV + g) * C * D, 0, scale, L->window, score,
-                       att + r0 * Q + n * D, Q);
-            free(score);
-        }
+        const int64_t r0 = run_start[u], rows = run_start[u + 1] - r0;
+        key[u] = rows == 1 && prefix != NULL && kivi == NULL ? prefix[2 * r0] : -1;
     }
+    for (int64_t u = 0; u < runs; u++) {
+        const int64_t r0 = run_start[u], rows = run_start[u + 1] - r0;
+        if (key[u] == -2) continue; /* taken by an earlier run's group */
+        if (key[u] == -1) {
+            for (int64_t c = 0; c < rows; c += ATT_TOKENS)
+                for (int64_t g = 0; g < KV; g++) {
+                    task[4 * tasks] = used + c;
+                    task[4 * tasks + 1] = rows - c < ATT_TOKENS ? rows - c : ATT_TOKENS;
+                    task[4 * tasks + 2] = g;
+                    task[4 * tasks + 3] = u;
+                    tasks++;
+                }
+            for (int64_t i = 0; i < rows; i++) tok[used++] = r0 + i;
+            continue;
+        }
+        const int64_t first = used, k = key[u];
+        for (int64_t v = u; v < runs; v++)
+            if (key[v] == k) {
+                tok[used++] = run_start[v];
+                key[v] = -2;
+            }
+        const int64_t m = used - first, n = m < parts ? m : parts;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t g = 0; g < KV; g++) {
+                task[4 * tasks] = first + m * i / n;
+                task[4 * tasks + 1] = m * (i + 1) / n - m * i / n;
+                task[4 * tasks + 2] = g;
+                task[4 * tasks + 3] = u;
+                tasks++;
+            }
+    }
+#pragma omp parallel for num_threads(threads) schedule(dynamic)
+    for (int64_t i = 0; i < tasks; i++) {
+        const int64_t first = task[4 * i], count = task[4 * i + 1], g = task[4 * i + 2];
+        const int64_t u = task[4 * i + 3], n = count * group;
+        att_row *row = malloc(sizeof(att_row) * n);
+        int64_t maxlen = 0;
+        float *const *mine = kivi != NULL ? tails + 4 * (u * KV + g) : NULL;
+        for (int64_t t = 0; t < count; t++) {
+            const int64_t r = tok[first + t];
+            if (pos[r] + 1 > maxlen) maxlen = pos[r] + 1;
+            for (int64_t h = 0; h < group; h++) {
+                att_row *a = &row[t * group + h];
+                a->q = qkv + r * NQKV + (g * group + h) * D;
+                a->out = att + r * Q + (g * group + h) * D;
+                a->pos = pos[r];
+                if (kivi != NULL) {
+                    a->bound = kivi_boundary(kivi, pos[r]);
+                    a->t0 = kivi_boundary(kivi, pos[run_start[u]]);
+                    a->shared = 0;
+                    a->k = mine[2];
+                    a->v = mine[3];
+                } else {
+                    a->bound = a->t0 = 0;
+                    a->k = keys + (slot[r] * KV + g) * CB * D * 16;
+                    a->v = values + (slot[r] * KV + g) * C * D;
+                    a->shared = prefix != NULL ? prefix[2 * r + 1] : 0;
+                    const int64_t from = prefix != NULL ? prefix[2 * r] : slot[r];
+                    a->pk = keys + (from * KV + g) * CB * D * 16;
+                    a->pv = values + (from * KV + g) * C * D;
+                }
+            }
+        }
+        float *score = malloc(sizeof(float) * n * ((maxlen + 15) / 16) * 16);
+        attend(row, n, D, mine != NULL ? mine[0] : NULL, mine != NULL ? mine[1] : NULL, scale,
+               L->window, score);
+        free(score);
+        free(row);
+    }
+    free(task);
+    free(tok);
+    free(key);
     if (kivi != NULL) {
         /* the runs' rows into the ring (the tails no longer read it) */
         for (int64_t u = 0; u < runs; u++) {
@@ -859,14 +1152,7 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
     ps_rms_norm(x, R, H, L->ln2, L->eps, h);
     ps_matmul(h, R, H, &L->gate_up, gu, threads);
     for (int64_t r = 0; r < R; r++)
-        for (int64_t i = 0; i < I; i++) {
-            const float g = gu[r * 2 * I + i], u = gu[r * 2 * I + I + i];
-            if (L->act == 1) /* GELU, tanh approximation (torch's "tanh") */
-                act[r * I + i] =
-                    0.5f * g * (1.0f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g))) * u;
-            else
-                act[r * I + i] = g / (1.0f + expf(-g)) * u;
-        }
+        gated(gu + r * 2 * I, gu + r * 2 * I + I, I, L->act, act + r * I);
     ps_matmul(act, R, I, &L->down, proj, threads);
     if (L->post_mlp != NULL) ps_rms_norm(proj, R, H, L->post_mlp, L->eps, proj);
     for (int64_t i = 0; i < R * H; i++) x[i] += proj[i];
