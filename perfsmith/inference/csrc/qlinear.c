@@ -27,6 +27,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -976,6 +977,24 @@ static void kivi_prepare(const ps_kivi *K, int64_t slot, int64_t KV, int64_t g, 
     }
 }
 
+/* at least `count` floats of the calling thread's scratch (grown, never shrunk; freed
+   when the thread ends) */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static __thread float *scratch_at;
+static __thread int64_t scratch_count;
+static void scratch_key_make(void) { pthread_key_create(&scratch_key, free); }
+static float *scratch(int64_t count) {
+    if (count > scratch_count) {
+        pthread_once(&scratch_once, scratch_key_make);
+        free(scratch_at);
+        scratch_at = malloc(sizeof(float) * count);
+        scratch_count = count;
+        pthread_setspecific(scratch_key, scratch_at);
+    }
+    return scratch_at;
+}
+
 /* The key cache is [slots][kv_heads][ceil(capacity/16)][head_dim][16] (keys transposed in
    blocks of 16 positions); the value cache is [slots][kv_heads][capacity][head_dim].
    prefix (NULL: none): per row, the slot whose cache holds the row's first positions
@@ -1025,19 +1044,34 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
     /* KIVI: each run's (slot's) groups quantized and its fp32 tail, per kv head */
     float **tails = NULL;
     if (kivi != NULL) {
+        /* in the calling thread's scratch, kept between calls: a step at a long context
+           needs megabytes, which fresh allocations would page in again every layer */
         tails = calloc((size_t)(4 * runs * KV), sizeof(float *));
+        int64_t total = 0;
+        for (int64_t u = 0; u < runs; u++) {
+            const int64_t start = pos[run_start[u]], end = pos[run_start[u + 1] - 1] + 1;
+            const int64_t n = (end - kivi_boundary(kivi, start) + 15) / 16 * 16;
+            total += KV * 2 * ((kivi_boundary(kivi, end - 1) + 1) + n) * D;
+        }
+        float *at = scratch(total);
+        for (int64_t u = 0; u < runs; u++) {
+            const int64_t start = pos[run_start[u]], end = pos[run_start[u + 1] - 1] + 1;
+            const int64_t n = (end - kivi_boundary(kivi, start) + 15) / 16 * 16;
+            const int64_t q = kivi_boundary(kivi, end - 1);
+            for (int64_t g = 0; g < KV; g++) {
+                float **mine = tails + 4 * (u * KV + g);
+                for (int i = 0; i < 4; i++) {
+                    mine[i] = at;
+                    at += (i < 2 ? q + 1 : n) * D;
+                }
+            }
+        }
 #pragma omp parallel for num_threads(threads) schedule(dynamic) collapse(2)
         for (int64_t u = 0; u < runs; u++) {
             for (int64_t g = 0; g < KV; g++) {
                 const int64_t r0 = run_start[u], start = pos[r0];
                 const int64_t end = pos[run_start[u + 1] - 1] + 1;
-                const int64_t n = (end - kivi_boundary(kivi, start) + 15) / 16 * 16;
-                const int64_t q = kivi_boundary(kivi, end - 1);
                 float **mine = tails + 4 * (u * KV + g);
-                mine[0] = malloc(sizeof(float) * (q + 1) * D);
-                mine[1] = malloc(sizeof(float) * (q + 1) * D);
-                mine[2] = malloc(sizeof(float) * n * D);
-                mine[3] = malloc(sizeof(float) * n * D);
                 kivi_prepare(kivi, slot[r0], KV, g, C, D, start, end, qkv, r0, NQKV, Q, mine[0],
                              mine[1], mine[2], mine[3]);
             }
@@ -1142,7 +1176,6 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
                     memcpy(kivi->rvalues + at, row + Q + KV * D + g * D, sizeof(float) * D);
                 }
         }
-        for (int64_t i = 0; i < 4 * runs * KV; i++) free(tails[i]);
         free(tails);
     }
     free(run_start);
