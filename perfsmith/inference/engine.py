@@ -79,7 +79,7 @@ class Engine:
         share_prefixes: bool = True,
     ) -> None:
         """``share_prefixes``: a request whose prompt begins as an earlier, still cached
-        one's does reads that prefix's keys and values from it instead of computing them
+        one's reads that prefix's keys and values from it instead of computing them
         (runners that can: the native layers on an fp32 cache)."""
         self.runner = runner
         self.tokenizer = tokenizer
