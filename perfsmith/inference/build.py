@@ -82,7 +82,11 @@ def make_runner(
 
 
 def drafter_factory(
-    mode: str, loaded: models.LoadedModel, config: EngineConfig, spec: str
+    mode: str,
+    loaded: models.LoadedModel,
+    config: EngineConfig,
+    spec: str,
+    compression: Compression | None = None,
 ) -> Callable[[], Drafter] | None:
     check_speculation(mode)
     if mode == "none":
@@ -103,7 +107,7 @@ def drafter_factory(
         dtype=torch.float32,
         layers=kept_layers(count, order, min(drop, len(order))),
         file_weights=loaded.file_weights(),
-        act8=parse_compression(config.compress).act8,
+        act8=(compression or parse_compression(config.compress)).act8,
     )
     return lambda: ModelDrafter(draft_runner, capacity=config.context + 64)
 
@@ -135,7 +139,9 @@ def build_engine(config: EngineConfig, *, loaded: models.LoadedModel | None = No
         runner,
         loaded.tokenizer,
         name=loaded.name,
-        drafter_factory=drafter_factory(config.speculate, loaded, config, config.model),
+        drafter_factory=drafter_factory(
+            config.speculate, loaded, config, config.model, compression
+        ),
         eos_ids=eos,
         chat_template=template,
         context=config.context,

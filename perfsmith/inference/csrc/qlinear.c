@@ -836,31 +836,31 @@ static inline const float *value_row(const att_row *r, const float *dv, int64_t 
    share the call: the same multiply-adds in the same order, and positions past its own
    end get weight exactly 0 (scores) or are skipped (values). */
 static void attend(const att_row *row, int64_t rows, int64_t D, const float *dk,
-                   const float *dv, float scale, int64_t window, float *score) {
+                   const float *dv, float scale, int64_t window) {
     int64_t *pos = calloc((size_t)rows, sizeof(int64_t));
     int64_t maxlen = 0;
     for (int64_t t = 0; t < rows; t++) {
         pos[t] = row[t].pos;
         if (pos[t] + 1 > maxlen) maxlen = pos[t] + 1;
     }
-    const int64_t blocks = (maxlen + 15) / 16, width = blocks * 16;
+    const int64_t width = (maxlen + 15) / 16 * 16;
+    float *score = malloc(sizeof(float) * rows * width);
     for (int64_t r0 = 0; r0 < rows; r0 += QK_ROWS) {
         const int64_t n = rows - r0 < QK_ROWS ? rows - r0 : QK_ROWS;
         const att_row *rr = row + r0;
-        int64_t end = 0; /* blocks this chunk's rows see */
+        int64_t end = 0; /* blocks this chunk's rows see (softmax_rows zeroes the rest) */
         for (int64_t t = 0; t < n; t++)
             if ((rr[t].pos + 16) / 16 > end) end = (rr[t].pos + 16) / 16;
-        for (int64_t b = 0; b < blocks; b++) {
+        for (int64_t b = 0; b < end; b++) {
             __m512 acc[QK_ROWS];
             for (int64_t t = 0; t < n; t++) acc[t] = _mm512_setzero_ps();
             const float *src[QK_ROWS];
             int one = 1;
             for (int64_t t = 0; t < n; t++) {
-                src[t] = key_block(&rr[t], dk, b < end ? b : 0, D);
+                src[t] = key_block(&rr[t], dk, b, D);
                 one &= src[t] == src[0];
             }
-            if (b >= end) { /* past every row's end: its scores are masked */
-            } else if (one) { /* one source for every row: loaded once */
+            if (one) { /* one source for every row: loaded once */
                 for (int64_t d = 0; d < D; d++) {
                     const __m512 kd = _mm512_loadu_ps(src[0] + d * 16);
                     for (int64_t t = 0; t < n; t++)
@@ -909,6 +909,7 @@ static void attend(const att_row *row, int64_t rows, int64_t D, const float *dk,
         }
     }
     free(pos);
+    free(score);
 }
 
 /* Quantize and dequantize `groups` groups of KG values, as the cache stores and reads
@@ -1127,11 +1128,9 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
         const int64_t first = task[4 * i], count = task[4 * i + 1], g = task[4 * i + 2];
         const int64_t u = task[4 * i + 3], n = count * group;
         att_row *row = malloc(sizeof(att_row) * n);
-        int64_t maxlen = 0;
         float *const *mine = kivi != NULL ? tails + 4 * (u * KV + g) : NULL;
         for (int64_t t = 0; t < count; t++) {
             const int64_t r = tok[first + t];
-            if (pos[r] + 1 > maxlen) maxlen = pos[r] + 1;
             for (int64_t h = 0; h < group; h++) {
                 att_row *a = &row[t * group + h];
                 a->q = qkv + r * NQKV + (g * group + h) * D;
@@ -1154,10 +1153,8 @@ void ps_layer_forward(const ps_layer *L, float *x, int64_t R, const int64_t *slo
                 }
             }
         }
-        float *score = malloc(sizeof(float) * n * ((maxlen + 15) / 16) * 16);
         attend(row, n, D, mine != NULL ? mine[0] : NULL, mine != NULL ? mine[1] : NULL, scale,
-               L->window, score);
-        free(score);
+               L->window);
         free(row);
     }
     free(task);
